@@ -1,0 +1,3 @@
+from ingest_probe.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""The exception tree of ingest-probe; policy (exit code, retryability, a stable kind) rides on each class.
+
+    IngestProbeError                 exit 3
+    ├── ConfigError                  bad input: names the key, its source and the (redacted) value
+    │   └── UsageError               a flag combination that makes no sense
+    └── ProbeError                   an *expected* failure of one connector; becomes data in a result
+        ├── DnsError                 the host name does not resolve
+        ├── RefusedError             nothing listens / connection reset
+        ├── ProbeTimeoutError        no answer before the deadline
+        ├── TlsError                 handshake, certificate or "TLS required" problems
+        ├── AuthError                wrong user/password, missing credentials, ACL denial
+        ├── StartingError            server up but not ready (starting up, loading dataset)
+        ├── ProtocolError            the peer does not speak the expected protocol
+        ├── QueryError               connected, but the check query failed
+        ├── NotFoundError            a local target (SQLite file) does not exist
+        └── DriverError              the client library is missing or unusable
+
+Probes map client-library exceptions onto this tree at the boundary (``raise ... from exc``). Anything
+that is not a ``ProbeError`` is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class IngestProbeError(Exception):
+    """Root of every error ingest-probe raises on purpose."""
+
+    exit_code: ClassVar[int] = 3
+    kind: ClassVar[str] = "error"
+    retryable: ClassVar[bool] = False
+
+
+class ConfigError(IngestProbeError):
+    """Configuration input is missing, malformed or out of range."""
+
+    kind = "config"
+
+
+class UsageError(ConfigError):
+    """Command-line flags that contradict each other or need another flag."""
+
+    kind = "usage"
+
+
+class ProbeError(IngestProbeError):
+    """An expected failure of one connector; recorded in its result, never fatal to the run."""
+
+    exit_code = 2
+    kind = "probe"
+    #: The connector status this failure maps to (``down`` unless the server is merely starting).
+    status: ClassVar[str] = "down"
+
+
+class DnsError(ProbeError):
+    kind = "dns"
+
+
+class RefusedError(ProbeError):
+    kind = "refused"
+    retryable = True
+
+
+class ProbeTimeoutError(ProbeError):
+    kind = "timeout"
+    retryable = True
+
+
+class TlsError(ProbeError):
+    kind = "tls"
+
+
+class AuthError(ProbeError):
+    kind = "auth"
+
+
+class StartingError(ProbeError):
+    exit_code = 1
+    kind = "starting"
+    retryable = True
+    status = "starting"
+
+
+class ProtocolError(ProbeError):
+    kind = "protocol"
+
+
+class QueryError(ProbeError):
+    kind = "query"
+
+
+class NotFoundError(ProbeError):
+    kind = "not_found"
+
+
+class DriverError(ProbeError):
+    kind = "driver"

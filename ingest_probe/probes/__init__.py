@@ -1,0 +1,36 @@
+"""One probe per backend, all with the same shape; client libraries are imported only when a probe runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ingest_probe.results import Recorder
+    from ingest_probe.settings import Settings
+
+
+class Probe(Protocol):
+    """A check of one connector. ``check`` may keep a warm client between calls; ``aclose`` releases it.
+
+    ``check`` takes no timeout: the caller (the supervisor) owns the deadline through a cancel scope, and
+    the probe reads ``anyio.current_effective_deadline()`` to set its library's own timeouts a little
+    under it. Expected failures are raised as ``errors.ProbeError`` subclasses; anything else is a bug.
+    """
+
+    name: str
+    configured: bool
+    endpoint: str | None
+    phase_names: tuple[str, ...]
+
+    async def check(self, rec: Recorder) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def build_probes(settings: Settings) -> list[Probe]:
+    """The three connector probes in manifest order: timescale, redis, kafka."""
+    from ingest_probe.probes.kafka import KafkaProbe
+    from ingest_probe.probes.redis import RedisProbe
+    from ingest_probe.probes.timescale import TimescaleProbe
+
+    return [TimescaleProbe(settings.timescale), RedisProbe(settings.redis), KafkaProbe(settings.kafka)]
