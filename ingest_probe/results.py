@@ -6,11 +6,11 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Health of one connector, or of a whole run (``unknown`` only for a run with nothing configured)."""
 
     OK = "ok"
@@ -31,7 +31,7 @@ _SEVERITY = (Status.DOWN, Status.STARTING, Status.DEGRADED, Status.OK)
 
 
 def overall_status(statuses: Iterator[Status] | list[Status] | tuple[Status, ...]) -> Status:
-    """``down`` if any is down, else ``starting``, else ``degraded``, else ``ok``; ``unknown`` if all skipped."""
+    """Worst configured status (down > starting > degraded > ok); ``unknown`` when all were skipped."""
     present = {s for s in statuses if s is not Status.SKIPPED}
     for status in _SEVERITY:
         if status in present:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 # ---------------------------------------------------------------------------------------------- provenance
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     """Where an effective value came from, lowest precedence first."""
 
     DEFAULT = "default"
@@ -218,7 +218,7 @@ class RedisSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TopicSpec:
-    """One desired Kafka topic; ``dimensions`` are the ingest slices (or ``default``/``consumer``) using it."""
+    """One desired Kafka topic; ``dimensions``: the ingest slices (or default/consumer) using it."""
 
     name: str
     dimensions: tuple[str, ...]

@@ -1,0 +1,86 @@
+"""What every probe shares: deadline budgets, OS-level error mapping, one-line messages, bounded close."""
+
+from __future__ import annotations
+
+import errno
+import math
+import re
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+
+import anyio
+
+from ingest_probe import errors
+from ingest_probe.settings import Secret
+
+#: Library-native timeouts get this share of the time left, so the library fails first with its own,
+#: more specific error and the supervisor's cancel scope stays the hard ceiling.
+LIBRARY_SHARE = 0.85
+#: Time a client gets to close politely, shielded from cancellation, before we stop waiting.
+CLOSE_BUDGET = 1.0
+
+
+def budget(*, share: float = LIBRARY_SHARE, floor: float = 0.05, default: float = 5.0) -> float:
+    """Seconds a library call may take: a share of what is left before the enclosing deadline."""
+    deadline = anyio.current_effective_deadline()
+    if math.isinf(deadline):
+        return default
+    return max(floor, (deadline - anyio.current_time()) * share)
+
+
+async def bounded_close(close: Callable[[], Awaitable[object]], *, budget: float = CLOSE_BUDGET) -> bool:
+    """Await ``close()`` shielded from cancellation for at most ``budget`` s; True if it finished."""
+    with anyio.move_on_after(budget, shield=True):
+        await close()
+        return True
+    return False
+
+
+_WS = re.compile(r"\s+")
+
+
+def one_line(text: object, *, secrets: Iterable[Secret | None] = (), limit: int = 240) -> str:
+    """Collapse a driver message to one line, blank out any known secret, cap its length."""
+    line = _WS.sub(" ", str(text)).strip()
+    for secret in secrets:
+        if secret is not None and secret.reveal():
+            line = line.replace(secret.reveal(), "***")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Resolve ``host`` (the ``resolve`` phase); a failure is a ``DnsError`` that says what to check."""
+    try:
+        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise errors.DnsError(
+            f"cannot resolve host {host!r} ({exc.strerror}): check the host name and DNS"
+        ) from exc
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def map_os_error(exc: BaseException, endpoint: str | None) -> errors.ProbeError | None:
+    """Map a socket-level failure to the error tree, or None when it is not one we recognise."""
+    where = endpoint or "the server"
+    if isinstance(exc, socket.gaierror):
+        return errors.DnsError(f"cannot resolve {where} ({exc.strerror}): check the host name and DNS")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return errors.TlsError(
+            f"TLS certificate of {where} not trusted ({exc.verify_message}): check the CA file / hostname"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return errors.TlsError(f"TLS handshake with {where} failed ({exc.reason or exc}): check TLS settings")
+    if isinstance(exc, ConnectionRefusedError) or (
+        isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED
+    ):
+        return errors.RefusedError(f"connection refused by {where}: is the server running on that port?")
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return errors.RefusedError(f"connection to {where} was reset: wrong port, TLS mismatch or a proxy?")
+    if isinstance(exc, TimeoutError):
+        return errors.ProbeTimeoutError(f"{where} did not answer in time")
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return errors.RefusedError(f"{where} is unreachable ({exc.strerror}): check routing/firewall")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return errors.RefusedError(f"cannot connect to {where}: {exc.strerror}")
+    return None

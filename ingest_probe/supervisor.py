@@ -1,0 +1,195 @@
+"""TaskSupervisor: runs probes concurrently in one task group, each under its own jittered deadline."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ingest_probe import errors
+from ingest_probe.probes._common import CLOSE_BUDGET, bounded_close
+from ingest_probe.results import ProbeResult, Recorder, Status
+
+if TYPE_CHECKING:
+    from ingest_probe.probes import Probe
+
+
+@dataclass(frozen=True, slots=True)
+class Jitter:
+    """Draws each probe's deadline uniformly from ``[timeout * (1 - fraction), timeout]``."""
+
+    fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction < 1.0:
+            raise errors.UsageError(f"--jitter must be in [0, 1), got {self.fraction}")
+
+    def deadline(self, timeout: float, rng: random.Random) -> float:
+        return timeout * (1.0 - self.fraction * rng.random())
+
+
+class _Task:
+    __slots__ = ("deadline", "ended", "name", "started", "state")
+
+    def __init__(self, name: str, deadline: float) -> None:
+        self.name = name
+        self.deadline = deadline
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.state = "running"
+
+    def finish(self, state: str) -> None:
+        self.state = state
+        self.ended = time.monotonic()
+
+
+class TaskSupervisor:
+    """Owns every probe task of a run: one task group, named tasks, deadlines, bounded cleanup.
+
+    The supervisor owns the ``random.Random`` that jitters deadlines; pass ``seed`` to reproduce a run.
+    Expected probe failures (``ProbeError``) and deadline overruns become results; anything else is a
+    bug and propagates out of ``run()`` after the other tasks have been cancelled and cleaned up.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 5.0,
+        jitter: float = 0.1,
+        seed: int | None = None,
+        namespace: str = "ingest-probe",
+        close_budget: float = CLOSE_BUDGET,
+    ) -> None:
+        if not timeout > 0:
+            raise errors.UsageError(f"--timeout must be positive, got {timeout}")
+        self.timeout = timeout
+        self.jitter = Jitter(jitter)
+        self.seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
+        self.namespace = namespace
+        self.close_budget = close_budget
+        self._rng = random.Random(self.seed)
+        self._tasks: dict[str, _Task] = {}
+
+    async def run(self, probes: Sequence[Probe], *, close: bool = True) -> list[ProbeResult]:
+        """Check every configured probe concurrently; results come back in the order given.
+
+        With ``close=True`` each probe's clients are closed (bounded, shielded) as soon as its check ends,
+        so a run lasts at most the longest deadline plus ``close_budget``.
+        """
+        results: list[ProbeResult | None] = [None] * len(probes)
+        async with anyio.create_task_group() as tg:
+            for index, probe in enumerate(probes):
+                if not probe.configured:
+                    results[index] = ProbeResult(name=probe.name, configured=False, status=Status.SKIPPED)
+                    continue
+                deadline = self.jitter.deadline(self.timeout, self._rng)
+                name = f"{self.namespace}-{probe.name}"
+                task = self._tasks[name] = _Task(name, deadline)
+                tg.start_soon(self._guard, probe, task, results, index, close, name=name)
+        return [r for r in results if r is not None]
+
+    async def _guard(
+        self,
+        probe: Probe,
+        task: _Task,
+        results: list[ProbeResult | None],
+        index: int,
+        close: bool,
+    ) -> None:
+        rec = Recorder(endpoint=probe.endpoint, phase_names=probe.phase_names)
+        started = time.monotonic()
+        try:
+            try:
+                with anyio.move_on_after(task.deadline) as scope:
+                    await probe.check(rec)
+            except errors.ProbeError as exc:
+                results[index] = _failed(probe, rec, exc, started, task.deadline)
+                task.finish("failed")
+                return
+            if scope.cancelled_caught:
+                stuck = f" during {rec.current_phase}" if rec.current_phase else ""
+                timeout = errors.ProbeTimeoutError(
+                    f"no answer from {probe.endpoint or probe.name} within {task.deadline:.2f} s{stuck}"
+                    " (deadline from --timeout): server frozen, overloaded or black-holed?"
+                )
+                results[index] = _failed(probe, rec, timeout, started, task.deadline)
+                task.finish("cancelled")
+                return
+            results[index] = _succeeded(probe, rec, started, task.deadline)
+            task.finish("finished")
+        except BaseException:
+            task.finish("cancelled" if task.state == "running" else task.state)
+            raise
+        finally:
+            if close:
+                await bounded_close(probe.aclose, budget=self.close_budget)
+
+    def describe(self) -> dict[str, Any]:
+        """Task states (running/finished/failed/cancelled), ages and deadlines, plus counts per state."""
+        now = time.monotonic()
+        tasks = [
+            {
+                "name": t.name,
+                "state": t.state,
+                "age_s": round((t.ended or now) - t.started, 4),
+                "deadline_s": round(t.deadline, 4),
+            }
+            for t in self._tasks.values()
+        ]
+        counts = {state: 0 for state in ("running", "finished", "failed", "cancelled")}
+        for t in self._tasks.values():
+            counts[t.state] += 1
+        return {"tasks": tasks, "counts": counts}
+
+    def run_block(self) -> dict[str, Any]:
+        """The report's ``run`` block: what was asked and what each task got."""
+        return {
+            "timeout_s": self.timeout,
+            "jitter": self.jitter.fraction,
+            "seed": self.seed,
+            "deadlines_s": {t.name: round(t.deadline, 4) for t in self._tasks.values()},
+            **self.describe(),
+        }
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000.0
+
+
+def _succeeded(probe: Probe, rec: Recorder, started: float, deadline: float) -> ProbeResult:
+    kind, message = rec.degraded if rec.degraded else (None, None)
+    return ProbeResult(
+        name=probe.name,
+        configured=True,
+        status=Status.DEGRADED if rec.degraded else Status.OK,
+        latency_ms=_elapsed_ms(started),
+        phases=dict(rec.phases),
+        endpoint=rec.endpoint,
+        error=message,
+        error_kind=kind,
+        retryable=False,
+        details=dict(rec.details),
+        deadline_s=deadline,
+    )
+
+
+def _failed(
+    probe: Probe, rec: Recorder, exc: errors.ProbeError, started: float, deadline: float
+) -> ProbeResult:
+    return ProbeResult(
+        name=probe.name,
+        configured=True,
+        status=Status(exc.status),
+        latency_ms=_elapsed_ms(started),
+        phases=dict(rec.phases),
+        endpoint=rec.endpoint,
+        error=str(exc),
+        error_kind=exc.kind,
+        retryable=exc.retryable,
+        details=dict(rec.details),
+        deadline_s=deadline,
+    )

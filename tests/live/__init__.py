@@ -1,0 +1,1 @@
+"""Throwaway real servers on loopback for the live tests, the demo and the benchmark."""
