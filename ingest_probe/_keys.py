@@ -1,0 +1,249 @@
+"""The registry of configuration keys: single source of truth for reading, warnings, redaction, docs."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+#: How a key's string value is interpreted. ``url``/``servers`` values may carry credentials: they are
+#: rendered only after being parsed into parts and rebuilt from an allow-list.
+Kind = Literal["str", "int", "float", "bool", "csv", "json", "choice", "url", "servers"]
+
+#: Keys with these prefixes are "ours": an unknown one is probably a typo and earns a warning.
+OUR_PREFIXES = ("TIMESCALE", "REDIS_", "KAFKA_", "INGEST_PROBE_")
+#: Variables of the test suite (issue 3) share our prefix but are not configuration; never warn about them.
+IGNORED_PREFIXES = ("INGEST_PROBE_TEST_",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeySpec:
+    """One configuration key. ``aliases`` are alternative names, in precedence order after ``name``."""
+
+    name: str
+    kind: Kind
+    default: str | None
+    description: str
+    section: str
+    secret: bool = False
+    aliases: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+    @property
+    def is_pattern(self) -> bool:
+        return "<" in self.name
+
+
+def _k(
+    name: str, kind: Kind, default: str | None, description: str, *, section: str, secret: bool = False,
+    aliases: tuple[str, ...] = (), choices: tuple[str, ...] = (), minimum: int | None = None,
+    maximum: int | None = None,
+) -> KeySpec:
+    return KeySpec(name=name, kind=kind, default=default, description=description, section=section,
+                   secret=secret, aliases=aliases, choices=choices, minimum=minimum, maximum=maximum)
+
+
+_TIMESCALE_PARTS: tuple[tuple[str, Kind, str | None, str, tuple[str, ...]], ...] = (
+    ("HOST", "str", None, "host name or address", ()),
+    ("PORT", "int", "5432", "port", ()),
+    ("USER", "str", None, "user name", ("USERNAME",)),
+    ("PASSWORD", "str", None, "password", ()),
+    ("DB", "str", "postgres", "database name", ("DATABASE",)),
+    ("SSLMODE", "choice", None, "libpq sslmode", ()),
+    ("SSLROOTCERT", "str", None, "CA bundle used to verify the server", ()),
+    ("SSLCERT", "str", None, "client certificate", ()),
+    ("SSLKEY", "str", None, "client private key", ()),
+    ("SSLPASSWORD", "str", None, "passphrase of the client key", ()),
+)
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_PG_ENV = {"HOST": "PGHOST", "PORT": "PGPORT", "USER": "PGUSER", "PASSWORD": "PGPASSWORD",
+           "DB": "PGDATABASE", "SSLMODE": "PGSSLMODE", "SSLROOTCERT": "PGSSLROOTCERT",
+           "SSLCERT": "PGSSLCERT", "SSLKEY": "PGSSLKEY"}
+
+
+def _timescale_parts(section: str, prefixes: tuple[str, ...], pg_aliases: bool) -> list[KeySpec]:
+    specs = []
+    for part, kind, default, text, suffix_aliases in _TIMESCALE_PARTS:
+        first, *others = prefixes
+        aliases = [f"{first}_{s}" for s in suffix_aliases]
+        for prefix in others:
+            aliases += [f"{prefix}_{part}"] + [f"{prefix}_{s}" for s in suffix_aliases]
+        if pg_aliases and part in _PG_ENV:
+            aliases.append(_PG_ENV[part])
+        specs.append(KeySpec(
+            name=f"{first}_{part}", kind=kind, default=default,
+            description=f"{section}: {text} (used when no URL is given)", section=section,
+            secret=part in ("PASSWORD", "SSLPASSWORD"), aliases=tuple(aliases),
+            choices=SSLMODES if part == "SSLMODE" else (),
+            minimum=1 if part == "PORT" else None, maximum=65535 if part == "PORT" else None,
+        ))
+    return specs
+
+
+_G, _S, _F, _T, _FT, _R, _K, _KT = (
+    "Gating", "Schedule", "Failover drill", "Timescale", "Failover standby", "Redis", "Kafka", "Kafka topics",
+)
+
+KEYS: tuple[KeySpec, ...] = (
+    _k("DATA_BACKBONE_MODE", "choice", None, "inferred `institutional` when unset and Redis or Kafka "
+       "is configured, else `bootstrap`", section=_G, choices=("bootstrap", "institutional")),
+    _k("EMP_TIER", "choice", "tier_0", "gating tier (`tier-1` spelling accepted)", section=_G,
+       choices=("tier_0", "tier_1", "tier_2")),
+    _k("TIMESCALE_SYMBOLS", "csv", None, "symbols to ingest; enables the `daily` dimension", section=_G),
+    _k("TIMESCALE_LOOKBACK_DAYS", "int", "60", "daily lookback in days", section=_G, minimum=1),
+    _k("TIMESCALE_ENABLE_INTRADAY", "bool", "false", "enables the `intraday` dimension", section=_G),
+    _k("TIMESCALE_INTRADAY_INTERVAL", "str", "1m", "intraday bar interval", section=_G),
+    _k("TIMESCALE_INTRADAY_LOOKBACK_DAYS", "int", "2", "intraday lookback in days", section=_G, minimum=1),
+    _k("TIMESCALE_ENABLE_MACRO", "bool", "false", "enables the `macro` dimension", section=_G),
+    _k("TIMESCALE_INGEST_SCHEDULE", "bool", "false", "ingest runs on a schedule", section=_S),
+    _k("TIMESCALE_INGEST_INTERVAL_SECONDS", "int", "3600", "schedule interval (min 60)", section=_S,
+       minimum=60),
+    _k("TIMESCALE_INGEST_JITTER_SECONDS", "int", "120", "schedule jitter", section=_S, minimum=0),
+    _k("TIMESCALE_INGEST_MAX_FAILURES", "int", "3", "consecutive failures before the schedule stops "
+       "(0 = never stop)", section=_S, minimum=0),
+    _k("TIMESCALE_FAILOVER_DRILL", "bool", "false", "failover drill enabled", section=_F),
+    _k("TIMESCALE_FAILOVER_DRILL_DIMENSIONS", "csv", "daily_bars", "dimensions the drill requires",
+       section=_F),
+    _k("TIMESCALE_FAILOVER_DRILL_LABEL", "str", "required_timescale_failover", "drill scenario label",
+       section=_F),
+    _k("TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK", "bool", "true", "probe the standby when failover is decided",
+       section=_F),
+    _k("TIMESCALE_FRESHNESS_SLA_SECONDS", "int", "86400", "data older than this is stale", section=_F,
+       minimum=0),
+    _k("TIMESCALEDB_URL", "url", None, "PostgreSQL/TimescaleDB URL (SQLAlchemy forms accepted) or "
+       "`sqlite:///path` for a rehearsal; wins over the parts below", section=_T, secret=True,
+       aliases=("TIMESCALE_URL", "DATABASE_URL")),
+    *_timescale_parts(_T, ("TIMESCALEDB", "TIMESCALE"), pg_aliases=True),
+    _k("TIMESCALEDB_APP", "str", "ingest-probe", "application_name", section=_T),
+    _k("TIMESCALEDB_CONNECT_TIMEOUT", "float", "5", "connect timeout in seconds", section=_T, minimum=0),
+    _k("TIMESCALEDB_STATEMENT_TIMEOUT_MS", "int", "10000", "statement timeout in ms", section=_T, minimum=0),
+    _k("TIMESCALEDB_REQUIRE_EXTENSION", "bool", "false", "a missing timescaledb extension is `down`",
+       section=_T),
+    _k("TIMESCALEDB_POOL_SIZE", "int", None, "pool size (PostgreSQL only)", section=_T, minimum=0),
+    _k("TIMESCALEDB_MAX_OVERFLOW", "int", None, "pool overflow (-1 = unlimited)", section=_T, minimum=-1),
+    _k("TIMESCALEDB_POOL_TIMEOUT", "float", None, "pool checkout timeout in seconds", section=_T, minimum=0),
+    _k("TIMESCALEDB_POOL_RECYCLE", "int", None, "pool recycle in seconds (-1 = never)", section=_T,
+       minimum=-1),
+    _k("TIMESCALEDB_POOL_PRE_PING", "bool", None, "pool pre-ping", section=_T),
+    _k("TIMESCALEDB_FAILOVER_URL", "url", None, "standby database URL; wins over the parts below",
+       section=_FT, secret=True),
+    *_timescale_parts(_FT, ("TIMESCALEDB_FAILOVER",), pg_aliases=False),
+    _k("REDIS_URL", "url", None, "`redis://` or `rediss://` (TLS) URL; `?password=` honoured", section=_R,
+       secret=True, aliases=("REDIS_URI", "REDISCLOUD_URL")),
+    _k("REDIS_HOST", "str", None, "host (wins over the URL)", section=_R, aliases=("CACHE_HOST",)),
+    _k("REDIS_PORT", "int", "6379", "port (wins over the URL)", section=_R, minimum=1, maximum=65535),
+    _k("REDIS_DB", "int", "0", "database number (wins over the URL)", section=_R, minimum=0),
+    _k("REDIS_USERNAME", "str", None, "ACL user (wins over the URL)", section=_R, aliases=("REDIS_USER",)),
+    _k("REDIS_PASSWORD", "str", None, "password (wins over the URL)", section=_R, secret=True,
+       aliases=("REDIS_PASS",)),
+    _k("REDIS_SSL", "bool", None, "TLS (`rediss://` implies it)", section=_R),
+    _k("REDIS_SSL_CA_CERTS", "str", None, "CA bundle", section=_R),
+    _k("REDIS_SSL_CERTFILE", "str", None, "client certificate", section=_R),
+    _k("REDIS_SSL_KEYFILE", "str", None, "client private key", section=_R),
+    _k("REDIS_CLIENT_NAME", "str", None, "CLIENT SETNAME value", section=_R),
+    _k("REDIS_SOCKET_TIMEOUT", "float", None, "socket timeout in seconds", section=_R, minimum=0),
+    _k("REDIS_CACHE_STRATEGY", "str", None, "cache policy: strategy (manifest only)", section=_R),
+    _k("REDIS_CACHE_TTL_SECONDS", "int", None, "cache policy: TTL", section=_R, minimum=0),
+    _k("REDIS_CACHE_MAX_KEYS", "int", None, "cache policy: max keys", section=_R, minimum=0),
+    _k("REDIS_CACHE_NAMESPACE", "str", None, "cache policy: key namespace", section=_R),
+    _k("REDIS_CACHE_INVALIDATE_PREFIXES", "csv", None, "cache policy: invalidation prefixes", section=_R),
+    _k("KAFKA_BROKERS", "servers", None, "bootstrap servers, CSV of host:port (URL forms: scheme and "
+       "credentials stripped)", section=_K, secret=True, aliases=("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_URL")),
+    _k("KAFKA_SECURITY_PROTOCOL", "choice", None, "default SASL_SSL when user and password are set, "
+       "else PLAINTEXT (or the scheme of a URL form)", section=_K,
+       choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
+    _k("KAFKA_SASL_MECHANISM", "choice", None, "default PLAIN when the protocol is SASL_*", section=_K, choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+    _k("KAFKA_USERNAME", "str", None, "SASL user", section=_K, aliases=("KAFKA_USER",)),
+    _k("KAFKA_PASSWORD", "str", None, "SASL password", section=_K, secret=True, aliases=("KAFKA_PASS",)),
+    _k("KAFKA_SSL_CAFILE", "str", None, "CA bundle", section=_K),
+    _k("KAFKA_SSL_CERTFILE", "str", None, "client certificate", section=_K),
+    _k("KAFKA_SSL_KEYFILE", "str", None, "client private key", section=_K),
+    _k("KAFKA_CLIENT_ID", "str", "ingest-probe", "client id", section=_K),
+    _k("KAFKA_INGEST_TOPICS", "csv", None, "CSV of `dimension:topic` or `dimension=topic`", section=_KT),
+    _k("KAFKA_INGEST_TOPIC_<DIM>", "str", None, "topic of one dimension (wins over KAFKA_INGEST_TOPICS)",
+       section=_KT),
+    _k("KAFKA_INGEST_DEFAULT_TOPIC", "str", None, "topic of the `default` dimension", section=_KT),
+    _k("KAFKA_INGEST_CONSUMER_TOPICS", "csv", None, "topics consumed (dimension `consumer`)", section=_KT),
+    _k("KAFKA_INGEST_TOPIC_PARTITIONS", "int", "1", "partitions of every topic", section=_KT, minimum=1),
+    _k("KAFKA_INGEST_TOPIC_REPLICATION_FACTOR", "int", "1", "replication factor of every topic",
+       section=_KT, minimum=1),
+    _k("KAFKA_INGEST_TOPIC_CONFIG", "json", "{}", "topic configs of every topic (JSON object)", section=_KT),
+    _k("KAFKA_INGEST_TOPIC_<DIM>_PARTITIONS", "int", None, "partitions for one dimension's topic",
+       section=_KT, minimum=1),
+    _k("KAFKA_INGEST_TOPIC_<DIM>_REPLICATION_FACTOR", "int", None, "replication factor for one dimension",
+       section=_KT, minimum=1),
+    _k("KAFKA_INGEST_TOPIC_<DIM>_CONFIG", "json", None, "topic configs for one dimension (JSON object, "
+       "merged over the global one)", section=_KT),
+    _k("KAFKA_INGEST_DEFAULT_TOPIC_PARTITIONS", "int", None, "partitions of the default topic",
+       section=_KT, minimum=1),
+    _k("KAFKA_INGEST_DEFAULT_TOPIC_REPLICATION_FACTOR", "int", None, "replication factor of the default "
+       "topic", section=_KT, minimum=1),
+    _k("KAFKA_INGEST_DEFAULT_TOPIC_CONFIG", "json", None, "topic configs of the default topic", section=_KT),
+    _k("KAFKA_INGEST_CONSUMER_GROUP", "str", None, "consumer group id", section=_KT),
+    _k("KAFKA_INGEST_CONSUMER_OFFSET_RESET", "choice", None, "auto.offset.reset", section=_KT,
+       choices=("earliest", "latest", "none")),
+    _k("KAFKA_INGEST_ENABLE_STREAMING", "bool", "false", "streaming ingest enabled", section=_KT),
+    _k("KAFKA_INGEST_CONSUMER_ENABLED", "bool", "false", "consumer enabled", section=_KT),
+)
+
+_BY_NAME: dict[str, KeySpec] = {n: spec for spec in KEYS if not spec.is_pattern for n in spec.names}
+_PATTERNS = {spec.name.rsplit(">", 1)[1]: spec for spec in KEYS if spec.is_pattern}
+#: ``KAFKA_INGEST_TOPIC_<DIM>[_PARTITIONS|_REPLICATION_FACTOR|_CONFIG]``; exact keys are matched first.
+TOPIC_KEY_RE = re.compile(
+    r"KAFKA_INGEST_TOPIC_([A-Za-z0-9][A-Za-z0-9_]*?)(_PARTITIONS|_REPLICATION_FACTOR|_CONFIG)?"
+)
+
+
+def spec_for(key: str) -> KeySpec | None:
+    """The spec of a key name, alias or pattern instance; ``None`` for an unknown key."""
+    spec = _BY_NAME.get(key)
+    if spec is not None:
+        return spec
+    match = TOPIC_KEY_RE.fullmatch(key)
+    if match is None:
+        return None
+    return _PATTERNS[match.group(2) or ""]
+
+
+def topic_key_parts(key: str) -> tuple[str, str] | None:
+    """``KAFKA_INGEST_TOPIC_DAILY_PARTITIONS`` → ``("daily", "_PARTITIONS")``; ``None`` if no pattern key."""
+    if key in _BY_NAME:
+        return None
+    match = TOPIC_KEY_RE.fullmatch(key)
+    return None if match is None else (match.group(1).lower(), match.group(2) or "")
+
+
+def is_ours(key: str) -> bool:
+    upper = key.upper()
+    return upper.startswith(OUR_PREFIXES) and not upper.startswith(IGNORED_PREFIXES)
+
+
+def closest_known(key: str) -> str | None:
+    """The known key name most similar to ``key`` (difflib), for "did you mean" hints."""
+    matches = difflib.get_close_matches(key.upper(), list(_BY_NAME), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def markdown_table() -> str:
+    """The key table for the README, one section per group, generated from ``KEYS``."""
+    lines: list[str] = []
+    section = ""
+    for spec in KEYS:
+        if spec.section != section:
+            section = spec.section
+            lines += ["" if lines else "", f"### {section}", "", "| Key | Type | Default | Description |",
+                      "|---|---|---|---|"]
+        kind = "/".join(spec.choices) if spec.choices else spec.kind
+        also = f" (also {', '.join(f'`{a}`' for a in spec.aliases)})" if spec.aliases else ""
+        secret = " Secret." if spec.secret else ""
+        default = f"`{spec.default}`" if spec.default is not None else "—"
+        desc = f"{spec.description}{also}.{secret}".replace("|", "\\|")
+        lines.append(f"| `{spec.name}` | {kind.replace('|', '/')} | {default} | {desc} |")
+    return "\n".join(lines).strip() + "\n"

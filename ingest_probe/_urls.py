@@ -1,0 +1,203 @@
+"""Connection strings parsed into parts; a ``UrlError`` reason never quotes the input (it may hold secrets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import parse_qsl, unquote
+
+
+class UrlError(ValueError):
+    """The reason a connection string is unusable. Never contains any part of the string."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Authority:
+    """``user:password@host:port`` split with ``rpartition('@')`` so a raw ``@`` in a password stays in it."""
+
+    user: str | None
+    password: str | None
+    host: str | None
+    port: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedUrl:
+    scheme: str
+    authority: Authority
+    path: str  # percent-decoded, without the leading "/"
+    query: dict[str, str] = field(default_factory=dict)
+
+
+def split_scheme(url: str) -> tuple[str, str]:
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or not scheme:
+        raise UrlError("expected a URL of the form scheme://...")
+    return scheme.lower(), rest
+
+
+def parse_authority(text: str) -> Authority:
+    userinfo, at, hostport = text.rpartition("@")
+    user = password = None
+    if at:
+        raw_user, colon, raw_password = userinfo.partition(":")
+        user = unquote(raw_user) or None
+        password = unquote(raw_password) if colon else None
+    host, port = parse_hostport(hostport)
+    return Authority(user=user, password=password, host=host, port=port)
+
+
+def parse_hostport(text: str) -> tuple[str | None, int | None]:
+    """``host``, ``host:port``, ``[::1]:port``; the port must be an integer in 1..65535."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise UrlError("malformed IPv6 host")
+        port_text = rest[1:] if rest else ""
+    else:
+        if "," in text:
+            raise UrlError("several hosts in one URL are not supported")
+        host, _, port_text = text.partition(":")
+    port = None
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise UrlError("port is not an integer in 1..65535")
+        port = int(port_text)
+    return (unquote(host) or None), port
+
+
+def parse_url(url: str) -> ParsedUrl:
+    """Split ``scheme://userinfo@host:port/path?query``; the userinfo ends at the *last* ``@``."""
+    scheme, rest = split_scheme(url)
+    userinfo, at, after = rest.rpartition("@")
+    cut = min((i for i in (after.find("/"), after.find("?")) if i >= 0), default=len(after))
+    hostport, tail = after[:cut], after[cut:]
+    authority = parse_authority(f"{userinfo}{at}{hostport}")
+    path, _, query = tail.partition("?")
+    pairs = parse_qsl(query.partition("#")[0], keep_blank_values=True)
+    return ParsedUrl(scheme=scheme, authority=authority, path=unquote(path[1:]), query=dict(pairs))
+
+
+# ------------------------------------------------------------------------------------------- PostgreSQL
+
+PG_QUERY_PARTS = ("host", "port", "user", "password", "dbname", "sslmode", "sslrootcert", "sslcert",
+                  "sslkey", "sslpassword", "application_name")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PgTarget:
+    backend: Literal["postgresql", "sqlite"]
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    user: str | None = None
+    password: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    sqlite_path: str | None = None
+
+
+def parse_pg_url(url: str) -> PgTarget:
+    """PostgreSQL (``postgres://``, ``postgresql+driver://``) or ``sqlite:///path`` into parts."""
+    scheme, rest = split_scheme(url)
+    base = scheme.partition("+")[0]
+    if base == "sqlite":
+        path = rest.partition("?")[0]
+        if not path.startswith("/") or len(path) < 2:
+            raise UrlError("a sqlite URL needs a file path: sqlite:///relative or sqlite:////absolute")
+        return PgTarget(backend="sqlite", sqlite_path=unquote(path[1:]))
+    if base not in ("postgresql", "postgres", "timescaledb"):
+        raise UrlError(f"unsupported scheme {scheme!r} (expected postgresql://, postgres:// or sqlite:///)")
+    parsed = parse_url(url)
+    query = {k: v for k, v in parsed.query.items() if k in PG_QUERY_PARTS}
+    auth = parsed.authority
+    port = auth.port
+    if "port" in query:
+        _, port = parse_hostport(f"x:{query.pop('port')}")
+    return PgTarget(
+        backend="postgresql",
+        host=query.pop("host", None) or auth.host,
+        port=port,
+        database=query.pop("dbname", None) or parsed.path or None,
+        user=query.pop("user", None) or auth.user,
+        password=query.pop("password", None) if "password" in query else auth.password,
+        params=query,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ Redis
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedisTarget:
+    tls: bool
+    host: str | None
+    port: int | None
+    db: int | None
+    username: str | None
+    password: str | None
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """``redis[s]://[user[:password]@]host[:port][/db][?password=...&db=...]`` into parts."""
+    parsed = parse_url(url)
+    if parsed.scheme not in ("redis", "rediss"):
+        raise UrlError(f"unsupported scheme {parsed.scheme!r} (expected redis:// or rediss://)")
+    db_text = parsed.query.get("db") or parsed.path
+    if db_text and not db_text.isdigit():
+        raise UrlError("the database number is not a non-negative integer")
+    auth = parsed.authority
+    password = parsed.query["password"] if "password" in parsed.query else auth.password
+    return RedisTarget(
+        tls=parsed.scheme == "rediss", host=auth.host, port=auth.port,
+        db=int(db_text) if db_text else None, username=parsed.query.get("username") or auth.user,
+        password=password or None,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ Kafka
+
+_KAFKA_SCHEMES: dict[str, str | None] = {
+    "kafka": None, "tcp": None, "plaintext": "PLAINTEXT", "ssl": "SSL", "kafka+ssl": "SSL",
+    "sasl_plaintext": "SASL_PLAINTEXT", "sasl_ssl": "SASL_SSL",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KafkaServers:
+    servers: tuple[str, ...]
+    username: str | None = None
+    password: str | None = None
+    protocol: str | None = None
+
+
+def parse_servers(value: str) -> KafkaServers:
+    """CSV of ``host:port`` or URL forms; schemes and credentials are stripped (credentials returned)."""
+    servers: list[str] = []
+    users: set[tuple[str | None, str | None]] = set()
+    protocols: set[str] = set()
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        if "://" in item:
+            scheme, item = split_scheme(item)
+            if scheme not in _KAFKA_SCHEMES:
+                raise UrlError(f"unsupported scheme {scheme!r} in a bootstrap server")
+            if _KAFKA_SCHEMES[scheme]:
+                protocols.add(str(_KAFKA_SCHEMES[scheme]))
+            item = item.rstrip("/")
+        auth = parse_authority(item)
+        if auth.host is None:
+            raise UrlError("a bootstrap server has no host")
+        if auth.user is not None or auth.password is not None:
+            users.add((auth.user, auth.password))
+        host = f"[{auth.host}]" if ":" in auth.host else auth.host
+        servers.append(f"{host}:{auth.port or 9092}")
+    if not servers:
+        raise UrlError("no bootstrap server given")
+    if len(users) > 1:
+        raise UrlError("bootstrap servers carry different credentials")
+    if len(protocols) > 1:
+        raise UrlError("bootstrap servers use different schemes")
+    user, password = next(iter(users)) if users else (None, None)
+    return KafkaServers(servers=tuple(dict.fromkeys(servers)), username=user, password=password,
+                        protocol=next(iter(protocols)) if protocols else None)

@@ -1,0 +1,193 @@
+"""The command line: parse, load settings, one event-loop entry, render, write, exit. Nothing else."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from ingest_probe import errors
+from ingest_probe._version import __version__
+
+if TYPE_CHECKING:
+    from ingest_probe.report import Report
+    from ingest_probe.results import ProbeResult
+    from ingest_probe.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES = """\b
+Exit codes (Nagios meaning):
+  0  OK: report written; every probed connector ok (or skipped)
+  1  WARNING: a connector degraded or starting
+  2  CRITICAL: a connector down
+  3  UNKNOWN: usage or configuration error, or an internal error
+  130  interrupted (SIGINT)"""
+
+
+def config_options(f: F) -> F:
+    """The configuration sources every command shares, lowest to highest precedence."""
+    options = [
+        click.option("--config", "config_file", type=click.Path(path_type=Path), metavar="PATH",
+                     help="YAML file: top-level keys, system_config: and extras: mappings."),
+        click.option("--no-env", is_flag=True, help="Do not read the process environment."),
+        click.option("--env-file", "env_files", multiple=True, type=click.Path(path_type=Path),
+                     metavar="PATH", help="dotenv file(s) over the environment; repeatable, later wins."),
+        click.option("--extra", "extras", multiple=True, metavar="KEY=VALUE",
+                     help="Override any key (highest precedence); repeatable."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def load(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...]) -> Settings:
+    """Settings from the sources, warnings (no secrets) on stderr."""
+    from ingest_probe.settings import load_settings
+
+    settings = load_settings(
+        config_file=config_file,
+        env_files=env_files,
+        extras=extras,
+        environ=None if no_env else os.environ,
+    )
+    for warning in settings.warnings:
+        click.echo(f"ingest-probe: warning: {warning}", err=True)
+    return settings
+
+
+def emit(text: str, output: Path | None) -> None:
+    """The report on stdout, or atomically into ``output``."""
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        from ingest_probe._io import write_atomic
+
+        write_atomic(output, text)
+
+
+def probe_options(f: F) -> F:
+    options = [
+        click.option("--connectivity", is_flag=True, help="Probe every configured connector concurrently."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+                     help="Per-probe deadline ceiling in seconds."),
+        click.option("--jitter", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+                     help="Each deadline is drawn from [T*(1-J), T]."),
+        click.option("--seed", type=int, default=None, help="Seed the deadline jitter (reproducible runs)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def run_probes(settings: Settings, *, timeout: float, jitter: float, seed: int | None
+               ) -> tuple[list[ProbeResult], dict[str, Any]]:
+    """One event-loop entry: every configured probe under the supervisor."""
+    import anyio
+
+    from ingest_probe.probes import build_probes
+    from ingest_probe.supervisor import TaskSupervisor
+
+    async def main() -> tuple[list[ProbeResult], dict[str, Any]]:
+        supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed)
+        started = time.monotonic()
+        results = await supervisor.run(build_probes(settings))
+        run = supervisor.run_block()
+        run["duration_ms"] = round((time.monotonic() - started) * 1000.0, 3)
+        return results, run
+
+    return anyio.run(main)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=EXIT_CODES)
+@click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
+@click.version_option(__version__, prog_name="ingest-probe")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Probe the TimescaleDB/PostgreSQL, Redis and Kafka connectors of a data-ingest service."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command(epilog=EXIT_CODES)
+@config_options
+@probe_options
+@click.option("--ensure-topics", is_flag=True, help="Provision the configured Kafka topics (see `topics`).")
+@click.option("--topics-dry-run", is_flag=True, help="With --ensure-topics: compute the plan, change nothing.")
+@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True)
+@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+              help="Write the report here atomically instead of stdout.")
+def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+           connectivity: bool, timeout: float, jitter: float, seed: int | None, ensure_topics: bool,
+           topics_dry_run: bool, fmt: str, output: Path | None) -> None:
+    """Build the manifest report; with --connectivity, probe every configured connector."""
+    from ingest_probe.renderers import get_renderer
+    from ingest_probe.report import build_report
+
+    if topics_dry_run and not ensure_topics:
+        raise errors.UsageError("--topics-dry-run needs --ensure-topics")
+    if ensure_topics:
+        raise errors.UsageError("--ensure-topics is not available yet")
+    settings = load(config_file, no_env, env_files, extras)
+    results, run = run_probes(settings, timeout=timeout, jitter=jitter, seed=seed) if connectivity else (None, None)
+    built: Report = build_report(settings, results=results, run=run)
+    emit(get_renderer(fmt)(built), output)
+    sys.exit(built.exit_code)
+
+
+@cli.command()
+@config_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def config(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+           fmt: str) -> None:
+    """Print the effective configuration, redacted, with each value's source."""
+    import json
+
+    from ingest_probe.config import effective_rows
+
+    settings = load(config_file, no_env, env_files, extras)
+    rows = effective_rows(settings)
+    if fmt == "json":
+        click.echo(json.dumps([{"key": k, "value": v, "source": s} for k, v, s in rows], indent=2))
+        return
+    width = max((len(k) for k, _, _ in rows), default=0)
+    for key, value, source in rows:
+        click.echo(f"{key:<{width}}  {value}  [{source}]")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"ingest-probe: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: maps every failure to one stderr line and a documented exit code."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="ingest-probe", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.ClickException as exc:  # usage errors: bad flags, bad values
+        _fail(exc.format_message(), errors.UsageError.exit_code)
+    except errors.IngestProbeError as exc:
+        if debug:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except OSError as exc:  # writing --output, reading a file the config layer did not own
+        if debug:
+            raise
+        _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 3)
+    except Exception as exc:  # a bug: say so in one line, keep the traceback behind --debug
+        if debug:
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for a traceback)", 3)
+    sys.exit(0)

@@ -1,0 +1,11 @@
+"""Deterministic JSON: sorted keys, two-space indent, trailing newline, stable for diffing."""
+
+from __future__ import annotations
+
+import json
+
+from ingest_probe.report import Report
+
+
+def render(report: Report) -> str:
+    return json.dumps(report.document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"

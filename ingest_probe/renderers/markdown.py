@@ -1,0 +1,147 @@
+"""Markdown for people: headings, tables, every JSON section in human form, no Python reprs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ingest_probe.report import Report
+
+_WS = re.compile(r"\s+")
+
+
+def fmt(value: Any) -> str:
+    """A value as a person reads it: yes/no, an em dash for nothing, lists comma-joined."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k}={fmt(v)}" for k, v in value.items()) or "—"
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt(v) for v in value) or "—"
+    return _WS.sub(" ", str(value)).strip()
+
+
+def cell(value: Any) -> str:
+    """A table cell: one line, pipes escaped."""
+    return fmt(value).replace("|", "\\|")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def bullets(data: Mapping[str, Any], indent: int = 0) -> list[str]:
+    """Nested bullets; nested mappings become sub-lists, everything else one line."""
+    pad = "  " * indent
+    lines: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            lines.append(f"{pad}- {key}:")
+            lines += bullets(value, indent + 1)
+        else:
+            lines.append(f"{pad}- {key}: {fmt(value)}")
+    return lines
+
+
+def _connectivity(results: list[dict[str, Any]]) -> list[str]:
+    out = ["## Connectivity", ""]
+    out += table(
+        ["Connector", "Status", "Latency (ms)", "Endpoint", "Error"],
+        [
+            [
+                r["name"],
+                r["status"],
+                r["latency_ms"],
+                r["endpoint"],
+                f"{r['error_kind']}: {r['error']}" if r["error"] else None,
+            ]
+            for r in results
+        ],
+    )
+    for r in results:
+        if r["status"] == "skipped":
+            continue
+        out += ["", f"### {r['name']}", ""]
+        out += bullets(
+            {
+                "status": r["status"],
+                "healthy": r["healthy"],
+                "retryable": r["retryable"],
+                "deadline (s)": r["deadline_s"],
+                "phases (ms)": r["phases"],
+                **r["details"],
+            }
+        )
+        if r["name"] == "timescale" and r["details"].get("timescaledb", "absent") is None:
+            out.append("- note: the timescaledb extension is not installed on this database")
+    return out
+
+
+def _run(run: dict[str, Any]) -> list[str]:
+    out = ["## Run", ""]
+    out += bullets(
+        {
+            "timeout (s)": run["timeout_s"],
+            "jitter": run["jitter"],
+            "seed": run["seed"],
+            "duration (ms)": run.get("duration_ms"),
+        }
+    )
+    out += ["", *table(["Task", "State", "Deadline (s)", "Age (s)"],
+                       [[t["name"], t["state"], t["deadline_s"], t["age_s"]] for t in run["tasks"]])]
+    return out
+
+
+#: Renderers for optional sections added by later features; a section without one gets bullets.
+SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {}
+
+
+def render(report: Report) -> str:
+    doc = report.document
+    out = ["# ingest-probe report", ""]
+    out += [f"Generated {doc['generated_at']} by {doc['tool']['name']} {doc['tool']['version']}"
+            f" (schema {doc['schema_version']}).", ""]
+    out += bullets(
+        {
+            "Overall status": doc["status"] if doc["status"] is not None else "not probed (manifest only)",
+            "Should run": doc["should_run"],
+            "Reason": doc["reason"],
+            "Dimensions": doc["dimensions"],
+        }
+    )
+    out += ["", "## Connectors", ""]
+    out += table(
+        ["Connector", "Configured", "Supervised", "Target"],
+        [[m["name"], m["configured"], m["supervised"], m["metadata"].get("summary")] for m in doc["manifest"]],
+    )
+    if doc["connectivity"] is not None:
+        out += ["", *_connectivity(doc["connectivity"])]
+    if doc["run"] is not None:
+        out += ["", *_run(doc["run"])]
+    for key, (title, render_section) in SECTIONS.items():
+        if doc.get(key) is not None:
+            out += ["", f"## {title}", "", *render_section(doc[key])]
+    out += ["", "## Ingest plan", "", *bullets(doc["configuration"])]
+    out += ["", "## Schedule", ""]
+    out += bullets(doc["schedule"]) if doc["schedule"] else ["- not scheduled (TIMESCALE_INGEST_SCHEDULE)"]
+    out += ["", "## Failover drill configuration", ""]
+    out += bullets(doc["failover"]) if doc["failover"] else ["- disabled (TIMESCALE_FAILOVER_DRILL)"]
+    out += ["", "## Manifest", ""]
+    for m in doc["manifest"]:
+        meta = {k: v for k, v in m["metadata"].items() if k != "topic_specs"}
+        out += [f"### {m['name']}", "", *bullets(meta), ""]
+        if m["metadata"].get("topic_specs"):
+            out += table(
+                ["Topic", "Dimensions", "Partitions", "Replication", "Configs"],
+                [[t["name"], t["dimensions"], t["partitions"], t["replication_factor"], t["configs"]]
+                 for t in m["metadata"]["topic_specs"]],
+            )
+            out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"

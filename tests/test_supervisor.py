@@ -1,0 +1,217 @@
+"""TaskSupervisor scheduling, deadlines, jitter and cleanup, pinned with fake probes (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import anyio
+import pytest
+
+from ingest_probe import errors
+from ingest_probe.results import Recorder, Status
+from ingest_probe.supervisor import Jitter, TaskSupervisor
+
+
+class FakeProbe:
+    """A probe whose check runs ``behaviour(rec)``; records whether it was closed."""
+
+    phase_names = ("connect", "query")
+
+    def __init__(self, name, behaviour, *, configured=True, close_delay=0.0):
+        self.name = name
+        self.configured = configured
+        self.endpoint = f"{name}.test:1"
+        self.behaviour = behaviour
+        self.close_delay = close_delay
+        self.closed = False
+        self.checks = 0
+
+    async def check(self, rec: Recorder) -> None:
+        self.checks += 1
+        await self.behaviour(rec)
+
+    async def aclose(self) -> None:
+        await anyio.sleep(self.close_delay)
+        self.closed = True
+
+
+async def ok(rec):
+    with rec.phase("connect"):
+        await anyio.sleep(0)
+    with rec.phase("query"):
+        rec.details["version"] = "1.0"
+
+
+async def hang_in_connect(rec):
+    with rec.phase("connect"):
+        await anyio.sleep_forever()
+
+
+async def test_probes_run_concurrently():
+    """All three checks are in flight at once: each waits until every other one has started."""
+    started = []
+    all_started = anyio.Event()
+
+    def waiter(name):
+        async def behaviour(rec):
+            started.append(name)
+            if len(started) == 3:
+                all_started.set()
+            await all_started.wait()
+
+        return behaviour
+
+    probes = [FakeProbe(n, waiter(n)) for n in ("timescale", "redis", "kafka")]
+    results = await TaskSupervisor(timeout=2.0, jitter=0.0).run(probes)
+    assert [r.status for r in results] == [Status.OK] * 3
+
+
+async def test_deadline_overrun_is_timeout_result_and_others_unaffected():
+    """A probe stuck past its deadline is reported down/timeout naming the phase; the others stay ok."""
+    probes = [FakeProbe("timescale", ok), FakeProbe("redis", hang_in_connect), FakeProbe("kafka", ok)]
+    results = await TaskSupervisor(timeout=0.2, jitter=0.0).run(probes)
+    by_name = {r.name: r for r in results}
+    assert by_name["timescale"].status is Status.OK
+    assert by_name["kafka"].status is Status.OK
+    stuck = by_name["redis"]
+    assert stuck.status is Status.DOWN
+    assert stuck.error_kind == "timeout"
+    assert stuck.retryable is True
+    assert "during connect" in stuck.error and "redis.test:1" in stuck.error
+    assert stuck.phases == {"connect": None, "query": None}
+    assert all(p.closed for p in probes)
+
+
+async def test_probe_errors_become_data_with_policy_from_the_class():
+    """ProbeError subclasses map to status, kind and retryable; StartingError gives 'starting'."""
+
+    async def refused(rec):
+        raise errors.RefusedError("connection refused by x:1")
+
+    async def starting(rec):
+        raise errors.StartingError("the database system is starting up")
+
+    async def auth(rec):
+        raise errors.AuthError("password authentication failed for user 'u'")
+
+    probes = [FakeProbe("a", refused), FakeProbe("b", starting), FakeProbe("c", auth)]
+    a, b, c = await TaskSupervisor(timeout=1.0).run(probes)
+    assert (a.status, a.error_kind, a.retryable) == (Status.DOWN, "refused", True)
+    assert (b.status, b.error_kind, b.retryable) == (Status.STARTING, "starting", True)
+    assert (c.status, c.error_kind, c.retryable) == (Status.DOWN, "auth", False)
+    assert c.error == "password authentication failed for user 'u'"
+    assert c.healthy is False
+
+
+async def test_degraded_keeps_reason_and_details():
+    """A probe that degrades its recorder yields status degraded with the reason as error text."""
+
+    async def missing_topic(rec):
+        rec.details["topics_missing"] = ["bars"]
+        rec.degrade("missing_topic", "topics missing: bars")
+
+    (result,) = await TaskSupervisor(timeout=1.0).run([FakeProbe("kafka", missing_topic)])
+    assert result.status is Status.DEGRADED
+    assert result.healthy is True
+    assert (result.error_kind, result.error) == ("missing_topic", "topics missing: bars")
+    assert result.details == {"topics_missing": ["bars"]}
+
+
+async def test_unconfigured_probe_is_skipped_without_a_task():
+    """An unconfigured connector is 'skipped' with healthy None, and no task is spawned for it."""
+    probe = FakeProbe("redis", ok, configured=False)
+    sup = TaskSupervisor(timeout=1.0)
+    (result,) = await sup.run([probe])
+    assert result.status is Status.SKIPPED and result.healthy is None
+    assert probe.checks == 0
+    assert sup.describe()["tasks"] == []
+
+
+async def test_bug_in_a_probe_propagates_and_others_are_cleaned_up():
+    """A non-ProbeError (a bug) fails loudly; sibling tasks are cancelled and closed, none leak."""
+
+    async def bug(rec):
+        raise TypeError("bug in our code")
+
+    slow = FakeProbe("timescale", hang_in_connect)
+    buggy = FakeProbe("redis", bug)
+    with pytest.raises(ExceptionGroup) as info:  # noqa: PT012 -- the group wraps the TypeError
+        await TaskSupervisor(timeout=5.0).run([slow, buggy])
+    assert info.group_contains(TypeError)
+    assert slow.closed and buggy.closed
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_hanging_close_is_bounded():
+    """A client whose close never finishes costs at most the close budget."""
+    probe = FakeProbe("redis", ok, close_delay=60)
+    with anyio.fail_after(3):
+        (result,) = await TaskSupervisor(timeout=1.0, close_budget=0.1).run([probe])
+    assert result.status is Status.OK
+    assert probe.closed is False
+
+
+async def test_outer_cancellation_closes_clients_and_leaves_no_task():
+    """Cancelling a run from outside (SIGINT, caller's scope) still closes every probe's client."""
+    probes = [FakeProbe("timescale", hang_in_connect), FakeProbe("redis", hang_in_connect)]
+    sup = TaskSupervisor(timeout=30.0)
+    with anyio.move_on_after(0.1):
+        await sup.run(probes)
+    assert all(p.closed for p in probes)
+    assert sup.describe()["counts"] == {"running": 0, "finished": 0, "failed": 0, "cancelled": 2}
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_close_false_keeps_clients_for_reuse():
+    """run(close=False) leaves warm clients open for an embedding prober."""
+    probe = FakeProbe("redis", ok)
+    await TaskSupervisor(timeout=1.0).run([probe], close=False)
+    assert probe.closed is False
+
+
+def test_jitter_draws_within_bounds():
+    """Deadlines fall in [T(1-J), T]; J=0 gives exactly T."""
+    rng = random.Random(7)
+    draws = [Jitter(0.25).deadline(4.0, rng) for _ in range(2000)]
+    assert min(draws) >= 3.0 and max(draws) <= 4.0
+    assert min(draws) < 3.05 and max(draws) > 3.95  # the whole range is used
+    assert Jitter(0.0).deadline(4.0, rng) == 4.0
+
+
+async def test_seed_reproduces_deadlines_and_is_reported():
+    """The same seed gives the same deadlines; the run block records seed and each deadline."""
+
+    async def run(seed):
+        sup = TaskSupervisor(timeout=2.0, jitter=0.5, seed=seed)
+        await sup.run([FakeProbe("timescale", ok), FakeProbe("redis", ok)])
+        return sup.run_block()
+
+    first, second, other = await run(42), await run(42), await run(43)
+    assert first["seed"] == 42
+    assert first["deadlines_s"] == second["deadlines_s"]
+    assert first["deadlines_s"] != other["deadlines_s"]
+    assert set(first["deadlines_s"]) == {"ingest-probe-timescale", "ingest-probe-redis"}
+    assert all(1.0 <= d <= 2.0 for d in first["deadlines_s"].values())
+    assert first["counts"]["finished"] == 2
+
+
+async def test_task_names_and_describe():
+    """Tasks are named <namespace>-<connector> and describe() reports their states."""
+    seen = {}
+
+    async def record_name(rec):
+        seen["name"] = asyncio.current_task().get_name()
+
+    sup = TaskSupervisor(timeout=1.0, namespace="nightly")
+    await sup.run([FakeProbe("kafka", record_name), FakeProbe("redis", hang_in_connect)])
+    assert seen["name"] == "nightly-kafka"
+    states = {t["name"]: t["state"] for t in sup.describe()["tasks"]}
+    assert states == {"nightly-kafka": "finished", "nightly-redis": "cancelled"}
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"timeout": 0}, "--timeout"), ({"jitter": 1.0}, "--jitter")])
+def test_bad_supervisor_arguments_are_usage_errors(kwargs, message):
+    """Nonsensical timeout/jitter are usage errors (exit 3), not silent defaults."""
+    with pytest.raises(errors.UsageError, match=message):
+        TaskSupervisor(**kwargs)
