@@ -52,10 +52,10 @@ def _k(
 
 _TIMESCALE_PARTS: tuple[tuple[str, Kind, str | None, str, tuple[str, ...]], ...] = (
     ("HOST", "str", None, "host name or address", ()),
-    ("PORT", "int", "5432", "port", ()),
+    ("PORT", "int", "5432", "port (default 5432)", ()),
     ("USER", "str", None, "user name", ("USERNAME",)),
     ("PASSWORD", "str", None, "password", ()),
-    ("DB", "str", "postgres", "database name", ("DATABASE",)),
+    ("DB", "str", "postgres", "database name (default postgres)", ("DATABASE",)),
     ("SSLMODE", "choice", None, "libpq sslmode", ()),
     ("SSLROOTCERT", "str", None, "CA bundle used to verify the server", ()),
     ("SSLCERT", "str", None, "client certificate", ()),
@@ -78,7 +78,7 @@ def _timescale_parts(section: str, prefixes: tuple[str, ...], pg_aliases: bool) 
         if pg_aliases and part in _PG_ENV:
             aliases.append(_PG_ENV[part])
         specs.append(KeySpec(
-            name=f"{first}_{part}", kind=kind, default=default,
+            name=f"{first}_{part}", kind=kind, default=default if pg_aliases else None,
             description=f"{section}: {text} (used when no URL is given)", section=section,
             secret=part in ("PASSWORD", "SSLPASSWORD"), aliases=tuple(aliases),
             choices=SSLMODES if part == "SSLMODE" else (),
@@ -159,7 +159,8 @@ KEYS: tuple[KeySpec, ...] = (
     _k("KAFKA_SECURITY_PROTOCOL", "choice", None, "default SASL_SSL when user and password are set, "
        "else PLAINTEXT (or the scheme of a URL form)", section=_K,
        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
-    _k("KAFKA_SASL_MECHANISM", "choice", None, "default PLAIN when the protocol is SASL_*", section=_K, choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+    _k("KAFKA_SASL_MECHANISM", "choice", None, "default PLAIN when the protocol is SASL_*", section=_K,
+       choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
     _k("KAFKA_USERNAME", "str", None, "SASL user", section=_K, aliases=("KAFKA_USER",)),
     _k("KAFKA_PASSWORD", "str", None, "SASL password", section=_K, secret=True, aliases=("KAFKA_PASS",)),
     _k("KAFKA_SSL_CAFILE", "str", None, "CA bundle", section=_K),

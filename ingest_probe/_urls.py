@@ -1,4 +1,4 @@
-"""Connection strings parsed into parts; a ``UrlError`` reason never quotes the input (it may hold secrets)."""
+"""Connection strings parsed into parts; a ``UrlError`` never quotes its input (it may hold secrets)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class Authority:
     """``user:password@host:port`` split with ``rpartition('@')`` so a raw ``@`` in a password stays in it."""
 
     user: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     host: str | None
     port: int | None
 
@@ -66,15 +66,43 @@ def parse_hostport(text: str) -> tuple[str | None, int | None]:
     return (unquote(host) or None), port
 
 
+_AMBIGUOUS = "ambiguous '@' in the URL: percent-encode '@' (%40), '/' (%2F) and '?' (%3F) in credentials"
+
+
+def _first(text: str, chars: str) -> int:
+    return min((i for i in (text.find(c) for c in chars) if i >= 0), default=len(text))
+
+
 def parse_url(url: str) -> ParsedUrl:
-    """Split ``scheme://userinfo@host:port/path?query``; the userinfo ends at the *last* ``@``."""
+    """Split ``scheme://userinfo@host:port/path?query``.
+
+    The authority normally ends at the first ``/``, ``?`` or ``#``. When an ``@`` appears after that point
+    the password itself holds one of those characters, so the userinfo ends at the *last* ``@`` instead
+    (``rpartition``); if an ``@`` in a query value makes both readings plausible, the URL is rejected
+    rather than risk rendering part of a secret as a host name.
+    """
     scheme, rest = split_scheme(url)
-    userinfo, at, after = rest.rpartition("@")
-    cut = min((i for i in (after.find("/"), after.find("?")) if i >= 0), default=len(after))
-    hostport, tail = after[:cut], after[cut:]
-    authority = parse_authority(f"{userinfo}{at}{hostport}")
-    path, _, query = tail.partition("?")
-    pairs = parse_qsl(query.partition("#")[0], keep_blank_values=True)
+    cut = _first(rest, "/?#")
+    authority_text, tail = rest[:cut], rest[cut:]
+    if "@" in tail:
+        # A password holding '/', '?' or '#' cuts the authority short; an '@' in a query value does not.
+        # When the short reading is valid and the '@' sits in the query, both are plausible: refuse.
+        in_query = "?" in tail[: tail.find("@")]
+        if in_query:
+            try:
+                parse_authority(authority_text)
+            except UrlError:
+                pass
+            else:
+                raise UrlError(_AMBIGUOUS)
+        userinfo, _, after = rest.rpartition("@")
+        if _first(userinfo.partition(":")[0], "/?#") < len(userinfo.partition(":")[0]):
+            raise UrlError(_AMBIGUOUS)
+        cut = _first(after, "/?#")
+        authority_text, tail = f"{userinfo}@{after[:cut]}", after[cut:]
+    authority = parse_authority(authority_text)
+    path, _, query = tail.partition("#")[0].partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
     return ParsedUrl(scheme=scheme, authority=authority, path=unquote(path[1:]), query=dict(pairs))
 
 
@@ -91,8 +119,8 @@ class PgTarget:
     port: int | None = None
     database: str | None = None
     user: str | None = None
-    password: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
+    password: str | None = field(default=None, repr=False)
+    params: dict[str, str] = field(default_factory=dict, repr=False)
     sqlite_path: str | None = None
 
 
@@ -134,7 +162,7 @@ class RedisTarget:
     port: int | None
     db: int | None
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
 
 
 def parse_redis_url(url: str) -> RedisTarget:
@@ -166,7 +194,7 @@ _KAFKA_SCHEMES: dict[str, str | None] = {
 class KafkaServers:
     servers: tuple[str, ...]
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     protocol: str | None = None
 
 

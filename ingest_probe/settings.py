@@ -7,33 +7,20 @@ rendering of them is built from an allow-list and a secret can only be reached t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
+from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
-# ---------------------------------------------------------------------------------------------- provenance
+# Provenance types live with the raw reader (config sits below settings); re-exported here unchanged.
+from ingest_probe.config import ConfigRow, Origin, RawConfig, Source, load_config
 
-
-class Source(StrEnum):
-    """Where an effective value came from, lowest precedence first."""
-
-    DEFAULT = "default"
-    YAML = "yaml"
-    ENV = "env"
-    ENV_FILE = "env-file"
-    EXTRA = "extra"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Origin:
-    """Source plus a human location: ``config.yaml``, ``.env:12``, ``env``, ``--extra``."""
-
-    source: Source
-    location: str
-
-    def __str__(self) -> str:
-        return self.location
+__all__ = [
+    "ConfigRow", "FailoverSettings", "KafkaSettings", "Origin", "PlanSettings", "PoolSettings",
+    "RedisCachePolicy", "RedisSettings", "ScheduleSettings", "Secret", "Settings", "Source",
+    "TimescaleSettings", "TopicSpec", "build_settings", "load_settings",
+]
 
 
 class Secret:
@@ -164,11 +151,11 @@ class TimescaleSettings:
             return None
         userinfo = ""
         if self.user is not None:
-            userinfo = self.user + (":***" if self.password is not None else "") + "@"
+            userinfo = quote(self.user, safe="") + (":***" if self.password is not None else "") + "@"
         elif self.password is not None:
             userinfo = ":***@"
-        query = f"?sslmode={self.sslmode}" if self.sslmode else ""
-        return f"postgresql://{userinfo}{self.endpoint}/{self.database}{query}"
+        query = f"?sslmode={quote(self.sslmode, safe='-')}" if self.sslmode else ""
+        return f"postgresql://{userinfo}{self.endpoint}/{quote(self.database, safe='')}{query}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,7 +196,7 @@ class RedisSettings:
             return None
         userinfo = ""
         if self.username is not None:
-            userinfo = self.username + (":***" if self.password is not None else "") + "@"
+            userinfo = quote(self.username, safe="") + (":***" if self.password is not None else "") + "@"
         elif self.password is not None:
             userinfo = ":***@"
         scheme = "rediss" if self.tls else "redis"
@@ -268,3 +255,28 @@ class Settings:
     origins: Mapping[str, Origin] = field(default_factory=dict)
     #: Non-fatal findings (unknown keys with our prefixes, ...), one line each, no secrets.
     warnings: tuple[str, ...] = ()
+    #: ``ingest-probe config``: every effective key, redacted by construction, with its origin.
+    effective: tuple[ConfigRow, ...] = ()
+
+
+# ------------------------------------------------------------------------------------------- building
+
+
+def build_settings(raw: RawConfig) -> Settings:
+    """Validate raw values into ``Settings``; bad input: a one-line ``ConfigError`` (key, origin, value)."""
+    from ingest_probe._build import build  # _build imports the classes above, so it is imported on use
+
+    return build(raw)
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    env_files: Sequence[Path] = (),
+    extras: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """``load_config`` then ``build_settings``; ``environ=None`` leaves the process environment unread."""
+    return build_settings(
+        load_config(config_file=config_file, env_files=env_files, extras=extras, environ=environ)
+    )

@@ -1,0 +1,202 @@
+"""Typed, validated access to a ``config.RawConfig``: alias resolution, parsing, ranges, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from ingest_probe._keys import spec_for
+from ingest_probe._urls import UrlError, parse_pg_url, parse_redis_url, parse_servers
+from ingest_probe.config import DEFAULT_ORIGIN, RawConfig, RawValue, Source
+from ingest_probe.errors import ConfigError
+from ingest_probe.settings import Secret
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def bad(raw: RawValue, reason: str) -> ConfigError:
+    """``KEY='value' from location: reason`` (``***`` instead of the value of a secret-bearing key)."""
+    return ConfigError(f"{raw.key}={raw.shown} from {raw.origin.location}: {reason}")
+
+
+class Reader:
+    """Typed access to a ``RawConfig``: alias resolution, parsing, range checks, notes for ``config``."""
+
+    def __init__(self, raw: RawConfig) -> None:
+        self.raw = raw
+        self.warnings: list[str] = []
+        self.notes: dict[str, str] = {}
+
+    def pick(self, name: str, *, explicit: bool = False) -> RawValue | None:
+        """The first of ``name`` and its aliases with a non-empty value, else the default (unless explicit).
+
+        Between different names the registry order decides, whatever their sources: a stray ``PGHOST`` in
+        the environment never overrides ``TIMESCALEDB_HOST`` from the YAML file.
+        """
+        spec = spec_for(name)
+        names = (name,) if spec is None or spec.is_pattern else spec.names
+        present = [v for v in map(self.raw.explicit, names) if v is not None and v.value.strip()]
+        for other in present[1:]:
+            self.notes[other.key] = f"shadowed by {present[0].key}"
+            if other.value != present[0].value:
+                self.warnings.append(f"{other.key} from {other.origin.location} is ignored: "
+                                     f"{present[0].key} from {present[0].origin.location} takes precedence")
+        if present:
+            return present[0]
+        if explicit or spec is None or spec.default is None:
+            return None
+        return RawValue(key=name, value=spec.default, origin=DEFAULT_ORIGIN)
+
+    def text(self, name: str, *, explicit: bool = False) -> str | None:
+        raw = self.pick(name, explicit=explicit)
+        if raw is None:
+            return None
+        return raw.value if raw.secret else raw.value.strip()
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.text(name)
+        return Secret(value) if value else None
+
+    def integer(self, name: str, *, explicit: bool = False) -> int | None:
+        raw = self.pick(name, explicit=explicit)
+        return None if raw is None else parse_int(raw)
+
+    def number(self, name: str) -> float | None:
+        raw = self.pick(name)
+        return None if raw is None else parse_float(raw)
+
+    def boolean(self, name: str, *, explicit: bool = False) -> bool | None:
+        raw = self.pick(name, explicit=explicit)
+        return None if raw is None else parse_bool(raw)
+
+    def flag(self, name: str) -> bool:
+        return bool(self.boolean(name))
+
+    def choice(self, name: str) -> str | None:
+        raw = self.pick(name)
+        return None if raw is None else parse_choice(raw)
+
+    def csv(self, name: str) -> tuple[str, ...]:
+        """Items stripped, empties dropped, duplicates (case-insensitive) dropped, order kept."""
+        raw = self.pick(name)
+        if raw is None:
+            return ()
+        seen: dict[str, str] = {}
+        for item in (part.strip() for part in raw.value.split(",")):
+            if item and item.upper() not in seen:
+                seen[item.upper()] = item
+        return tuple(seen.values())
+
+    def ignore(self, names: tuple[str, ...], reason: str, *, warn: bool = True) -> None:
+        """Note (and warn about) explicitly set keys that have no effect because of ``reason``."""
+        for name in names:
+            spec = spec_for(name)
+            for alias in spec.names if spec is not None else (name,):
+                raw = self.raw.explicit(alias)
+                if raw is not None and raw.value.strip():
+                    self.notes[alias] = f"ignored: {reason}"
+                    if warn:
+                        self.warnings.append(f"{alias} from {raw.origin.location} is ignored: {reason}")
+
+
+def json_object(raw: RawValue) -> dict[str, str]:
+    """A topic-config JSON object with string values (numbers and booleans converted)."""
+    try:
+        data = json.loads(raw.value)
+    except json.JSONDecodeError as exc:
+        raise bad(raw, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise bad(raw, f"expected a JSON object, got {type(data).__name__}")
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, int | float | str):
+            out[key] = str(value)
+        else:
+            raise bad(raw, f"config {key!r} must be a string, number or boolean")
+    return out
+
+
+# ---------------------------------------------------------------------------------- one value, by kind
+
+
+def parse_int(raw: RawValue) -> int:
+    try:
+        value = int(raw.value.strip())
+    except ValueError:
+        raise bad(raw, "expected an integer") from None
+    spec = spec_for(raw.key)
+    if spec is not None and spec.minimum is not None and value < spec.minimum:
+        raise bad(raw, f"expected an integer >= {spec.minimum}")
+    if spec is not None and spec.maximum is not None and value > spec.maximum:
+        raise bad(raw, f"expected an integer <= {spec.maximum}")
+    return value
+
+
+def parse_float(raw: RawValue) -> float:
+    try:
+        value = float(raw.value.strip())
+    except ValueError:
+        raise bad(raw, "expected a number") from None
+    if not math.isfinite(value):
+        raise bad(raw, "expected a finite number")
+    spec = spec_for(raw.key)
+    if spec is not None and spec.minimum == 0 and value <= 0:
+        raise bad(raw, "expected a number > 0")
+    return value
+
+
+def parse_bool(raw: RawValue) -> bool:
+    word = raw.value.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise bad(raw, "expected a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def parse_choice(raw: RawValue) -> str:
+    spec = spec_for(raw.key)
+    choices = spec.choices if spec is not None else ()
+    word = raw.value.strip()
+    if spec is not None and spec.name == "EMP_TIER":
+        word = word.replace("-", "_")
+    found = next((c for c in choices if c.lower() == word.lower()), None)
+    if found is None:
+        raise bad(raw, f"expected one of {', '.join(choices)}")
+    return found
+
+
+def validate_all(raw: RawConfig) -> None:
+    """Parse every explicitly set value by its kind, used or not: bad input is never silently ignored.
+
+    A value shadowed by a preferred alias (``DATABASE_URL`` when ``TIMESCALEDB_URL`` is set) is not
+    checked: it is not used, and a stray one in a shell must not break a run.
+    """
+    parsers = {"int": parse_int, "float": parse_float, "bool": parse_bool, "choice": parse_choice,
+               "json": json_object}
+    effective: dict[str, RawValue] = {}
+    for value in raw.values.values():
+        spec = spec_for(value.key)
+        if spec is None or value.origin.source is Source.DEFAULT or not value.value.strip():
+            continue
+        group = value.key if spec.is_pattern else spec.name
+        current = effective.get(group)
+        if current is None or spec.names.index(value.key) < spec.names.index(current.key):
+            effective[group] = value
+    for value in effective.values():
+        spec = spec_for(value.key)
+        assert spec is not None  # filtered above
+        parser = parsers.get(spec.kind)
+        if parser is not None:
+            parser(value)
+        elif spec.kind in ("url", "servers"):
+            try:
+                if spec.kind == "servers":
+                    parse_servers(value.value)
+                elif spec.name.startswith("REDIS"):
+                    parse_redis_url(value.value)
+                else:
+                    parse_pg_url(value.value)
+            except UrlError as exc:
+                raise bad(value, str(exc)) from None

@@ -1,0 +1,345 @@
+"""Reading raw configuration inputs (defaults, YAML, environment, env files, ``--extra``) with their origins.
+
+Precedence, lowest first: built-in defaults < YAML (``--config``) < process environment < ``--env-file``
+(in the order given) < ``--extra KEY=VALUE``. Within the YAML file, top-level keys < ``system_config:`` <
+``extras:`` < ``system_config: {extras: ...}``. Only keys in the registry (``_keys.KEYS``) are kept; from
+the environment nothing else is even read. Validation belongs to ``settings``; this module only reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ingest_probe import _keys
+from ingest_probe._keys import KEYS, KeySpec, spec_for
+from ingest_probe.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
+
+    from ingest_probe.settings import Settings
+
+__all__ = ["ConfigRow", "Origin", "RawConfig", "RawValue", "Source", "effective_rows", "load_config"]
+
+
+class Source(StrEnum):
+    """Where an effective value came from, lowest precedence first."""
+
+    DEFAULT = "default"
+    YAML = "yaml"
+    ENV = "env"
+    ENV_FILE = "env-file"
+    EXTRA = "extra"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Origin:
+    """Source plus a human location.
+
+    ``config.yaml:4``, ``config.yaml:9 (system_config)``, ``prod.env:12``, ``env``, ``--extra``, ``default``.
+    """
+
+    source: Source
+    location: str
+
+    def __str__(self) -> str:
+        return self.location
+
+
+DEFAULT_ORIGIN = Origin(source=Source.DEFAULT, location="default")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawValue:
+    """One effective string value and where it came from. ``repr`` hides the value of secret keys."""
+
+    key: str
+    value: str = field(repr=False)
+    origin: Origin
+
+    @property
+    def secret(self) -> bool:
+        spec = spec_for(self.key)
+        return spec is not None and spec.secret
+
+    @property
+    def shown(self) -> str:
+        """The value for an error message: quoted, or ``***`` for a secret-bearing key."""
+        return "***" if self.secret else repr(self.value)
+
+    def __repr__(self) -> str:
+        return f"RawValue(key={self.key!r}, value={self.shown}, origin={self.origin.location!r})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawConfig:
+    """The effective raw values (defaults included) by key, and non-fatal findings."""
+
+    values: Mapping[str, RawValue]
+    warnings: tuple[str, ...] = ()
+
+    def get(self, key: str) -> RawValue | None:
+        return self.values.get(key)
+
+    def explicit(self, key: str) -> RawValue | None:
+        """The value of ``key`` unless it is only the built-in default."""
+        raw = self.values.get(key)
+        return None if raw is None or raw.origin.source is Source.DEFAULT else raw
+
+
+class ConfigRow(NamedTuple):
+    """One line of ``ingest-probe config``: key, redacted value, origin location (plus a note if unused)."""
+
+    key: str
+    value: str
+    source: str
+
+
+def effective_rows(config: RawConfig | Settings) -> list[ConfigRow]:
+    """The effective configuration for display, redacted by construction (URL keys rebuilt from parts)."""
+    if isinstance(config, RawConfig):
+        from ingest_probe.settings import build_settings  # settings sits above config: import when asked
+
+        config = build_settings(config)
+    return list(config.effective)
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+_Entry = tuple[str, str, Origin]  # key, value, origin
+
+
+def load_config(
+    *,
+    config_file: Path | None = None,
+    env_files: Sequence[Path] = (),
+    extras: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> RawConfig:
+    """Merge every source into one ``RawConfig``. ``environ=None`` means: do not read the environment."""
+    warnings: list[str] = []
+    values: dict[str, RawValue] = {
+        spec.name: RawValue(key=spec.name, value=spec.default, origin=DEFAULT_ORIGIN)
+        for spec in KEYS
+        if spec.default is not None and not spec.is_pattern
+    }
+    layers: list[Iterable[_Entry]] = []
+    if config_file is not None:
+        layers.append(_read_yaml(config_file))
+    if environ is not None:
+        layers.append(_read_environ(environ))
+    layers += [_read_env_file(path) for path in env_files]
+    layers.append(_read_extras(extras))
+    for layer in layers:
+        for key, value, origin in layer:
+            if spec_for(key) is not None:
+                values[key] = RawValue(key=key, value=value, origin=origin)
+            elif _keys.is_ours(key) or origin.source is Source.EXTRA:
+                warnings.append(_unknown_key_warning(key, origin))
+    return RawConfig(values=values, warnings=tuple(dict.fromkeys(warnings)))
+
+
+def _unknown_key_warning(key: str, origin: Origin) -> str:
+    guess = _keys.closest_known(key)
+    hint = f"; did you mean {guess}?" if guess else "; no similar known key"
+    return f"unknown key {key} from {origin.location} is ignored{hint}"
+
+
+def _read_environ(environ: Mapping[str, str]) -> list[_Entry]:
+    """Only known keys and key patterns; of an unknown key with our prefix only the name (for a warning)."""
+    origin = Origin(source=Source.ENV, location="env")
+    entries: list[_Entry] = []
+    for key in sorted(environ):
+        if spec_for(key) is not None:
+            entries.append((key, environ[key], origin))
+        elif _keys.is_ours(key):
+            entries.append((key, "", origin))
+    return entries
+
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{what} {path}: cannot read ({reason})") from None
+
+
+def _read_env_file(path: Path) -> list[_Entry]:
+    """Dotenv: ``#`` comments, blank lines, optional ``export``, matching quotes stripped, no expansion.
+
+    An unquoted value ends at `` #`` (an inline comment, as python-dotenv and docker compose read it).
+    """
+    entries: list[_Entry] = []
+    for number, line in enumerate(_read_text(path, "env file").splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.startswith("export ") or text.startswith("export\t"):
+            text = text[len("export") :].lstrip()
+        key, eq, value = text.partition("=")
+        key = key.strip()
+        where = f"{path}:{number}"
+        if not eq:
+            raise ConfigError(f"{where}: expected KEY=VALUE, found a line without '='")
+        if not _ENV_KEY.fullmatch(key):
+            raise ConfigError(f"{where}: {key!r} is not a valid variable name")
+        entries.append((key, _dotenv_value(value.strip(), key, where), Origin(source=Source.ENV_FILE,
+                                                                               location=where)))
+    return entries
+
+
+def _dotenv_value(value: str, key: str, where: str) -> str:
+    if value[:1] in ("'", '"'):
+        quote = value[0]
+        end = value.find(quote, 1)
+        rest = value[end + 1 :].strip() if end > 0 else ""
+        if end < 0 or (rest and not rest.startswith("#")):
+            raise ConfigError(f"{where}: the value of {key} has an unterminated or misplaced {quote} quote")
+        return value[1:end]
+    comment = re.search(r"\s#", value)
+    return value[: comment.start()].rstrip() if comment else value
+
+
+def _read_extras(extras: Sequence[str]) -> list[_Entry]:
+    origin = Origin(source=Source.EXTRA, location="--extra")
+    entries: list[_Entry] = []
+    for index, item in enumerate(extras, start=1):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            # The argument is not echoed: a mistyped ``--extra`` may well be a password.
+            raise ConfigError(f"--extra #{index}: expected KEY=VALUE")
+        entries.append((key, value, origin))
+    return entries
+
+
+# -------------------------------------------------------------------------------------------------- YAML
+
+_SECTIONS = (("system_config",), ("extras",), ("system_config", "extras"))
+
+
+def _read_yaml(path: Path) -> list[_Entry]:
+    """Top-level keys, then ``system_config``, ``extras`` and ``system_config.extras`` (later wins)."""
+    import yaml  # lazily: ``--help`` and env-only runs never pay for it
+
+    text = _read_text(path, "config file")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        # Only the parser's problem text, never its context snippet (which quotes the file).
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of KEY: value at the top level, "
+                          f"got {_type_name(data)}")
+    entries = list(_yaml_entries(path, data, node, ()))
+    for section in _SECTIONS:
+        mapping: object = data
+        mapping_node: yaml.Node | None = node
+        for name in section:
+            mapping_node = _child_node(mapping_node, name)
+            mapping = mapping.get(name) if isinstance(mapping, dict) else None
+        if mapping is None:
+            continue
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"{path}: key {'.'.join(section)!r}: expected a mapping of KEY: value, "
+                              f"got {_type_name(mapping)}")
+        entries += _yaml_entries(path, mapping, mapping_node, section)
+    return entries
+
+
+def _yaml_entries(path: Path, mapping: dict[Any, Any], node: yaml.Node | None,
+                  section: tuple[str, ...]) -> Iterator[_Entry]:
+    lines = _key_lines(node)
+    for raw_key, value in mapping.items():
+        key = str(raw_key)
+        if not section and key in ("system_config", "extras"):
+            continue
+        if section == ("system_config",) and key == "extras":
+            continue
+        if spec_for(key) is None and spec_for(key.upper()) is not None:
+            key = key.upper()
+        line = lines.get(str(raw_key))
+        location = f"{path}:{line}" if line else str(path)
+        if section:
+            location += f" ({'.'.join(section)})"
+        spec = spec_for(key)
+        origin = Origin(source=Source.YAML, location=location)
+        if spec is None:
+            if _keys.is_ours(key):
+                yield key, "", origin  # unknown: only its name matters, for the warning
+            continue
+        if value is not None:
+            yield key, _yaml_scalar(value, spec, f"{location}: key {key!r}"), origin
+
+
+def _yaml_scalar(value: object, spec: KeySpec | None, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        if spec is not None and spec.kind not in ("csv", "servers"):
+            raise ConfigError(f"{where}: expected a single value, got a list")
+        if any(isinstance(item, dict | list) or item is None for item in value):
+            raise ConfigError(f"{where}: expected a list of plain values")
+        return ",".join(_yaml_scalar(item, None, where) for item in value)
+    if isinstance(value, dict):
+        if spec is not None and spec.kind == "json":
+            return json.dumps(value, sort_keys=True, default=str)
+        raise ConfigError(f"{where}: expected a single value, got a mapping")
+    return str(value)
+
+
+def _key_lines(node: yaml.Node | None) -> dict[str, int]:
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(k.value): k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _child_node(node: yaml.Node | None, name: str) -> yaml.Node | None:
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == name), None)
+
+
+def _type_name(value: object) -> str:
+    names = {"list": "a list", "dict": "a mapping", "str": "a string"}
+    return names.get(type(value).__name__, type(value).__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ingest_probe.config --markdown-keys`` prints the README key table."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args != ["--markdown-keys"]:
+        print("usage: python -m ingest_probe.config --markdown-keys", file=sys.stderr)
+        return 2
+    sys.stdout.write(_keys.markdown_table())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
