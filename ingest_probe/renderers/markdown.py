@@ -18,7 +18,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
+        return f"{round(value, 2):g}"
     if isinstance(value, Mapping):
         return "; ".join(f"{k}={fmt(v)}" for k, v in value.items()) or "—"
     if isinstance(value, list | tuple):

@@ -1,0 +1,152 @@
+"""The CLI shell: exit codes, one-line errors, atomic output, lazy imports, and no secret in any output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ingest_probe.cli import main
+
+CANARY = "CANARY-cli-9c2e"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_help_lists_exit_codes_and_imports_no_client_library():
+    """--help documents the exit codes and imports none of asyncpg, redis, aiokafka, yaml."""
+    code = (
+        "import sys\n"
+        "from ingest_probe.cli import main\n"
+        "try:\n    main(['report', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines()[-1] == "[]"
+    assert "CRITICAL" in proc.stdout and "UNKNOWN" in proc.stdout
+
+
+def test_manifest_only_run_imports_no_client_library(tmp_path):
+    """A manifest-only report never imports a client library (fast start, no side effects)."""
+    env = write(tmp_path, "a.env", "REDIS_URL=redis://r:6379/0\nKAFKA_BROKERS=k:9092\nTIMESCALEDB_HOST=db\n")
+    code = (
+        "import sys, io, contextlib\n"
+        "from ingest_probe.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    try:\n        main(['report', '--no-env', '--env-file', {env!r}])\n"
+        "    except SystemExit as e:\n        assert e.code == 0, e.code\n"
+        "print(sorted(m for m in ('asyncpg', 'redis', 'aiokafka') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert proc.stdout.strip() == "[]"
+    assert list(tmp_path.iterdir()) == [tmp_path / "a.env"]  # no stray files (the old tool made ./data/)
+
+
+def test_python_dash_m_works():
+    """`python -m ingest_probe` runs the same CLI."""
+    proc = subprocess.run([sys.executable, "-m", "ingest_probe", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "ingest-probe" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["report", "--topics-dry-run"], "--topics-dry-run needs --ensure-topics"),
+        (["report", "--bogus"], "No such option"),
+        (["report", "--timeout", "0"], "--timeout"),
+        (["report", "--format", "xml"], "--format"),
+        (["report", "--no-env", "--extra", "TIMESCALEDB_PORT=abc"], "TIMESCALEDB_PORT='abc' from --extra"),
+        (["report", "--no-env", "--config", "/nonexistent/x.yaml"], "/nonexistent/x.yaml"),
+        (["nosuchcommand"], "No such command"),
+    ],
+)
+def test_usage_and_config_errors_exit_3_with_one_line(capsys, argv, needle):
+    """Usage and configuration errors: exit 3, one `ingest-probe: error:` line on stderr, no traceback."""
+    code, out, err = run(capsys, *argv)
+    assert code == 3
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("ingest-probe: error: ")
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_output_is_written_atomically_with_parents(capsys, tmp_path):
+    """--output creates parent directories, writes the whole report, leaves no temp file, prints nothing."""
+    target = tmp_path / "deep" / "dir" / "report.json"
+    code, out, err = run(capsys, "report", "--no-env", "--extra", "REDIS_HOST=r", "--output", str(target))
+    assert (code, out, err) == (0, "", "")
+    assert json.loads(target.read_text())["manifest"][1]["configured"] is True
+    assert sorted(p.name for p in target.parent.iterdir()) == ["report.json"]
+
+
+def test_output_error_is_one_line(capsys, tmp_path):
+    """An unwritable --output is a one-line error with exit 3."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run(capsys, "report", "--no-env", "--output", str(blocker / "r.json"))
+    assert code == 3 and err.startswith("ingest-probe: error: ") and err.count("\n") == 1
+
+
+def test_connectivity_with_nothing_configured_is_unknown(capsys):
+    """With nothing configured every connector is skipped, overall status unknown, exit 0."""
+    code, out, _ = run(capsys, "report", "--no-env", "--connectivity")
+    doc = json.loads(out)
+    assert code == 0 and doc["status"] == "unknown"
+    assert [c["status"] for c in doc["connectivity"]] == ["skipped"] * 3
+    assert all(c["healthy"] is None for c in doc["connectivity"])
+
+
+def test_config_command_shows_sources(capsys, tmp_path):
+    """`config` prints each effective value with where it came from."""
+    env = write(tmp_path, "p.env", "# comment\nexport REDIS_HOST='cache'\n")
+    code, out, _ = run(capsys, "config", "--no-env", "--env-file", env, "--extra", "REDIS_PORT=6390",
+                       "--format", "json")
+    rows = {r["key"]: r for r in json.loads(out)}
+    assert code == 0
+    assert rows["REDIS_HOST"]["value"] == "cache" and rows["REDIS_HOST"]["source"] == f"{env}:2"
+    assert rows["REDIS_PORT"]["source"] == "--extra"
+    assert rows["REDIS_DB"]["source"] == "default"
+
+
+def test_canary_secret_appears_in_no_output(capsys, tmp_path, monkeypatch):
+    """A canary planted in every secret-bearing key and source never shows in any format, warning or error."""
+    yaml_file = write(tmp_path, "c.yaml", f"system_config:\n  KAFKA_PASSWORD: {CANARY}\n  KAFKA_USERNAME: u\n")
+    env_file = write(
+        tmp_path, "s.env",
+        f"TIMESCALEDB_URL=postgresql://u:{CANARY}@db:5432/x?sslpassword={CANARY}\n"
+        f"REDIS_URL=redis://cache:6379/0?password={CANARY}\n"
+        f"KAFKA_URL=SASL_SSL://ku:{CANARY}@broker:9093\n"
+        f"TIMESCALEDB_FAILOVER_URL=postgresql://u:{CANARY}@standby:5432/x\n"
+        "TIMESCALE_FAILOVER_DRILL=true\n"
+        f"REDIS_PASSWROD={CANARY}\n",  # misspelt: warned about, value never echoed
+    )
+    monkeypatch.setenv("REDIS_PASSWORD", CANARY)
+    monkeypatch.setenv("TIMESCALEDB_SSLPASSWORD", CANARY)
+    common = ["--config", yaml_file, "--env-file", env_file, "--extra", f"KAFKA_PASS={CANARY}"]
+    outputs = []
+    for argv in (
+        ["report", *common],
+        ["report", *common, "--format", "markdown"],
+        ["config", *common],
+        ["config", *common, "--format", "json"],
+        ["report", *common, "--extra", f"TIMESCALEDB_URL=postgresql://u:{CANARY}@db:notaport/x"],  # an error
+    ):
+        code, out, err = run(capsys, *argv)
+        outputs.append((argv, code, out, err))
+        assert CANARY not in out and CANARY not in err, argv
+    assert "REDIS_PASSWROD" in outputs[0][3]  # the warning was emitted
+    assert outputs[-1][1] == 3

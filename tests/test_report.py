@@ -1,0 +1,161 @@
+"""Report builder and renderers: gating, JSON shape and determinism, Markdown golden output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ingest_probe.renderers import get_renderer
+from ingest_probe.report import (
+    REASON_NO_DIMENSIONS,
+    REASON_NOT_INSTITUTIONAL,
+    REASON_NOT_TIER_1,
+    build_report,
+)
+from ingest_probe.results import ProbeResult, Status
+from ingest_probe.settings import load_settings
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)
+
+FULL_ENV = {
+    "TIMESCALEDB_URL": "postgresql+psycopg2://ingest:pw@db.example.com:5433/market?sslmode=require",
+    "TIMESCALEDB_POOL_SIZE": "5",
+    "REDIS_URL": "rediss://cache:pw@cache.example.com:6380/1",
+    "REDIS_CLIENT_NAME": "ingest",
+    "KAFKA_BROKERS": "k1:9092,k2:9092",
+    "KAFKA_INGEST_TOPICS": "daily:bars.daily,intraday:bars.intraday",
+    "KAFKA_INGEST_TOPIC_DAILY_PARTITIONS": "3",
+    "TIMESCALE_SYMBOLS": "AAPL,MSFT",
+    "TIMESCALE_ENABLE_INTRADAY": "true",
+    "EMP_TIER": "tier-1",
+    "TIMESCALE_INGEST_SCHEDULE": "true",
+    "TIMESCALE_FAILOVER_DRILL": "true",
+}
+
+
+def results() -> list[ProbeResult]:
+    return [
+        ProbeResult(name="timescale", configured=True, status=Status.OK, latency_ms=12.3456,
+                    phases={"resolve": 0.5, "connect": 9.25, "query": 1.5}, endpoint="db.example.com:5433",
+                    details={"server_version": "15.19", "in_recovery": False, "timescaledb": None},
+                    deadline_s=4.75),
+        ProbeResult(name="redis", configured=True, status=Status.DOWN, latency_ms=1.0,
+                    phases={"resolve": 0.2, "connect": None, "query": None}, endpoint="cache.example.com:6380",
+                    error="connection refused by cache.example.com:6380 | is it\nrunning?", error_kind="refused",
+                    retryable=True, deadline_s=4.9),
+        ProbeResult(name="kafka", configured=True, status=Status.DEGRADED, latency_ms=30.0,
+                    phases={"resolve": 0.1, "connect": 20.0, "query": 9.0}, endpoint="k1:9092",
+                    error="topics missing on the cluster: bars.intraday", error_kind="missing_topic",
+                    details={"topics_missing": ["bars.intraday"], "topics_present": ["bars.daily"]},
+                    deadline_s=5.0),
+    ]
+
+
+RUN = {"timeout_s": 5.0, "jitter": 0.1, "seed": 42, "duration_ms": 31.5,
+       "deadlines_s": {"ingest-probe-timescale": 4.75},
+       "tasks": [{"name": "ingest-probe-timescale", "state": "finished", "age_s": 0.01, "deadline_s": 4.75}],
+       "counts": {"running": 0, "finished": 1, "failed": 0, "cancelled": 0}}
+
+
+@pytest.mark.parametrize(
+    ("env", "should_run", "reason"),
+    [
+        ({"DATA_BACKBONE_MODE": "bootstrap", "EMP_TIER": "tier_1", "TIMESCALE_SYMBOLS": "A"}, False,
+         REASON_NOT_INSTITUTIONAL),
+        ({"DATA_BACKBONE_MODE": "institutional", "EMP_TIER": "tier_2", "TIMESCALE_SYMBOLS": "A"}, False,
+         REASON_NOT_TIER_1),
+        ({"DATA_BACKBONE_MODE": "institutional", "EMP_TIER": "tier_1"}, False, REASON_NO_DIMENSIONS),
+        ({"DATA_BACKBONE_MODE": "institutional", "EMP_TIER": "tier_1", "TIMESCALE_ENABLE_MACRO": "1"}, True, None),
+        ({"REDIS_HOST": "r", "EMP_TIER": "tier_1", "TIMESCALE_SYMBOLS": "A"}, True, None),
+    ],
+)
+def test_gating(env, should_run, reason):
+    """should_run/reason follow mode, then tier, then dimensions (institutional inferred from Redis)."""
+    doc = build_report(load_settings(environ=env), now=NOW).document
+    assert (doc["should_run"], doc["reason"]) == (should_run, reason)
+
+
+def test_manifest_only_json_shape():
+    """A manifest-only report has every top-level key, three snapshots in order, no probe data."""
+    report = build_report(load_settings(environ=FULL_ENV), now=NOW)
+    doc = report.document
+    assert set(doc) == {"schema_version", "generated_at", "tool", "status", "should_run", "reason", "dimensions",
+                        "schedule", "failover", "configuration", "manifest", "connectivity", "run"}
+    assert doc["generated_at"] == "2026-11-25T12:00:00Z"
+    assert [m["name"] for m in doc["manifest"]] == ["timescale", "redis", "kafka"]
+    assert doc["dimensions"] == ["daily", "intraday"]
+    assert doc["schedule"] == {"interval_seconds": 3600, "jitter_seconds": 120, "max_failures": 3}
+    assert doc["failover"]["dimensions"] == ["daily_bars"]
+    kafka = doc["manifest"][2]["metadata"]
+    assert kafka["topics"] == ["bars.daily", "bars.intraday"] and kafka["topic_count"] == 2
+    assert doc["manifest"][0]["metadata"]["pool"]["size"] == 5
+    assert (doc["status"], doc["connectivity"], report.exit_code) == (None, None, 0)
+
+
+def test_unconfigured_connectors_and_sqlite_have_no_pool():
+    """Unconfigured connectors say so; pool settings appear only for PostgreSQL targets."""
+    doc = build_report(load_settings(environ={"TIMESCALEDB_URL": "sqlite:///tmp/x.db",
+                                              "TIMESCALEDB_POOL_SIZE": "5"}), now=NOW).document
+    ts, redis, kafka = doc["manifest"]
+    assert ts["metadata"]["backend"] == "sqlite" and "pool" not in ts["metadata"]
+    assert redis["configured"] is False and kafka["configured"] is False
+    assert "not configured" in redis["metadata"]["summary"]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "overall", "code"),
+    [
+        (["ok", "ok", "skipped"], "ok", 0),
+        (["ok", "degraded", "ok"], "degraded", 1),
+        (["starting", "degraded", "ok"], "starting", 1),
+        (["ok", "down", "starting"], "down", 2),
+        (["skipped", "skipped", "skipped"], "unknown", 0),
+    ],
+)
+def test_overall_status_and_exit_code(statuses, overall, code):
+    """Overall status is the worst configured one; exit code has the Nagios meaning."""
+    rs = [ProbeResult(name=n, configured=s != "skipped", status=Status(s))
+          for n, s in zip(("timescale", "redis", "kafka"), statuses, strict=True)]
+    report = build_report(load_settings(environ={}), results=rs, now=NOW)
+    assert (report.document["status"], report.exit_code) == (overall, code)
+
+
+def test_json_is_deterministic_and_sorted():
+    """The same inputs render byte-identical JSON with sorted keys and a trailing newline."""
+    settings = load_settings(environ=FULL_ENV)
+    a = get_renderer("json")(build_report(settings, results=results(), run=RUN, now=NOW))
+    b = get_renderer("json")(build_report(settings, results=results(), run=RUN, now=NOW))
+    assert a == b and a.endswith("}\n")
+    doc = json.loads(a)
+    assert list(doc) == sorted(doc)
+    assert [c["name"] for c in doc["connectivity"]] == ["timescale", "redis", "kafka"]
+    assert "metadata" not in doc["connectivity"][0]  # connectivity does not repeat the manifest
+    assert doc["connectivity"][0]["latency_ms"] == 12.346
+
+
+def test_markdown_golden():
+    """Markdown output matches the reviewed golden file (regenerate with INGEST_PROBE_REGEN_GOLDEN=1)."""
+    settings = load_settings(environ=FULL_ENV)
+    text = get_renderer("markdown")(build_report(settings, results=results(), run=RUN, now=NOW))
+    golden = GOLDEN / "report.md"
+    if os.environ.get("INGEST_PROBE_REGEN_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_markdown_has_no_python_reprs_and_tables_stay_intact():
+    """No True/None/tuple reprs; multi-line errors stay on one table row; pipes are escaped."""
+    settings = load_settings(environ=FULL_ENV)
+    text = get_renderer("markdown")(build_report(settings, results=results(), run=RUN, now=NOW))
+    for bad in ("True", "False", "None", "('", "{'"):
+        assert bad not in text
+    row = next(line for line in text.splitlines() if line.startswith("| redis | down"))
+    assert "is it running?" in row and "\\|" in row
+    for line in text.splitlines():
+        if line.startswith("|"):
+            assert line.endswith("|")
