@@ -110,7 +110,7 @@ class KafkaProbe:
     """
 
     name = "kafka"
-    phase_names = ("resolve", "connect", "query")
+    phase_names: tuple[str, ...] = ("resolve", "connect", "query")
 
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
