@@ -12,7 +12,7 @@
         ├── StartingError            server up but not ready (starting up, loading dataset)
         ├── ProtocolError            the peer does not speak the expected protocol
         ├── QueryError               connected, but the check query failed
-        ├── NotFoundError            a local target (SQLite file) does not exist
+        ├── NotFoundError            a named target (SQLite file, database) does not exist
         └── DriverError              the client library is missing or unusable
 
 Probes map client-library exceptions onto this tree at the boundary (``raise ... from exc``). Anything
