@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import ssl
 from typing import TYPE_CHECKING, Any
@@ -128,6 +129,7 @@ class RedisProbe:
             health_check_interval=0,
             # RESP2 + AUTH: understood by every Redis and proxy; redis-py 8 defaults to RESP3 (HELLO).
             protocol=2,
+            **_no_setinfo_kwargs(),
         )
 
     async def _connect(self) -> Redis:
@@ -340,3 +342,19 @@ def _os_cause(exc: BaseException) -> OSError | None:
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+@functools.cache
+def _no_setinfo_kwargs() -> dict[str, Any]:
+    """Turn off CLIENT SETINFO LIB-NAME/LIB-VER on connect: two round trips a probe does not need.
+
+    redis-py ≥ 7.1 takes ``driver_info=None`` (``lib_name``/``lib_version`` are deprecated there); older
+    releases only know ``lib_name``/``lib_version``.
+    """
+    import inspect
+
+    from redis.asyncio import Redis
+
+    if "driver_info" in inspect.signature(Redis.__init__).parameters:
+        return {"driver_info": None}
+    return {"lib_name": None, "lib_version": None}
