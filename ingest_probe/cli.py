@@ -90,8 +90,10 @@ def run_probes(settings: Settings, *, timeout: float, jitter: float, seed: int |
     """One event-loop entry: every configured probe under the supervisor."""
     import anyio
 
-    from ingest_probe.probes import build_probes
+    from ingest_probe.probes import build_probes, preload_drivers
     from ingest_probe.supervisor import TaskSupervisor
+
+    preload_drivers(settings)
 
     async def main() -> tuple[list[ProbeResult], dict[str, Any]]:
         supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed)
@@ -119,12 +121,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @probe_options
 @click.option("--ensure-topics", is_flag=True, help="Provision the configured Kafka topics (see `topics`).")
 @click.option("--topics-dry-run", is_flag=True, help="With --ensure-topics: compute the plan, change nothing.")
-@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "markdown", "prometheus"]), default="json",
+              show_default=True)
 @click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
               help="Write the report here atomically instead of stdout.")
+@click.option("--splay", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+              help="With --connectivity: first sleep a random 0..S s, so many hosts' cron runs spread out.")
 def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
            connectivity: bool, timeout: float, jitter: float, seed: int | None, ensure_topics: bool,
-           topics_dry_run: bool, fmt: str, output: Path | None) -> None:
+           topics_dry_run: bool, fmt: str, output: Path | None, splay: float) -> None:
     """Build the manifest report; with --connectivity, probe every configured connector."""
     from ingest_probe.renderers import get_renderer
     from ingest_probe.report import build_report
@@ -134,7 +139,10 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
     if ensure_topics:
         raise errors.UsageError("--ensure-topics is not available yet")
     settings = load(config_file, no_env, env_files, extras)
+    splay_s = _splay_sleep(splay) if connectivity else None
     results, run = run_probes(settings, timeout=timeout, jitter=jitter, seed=seed) if connectivity else (None, None)
+    if run is not None and splay_s is not None:
+        run["splay_s"] = splay_s
     built: Report = build_report(settings, results=results, run=run)
     emit(get_renderer(fmt)(built), output)
     sys.exit(built.exit_code)
@@ -158,6 +166,65 @@ def config(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
     width = max((len(k) for k, _, _ in rows), default=0)
     for key, value, source in rows:
         click.echo(f"{key:<{width}}  {value}  [{source}]")
+
+
+WATCH_EXIT_CODES = """\b
+Exit codes:
+  0  stopped by SIGINT/SIGTERM (clients closed)
+  0/1/2  with --once: the cycle's report exit code (as `report --connectivity`)
+  2  stopped after TIMESCALE_INGEST_MAX_FAILURES consecutive cycles with a connector down
+  3  usage or configuration error, or an internal error"""
+
+
+def _splay_sleep(seconds: float) -> float | None:
+    """``report --splay``: sleep a random 0..S s before probing (outside the event loop); what was slept."""
+    if not seconds:
+        return None
+    from ingest_probe._watch import splay
+
+    slept = splay(seconds)
+    time.sleep(slept)
+    return round(slept, 3)
+
+
+@cli.command(epilog=WATCH_EXIT_CODES)
+@config_options
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Pause from a cycle's end to the next start [default: TIMESCALE_INGEST_INTERVAL_SECONDS].")
+@click.option("--jitter-seconds", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Uniform ± jitter on the interval, floor 1 s [default: TIMESCALE_INGEST_JITTER_SECONDS].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              help="Per-probe deadline ceiling in seconds.")
+@click.option("--jitter", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Each deadline is drawn from [T*(1-J), T].")
+@click.option("--seed", type=int, default=None, help="Seed the deadline and schedule jitter.")
+@click.option("--once", is_flag=True, help="Run a single cycle and exit with its report's exit code.")
+@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+              help="Write each cycle's JSON report here atomically.")
+@click.option("--prometheus-file", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+              help="Write each cycle's Prometheus textfile here atomically (node_exporter textfile).")
+@click.option("--quiet", "-q", is_flag=True, help="Log nothing but errors.")
+@click.option("--verbose", "-v", is_flag=True, help="Log every cycle, not only status transitions.")
+def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+          interval: float | None, jitter_seconds: float | None, timeout: float, jitter: float,
+          seed: int | None, once: bool, output: Path | None, prometheus_file: Path | None, quiet: bool,
+          verbose: bool) -> None:
+    """Probe every configured connector on the ingest schedule with warm clients, until stopped.
+
+    Without --output/--prometheus-file each cycle's JSON report goes to stdout. Status transitions are
+    logged on stderr, one line each.
+    """
+    from ingest_probe._watch import NORMAL, QUIET, VERBOSE, WatchOptions, run_watch
+
+    if quiet and verbose:
+        raise errors.UsageError("--quiet and --verbose contradict each other")
+    settings = load(config_file, no_env, env_files, extras)
+    options = WatchOptions.from_settings(
+        settings, interval=interval, jitter_seconds=jitter_seconds, timeout=timeout, jitter=jitter, seed=seed,
+        once=once, output=output, prometheus_file=prometheus_file,
+        verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL,
+    )
+    sys.exit(run_watch(settings, options))
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -34,3 +34,26 @@ def build_probes(settings: Settings) -> list[Probe]:
     from ingest_probe.probes.timescale import TimescaleProbe
 
     return [TimescaleProbe(settings.timescale), RedisProbe(settings.redis), KafkaProbe(settings.kafka)]
+
+
+def preload_drivers(settings: Settings) -> None:
+    """Import the client libraries of the configured connectors, before an event loop starts.
+
+    Probes import their library lazily, but ~0.2 s of imports inside a running loop would be charged to
+    the first probe's phases and stall the concurrent ones. A missing library is left for the probe to
+    report as a ``DriverError``.
+    """
+    import importlib
+
+    modules: list[str] = []
+    if settings.timescale.configured and settings.timescale.backend == "postgresql":
+        modules.append("asyncpg")
+    if settings.redis.configured:
+        modules.append("redis.asyncio")
+    if settings.kafka.configured:
+        modules += ["aiokafka.admin", "aiokafka.errors", "aiokafka.helpers", "aiokafka.protocol.metadata"]
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ingest_probe.report import Report
 
-FORMATS = ("json", "markdown")
+FORMATS = ("json", "markdown", "prometheus")
 
 
 def get_renderer(name: str) -> Callable[[Report], str]:
@@ -17,6 +17,8 @@ def get_renderer(name: str) -> Callable[[Report], str]:
         from ingest_probe.renderers.json import render
     elif name == "markdown":
         from ingest_probe.renderers.markdown import render
+    elif name == "prometheus":
+        from ingest_probe.renderers.prometheus import render
     else:  # click's Choice keeps other values out; a new format must be added here
         raise ValueError(f"unknown format {name!r}")
     return render

@@ -1,0 +1,135 @@
+"""Prometheus text exposition (node_exporter textfile collector): ``Report -> str``, built from the document.
+
+Families, all gauges, in this order (a family with no samples is left out entirely):
+
+* ``ingest_probe_up{connector}`` — 1 ok/degraded, 0 starting/down. A *skipped* connector (not configured)
+  gets no ``up`` sample: 0 would page someone for a connector nobody configured, 1 would claim a check that
+  never ran. Its state is visible in ``ingest_probe_status{status="skipped"}``.
+* ``ingest_probe_status{connector,status}`` — one-hot over ok/degraded/starting/down/skipped.
+* ``ingest_probe_latency_seconds{connector}`` — probed connectors only.
+* ``ingest_probe_phase_seconds{connector,phase}`` — only the phases a probe actually reached.
+* ``ingest_probe_should_run``, ``ingest_probe_last_run_timestamp_seconds`` (the report's ``generated_at``),
+  ``ingest_probe_run_duration_seconds`` (the ``run`` block's ``duration_ms``, when connectors were probed).
+* ``ingest_probe_topic_drift{topic}`` — when the report has a ``kafka_topic_provisioning`` section: 1 for a
+  topic whose existing configuration drifts from the declared one, 0 for every other requested topic.
+
+Only allow-listed, non-secret fields are read (names, statuses, numbers, topic names); error messages,
+endpoints and details never reach the output. Label values are escaped (backslash, double quote, newline).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ingest_probe.report import Report
+
+STATUSES = ("ok", "degraded", "starting", "down", "skipped")
+
+_HELP = {
+    "ingest_probe_up": "1 when the connector answered (ok or degraded), 0 when starting or down; "
+    "no sample when skipped.",
+    "ingest_probe_status": "Connector status, one-hot over ok/degraded/starting/down/skipped.",
+    "ingest_probe_latency_seconds": "Wall time of the connector's probe in seconds.",
+    "ingest_probe_phase_seconds": "Wall time of each probe phase that was reached, in seconds.",
+    "ingest_probe_should_run": "1 when the ingest plan gates allow the ingest to run.",
+    "ingest_probe_last_run_timestamp_seconds": "Unix time the report was generated.",
+    "ingest_probe_run_duration_seconds": "Wall time of the whole connectivity run in seconds.",
+    "ingest_probe_topic_drift": "1 when an existing Kafka topic differs from its declaration, else 0.",
+}
+
+Sample = tuple[Mapping[str, str], float]
+
+
+def render(report: Report) -> str:
+    doc = report.document
+    results: list[Mapping[str, Any]] = list(doc.get("connectivity") or [])
+    families: list[tuple[str, list[Sample]]] = [
+        ("ingest_probe_up", [
+            ({"connector": r["name"]}, 1.0 if r["status"] in ("ok", "degraded") else 0.0)
+            for r in results
+            if r["status"] != "skipped"
+        ]),
+        ("ingest_probe_status", [
+            ({"connector": r["name"], "status": s}, 1.0 if r["status"] == s else 0.0)
+            for r in results
+            for s in STATUSES
+        ]),
+        ("ingest_probe_latency_seconds", [
+            ({"connector": r["name"]}, r["latency_ms"] / 1000.0)
+            for r in results
+            if r.get("latency_ms") is not None
+        ]),
+        ("ingest_probe_phase_seconds", [
+            ({"connector": r["name"], "phase": phase}, ms / 1000.0)
+            for r in results
+            for phase, ms in (r.get("phases") or {}).items()
+            if ms is not None
+        ]),
+        ("ingest_probe_should_run", [({}, 1.0 if doc.get("should_run") else 0.0)]),
+        ("ingest_probe_last_run_timestamp_seconds", _timestamp(doc.get("generated_at"))),
+        ("ingest_probe_run_duration_seconds", _duration(doc.get("run"))),
+        ("ingest_probe_topic_drift", _drift(doc.get("kafka_topic_provisioning"))),
+    ]
+    lines: list[str] = []
+    for name, samples in families:
+        if not samples:
+            continue
+        lines.append(f"# HELP {name} {_escape_help(_HELP[name])}")
+        lines.append(f"# TYPE {name} gauge")
+        lines += [f"{name}{_labels(labels)} {_value(value)}" for labels, value in samples]
+    return "\n".join(lines) + "\n"
+
+
+def _timestamp(generated_at: object) -> list[Sample]:
+    if not isinstance(generated_at, str):
+        return []
+    when = dt.datetime.fromisoformat(generated_at.replace("Z", "+00:00"))
+    if when.tzinfo is None:  # the builder always writes UTC; be explicit rather than use local time
+        when = when.replace(tzinfo=dt.UTC)
+    return [({}, when.timestamp())]
+
+
+def _duration(run: object) -> list[Sample]:
+    if not isinstance(run, Mapping) or not isinstance(run.get("duration_ms"), int | float):
+        return []
+    return [({}, float(run["duration_ms"]) / 1000.0)]
+
+
+def _drift(section: object) -> list[Sample]:
+    """One sample per requested topic (1 drifting, 0 otherwise), plus any drifting topic not requested."""
+    if not isinstance(section, Mapping):
+        return []
+    drift = section.get("drift") or {}
+    drifting = set(drift) if isinstance(drift, Mapping) else set()
+    requested = section.get("requested")
+    topics: set[str] = set(drifting)
+    if isinstance(requested, Iterable) and not isinstance(requested, str | Mapping):
+        topics |= {t for t in requested if isinstance(t, str)}
+    return [({"topic": t}, 1.0 if t in drifting else 0.0) for t in sorted(topics)]
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in labels.items()) + "}"
+
+
+def _value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)

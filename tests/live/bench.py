@@ -1,0 +1,191 @@
+"""Benchmarks against a throwaway local stack, reported as ratios against baselines run in the same invocation.
+
+    scripts/bench [--runs N]
+
+(a) cold `ingest-probe report --connectivity` vs an inline asyncio script making the same three raw client
+    calls concurrently (both whole processes, alternated);
+(b) manifest-only `report` wall time, and which client libraries it imported (none expected);
+(c) one black-holed Redis with --timeout 1: wall time vs probing the same connectors one after another;
+(d) every connector behind ~100 ms of injected latency per chunk: concurrent vs sequential probing;
+(e) a warm embedded `Prober.check()` vs the same raw round trips on warm clients (see bench_prober.py).
+Medians over N runs. Numbers are for this machine, this minute: compare the ratios, not the seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # as a script: import `live.*` as under pytest; never shadow `redis`
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from live.net import BlackHole, DelayProxy  # noqa: E402
+from live.stack import LocalStack, local_stack  # noqa: E402
+
+RAW_BASELINE = """
+import asyncio, sys
+import asyncpg, redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
+
+async def pg():
+    conn = await asyncpg.connect(host="127.0.0.1", port={pg_port}, user="{pg_user}", password="{pg_password}",
+                                 database="postgres", timeout=5)
+    try:
+        await conn.fetchval("SELECT 1")
+    finally:
+        await conn.close()
+
+async def rd():
+    client = aioredis.Redis(host="127.0.0.1", port={redis_port}, protocol=2)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+async def kf():
+    admin = AIOKafkaAdminClient(bootstrap_servers="{kafka}", request_timeout_ms=5000)
+    try:
+        await admin.start()
+        await admin.describe_cluster()
+    finally:
+        await admin.close()
+
+async def main():
+    await asyncio.gather(pg(), rd(), kf())
+
+asyncio.run(main())
+print("ok")
+"""
+
+
+def _timed(cmd: list[str], *, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    return time.perf_counter() - started, proc
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ingest_probe", *args]
+
+
+def cold_cli_vs_raw(stack: LocalStack, env_file: Path, runs: int) -> dict[str, Any]:
+    pg = stack.postgres
+    script = RAW_BASELINE.format(pg_port=pg.port, pg_user=pg.user, pg_password=pg.password,
+                                 redis_port=stack.redis.port, kafka=stack.kafka.bootstrap)
+    ours, raw = [], []
+    for _ in range(runs):
+        t, proc = _timed(_cli("report", "--no-env", "--env-file", str(env_file), "--connectivity"))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["status"] == "ok"
+        ours.append(t)
+        t, proc = _timed([sys.executable, "-c", script])
+        assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+        raw.append(t)
+    return {"ingest_probe_s": statistics.median(ours), "raw_clients_s": statistics.median(raw),
+            "ratio": statistics.median(ours) / statistics.median(raw), "target": "<= 1.15"}
+
+
+def manifest_only(env_file: Path, runs: int) -> dict[str, Any]:
+    probe = (
+        "import runpy, sys, io, contextlib\n"
+        f"sys.argv = ['ingest-probe', 'report', '--no-env', '--env-file', {str(env_file)!r}]\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    try:\n        runpy.run_module('ingest_probe', run_name='__main__')\n"
+        "    except SystemExit:\n        pass\n"
+        "print(sorted(m for m in ('asyncpg', 'redis', 'aiokafka') if m in sys.modules))\n"
+    )
+    _, proc = _timed([sys.executable, "-c", probe])
+    times = [_timed(_cli("report", "--no-env", "--env-file", str(env_file)))[0] for _ in range(runs)]
+    baseline = [_timed([sys.executable, "-c", "pass"])[0] for _ in range(runs)]
+    return {"report_s": statistics.median(times), "bare_python_s": statistics.median(baseline),
+            "ratio_to_bare_python": statistics.median(times) / statistics.median(baseline),
+            "client_libraries_imported": proc.stdout.strip()}
+
+
+async def _probe_each(env: dict[str, str], timeout: float, *, concurrent: bool) -> float:
+    from ingest_probe.probes import build_probes, preload_drivers
+    from ingest_probe.settings import load_settings
+    from ingest_probe.supervisor import TaskSupervisor
+
+    settings = load_settings(environ=env)
+    preload_drivers(settings)
+    probes = build_probes(settings)
+    started = time.perf_counter()
+    if concurrent:
+        await TaskSupervisor(timeout=timeout, jitter=0.0).run(probes)
+    else:
+        for probe in probes:  # the predecessor's shape: one probe after another
+            await TaskSupervisor(timeout=timeout, jitter=0.0).run([probe])
+    return time.perf_counter() - started
+
+
+def black_hole(stack: LocalStack, env_file: Path, runs: int) -> dict[str, Any]:
+    with BlackHole() as hole:
+        env = {**stack.env(), "REDIS_URL": f"redis://127.0.0.1:{hole.port}/0"}
+        walls = []
+        for _ in range(runs):
+            t, proc = _timed(_cli("report", "--no-env", "--env-file", str(env_file), "--extra",
+                                  f"REDIS_URL={env['REDIS_URL']}", "--connectivity", "--timeout", "1"))
+            assert proc.returncode == 2, (proc.returncode, proc.stderr)
+            walls.append(t)
+        all_holes = {**env, "TIMESCALEDB_PORT": str(hole.port), "KAFKA_BROKERS": f"127.0.0.1:{hole.port}"}
+        sequential = statistics.median(
+            [asyncio.run(_probe_each(all_holes, 1.0, concurrent=False)) for _ in range(max(1, runs // 3))]
+        )
+        concurrent = statistics.median(
+            [asyncio.run(_probe_each(all_holes, 1.0, concurrent=True)) for _ in range(max(1, runs // 3))]
+        )
+    return {"cli_wall_s_one_black_holed_redis": statistics.median(walls), "target": "<= 1.3 s",
+            "all_three_black_holed_sequential_s": sequential, "all_three_black_holed_concurrent_s": concurrent,
+            "sequential_over_concurrent": sequential / concurrent}
+
+
+def injected_latency(stack: LocalStack, runs: int, delay: float = 0.1) -> dict[str, Any]:
+    with DelayProxy(stack.postgres.port, delay) as pg, DelayProxy(stack.redis.port, delay) as rd, \
+            DelayProxy(stack.kafka.port, delay) as kf:
+        env = {**stack.env(), "TIMESCALEDB_PORT": str(pg.port), "REDIS_URL": f"redis://127.0.0.1:{rd.port}/0",
+               "KAFKA_BROKERS": f"127.0.0.1:{kf.port}"}
+        seq = [asyncio.run(_probe_each(env, 10.0, concurrent=False)) for _ in range(runs)]
+        conc = [asyncio.run(_probe_each(env, 10.0, concurrent=True)) for _ in range(runs)]
+    return {"delay_per_chunk_s": delay, "sequential_s": statistics.median(seq),
+            "concurrent_s": statistics.median(conc),
+            "speedup": statistics.median(seq) / statistics.median(conc), "target": ">= 2.5"}
+
+
+def warm_prober(stack: LocalStack, runs: int) -> dict[str, Any]:
+    try:
+        from live.bench_prober import measure
+    except ImportError as exc:
+        return {"skipped": f"bench_prober unavailable: {exc}"}
+    result: dict[str, Any] = asyncio.run(measure(stack.env()))
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args(argv)
+    with local_stack() as stack, tempfile.TemporaryDirectory(prefix="ingest-probe-bench-") as tmp:
+        env_file = stack.env_file(Path(tmp))
+        results = {
+            "a_cold_cli_vs_raw_clients": cold_cli_vs_raw(stack, env_file, args.runs),
+            "b_manifest_only": manifest_only(env_file, args.runs),
+            "c_black_holed_redis_timeout_1s": black_hole(stack, env_file, max(3, args.runs // 2)),
+            "d_injected_latency_100ms": injected_latency(stack, max(3, args.runs // 2)),
+            "e_warm_prober_vs_raw_warm_clients": warm_prober(stack, args.runs),
+        }
+    print(json.dumps(results, indent=2, default=lambda v: round(v, 4) if isinstance(v, float) else str(v)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

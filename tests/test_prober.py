@@ -1,0 +1,492 @@
+"""Prober lifecycle, single-flight checks, cancellation and cleanup (fake probes) + public API."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import ingest_probe
+from ingest_probe import Prober, Status
+from ingest_probe.results import Recorder
+from ingest_probe.settings import (
+    FailoverSettings,
+    KafkaSettings,
+    PlanSettings,
+    RedisSettings,
+    ScheduleSettings,
+    Settings,
+    TimescaleSettings,
+)
+
+
+def make_settings() -> Settings:
+    """Settings with nothing configured; the fake probes stand in for the connectors."""
+    return Settings(
+        plan=PlanSettings(
+            mode="institutional",
+            mode_inferred=False,
+            tier="tier_1",
+            symbols=("EURUSD",),
+            lookback_days=60,
+            intraday_enabled=False,
+            intraday_interval="1m",
+            intraday_lookback_days=2,
+            macro_enabled=False,
+        ),
+        schedule=ScheduleSettings(enabled=True, interval_seconds=60, jitter_seconds=0, max_failures=3),
+        failover=FailoverSettings(enabled=False, dimensions=(), label="x", run_fallback=False),
+        timescale=TimescaleSettings(configured=False, backend=None, url_source_key=None),
+        redis=RedisSettings(configured=False),
+        kafka=KafkaSettings(configured=False),
+    )
+
+
+class FakeProbe:
+    """A probe with one fake 'connection' opened on first check and kept warm until ``aclose``."""
+
+    phase_names = ("connect", "query")
+
+    def __init__(self, name, behaviour=None, *, configured=True, close_delay=0.0):
+        self.name = name
+        self.configured = configured
+        self.endpoint = f"{name}.test:1"
+        self.behaviour = behaviour
+        self.close_delay = close_delay
+        self.checks = 0
+        self.connects = 0
+        self.connected = False
+        self.closed = False
+        self.active = 0
+        self.max_active = 0
+        self.loops: set[int] = set()
+
+    async def check(self, rec: Recorder) -> None:
+        self.checks += 1
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        self.loops.add(id(asyncio.get_running_loop()))
+        try:
+            if not self.connected:
+                with rec.phase("connect"):
+                    self.connects += 1
+                    self.connected = True
+            with rec.phase("query"):
+                if self.behaviour is not None:
+                    await self.behaviour(rec)
+                await anyio.lowlevel.checkpoint()
+        finally:
+            self.active -= 1
+
+    async def aclose(self) -> None:
+        await anyio.sleep(self.close_delay)
+        self.connected = False
+        self.closed = True
+
+
+def trio_of(behaviour=None, **kw):
+    return [FakeProbe(n, behaviour, **kw) for n in ("timescale", "redis", "kafka")]
+
+
+async def test_checks_reuse_one_warm_client_and_close_on_exit():
+    """Many sequential checks use the same probes (one connect each); all are closed when the block ends."""
+    probes = trio_of()
+    async with Prober(make_settings(), timeout=1.0, probes=probes) as prober:
+        for _ in range(20):
+            results = await prober.check()
+            assert [r.status for r in results] == [Status.OK] * 3
+        assert not any(p.closed for p in probes)
+    assert [p.connects for p in probes] == [1, 1, 1]
+    assert [p.checks for p in probes] == [20, 20, 20]
+    assert all(p.closed for p in probes)
+
+
+async def test_runs_in_the_callers_loop():
+    """Checks run on the caller's running event loop (no asyncio.run, no private loop)."""
+    probes = trio_of()
+    async with Prober(make_settings(), probes=probes) as prober:
+        await prober.check()
+    assert {loop for p in probes for loop in p.loops} == {id(asyncio.get_running_loop())}
+
+
+async def test_concurrent_checks_share_one_in_flight_check():
+    """Ten concurrent check() calls run each probe once and all get the same results (single-flight)."""
+    release = anyio.Event()
+
+    async def gated(rec):
+        await release.wait()
+
+    probes = trio_of(gated)
+    got = []
+    async with Prober(make_settings(), timeout=2.0, probes=probes) as prober:
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(lambda: _append(got, prober.check()))
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+    assert [p.checks for p in probes] == [1, 1, 1]
+    assert [p.max_active for p in probes] == [1, 1, 1]
+    assert len(got) == 10
+    assert all(r == got[0] for r in got)
+
+
+async def _append(into, awaitable):
+    into.append(await awaitable)
+
+
+async def test_cancelled_caller_does_not_orphan_the_shared_check():
+    """A caller cancelled while waiting leaves the shared check running; the other caller gets its results."""
+    release = anyio.Event()
+
+    async def gated(rec):
+        await release.wait()
+
+    probes = trio_of(gated)
+    got, gave_up = [], []
+
+    async def impatient(prober):
+        with anyio.move_on_after(0.05):
+            await prober.check()
+        gave_up.append(True)
+
+    async with Prober(make_settings(), timeout=2.0, probes=probes) as prober:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(impatient, prober)  # the first caller starts the check ...
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(lambda: _append(got, prober.check()))  # ... the second joins it
+            await anyio.sleep(0.2)
+            assert gave_up == [True]
+            release.set()
+    assert len(got) == 1
+    assert [r.status for r in got[0]] == [Status.OK] * 3
+    assert [p.checks for p in probes] == [1, 1, 1]
+
+
+async def test_cancel_mid_check_then_exit_leaves_no_task_and_closes_everything():
+    """Cancelling check() on hanging probes, then leaving the block: every probe task ended, all closed."""
+    cancelled = []
+
+    async def hang(rec):
+        try:
+            await anyio.sleep_forever()
+        except BaseException:
+            cancelled.append(rec.endpoint)
+            raise
+
+    probes = trio_of(hang)
+    before = set(asyncio.all_tasks())
+    started = time.monotonic()
+    async with Prober(make_settings(), timeout=30.0, probes=probes) as prober:
+        with anyio.move_on_after(0.1) as scope:
+            await prober.check()
+        assert scope.cancelled_caught
+    assert time.monotonic() - started < 2.0
+    assert sorted(cancelled) == sorted(p.endpoint for p in probes)
+    assert all(p.closed for p in probes)
+    assert set(asyncio.all_tasks()) - before == set()
+
+
+async def test_outer_cancellation_of_the_caller_still_closes_clients():
+    """When the task using the prober is itself cancelled, closing is shielded and still happens."""
+    probes = trio_of(lambda rec: anyio.sleep_forever(), close_delay=0.05)
+    with anyio.move_on_after(0.1):
+        async with Prober(make_settings(), timeout=30.0, probes=probes) as prober:
+            await prober.check()
+    assert all(p.closed for p in probes)
+
+
+async def test_callers_exception_propagates_unwrapped():
+    """An exception raised in the `async with` body comes out as itself, not as an ExceptionGroup."""
+    probes = trio_of()
+
+    async def body():
+        async with Prober(make_settings(), probes=probes) as prober:
+            await prober.check()
+            raise ValueError("the caller's own error")
+
+    with pytest.raises(ValueError, match="caller's own"):
+        await body()
+    assert all(p.closed for p in probes)
+
+
+async def test_plain_asyncio_task_cancel_mid_check_closes_clients():
+    """`task.cancel()` (plain asyncio, no anyio scope) during a hung check: CancelledError out, all closed."""
+    probes = trio_of(lambda rec: anyio.sleep_forever())
+
+    async def user():
+        async with Prober(make_settings(), timeout=30.0, probes=probes) as prober:
+            await prober.check()
+
+    task = asyncio.ensure_future(user())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert all(p.closed for p in probes)
+
+
+async def test_close_is_bounded_when_a_client_hangs_on_close():
+    """A client whose close never returns delays exit by at most the close budget."""
+    probes = trio_of(close_delay=60.0)
+    started = time.monotonic()
+    async with Prober(make_settings(), probes=probes, close_budget=0.2) as prober:
+        await prober.check()
+    assert time.monotonic() - started < 1.0
+
+
+async def test_waiters_get_closed_resource_error_when_the_prober_closes_mid_check():
+    """A check still in flight when the block ends is cancelled; a waiter in another task is told why."""
+    probes = trio_of(lambda rec: anyio.sleep_forever())
+    outcome = []
+
+    async def waiter(prober):
+        try:
+            await prober.check()
+        except anyio.ClosedResourceError as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        async with Prober(make_settings(), timeout=30.0, probes=probes) as prober:
+            tg.start_soon(waiter, prober)
+            await anyio.wait_all_tasks_blocked()
+    assert len(outcome) == 1
+    assert all(p.closed for p in probes)
+
+
+async def test_probe_bug_propagates_to_the_caller_and_clients_still_close():
+    """A non-ProbeError exception in a probe is raised from check(), never turned into a status."""
+
+    async def buggy(rec):
+        raise KeyError("bug")
+
+    probes = [FakeProbe("timescale"), FakeProbe("redis", buggy), FakeProbe("kafka")]
+    async with Prober(make_settings(), probes=probes) as prober:
+        with pytest.raises(ExceptionGroup) as info:
+            await prober.check()
+        assert info.group_contains(KeyError)
+        # the prober stays usable for the next check
+        probes[1].behaviour = None
+        assert [r.status for r in await prober.check()] == [Status.OK] * 3
+    assert all(p.closed for p in probes)
+
+
+async def test_bug_nobody_waited_for_is_raised_on_exit():
+    """A probe bug in a check whose callers all gave up is raised when the block ends, not lost."""
+
+    async def late_bug(rec):
+        await anyio.sleep(0.05)
+        raise KeyError("late bug")
+
+    probes = [FakeProbe("redis", late_bug)]
+
+    async def body():
+        async with Prober(make_settings(), probes=probes) as prober:
+            with anyio.move_on_after(0.01):
+                await prober.check()
+            await anyio.sleep(0.2)
+
+    with pytest.raises(ExceptionGroup) as info:
+        await body()
+    assert info.group_contains(KeyError)
+    assert probes[0].closed
+
+
+async def test_expected_failure_is_data_and_the_next_check_runs():
+    """A ProbeError is a down result; the prober keeps going and the next check sees recovery."""
+    from ingest_probe import errors
+
+    state = {"fail": True}
+
+    async def flaky(rec):
+        if state["fail"]:
+            raise errors.RefusedError("connection refused by redis.test:1")
+
+    probes = [FakeProbe("redis", flaky)]
+    async with Prober(make_settings(), probes=probes) as prober:
+        first = await prober.check()
+        state["fail"] = False
+        second = await prober.check()
+    assert (first[0].status, first[0].error_kind) == (Status.DOWN, "refused")
+    assert second[0].status is Status.OK
+
+
+async def test_report_carries_run_block_and_seed_reproduces_deadlines():
+    """report() builds a Report whose run block has the seed, deadlines, duration and check number."""
+    runs = []
+    for _ in range(2):
+        async with Prober(make_settings(), timeout=2.0, jitter=0.5, seed=42, probes=trio_of()) as prober:
+            await prober.check()
+            report = await prober.report()
+            runs.append(report.document["run"])
+            assert prober.last_run is report.document["run"] or prober.last_run == report.document["run"]
+    assert runs[0]["seed"] == 42
+    assert runs[0]["check"] == 2
+    assert runs[0]["duration_ms"] >= 0
+    assert runs[0]["deadlines_s"] == runs[1]["deadlines_s"]
+    assert report.status is Status.OK
+    assert report.exit_code == 0
+
+
+async def test_misuse_is_reported_clearly():
+    """check() needs `async with`; a prober is single-use; a closed prober refuses new checks."""
+    prober = Prober(make_settings(), probes=trio_of())
+    with pytest.raises(RuntimeError, match="async with"):
+        await prober.check()
+    async with prober:
+        pass
+    with pytest.raises(RuntimeError, match="only once"):
+        async with prober:
+            pass
+    with pytest.raises(anyio.ClosedResourceError):
+        await prober.check()
+
+
+def test_bad_arguments_fail_at_construction():
+    """Invalid timeout/jitter raise UsageError when the Prober is built, before any loop runs."""
+    with pytest.raises(ingest_probe.ConfigError):
+        Prober(make_settings(), timeout=0)
+    with pytest.raises(ingest_probe.ConfigError):
+        Prober(make_settings(), jitter=1.5)
+
+
+def test_public_api_is_sorted_and_resolves():
+    """`__all__` is sorted, and every name in it resolves to a real object."""
+    assert ingest_probe.__all__ == sorted(ingest_probe.__all__)
+    for name in ingest_probe.__all__:
+        assert getattr(ingest_probe, name) is not None
+    assert ingest_probe.Prober is Prober
+    with pytest.raises(AttributeError):
+        _ = ingest_probe.does_not_exist
+
+
+def test_import_is_cheap():
+    """`import ingest_probe` loads no client library, no yaml and not the prober/report machinery."""
+    code = (
+        "import sys, ingest_probe; "
+        "heavy = {'asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio', 'click', 'ingest_probe.prober'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_prober_import_does_not_load_client_libraries():
+    """Touching `ingest_probe.Prober` still loads no client library and no yaml."""
+    code = (
+        "import sys, ingest_probe; ingest_probe.Prober; ingest_probe.build_report; "
+        "print(sorted({'asyncpg', 'redis', 'aiokafka', 'yaml'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------------------------- live
+
+
+def live_settings(pg, redis, kafka, name):
+    """Settings for the live servers, loaded like the CLI does but from a mapping (no process env)."""
+    from live.bench_prober import stack_env
+
+    return ingest_probe.load_settings(environ=stack_env(pg=pg, redis=redis, kafka=kafka, name=name))
+
+
+async def server_counts(pg, redis, kafka_port, name):
+    """(postgres sessions, redis clients, our sockets to kafka) tagged with / belonging to ``name``."""
+    from live.kafka import client_connections
+
+    pg_n = await anyio.to_thread.run_sync(pg.count_connections, name)
+    redis_n = len(await anyio.to_thread.run_sync(redis.client_list, name))
+    return pg_n, redis_n, client_connections(kafka_port)
+
+
+async def wait_for_counts(pg, redis, kafka_port, name, expected):
+    """Poll the server-side counts (up to 5 s) until they equal ``expected``; returns the last counts seen."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        counts = await server_counts(pg, redis, kafka_port, name)
+        if counts == expected or time.monotonic() > deadline:
+            return counts
+        await anyio.sleep(0.05)
+
+
+@pytest.mark.live
+async def test_live_one_connection_per_connector_across_50_checks(pg_server, redis_server, kafka_broker):
+    """50 checks keep exactly one server-side connection per connector; none remain after exit."""
+    name = "ip-test-reuse"
+    settings = live_settings(pg_server, redis_server, kafka_broker, name)
+    seen = []
+    async with Prober(settings, timeout=5.0) as prober:
+        for i in range(50):
+            results = await prober.check()
+            assert [r.status for r in results] == [Status.OK] * 3, [r.to_dict() for r in results]
+            if i in (0, 24, 49):
+                seen.append(await server_counts(pg_server, redis_server, kafka_broker.port, name))
+    assert seen == [(1, 1, 1)] * 3
+    assert await wait_for_counts(pg_server, redis_server, kafka_broker.port, name, (0, 0, 0)) == (0, 0, 0)
+
+
+@pytest.mark.live
+async def test_live_concurrent_checks_do_not_multiply_connections(pg_server, redis_server, kafka_broker):
+    """20 concurrent check() calls on one prober share one check: still one connection per connector."""
+    name = "ip-test-concurrent"
+    settings = live_settings(pg_server, redis_server, kafka_broker, name)
+    got = []
+    async with Prober(settings, timeout=5.0) as prober:
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(lambda: _append(got, prober.check()))
+        assert await server_counts(pg_server, redis_server, kafka_broker.port, name) == (1, 1, 1)
+        assert prober.last_run is not None
+        assert prober.last_run["check"] <= 2
+    assert all([r.status for r in results] == [Status.OK] * 3 for results in got)
+
+
+@pytest.mark.live
+async def test_live_prober_survives_server_restarts(pg_server, redis_server_factory, kafka_broker):
+    """After Postgres and Redis restart, the prober reconnects within two checks, one connection each."""
+    name = "ip-test-restart"
+    redis = redis_server_factory()
+    settings = live_settings(pg_server, redis, kafka_broker, name)
+    async with Prober(settings, timeout=3.0) as prober:
+        assert [r.status for r in await prober.check()] == [Status.OK] * 3
+        await anyio.to_thread.run_sync(redis.restart)
+        await anyio.to_thread.run_sync(pg_server.restart)
+        statuses = []
+        for _ in range(3):
+            statuses.append([r.status for r in await prober.check()])
+            if statuses[-1] == [Status.OK] * 3:
+                break
+        assert statuses[-1] == [Status.OK] * 3, statuses
+        assert len(statuses) <= 2
+        assert await server_counts(pg_server, redis, kafka_broker.port, name) == (1, 1, 1)
+    assert await wait_for_counts(pg_server, redis, kafka_broker.port, name, (0, 0, 0)) == (0, 0, 0)
+
+
+@pytest.mark.live
+async def test_live_cancel_during_check_against_frozen_servers(pg_server, redis_server_factory, kafka_broker):
+    """Cancel a check hung on frozen Postgres+Redis: prompt exit; after thaw no task, no session remains."""
+    name = "ip-test-frozen"
+    redis = redis_server_factory()
+    settings = live_settings(pg_server, redis, kafka_broker, name)
+    before = set(asyncio.all_tasks())
+    try:
+        async with Prober(settings, timeout=10.0) as prober:
+            assert [r.status for r in await prober.check()] == [Status.OK] * 3  # warm clients
+            redis.freeze()
+            pg_server.freeze()
+            started = time.monotonic()
+            with anyio.move_on_after(0.5) as scope:
+                await prober.check()
+            assert scope.cancelled_caught
+        elapsed = time.monotonic() - started
+    finally:
+        pg_server.thaw()
+        redis.thaw()
+    assert elapsed < 0.5 + 2.5  # the cancel, then one bounded, concurrent close budget
+    assert set(asyncio.all_tasks()) - before == set()
+    assert await wait_for_counts(pg_server, redis, kafka_broker.port, name, (0, 0, 0)) == (0, 0, 0)

@@ -1,0 +1,241 @@
+"""The Prometheus textfile renderer: families, semantics, escaping and secrets, checked with a real parser."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ingest_probe.renderers import get_renderer
+from ingest_probe.renderers.prometheus import render
+from ingest_probe.report import build_report
+from ingest_probe.results import ProbeResult, Status
+from ingest_probe.settings import (
+    FailoverSettings,
+    KafkaSettings,
+    PlanSettings,
+    RedisSettings,
+    ScheduleSettings,
+    Secret,
+    Settings,
+    TimescaleSettings,
+)
+
+CANARY = 'CANARY-pw-7f3a"\\x'
+NOW = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+ALL_FAMILIES = {
+    "ingest_probe_up",
+    "ingest_probe_status",
+    "ingest_probe_latency_seconds",
+    "ingest_probe_phase_seconds",
+    "ingest_probe_should_run",
+    "ingest_probe_last_run_timestamp_seconds",
+    "ingest_probe_run_duration_seconds",
+    "ingest_probe_topic_drift",
+}
+
+
+def make_settings(**overrides):
+    """Settings built directly (no environment); ``overrides`` replace whole sections."""
+    parts = {
+        "plan": PlanSettings(
+            mode="institutional",
+            mode_inferred=False,
+            tier="tier_1",
+            symbols=("EURUSD",),
+            lookback_days=60,
+            intraday_enabled=False,
+            intraday_interval="1m",
+            intraday_lookback_days=2,
+            macro_enabled=False,
+        ),
+        "schedule": ScheduleSettings(enabled=True, interval_seconds=60, jitter_seconds=0, max_failures=3),
+        "failover": FailoverSettings(enabled=False, dimensions=(), label="x", run_fallback=False),
+        "timescale": TimescaleSettings(configured=False, backend=None, url_source_key=None),
+        "redis": RedisSettings(configured=False),
+        "kafka": KafkaSettings(configured=False),
+    }
+    parts.update(overrides)
+    return Settings(**parts)
+
+
+class Provisioning:
+    """A stand-in ``kafka_topic_provisioning`` section in the shape issue 4 specifies."""
+
+    exit_code = 1
+
+    def __init__(self, requested, drift):
+        self.requested = requested
+        self.drift = drift
+
+    def to_dict(self):
+        return {
+            "dry_run": True,
+            "requested": self.requested,
+            "existing": [],
+            "created": [],
+            "in_sync": [],
+            "drift": self.drift,
+            "failed": {},
+            "notes": [],
+        }
+
+
+def results():
+    return [
+        ProbeResult(
+            name="timescale",
+            configured=True,
+            status=Status.OK,
+            latency_ms=12.5,
+            phases={"resolve": 0.5, "connect": 10.0, "query": 2.0},
+            endpoint="db:5432",
+        ),
+        ProbeResult(
+            name="redis",
+            configured=True,
+            status=Status.DOWN,
+            latency_ms=3.0,
+            phases={"resolve": 0.25, "connect": None, "ping": None},
+            endpoint=f"{CANARY}:6379",
+            error=f"auth failed for password {CANARY}",
+            error_kind="auth",
+            details={"password": CANARY},
+        ),
+        ProbeResult(name="kafka", configured=False, status=Status.SKIPPED),
+    ]
+
+
+def parse(text):
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def samples(family):
+    return {tuple(sorted(s.labels.items())): s.value for s in family.samples}
+
+
+def full_report(**kw):
+    settings = make_settings(redis=RedisSettings(configured=True, host="db", password=Secret(CANARY)))
+    return build_report(
+        settings,
+        results=results(),
+        run={"duration_ms": 1500.0, "seed": 1},
+        now=NOW,
+        sections={"kafka_topic_provisioning": Provisioning(**kw)} if kw else None,
+    )
+
+
+def test_every_listed_family_with_help_and_type_and_nothing_else():
+    """A full report yields exactly the issue's families, each a gauge with HELP, and parses cleanly."""
+    text = render(full_report(requested=["a", "b"], drift={"b": {"partitions": {"want": 3, "have": 1}}}))
+    families = parse(text)
+    assert set(families) == ALL_FAMILIES
+    assert all(f.type == "gauge" and f.documentation for f in families.values())
+    assert text.endswith("\n")
+    for name in ALL_FAMILIES:
+        assert text.index(f"# HELP {name} ") < text.index(f"# TYPE {name} gauge") < text.index(f"\n{name}")
+
+
+def test_up_is_one_for_ok_zero_for_down_and_absent_for_skipped():
+    """`up` is 1 for ok/degraded, 0 for starting/down, and has no sample for a skipped connector."""
+    res = [
+        ProbeResult(name=n, configured=s is not Status.SKIPPED, status=s)
+        for n, s in [
+            ("a", Status.OK),
+            ("b", Status.DEGRADED),
+            ("c", Status.STARTING),
+            ("d", Status.DOWN),
+            ("e", Status.SKIPPED),
+        ]
+    ]
+    up = samples(parse(render(build_report(make_settings(), results=res, now=NOW)))["ingest_probe_up"])
+    assert up == {
+        (("connector", "a"),): 1,
+        (("connector", "b"),): 1,
+        (("connector", "c"),): 0,
+        (("connector", "d"),): 0,
+    }
+
+
+def test_status_is_one_hot_per_connector():
+    """Every connector has one sample per status, exactly one of them 1 — skipped included."""
+    status = samples(parse(render(full_report()))["ingest_probe_status"])
+    for connector, expected in [("timescale", "ok"), ("redis", "down"), ("kafka", "skipped")]:
+        row = {dict(k)["status"]: v for k, v in status.items() if dict(k)["connector"] == connector}
+        assert set(row) == {"ok", "degraded", "starting", "down", "skipped"}
+        assert row == {s: (1.0 if s == expected else 0.0) for s in row}
+
+
+def test_latency_and_only_reached_phases_in_seconds():
+    """Latency and phases are in seconds; phases that were not reached have no sample."""
+    families = parse(render(full_report()))
+    assert samples(families["ingest_probe_latency_seconds"]) == {
+        (("connector", "timescale"),): 0.0125,
+        (("connector", "redis"),): 0.003,
+    }
+    phases = samples(families["ingest_probe_phase_seconds"])
+    assert {(dict(k)["connector"], dict(k)["phase"]) for k in phases} == {
+        ("timescale", "resolve"),
+        ("timescale", "connect"),
+        ("timescale", "query"),
+        ("redis", "resolve"),
+    }
+    assert phases[(("connector", "timescale"), ("phase", "connect"))] == pytest.approx(0.010)
+
+
+def test_run_gauges_come_from_the_document():
+    """should_run, the generated_at timestamp and the run duration are taken from the report."""
+    families = parse(render(full_report()))
+    assert families["ingest_probe_should_run"].samples[0].value == 1
+    assert families["ingest_probe_last_run_timestamp_seconds"].samples[0].value == NOW.timestamp()
+    assert families["ingest_probe_run_duration_seconds"].samples[0].value == 1.5
+
+
+def test_manifest_only_report_has_no_connector_families():
+    """Without --connectivity only should_run and the timestamp are exported (no fake `up`)."""
+    families = parse(render(build_report(make_settings(), now=NOW)))
+    assert set(families) == {"ingest_probe_should_run", "ingest_probe_last_run_timestamp_seconds"}
+
+
+def test_topic_drift_per_requested_topic_with_escaped_labels():
+    """Drift is 1 for drifting topics, 0 for the others; backslash, quote and newline survive escaping."""
+    odd = 'we\\ird"top\nic'
+    text = render(full_report(requested=["in.sync", odd], drift={odd: {"classification": "fixable"}}))
+    drift = samples(parse(text)["ingest_probe_topic_drift"])
+    assert drift == {(("topic", "in.sync"),): 0, (("topic", odd),): 1}
+    assert 'topic="we\\\\ird\\"top\\nic"' in text
+
+
+def test_no_topic_drift_family_without_a_provisioning_section():
+    """The drift family appears only when topics were provisioned."""
+    assert "ingest_probe_topic_drift" not in render(full_report())
+
+
+def test_secret_canary_never_appears():
+    """A password in the settings, an error message, an endpoint and details never reach the textfile."""
+    text = render(full_report(requested=["t"], drift={}))
+    assert "CANARY" not in text
+    assert "7f3a" not in text
+
+
+def test_output_is_deterministic_and_registered_as_a_format():
+    """Same report, same bytes; `get_renderer('prometheus')` is this renderer."""
+    report = full_report()
+    assert render(report) == render(report)
+    assert get_renderer("prometheus") is render
+
+
+def test_cli_report_format_prometheus_parses():
+    """`ingest-probe report --format prometheus` (manifest only) prints a parseable textfile, exit 0."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ingest_probe", "report", "--no-env", "--format", "prometheus"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert set(parse(out.stdout)) == {"ingest_probe_should_run", "ingest_probe_last_run_timestamp_seconds"}
