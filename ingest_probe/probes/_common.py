@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import math
 import re
 import socket
@@ -51,6 +52,10 @@ def one_line(text: object, *, secrets: Iterable[Secret | None] = (), limit: int 
 
 async def resolve(host: str, port: int) -> list[str]:
     """Resolve ``host`` (the ``resolve`` phase); a failure is a ``DnsError`` that says what to check."""
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]  # a literal needs no lookup (nor a thread)
+    except ValueError:
+        pass
     try:
         infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
