@@ -24,9 +24,7 @@ from ingest_probe.errors import ConfigError
 if TYPE_CHECKING:
     import yaml
 
-    from ingest_probe.settings import Settings
-
-__all__ = ["ConfigRow", "Origin", "RawConfig", "RawValue", "Source", "effective_rows", "load_config"]
+__all__ = ["ConfigRow", "Origin", "RawConfig", "RawValue", "Source", "load_config"]
 
 
 class Source(StrEnum):
@@ -100,15 +98,6 @@ class ConfigRow(NamedTuple):
     key: str
     value: str
     source: str
-
-
-def effective_rows(config: RawConfig | Settings) -> list[ConfigRow]:
-    """The effective configuration for display, redacted by construction (URL keys rebuilt from parts)."""
-    if isinstance(config, RawConfig):
-        from ingest_probe.settings import build_settings  # settings sits above config: import when asked
-
-        config = build_settings(config)
-    return list(config.effective)
 
 
 # ------------------------------------------------------------------------------------------------ reading

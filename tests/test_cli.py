@@ -37,7 +37,8 @@ def test_help_lists_exit_codes_and_imports_no_client_library():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.splitlines()[-1] == "[]"
-    assert "CRITICAL" in proc.stdout and "UNKNOWN" in proc.stdout
+    assert "CRITICAL" in proc.stdout
+    assert "UNKNOWN" in proc.stdout
 
 
 def test_manifest_only_run_imports_no_client_library(tmp_path):
@@ -59,7 +60,8 @@ def test_manifest_only_run_imports_no_client_library(tmp_path):
 def test_python_dash_m_works():
     """`python -m ingest_probe` runs the same CLI."""
     proc = subprocess.run([sys.executable, "-m", "ingest_probe", "--version"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "ingest-probe" in proc.stdout
+    assert proc.returncode == 0
+    assert "ingest-probe" in proc.stdout
 
 
 @pytest.mark.parametrize(
@@ -79,7 +81,8 @@ def test_usage_and_config_errors_exit_3_with_one_line(capsys, argv, needle):
     code, out, err = run(capsys, *argv)
     assert code == 3
     assert out == ""
-    assert err.count("\n") == 1 and err.startswith("ingest-probe: error: ")
+    assert err.count("\n") == 1
+    assert err.startswith("ingest-probe: error: ")
     assert needle in err
     assert "Traceback" not in err
 
@@ -98,14 +101,17 @@ def test_output_error_is_one_line(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, _, err = run(capsys, "report", "--no-env", "--output", str(blocker / "r.json"))
-    assert code == 3 and err.startswith("ingest-probe: error: ") and err.count("\n") == 1
+    assert code == 3
+    assert err.startswith("ingest-probe: error: ")
+    assert err.count("\n") == 1
 
 
 def test_connectivity_with_nothing_configured_is_unknown(capsys):
     """With nothing configured every connector is skipped, overall status unknown, exit 0."""
     code, out, _ = run(capsys, "report", "--no-env", "--connectivity")
     doc = json.loads(out)
-    assert code == 0 and doc["status"] == "unknown"
+    assert code == 0
+    assert doc["status"] == "unknown"
     assert [c["status"] for c in doc["connectivity"]] == ["skipped"] * 3
     assert all(c["healthy"] is None for c in doc["connectivity"])
 
@@ -117,7 +123,8 @@ def test_config_command_shows_sources(capsys, tmp_path):
                        "--format", "json")
     rows = {r["key"]: r for r in json.loads(out)}
     assert code == 0
-    assert rows["REDIS_HOST"]["value"] == "cache" and rows["REDIS_HOST"]["source"] == f"{env}:2"
+    assert rows["REDIS_HOST"]["value"] == "cache"
+    assert rows["REDIS_HOST"]["source"] == f"{env}:2"
     assert rows["REDIS_PORT"]["source"] == "--extra"
     assert rows["REDIS_DB"]["source"] == "default"
 
@@ -147,6 +154,7 @@ def test_canary_secret_appears_in_no_output(capsys, tmp_path, monkeypatch):
     ):
         code, out, err = run(capsys, *argv)
         outputs.append((argv, code, out, err))
-        assert CANARY not in out and CANARY not in err, argv
+        assert CANARY not in out, argv
+        assert CANARY not in err, argv
     assert "REDIS_PASSWROD" in outputs[0][3]  # the warning was emitted
     assert outputs[-1][1] == 3

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest_probe.config import effective_rows, load_config
+from ingest_probe.config import load_config
 from ingest_probe.errors import ConfigError
 from ingest_probe.settings import Secret, Settings, load_settings
 
@@ -35,7 +35,7 @@ def renderings(s: Settings) -> list[str]:
     targets = [s.timescale, *([s.failover.target] if s.failover.target else [])]
     out += [str(t.redacted_url()) for t in targets] + [str(t.endpoint) for t in targets]
     out += [str(s.redis.redacted_url()), str(s.redis.endpoint), ",".join(s.kafka.bootstrap_servers)]
-    out += [" ".join(row) for row in effective_rows(s)]
+    out += [" ".join(row) for row in s.effective]
     return out
 
 
@@ -68,7 +68,7 @@ def test_user_only_url_renders_correctly() -> None:
     """A user-only URL renders as postgresql://user@host:5432/db (no stray ':' or '***')."""
     s = load_settings(extras=["TIMESCALEDB_URL=postgresql://user@host/db"])
     assert s.timescale.redacted_url() == "postgresql://user@host:5432/db"
-    assert ("TIMESCALEDB_URL", "postgresql://user@host:5432/db", "--extra") in effective_rows(s)
+    assert ("TIMESCALEDB_URL", "postgresql://user@host:5432/db", "--extra") in s.effective
 
 
 def test_query_password_and_sslpassword_never_leak() -> None:
@@ -84,7 +84,7 @@ def test_kafka_url_credentials_never_leak() -> None:
     s = load_settings(extras=[f"KAFKA_URL=SASL_SSL://svc:{C}@b1.example.com:9093,b2.example.com"])
     assert_clean(s)
     assert s.kafka.password == Secret(C)
-    assert ("KAFKA_URL", "b1.example.com:9093,b2.example.com:9092", "--extra") in effective_rows(s)
+    assert ("KAFKA_URL", "b1.example.com:9093,b2.example.com:9092", "--extra") in s.effective
 
 
 def test_redis_url_query_password_never_leaks() -> None:

@@ -92,7 +92,8 @@ def test_manifest_only_json_shape():
     assert doc["schedule"] == {"interval_seconds": 3600, "jitter_seconds": 120, "max_failures": 3}
     assert doc["failover"]["dimensions"] == ["daily_bars"]
     kafka = doc["manifest"][2]["metadata"]
-    assert kafka["topics"] == ["bars.daily", "bars.intraday"] and kafka["topic_count"] == 2
+    assert kafka["topics"] == ["bars.daily", "bars.intraday"]
+    assert kafka["topic_count"] == 2
     assert doc["manifest"][0]["metadata"]["pool"]["size"] == 5
     assert (doc["status"], doc["connectivity"], report.exit_code) == (None, None, 0)
 
@@ -102,8 +103,10 @@ def test_unconfigured_connectors_and_sqlite_have_no_pool():
     doc = build_report(load_settings(environ={"TIMESCALEDB_URL": "sqlite:///tmp/x.db",
                                               "TIMESCALEDB_POOL_SIZE": "5"}), now=NOW).document
     ts, redis, kafka = doc["manifest"]
-    assert ts["metadata"]["backend"] == "sqlite" and "pool" not in ts["metadata"]
-    assert redis["configured"] is False and kafka["configured"] is False
+    assert ts["metadata"]["backend"] == "sqlite"
+    assert "pool" not in ts["metadata"]
+    assert redis["configured"] is False
+    assert kafka["configured"] is False
     assert "not configured" in redis["metadata"]["summary"]
 
 
@@ -130,7 +133,8 @@ def test_json_is_deterministic_and_sorted():
     settings = load_settings(environ=FULL_ENV)
     a = get_renderer("json")(build_report(settings, results=results(), run=RUN, now=NOW))
     b = get_renderer("json")(build_report(settings, results=results(), run=RUN, now=NOW))
-    assert a == b and a.endswith("}\n")
+    assert a == b
+    assert a.endswith("}\n")
     doc = json.loads(a)
     assert list(doc) == sorted(doc)
     assert [c["name"] for c in doc["connectivity"]] == ["timescale", "redis", "kafka"]
@@ -155,7 +159,8 @@ def test_markdown_has_no_python_reprs_and_tables_stay_intact():
     for bad in ("True", "False", "None", "('", "{'"):
         assert bad not in text
     row = next(line for line in text.splitlines() if line.startswith("| redis | down"))
-    assert "is it running?" in row and "\\|" in row
+    assert "is it running?" in row
+    assert "\\|" in row
     for line in text.splitlines():
         if line.startswith("|"):
             assert line.endswith("|")

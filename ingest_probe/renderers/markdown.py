@@ -103,6 +103,24 @@ def _run(run: dict[str, Any]) -> list[str]:
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {}
 
 
+def _failover_drill(section: dict[str, Any]) -> list[str]:
+    from ingest_probe.renderers._drill import failover_drill  # it imports this module's helpers: on use
+
+    return failover_drill(section)
+
+
+SECTIONS["failover_drill"] = ("Failover drill", _failover_drill)
+
+
+def _topic_provisioning(section: dict[str, Any]) -> list[str]:
+    from ingest_probe.topics import render_markdown  # it imports this module's helpers: on use
+
+    return render_markdown(section)
+
+
+SECTIONS["kafka_topic_provisioning"] = ("Kafka topic provisioning", _topic_provisioning)
+
+
 def render(report: Report) -> str:
     doc = report.document
     out = ["# ingest-probe report", ""]

@@ -87,7 +87,8 @@ def cold_cli_vs_raw(stack: LocalStack, env_file: Path, runs: int) -> dict[str, A
         assert json.loads(proc.stdout)["status"] == "ok"
         ours.append(t)
         t, proc = _timed([sys.executable, "-c", script])
-        assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "ok"
         raw.append(t)
     return {"ingest_probe_s": statistics.median(ours), "raw_clients_s": statistics.median(raw),
             "ratio": statistics.median(ours) / statistics.median(raw), "target": "<= 1.15"}
@@ -111,7 +112,7 @@ def manifest_only(env_file: Path, runs: int) -> dict[str, Any]:
             "client_libraries_imported": proc.stdout.strip()}
 
 
-async def _probe_each(env: dict[str, str], timeout: float, *, concurrent: bool) -> float:
+async def _probe_each(env: dict[str, str], deadline: float, *, concurrent: bool) -> float:
     from ingest_probe.probes import build_probes, preload_drivers
     from ingest_probe.settings import load_settings
     from ingest_probe.supervisor import TaskSupervisor
@@ -121,10 +122,10 @@ async def _probe_each(env: dict[str, str], timeout: float, *, concurrent: bool) 
     probes = build_probes(settings)
     started = time.perf_counter()
     if concurrent:
-        await TaskSupervisor(timeout=timeout, jitter=0.0).run(probes)
+        await TaskSupervisor(timeout=deadline, jitter=0.0).run(probes)
     else:
         for probe in probes:  # the predecessor's shape: one probe after another
-            await TaskSupervisor(timeout=timeout, jitter=0.0).run([probe])
+            await TaskSupervisor(timeout=deadline, jitter=0.0).run([probe])
     return time.perf_counter() - started
 
 
