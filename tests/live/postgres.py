@@ -194,6 +194,8 @@ class PostgresServer:
         self.bindir = bindir or find_bindir()
         self._frozen: list[int] = []
         self._closed = False
+        #: The superuser's TCP password, set by the first ``start_replica_of(self)`` (replication is scram).
+        self.replication_password: str | None = None
 
     # ------------------------------------------------------------------------------------------ building
 
@@ -233,6 +235,39 @@ class PostgresServer:
             server._pg_ctl("start", "-w", "-t", "30", "-l", str(server.log_path))
             if not standby:
                 server._create_roles()
+        except BaseException:
+            server.close()
+            raise
+        return server
+
+    @classmethod
+    def start_replica_of(cls, primary: PostgresServer, *, name: str = "pg-replica") -> PostgresServer:
+        """A streaming replica of ``primary``: ``pg_basebackup -R -X stream`` over TCP, started as a hot standby.
+
+        It serves the primary's roles (``user``/``password`` are the primary's) read-only and stays in
+        recovery, following the primary, until ``promote()``. The first call gives the primary's superuser a
+        password, since replication connections over TCP use scram. Plain (non-TLS) primaries only.
+        """
+        if primary.tls is not None:
+            raise ValueError("start_replica_of() supports plain primaries only")
+        if primary.replication_password is None:
+            primary.replication_password = secrets.token_urlsafe(12)
+            primary.psql(f"ALTER ROLE {SUPERUSER} PASSWORD '{primary.replication_password}'")
+        base = Path(tempfile.mkdtemp(prefix=f"ingest-probe-{name}-"))
+        server = cls(base, port=free_port(), user=primary.user, password=primary.password,
+                     database=primary.database, bindir=primary.bindir)
+        atexit.register(server.close)
+        try:
+            server.socket_dir.mkdir()
+            _chown_tree(base)
+            conninfo = (f"host={primary.host} port={primary.port} user={SUPERUSER}"
+                        f" password={primary.replication_password} application_name={name}")
+            _run([*_as_owner(), str(server.bindir / "pg_basebackup"), "-D", str(server.datadir), "-d", conninfo,
+                  "-R", "-X", "stream", "--checkpoint=fast", "--no-sync"], cwd=base)  # fmt: skip
+            # The copied postgresql.conf carries the primary's port and socket dir; ours are appended after.
+            server._configure(standby=True, hot_standby=True, extra={})
+            _chown_tree(base)
+            server._pg_ctl("start", "-w", "-t", "30", "-l", str(server.log_path))
         except BaseException:
             server.close()
             raise

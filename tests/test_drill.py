@@ -1,0 +1,422 @@
+"""The failover drill: strict ingest results, dimension vocabulary, health, decision, snapshot, Markdown, CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest_probe import drill
+from ingest_probe.cli import main
+from ingest_probe.errors import ConfigError
+from ingest_probe.readiness import run_readiness
+from ingest_probe.renderers import get_renderer
+from ingest_probe.report import build_report
+from ingest_probe.results import ProbeResult, Status
+from ingest_probe.settings import Settings, load_settings
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)
+CANARY = "CANARY-drill-51f0"
+STANDBY = "postgresql://ingest:pw@standby.example.com:5432/market"
+
+
+def entry(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "rows_written": 120, "symbols": ["AAPL", "MSFT"], "start_ts": "2026-11-24T00:00:00Z",
+        "end_ts": "2026-11-25T00:00:00+00:00", "ingest_duration_seconds": 4.5, "freshness_seconds": 3600,
+        "source": "yahoo",
+    }
+    return base | overrides
+
+
+def parse(data: object) -> drill.IngestResults:
+    return drill.parse_ingest_results(json.dumps(data), path="r.json")
+
+
+def settings(**env: str | None) -> Settings:
+    base = {"TIMESCALE_FAILOVER_DRILL": "true", "TIMESCALE_SYMBOLS": "AAPL,MSFT",
+            "TIMESCALEDB_FAILOVER_URL": STANDBY}
+    return load_settings(environ={k: v for k, v in (base | env).items() if v is not None})
+
+
+def standby(status: Status = Status.OK, in_recovery: bool | None = False, **kw: Any) -> ProbeResult:
+    details = {} if in_recovery is None else {"in_recovery": in_recovery, "server_version": "15.19"}
+    return ProbeResult(name="timescale_failover", configured=True, status=status, latency_ms=3.25,
+                       endpoint="standby.example.com:5432", details=details, **kw)
+
+
+def snapshot(data: object, s: Settings | None = None, fallback: ProbeResult | None = None,
+             dimensions: tuple[str, ...] = ()) -> drill.DrillSnapshot:
+    s = s or settings()
+    a = drill.assess(s, parse(data), dimensions=dimensions)
+    if a.fallback_target is not None and fallback is None:
+        fallback = standby()
+    return drill.conclude(a, s, fallback=fallback if a.fallback_target else None, scenario=None, now=NOW)
+
+
+# ------------------------------------------------------------------------------------ the results file
+
+
+def test_valid_file_is_read_with_utc_timestamps(tmp_path):
+    """A valid file loads in file order, timestamps aware and normalised to UTC."""
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"daily_bars": entry(start_ts="2026-11-24T01:00:00+01:00"), "macro": entry()}))
+    results = drill.load_ingest_results(path)
+    assert list(results.dimensions) == ["daily_bars", "macro"]
+    daily = results.dimensions["daily_bars"]
+    assert daily.start_ts == dt.datetime(2026, 11, 24, 0, 0, tzinfo=dt.UTC)
+    assert daily.symbols == ("AAPL", "MSFT")
+    assert daily.rows_written == 120
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("rows_written", -1, "must be >= 0"),
+        ("rows_written", "10", "whole number"),
+        ("rows_written", True, "whole number"),
+        ("rows_written", 1.5, "whole number"),
+        ("symbols", "AAPL", "not a string"),
+        ("symbols", {"AAPL": 1}, "list of symbols"),
+        ("symbols", ["AAPL", 7], "non-empty strings"),
+        ("symbols", [""], "non-empty strings"),
+        ("start_ts", "yesterday", "not an ISO-8601 timestamp"),
+        ("start_ts", 0, "ISO-8601 string"),
+        ("start_ts", 1732492800, "ISO-8601 string"),
+        ("start_ts", "2026-11-24T00:00:00", "no UTC offset"),
+        ("start_ts", "2026-11-24", "no UTC offset"),
+        ("start_ts", "", "not an ISO-8601 timestamp"),
+        ("end_ts", "2026-11-23T00:00:00Z", "is before start_ts"),
+        ("end_ts", None, "ISO-8601 string"),
+        ("ingest_duration_seconds", "fast", "number of seconds"),
+        ("ingest_duration_seconds", -0.5, ">= 0"),
+        ("freshness_seconds", -5, ">= 0"),
+        ("freshness_seconds", False, "number of seconds"),
+        ("source", "", "non-empty string"),
+        ("source", None, "non-empty string"),
+    ],
+)
+def test_bad_field_is_config_error_naming_dimension_and_field(field, value, needle):
+    """Each invalid field is a ConfigError naming the file, the dimension and the field (never a 1970 date)."""
+    with pytest.raises(ConfigError) as info:
+        parse({"daily_bars": entry(**{field: value})})
+    message = str(info.value)
+    assert "r.json" in message
+    assert "dimension 'daily_bars'" in message
+    assert f"'{field}'" in message
+    assert needle in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("data", "needles"),
+    [
+        ([entry()], ["expected a JSON object", "got a list"]),
+        ("daily_bars", ["expected a JSON object", "got a string"]),
+        ({"daily_bars": "ok"}, ["dimension 'daily_bars'", "expected an object", "got a string"]),
+        ({"daily_bars": [1]}, ["dimension 'daily_bars'", "got a list"]),
+        ({"daily_bars": {k: v for k, v in entry().items() if k != "end_ts"}},
+         ["dimension 'daily_bars'", "missing field 'end_ts'"]),
+        ({"daily_bars": entry(rows=1)}, ["dimension 'daily_bars'", "unknown field 'rows'"]),
+        ({" ": entry()}, ["dimension name is empty"]),
+    ],
+)
+def test_bad_shape_is_config_error(data, needles):
+    """A non-object file or entry, a missing or misspelt field, an empty name: a precise ConfigError."""
+    with pytest.raises(ConfigError) as info:
+        parse(data)
+    assert all(n in str(info.value) for n in needles), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('{"daily_bars": {', "not valid JSON"),
+        ('{"a": {"rows_written": 1}, "a": {}}', "key 'a' appears twice"),
+        ('{"daily_bars": {"freshness_seconds": NaN}}', "NaN is not valid JSON"),
+    ],
+)
+def test_bad_json_is_config_error(text, needle):
+    """Broken JSON, duplicate keys and NaN/Infinity are refused with the file named."""
+    with pytest.raises(ConfigError, match=needle) as info:
+        drill.parse_ingest_results(text, path="r.json")
+    assert "--ingest-results r.json" in str(info.value)
+
+
+def test_unreadable_file_is_config_error(tmp_path):
+    """A missing results file is a ConfigError naming the path."""
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        drill.load_ingest_results(tmp_path / "nope.json")
+
+
+def test_cli_bad_results_file_exits_3_before_probing(capsys, tmp_path):
+    """`readiness` with an invalid results file: exit 3, one stderr line, no report, nothing probed."""
+    bad = tmp_path / "r.json"
+    bad.write_text(json.dumps({"daily_bars": entry(start_ts=0)}))
+    with pytest.raises(SystemExit) as info:
+        main(["readiness", "--no-env", "--extra", "TIMESCALEDB_HOST=10.255.255.1", "--ingest-results", str(bad)])
+    out, err = capsys.readouterr()
+    assert info.value.code == 3
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "dimension 'daily_bars'" in err
+    assert "'start_ts'" in err
+
+
+# ------------------------------------------------------------------------------------------ vocabulary
+
+
+def test_vocabulary_mismatch_is_spelled_out():
+    """Required-but-absent and present-but-not-required names are listed, with a did-you-mean hint."""
+    snap = snapshot({"daily": entry(), "intraday": entry()}).to_dict()
+    vocab = snap["health_report"]["vocabulary"]
+    assert vocab["required"] == ["daily_bars"]
+    assert vocab["required_source"].startswith(drill.DIMENSIONS_KEY)
+    assert vocab["required_absent"] == ["daily_bars"]
+    assert vocab["present_not_required"] == ["daily", "intraday"]
+    assert vocab["matches"] is False
+    assert any("'daily_bars'" in n and "absent" in n and "did you mean 'daily'?" in n for n in vocab["notes"])
+    assert any("not required" in n and "daily, intraday" in n for n in vocab["notes"])
+    daily_bars = snap["health_report"]["dimensions"][0]
+    assert (daily_bars["name"], daily_bars["status"], daily_bars["rows_written"]) == ("daily_bars", "error", None)
+    assert snap["failover_decision"]["should_failover"] is True
+    markdown = get_renderer("markdown")(build_report(settings(), sections={"failover_drill": _Snap(snap)},
+                                                     now=NOW))
+    assert "Required but absent: daily_bars" in markdown
+    assert "Present but not required: daily, intraday" in markdown
+
+
+def test_dimensions_flag_overrides_and_says_so():
+    """--dimensions (repeatable, comma-separated) wins over the key, and the difference is noted."""
+    snap = snapshot({"daily_bars": entry(), "macro": entry()}, dimensions=("daily_bars,macro", "macro")).to_dict()
+    vocab = snap["health_report"]["vocabulary"]
+    assert vocab["required"] == ["daily_bars", "macro"]
+    assert vocab["required_source"] == "--dimensions"
+    assert vocab["matches"] is True
+    assert any("--dimensions (daily_bars, macro) differs from" in n for n in vocab["notes"])
+    with pytest.raises(ConfigError, match="empty dimension name"):
+        drill.required_dimensions(settings(), ["a,,b"])
+
+
+def test_matching_vocabulary_has_no_notes():
+    """When results and required names agree, the vocabulary says it matches and adds no notes."""
+    vocab = snapshot({"daily_bars": entry()}).to_dict()["health_report"]["vocabulary"]
+    assert vocab["matches"] is True
+    assert vocab["notes"] == []
+    assert vocab["required_source"] == f"{drill.DIMENSIONS_KEY} [default]"
+
+
+# --------------------------------------------------------------------------------- health and decision
+
+
+@pytest.mark.parametrize(
+    ("data", "env", "fallback", "status", "components", "needle"),
+    [
+        ({"daily_bars": entry()}, {}, None, "ok", ("ok", "ok", "skipped"), "every dimension healthy"),
+        ({"daily_bars": entry(), "macro": entry(rows_written=0)}, {}, None, "warn", ("warn", "ok", "skipped"),
+         "not every dimension"),
+        ({"daily_bars": entry(freshness_seconds=90000)}, {}, None, "warn", ("warn", "ok", "skipped"), "stale"),
+        ({"daily_bars": entry(symbols=["AAPL"])}, {}, None, "warn", ("warn", "ok", "skipped"), "MSFT"),
+        ({"daily_bars": entry(rows_written=0)}, {"TIMESCALEDB_FAILOVER_URL": None}, None, "warn",
+         ("fail", "warn", "warn"), "no standby configured"),
+        ({"daily_bars": entry(rows_written=0)}, {"TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK": "false"}, None, "warn",
+         ("fail", "warn", "warn"), "TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK is false"),
+        ({"daily_bars": entry(rows_written=0)}, {}, standby(), "ok", ("fail", "warn", "ok"),
+         "reachable and writable"),
+        ({"macro": entry()}, {}, standby(), "ok", ("fail", "warn", "ok"), "healthy failover target"),
+        ({"daily_bars": entry(rows_written=0)}, {}, standby(in_recovery=True), "fail", ("fail", "warn", "fail"),
+         "still in recovery"),
+        ({"daily_bars": entry(rows_written=0)}, {},
+         standby(Status.DOWN, None, error="connection refused by standby", error_kind="refused"), "fail",
+         ("fail", "warn", "fail"), "unreachable (refused)"),
+        ({"daily_bars": entry(rows_written=0)}, {},
+         standby(Status.STARTING, None, error="not accepting connections yet", error_kind="starting"), "fail",
+         ("fail", "warn", "fail"), "unreachable (starting)"),
+        ({"daily_bars": entry(rows_written=0)}, {},
+         standby(Status.DEGRADED, None, error="SQLite rehearsal backend", error_kind="rehearsal"), "fail",
+         ("fail", "warn", "fail"), "not a writable PostgreSQL"),
+        ({"daily_bars": entry()}, {"TIMESCALE_FAILOVER_DRILL_DIMENSIONS": ","}, None, "warn",
+         ("ok", "ok", "skipped"), "no required dimensions"),
+    ],
+)
+def test_decision_and_drill_status(data, env, fallback, status, components, needle):
+    """Failover only for a required error; ok needs a promoted standby; warns and fails as specified."""
+    snap = snapshot(data, settings(**env), fallback=fallback)
+    doc = snap.to_dict()
+    assert doc["status"] == status
+    assert tuple(c["status"] for c in doc["components"]) == components
+    assert [c["name"] for c in doc["components"]] == ["health", "failover", "fallback"]
+    assert needle in json.dumps(doc)
+    assert snap.exit_code == {"ok": 0, "warn": 1, "fail": 2}[status]
+
+
+def test_optional_error_never_fails_over():
+    """An optional dimension in error only warns; the reason names it and why."""
+    decision = snapshot({"daily_bars": entry(), "macro": entry(rows_written=0)}).to_dict()["failover_decision"]
+    assert decision["should_failover"] is False
+    assert decision["required_in_error"] == []
+    assert decision["warning_dimensions"] == ["macro"]
+    assert "macro: no rows written" in decision["reason"]
+
+
+def test_required_error_reason_names_dimensions_and_why():
+    """The failover reason names each required dimension in error and every reason for it."""
+    data = {"daily_bars": entry(rows_written=0, symbols=["AAPL"]), "intraday_bars": entry(freshness_seconds=1e6)}
+    decision = snapshot(data, dimensions=("daily_bars", "intraday_bars", "macro")).to_dict()["failover_decision"]
+    assert decision["required_in_error"] == ["daily_bars", "macro"]
+    assert "daily_bars: no rows written, missing 1 expected symbol of TIMESCALE_SYMBOLS: MSFT" in decision["reason"]
+    assert "macro: required but absent from the ingest results" in decision["reason"]
+    assert "intraday_bars: stale" in decision["reason"]
+
+
+def test_fallback_is_planned_only_when_failover_is_decided():
+    """The standby is probed only for a decided failover with the fallback enabled and a standby set."""
+    ok, failing = parse({"daily_bars": entry()}), parse({"daily_bars": entry(rows_written=0)})
+    assert drill.assess(settings(), ok).fallback_target is None
+    assert drill.assess(settings(TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK="false"), failing).fallback_target is None
+    assert drill.assess(settings(TIMESCALEDB_FAILOVER_URL=None), failing).fallback_target is None
+    target = drill.assess(settings(), failing).fallback_target
+    assert target is not None
+    assert target.endpoint == "standby.example.com:5432"
+
+
+def test_url_source_loses_credentials():
+    """A results-file `source` that is a URL is shown without userinfo or query."""
+    assert drill.safe_source("https://u:tok@vendor.example/v1/bars?key=abc#x") == "https://vendor.example/v1/bars"
+    assert drill.safe_source("s3://bucket?sig=1") == "s3://bucket"
+    assert drill.safe_source("yahoo") == "yahoo"
+
+
+# ------------------------------------------------------------------------------------------ snapshot
+
+
+def test_snapshot_shape_and_redaction():
+    """Exactly the snapshot fields; the standby appears only as its redacted URL, no manifest copy."""
+    s = settings(TIMESCALEDB_FAILOVER_URL=f"postgresql://ingest:{CANARY}@standby.example.com:5432/market")
+    doc = snapshot({"daily_bars": entry(rows_written=0)}, s, fallback=standby()).to_dict()
+    assert set(doc) == {"status", "generated_at", "scenario", "reason", "components", "health_report",
+                        "failover_decision"}
+    assert doc["generated_at"] == "2026-11-25T12:00:00Z"
+    assert doc["scenario"] == "required_timescale_failover"
+    assert all(set(c) == {"name", "status", "summary", "metadata"} for c in doc["components"])
+    text = json.dumps(doc)
+    assert CANARY not in text
+    assert "manifest" not in text
+    assert doc["components"][2]["metadata"]["target"] == "postgresql://ingest:***@standby.example.com:5432/market"
+
+
+def test_not_run_without_results_still_probes_connectivity():
+    """Without --ingest-results the report has connectivity and a not_run drill that says why (exit 0)."""
+    report = run_readiness(load_settings(environ={}), ingest_results=None, now=NOW, scenario="dr-2026")
+    doc = report.document
+    assert [c["status"] for c in doc["connectivity"]] == ["skipped"] * 3
+    assert doc["run"] is not None
+    drill_doc = doc["failover_drill"]
+    assert (drill_doc["status"], drill_doc["scenario"], report.exit_code) == ("not_run", "dr-2026", 0)
+    assert "no --ingest-results" in drill_doc["reason"]
+    assert drill_doc["components"] == []
+
+
+def test_disabled_drill_is_not_run_but_file_is_validated(tmp_path):
+    """TIMESCALE_FAILOVER_DRILL=false: the drill is not run (and says so); a bad file is still exit 3."""
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"daily_bars": entry(rows_written=0)}))
+    report = run_readiness(settings(TIMESCALE_FAILOVER_DRILL="false"), ingest_results=path, now=NOW)
+    assert report.document["failover_drill"]["status"] == "not_run"
+    assert "TIMESCALE_FAILOVER_DRILL is false" in report.document["failover_drill"]["reason"]
+    path.write_text("[]")
+    with pytest.raises(ConfigError):
+        run_readiness(settings(TIMESCALE_FAILOVER_DRILL="false"), ingest_results=path, now=NOW)
+
+
+class _Snap:
+    """A section wrapper around an already-built dict (for rendering tests)."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+
+    @property
+    def exit_code(self) -> int:
+        return drill.DrillStatus(self.doc["status"]).exit_code
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.doc
+
+
+def test_markdown_golden():
+    """The readiness Markdown matches the reviewed golden file (regenerate with INGEST_PROBE_REGEN_GOLDEN=1)."""
+    s = settings(TIMESCALE_ENABLE_INTRADAY="true", TIMESCALEDB_URL="postgresql://ingest:pw@db.example.com/market")
+    data = {"daily_bars": entry(rows_written=0, symbols=["AAPL"], source="https://u:tok@vendor.example/bars?k=1"),
+            "intraday": entry(freshness_seconds=90000.5), "macro_events": entry(symbols=["AAPL", "MSFT", "CPI"])}
+    section = snapshot(data, s, fallback=standby(in_recovery=True), dimensions=("daily_bars", "intraday_bars"))
+    results = [ProbeResult(name="timescale", configured=True, status=Status.OK, latency_ms=2.5,
+                           endpoint="db.example.com:5432", details={"in_recovery": False}, deadline_s=5.0),
+               ProbeResult(name="redis", configured=False, status=Status.SKIPPED),
+               ProbeResult(name="kafka", configured=False, status=Status.SKIPPED)]
+    report = build_report(s, results=results, sections={"failover_drill": section}, now=NOW)
+    assert report.exit_code == 2
+    text = get_renderer("markdown")(report)
+    golden = GOLDEN / "readiness.md"
+    if os.environ.get("INGEST_PROBE_REGEN_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+    assert "tok" not in text
+    assert "True" not in text
+    assert "None" not in text
+
+
+def test_canary_secret_appears_in_no_readiness_output(capsys, tmp_path):
+    """A canary in every secret of the config never shows in readiness JSON/Markdown, drill included."""
+    from live.net import free_port
+
+    closed = free_port()
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"daily_bars": entry(rows_written=0)}))
+    env = tmp_path / "s.env"
+    env.write_text(
+        f"TIMESCALEDB_URL=postgresql://u:{CANARY}@127.0.0.1:{closed}/x?sslpassword={CANARY}\n"
+        f"REDIS_URL=redis://:{CANARY}@127.0.0.1:{closed}/0\n"
+        f"TIMESCALEDB_FAILOVER_URL=postgresql://u:{CANARY}@127.0.0.1:{closed}/x?sslmode=disable\n"
+        f"TIMESCALEDB_FAILOVER_SSLPASSWORD={CANARY}\n"
+        "TIMESCALE_FAILOVER_DRILL=true\n"
+    )
+    for fmt in ("json", "markdown"):
+        with pytest.raises(SystemExit) as info:
+            main(["readiness", "--no-env", "--env-file", str(env), "--ingest-results", str(results),
+                  "--format", fmt, "--timeout", "2"])
+        out, err = capsys.readouterr()
+        assert info.value.code == 2, err
+        assert CANARY not in out
+        assert CANARY not in err
+        assert "failover" in out.lower()
+    doc_drill = json.loads(_json_once(capsys, env, results))["failover_drill"]
+    assert doc_drill["status"] == "fail"
+    assert doc_drill["components"][2]["metadata"]["error_kind"] == "refused"
+
+
+def _json_once(capsys, env: Path, results: Path) -> str:
+    with pytest.raises(SystemExit):
+        main(["readiness", "--no-env", "--env-file", str(env), "--ingest-results", str(results), "--timeout", "2"])
+    return capsys.readouterr().out
+
+
+def test_readiness_help_documents_flags_and_imports_no_client_library():
+    """`readiness --help` lists the drill flags and exit codes and imports none of the client libraries."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from ingest_probe.cli import main\n"
+        "try:\n    main(['readiness', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines()[-1] == "[]"
+    for needle in ("--ingest-results", "--dimensions", "--scenario", "drill fail", "CRITICAL"):
+        assert needle in proc.stdout
