@@ -119,8 +119,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command(epilog=EXIT_CODES)
 @config_options
 @probe_options
-@click.option("--ensure-topics", is_flag=True, help="Provision the configured Kafka topics (see `topics`).")
-@click.option("--topics-dry-run", is_flag=True, help="With --ensure-topics: compute the plan, change nothing.")
+@click.option("--ensure-topics", is_flag=True,
+              help="Create the declared Kafka topics that are missing, before any probe (see `topics apply`);"
+                   " exit 1 if drift remains, 2 if a creation failed or the broker is unreachable.")
+@click.option("--topics-dry-run", is_flag=True,
+              help="With --ensure-topics: read-only plan (see `topics plan`); exit 1 if a topic would be"
+                   " created.")
+@click.option("--fix-drift", is_flag=True,
+              help="With --ensure-topics: also fix fixable drift (see `topics apply`).")
+@click.option("--validate-on-broker", is_flag=True,
+              help="With --topics-dry-run: also send CreateTopics validate_only (see `topics plan`).")
 @click.option("--format", "fmt", type=click.Choice(["json", "markdown", "prometheus"]), default="json",
               show_default=True)
 @click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
@@ -129,21 +137,150 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="With --connectivity: first sleep a random 0..S s, so many hosts' cron runs spread out.")
 def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
            connectivity: bool, timeout: float, jitter: float, seed: int | None, ensure_topics: bool,
-           topics_dry_run: bool, fmt: str, output: Path | None, splay: float) -> None:
+           topics_dry_run: bool, fix_drift: bool, validate_on_broker: bool, fmt: str, output: Path | None,
+           splay: float) -> None:
     """Build the manifest report; with --connectivity, probe every configured connector."""
     from ingest_probe.renderers import get_renderer
     from ingest_probe.report import build_report
 
     if topics_dry_run and not ensure_topics:
         raise errors.UsageError("--topics-dry-run needs --ensure-topics")
-    if ensure_topics:
-        raise errors.UsageError("--ensure-topics is not available yet")
+    if fix_drift and not ensure_topics:
+        raise errors.UsageError("--fix-drift needs --ensure-topics")
+    if validate_on_broker and not topics_dry_run:
+        raise errors.UsageError("--validate-on-broker needs --topics-dry-run")
     settings = load(config_file, no_env, env_files, extras)
     splay_s = _splay_sleep(splay) if connectivity else None
+    # Topics first: the Kafka probe then sees the topics this run created.
+    sections = None
+    if ensure_topics:
+        sections = provision_topics(settings, dry_run=topics_dry_run, fix_drift=fix_drift,
+                                    validate_on_broker=validate_on_broker, timeout=timeout)
     results, run = run_probes(settings, timeout=timeout, jitter=jitter, seed=seed) if connectivity else (None, None)
     if run is not None and splay_s is not None:
         run["splay_s"] = splay_s
-    built: Report = build_report(settings, results=results, run=run)
+    built: Report = build_report(settings, results=results, run=run, sections=sections)
+    emit(get_renderer(fmt)(built), output)
+    sys.exit(built.exit_code)
+
+
+def provision_topics(settings: Settings, *, dry_run: bool, fix_drift: bool, validate_on_broker: bool,
+                     timeout: float) -> dict[str, Any]:
+    """The ``kafka_topic_provisioning`` section: plan (dry run) or apply, one event-loop entry."""
+    from ingest_probe import topics as provisioning
+
+    section = provisioning.run(settings.kafka, dry_run=dry_run, fix_drift=fix_drift,
+                               validate_on_broker=validate_on_broker, timeout=timeout)
+    return {provisioning.SECTION: section}
+
+
+TOPICS_EXIT_CODES = """\b
+Exit codes:
+  0  every declared topic exists as declared (or was just created)
+  1  drift remains, or (plan) a topic would be created
+  2  a creation failed, a topic could not be read, or the broker is unreachable
+  3  usage or configuration error (e.g. a _CONFIG value that is not a JSON object), or an internal error"""
+
+
+def topic_options(f: F) -> F:
+    options = [
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+                     help="Deadline of each admin step (connect, read, create, fix, re-read) in seconds."),
+        click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json",
+                     show_default=True),
+        click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+                     help="Write the report here atomically instead of stdout."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@cli.group()
+def topics() -> None:
+    """Plan or create the declared Kafka topics, with drift detection.
+
+    Declared topics: KAFKA_INGEST_TOPICS, KAFKA_INGEST_TOPIC_<DIM>, KAFKA_INGEST_DEFAULT_TOPIC and
+    KAFKA_INGEST_CONSUMER_TOPICS, each with _PARTITIONS, _REPLICATION_FACTOR and _CONFIG (defaults 1, 1,
+    {}). Drift compares partitions, replication factor and the declared configs only: broker defaults never
+    drift.
+    """
+
+
+@topics.command("plan", epilog=TOPICS_EXIT_CODES)
+@config_options
+@topic_options
+@click.option("--validate-on-broker", is_flag=True,
+              help="Also send CreateTopics with validate_only for the topics to create. Only for brokers"
+                   " known to honour validate_only: some (Tansu 0.6) create the topic anyway; the report says"
+                   " so.")
+def topics_plan(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+                timeout: float, fmt: str, output: Path | None, validate_on_broker: bool) -> None:
+    """Compare the declared topics with the broker, read-only; nothing is changed.
+
+    Sends Metadata (auto-creation off) and DescribeConfigs only, unless --validate-on-broker is given.
+    """
+    _topics_report(load(config_file, no_env, env_files, extras), fmt, output, dry_run=True, fix_drift=False,
+                   validate_on_broker=validate_on_broker, timeout=timeout)
+
+
+@topics.command("apply", epilog=TOPICS_EXIT_CODES)
+@config_options
+@topic_options
+@click.option("--fix-drift", is_flag=True,
+              help="Also fix fixable drift: add partitions, set the declared configs (incrementally, other"
+                   " overrides kept). Never decreases partitions or changes the replication factor.")
+def topics_apply(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+                 timeout: float, fmt: str, output: Path | None, fix_drift: bool) -> None:
+    """Create the missing topics, then re-read and report what exists. Never deletes a topic."""
+    _topics_report(load(config_file, no_env, env_files, extras), fmt, output, dry_run=False,
+                   fix_drift=fix_drift, validate_on_broker=False, timeout=timeout)
+
+
+def _topics_report(settings: Settings, fmt: str, output: Path | None, **kw: Any) -> None:
+    from ingest_probe.renderers import get_renderer
+    from ingest_probe.report import build_report
+
+    built = build_report(settings, sections=provision_topics(settings, **kw))
+    emit(get_renderer(fmt)(built), output)
+    sys.exit(built.exit_code)
+
+
+READINESS_EXIT_CODES = """\b
+Exit codes (Nagios meaning; the worst of connectivity and drill):
+  0  OK: connectors ok (or skipped) and the drill ok or not run
+  1  WARNING: a connector degraded/starting, or drill warn (only optional dimensions
+     failing, or failover needed but no standby configured/rehearsed)
+  2  CRITICAL: a connector down, or drill fail (the standby is unreachable or in recovery)
+  3  UNKNOWN: usage or configuration error (a bad --ingest-results file), or an internal error
+  130  interrupted (SIGINT)"""
+
+
+@cli.command(epilog=READINESS_EXIT_CODES)
+@config_options
+@probe_options
+@click.option("--ingest-results", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="JSON: dimension -> {rows_written, symbols, start_ts, end_ts, ingest_duration_seconds,"
+                   " freshness_seconds, source}. Without it the drill is not run.")
+@click.option("--dimensions", multiple=True, metavar="DIM",
+              help="Required drill dimensions; repeatable or comma-separated [default:"
+                   " TIMESCALE_FAILOVER_DRILL_DIMENSIONS].")
+@click.option("--scenario", metavar="LABEL", help="Drill label [default: TIMESCALE_FAILOVER_DRILL_LABEL].")
+@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True)
+@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+              help="Write the report here atomically instead of stdout.")
+def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+              connectivity: bool, timeout: float, jitter: float, seed: int | None, ingest_results: Path | None,
+              dimensions: tuple[str, ...], scenario: str | None, fmt: str, output: Path | None) -> None:
+    """Readiness evidence: the report with connectivity (always probed; --connectivity is implied) and a
+    Timescale failover drill judged from --ingest-results, probing the standby when failover is decided."""
+    from ingest_probe.readiness import run_readiness
+    from ingest_probe.renderers import get_renderer
+
+    del connectivity  # always on for readiness; accepted so `report` flags work unchanged
+    settings = load(config_file, no_env, env_files, extras)
+    built = run_readiness(settings, ingest_results=ingest_results, dimensions=dimensions, scenario=scenario,
+                          timeout=timeout, jitter=jitter, seed=seed)
     emit(get_renderer(fmt)(built), output)
     sys.exit(built.exit_code)
 
@@ -156,10 +293,8 @@ def config(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
     """Print the effective configuration, redacted, with each value's source."""
     import json
 
-    from ingest_probe.config import effective_rows
-
     settings = load(config_file, no_env, env_files, extras)
-    rows = effective_rows(settings)
+    rows = settings.effective
     if fmt == "json":
         click.echo(json.dumps([{"key": k, "value": v, "source": s} for k, v, s in rows], indent=2))
         return
@@ -240,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        _fail("aborted", 130)
+        _fail("interrupted", 130)
     except click.ClickException as exc:  # usage errors: bad flags, bad values
         _fail(exc.format_message(), errors.UsageError.exit_code)
     except errors.IngestProbeError as exc:

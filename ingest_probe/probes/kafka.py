@@ -152,6 +152,25 @@ class KafkaProbe:
         """Close the admin client if there is one; idempotent, bounded, never raises on a dead broker."""
         await self._drop()
 
+    async def connect(self) -> Any:
+        """Start (or reuse) the admin client as ``check`` does and return it (topic provisioning).
+
+        Failures are the same ``ProbeError``s as ``check``'s; the client is dropped on any failure.
+        """
+        try:
+            if self._admin is None:
+                await _import_aiokafka()
+                await self._resolve()
+                await self._connect()
+        except BaseException:
+            await self._drop()
+            raise
+        return self._admin
+
+    async def metadata(self) -> Any:
+        """One Metadata request for the configured topics, auto-creation off; failures as ``ProbeError``s."""
+        return await self._query()
+
     # ------------------------------------------------------------------------------------------- phases
 
     def _servers(self) -> list[tuple[str, int]]:

@@ -1,0 +1,421 @@
+"""Topic provisioning against the broker: read, create, fix drift, re-read — each admin call bounded.
+
+Imported on use (it imports aiokafka at the top). The plan/diff logic is pure and lives in ``topics``.
+The admin client comes from ``KafkaProbe`` (same security/SASL/TLS settings and bootstrap error mapping)
+and is closed on every path, bounded and shielded.
+
+aiokafka has no IncrementalAlterConfigs, and its ``alter_configs`` (AlterConfigs) *replaces* a topic's
+whole override set, resetting every override not resent. Declared configs are therefore set with
+IncrementalAlterConfigs v0 (API key 44, Kafka ≥ 2.3), built here from aiokafka's protocol classes:
+only the declared keys change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import anyio
+from aiokafka.admin import NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import IncompatibleBrokerVersion, KafkaError
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, String
+
+from ingest_probe import errors
+from ingest_probe.probes._common import one_line
+from ingest_probe.probes.kafka import KafkaProbe
+from ingest_probe.settings import KafkaSettings
+from ingest_probe.topics import (
+    TOPIC_ALREADY_EXISTS,
+    Action,
+    Change,
+    Note,
+    ProvisioningSection,
+    TopicPlan,
+    TopicState,
+    plan_topics,
+    read_configs,
+    read_metadata,
+    read_results,
+    undeclared_overrides,
+    with_configs,
+)
+
+T = TypeVar("T")
+#: What an admin call can fail with, short of a bug: the library's errors, our mapped ones, sockets.
+_ADMIN_ERRORS = (KafkaError, errors.ProbeError, OSError)
+_OP_SET = 0  # IncrementalAlterConfigs config_operation: SET (1 DELETE, 2 APPEND, 3 SUBTRACT)
+_SETTLE_POLL = 0.1
+
+
+# ------------------------------------------------------------------------- IncrementalAlterConfigs v0
+# aiokafka ships no type information: its protocol base classes are Any to mypy.
+
+
+class IncrementalAlterConfigsResponse_v0(Response):  # type: ignore[misc]  # (aiokafka naming)
+    API_KEY = 44
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("responses", Array(("error_code", Int16), ("error_message", String("utf-8")),
+                            ("resource_type", Int8), ("resource_name", String("utf-8")))),
+    )
+
+
+class IncrementalAlterConfigsRequest_v0(RequestStruct):  # type: ignore[misc]
+    API_KEY = 44
+    API_VERSION = 0
+    RESPONSE_TYPE = IncrementalAlterConfigsResponse_v0
+    SCHEMA = Schema(
+        ("resources", Array(("resource_type", Int8), ("resource_name", String("utf-8")),
+                            ("configs", Array(("name", String("utf-8")), ("config_operation", Int8),
+                                              ("value", String("utf-8")))))),
+        ("validate_only", Boolean),
+    )
+
+
+class IncrementalAlterConfigsRequest(Request[IncrementalAlterConfigsRequest_v0]):  # type: ignore[misc]
+    """Set (operation SET) only the given configs of each resource; the others keep their overrides."""
+
+    API_KEY = 44
+
+    def __init__(self, resources: list[tuple[int, str, list[tuple[str, int, str]]]]) -> None:
+        self._resources = resources
+
+    def build(self, request_struct_class: type[Any]) -> Any:
+        return request_struct_class(self._resources, False)
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def why(exc: BaseException, secrets: Sequence[Any] = ()) -> str:
+    """``ErrorName: message`` on one line (aiokafka's errors already start with their name)."""
+    text = one_line(exc, secrets=secrets)
+    name = type(exc).__name__
+    if isinstance(exc, errors.ProbeError) or text.startswith(name):
+        return text
+    return f"{name}: {text}" if text else name
+
+
+async def provision(kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool = False,
+                    validate_on_broker: bool = False, step_timeout: float) -> ProvisioningSection:
+    """Plan (``dry_run``) or apply the declared topics. ``step_timeout`` bounds *each* admin step (connect,
+    read, create, fix, re-read) in its own cancel scope: a run is a fixed handful of steps, and one slow
+    step must not eat the deadline of the re-read that reports what happened."""
+    run = _Run(kafka, dry_run=dry_run, fix_drift=fix_drift, validate_on_broker=validate_on_broker,
+               step_timeout=step_timeout)
+    try:
+        return await run.go()
+    finally:
+        await run.probe.aclose()  # bounded and shielded inside; also after a failure or cancellation
+
+
+class _Run:
+    def __init__(self, kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool, validate_on_broker: bool,
+                 step_timeout: float) -> None:
+        self.kafka = kafka
+        self.probe = KafkaProbe(kafka)
+        self.dry_run, self.fix_drift, self.validate = dry_run, fix_drift, validate_on_broker
+        self.step_timeout = step_timeout
+        self.names = [t.name for t in kafka.topics]
+        self.changes: list[Change] = []
+        self.notes: list[Note] = []
+        self.failed: dict[str, str] = {}
+        self.created: list[str] = []
+        self.raced: list[str] = []
+
+    def section(self, before: tuple[TopicPlan, ...], after: tuple[TopicPlan, ...],
+                error: errors.ProbeError | None = None) -> ProvisioningSection:
+        # A topic that could not be read (not authorized, configs unreadable) is failed too.
+        failed = {p.spec.name: p.message or "error" for p in after if p.action is Action.ERROR}
+        failed.update(self.failed)
+        return ProvisioningSection(
+            dry_run=self.dry_run, fix_drift=self.fix_drift, validate_on_broker=self.validate, before=before,
+            after=after, created=tuple(self.created), raced=tuple(self.raced), failed=failed,
+            changes=tuple(self.changes), notes=tuple(dict.fromkeys(self.notes)),  # re-reads repeat notes
+            error=None if error is None else str(error), error_kind=None if error is None else error.kind,
+        )
+
+    async def go(self) -> ProvisioningSection:
+        specs = self.kafka.topics
+        if not specs:
+            self.notes.append(Note("no_topics_declared", "no Kafka topic is declared (KAFKA_INGEST_TOPICS,"
+                                   " KAFKA_INGEST_TOPIC_<DIM>, ...): nothing to provision"))
+            return self.section((), ())
+        try:
+            await self._bounded("connecting", self.probe.connect)
+            before = plan_topics(specs, await self._read())
+        except errors.ProbeError as exc:
+            unknown = plan_topics(specs, None)
+            self.notes.append(Note("broker_unreachable", f"every topic is unknown: {exc}"))
+            return self.section(unknown, unknown, exc)
+        self._note_overrides(before)
+        if self.dry_run:
+            return await self._plan_only(before)
+        attempted = await self._create([p for p in before if p.action is Action.CREATE])
+        drifting = [p for p in before if p.action is Action.DRIFT]
+        expect: dict[str, int | None] = {name: None for name in attempted}
+        if self.fix_drift:
+            for p in drifting:
+                if p.fixable("partitions") and await self._add_partitions(p):
+                    expect[p.spec.name] = p.spec.partitions
+            await self._set_configs([p for p in drifting if p.fixable("config:")])
+        else:
+            self._skip_fixable(drifting, "re-run with --fix-drift")
+        after = before
+        if expect or any(c.status != "skipped" for c in self.changes):
+            try:
+                after = plan_topics(specs, await self._reread(expect))
+            except errors.ProbeError as exc:
+                self.notes.append(Note("reread_failed", f"cannot re-read the changed topics: {exc}"))
+                return self.section(before, plan_topics(specs, None), exc)
+        self._settle_failures(after)
+        self._note_remaining(after)
+        return self.section(before, after)
+
+    # --------------------------------------------------------------------------------------------- read
+
+    async def _bounded(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        with anyio.move_on_after(self.step_timeout):
+            return await call()
+        raise errors.ProbeTimeoutError(
+            f"Kafka ({self.probe.endpoint}) did not finish {what} within {self.step_timeout:g} s"
+        )
+
+    async def _read(self) -> dict[str, TopicState]:
+        """Metadata (auto-creation off) then DescribeConfigs of the existing topics: read-only."""
+        response = await self._bounded("the Metadata request", self.probe.metadata)
+        states = read_metadata(response.to_object(), self.names)
+        existing = [name for name, s in states.items() if s.exists and s.error is None]
+        if not existing:
+            return states
+        admin = self.probe.client
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in existing]
+        try:
+            responses = await self._bounded("DescribeConfigs", lambda: admin.describe_configs(resources))
+        except _ADMIN_ERRORS as exc:
+            reason = why(exc, self._secrets())
+            self.notes.append(Note("configs_unreadable", f"DescribeConfigs failed ({reason}): topic configs"
+                                   " cannot be compared"))
+            return {n: with_configs(s, reason) if n in existing else s for n, s in states.items()}
+        configs = read_configs(res for r in responses for res in r.to_object()["resources"])
+        return {n: with_configs(s, configs.get(n)) if n in existing else s for n, s in states.items()}
+
+    async def _reread(self, expect: Mapping[str, int | None]) -> dict[str, TopicState]:
+        """Read again until created topics list partitions (and added partitions show), within one step."""
+        states: dict[str, TopicState] | None = None
+        with anyio.move_on_after(self.step_timeout):
+            while True:
+                states = await self._read()
+                if all(_settled(states.get(name), want) for name, want in expect.items()):
+                    return states
+                await anyio.sleep(_SETTLE_POLL)
+        if states is None:
+            raise errors.ProbeTimeoutError(
+                f"Kafka ({self.probe.endpoint}) did not answer the re-read within {self.step_timeout:g} s"
+            )
+        return states
+
+    # -------------------------------------------------------------------------------------------- plan
+
+    async def _plan_only(self, before: tuple[TopicPlan, ...]) -> ProvisioningSection:
+        creates = [p for p in before if p.action is Action.CREATE]
+        for p in creates:
+            self.changes.append(Change(topic=p.spec.name, kind="create", detail=_describe(p),
+                                       status="planned"))
+        drifting = [p for p in before if p.action is Action.DRIFT]
+        if self.fix_drift:
+            for p in drifting:
+                for key, d in {**p.fixable("partitions"), **p.fixable("config:")}.items():
+                    kind = "add_partitions" if key == "partitions" else "set_configs"
+                    self.changes.append(Change(topic=p.spec.name, kind=kind, detail=_arrow(key, d),
+                                               status="planned"))
+        else:
+            self._skip_fixable(drifting, "dry run without --fix-drift")
+        if not (self.validate and creates):
+            self.notes.append(Note("read_only", "dry run: only Metadata (auto-creation off) and"
+                                   " DescribeConfigs were sent; nothing was changed"))
+            self._note_remaining(before)
+            return self.section(before, before)
+        self.notes.append(Note("validate_on_broker", "CreateTopics with validate_only was sent for the"
+                               " topics to create; a broker that ignores validate_only (Tansu 0.6 does)"
+                               " creates them"))
+        attempted = await self._create(creates, validate_only=True)
+        after = before
+        try:
+            states = await self._read()
+        except errors.ProbeError as exc:
+            self.notes.append(Note("reread_failed", f"cannot check that validation created nothing: {exc}"))
+        else:
+            after = plan_topics(self.kafka.topics, states)
+            ignored = [n for n in attempted if n not in self.raced and states[n].exists]
+            if ignored:
+                self.created += ignored  # said plainly: this dry run *did* create them
+                self.notes.append(Note("validate_only_ignored", f"the broker created {', '.join(ignored)}"
+                                       " although CreateTopics asked for validate_only"))
+        self._note_remaining(before)
+        return self.section(before, after)
+
+    # ------------------------------------------------------------------------------------------- apply
+
+    async def _create(self, plans: Sequence[TopicPlan], *, validate_only: bool = False) -> list[str]:
+        """CreateTopics for ``plans``; the names the broker accepted or already had (expected to exist)."""
+        if not plans:
+            return []
+        new = [NewTopic(p.spec.name, p.spec.partitions, p.spec.replication_factor,
+                        topic_configs=dict(p.spec.configs)) for p in plans]
+        admin = self.probe.client
+        verb = "validated" if validate_only else "applied"
+        try:
+            response = await self._bounded(
+                "CreateTopics", lambda: admin.create_topics(new, validate_only=validate_only))
+        except _ADMIN_ERRORS as exc:
+            reason = f"CreateTopics failed: {why(exc, self._secrets())}"
+            for p in plans:
+                self._change(p, "create", _describe(p), "failed", reason, fail=True)
+            return []
+        results = read_results(response.to_object()["topic_errors"])
+        expected: list[str] = []
+        for p in plans:
+            code, text = results.get(p.spec.name, (-1, "missing from the CreateTopics response"))
+            if code == 0:
+                expected.append(p.spec.name)
+                if not validate_only:
+                    self.created.append(p.spec.name)
+                self._change(p, "create", _describe(p), verb)
+            elif code == TOPIC_ALREADY_EXISTS:
+                expected.append(p.spec.name)
+                self.raced.append(p.spec.name)
+                self._change(p, "create", _describe(p), "not_applied",
+                             "TOPIC_ALREADY_EXISTS: created concurrently; state taken from the re-read")
+            else:
+                prefix = "the broker would reject it" if validate_only else "CreateTopics"
+                self._change(p, "create", _describe(p), "failed", f"{prefix}: {text}", fail=True)
+        return expected
+
+    async def _add_partitions(self, p: TopicPlan) -> bool:
+        d = p.drift["partitions"]
+        admin = self.probe.client
+        try:
+            await self._bounded("CreatePartitions", lambda: admin.create_partitions(
+                {p.spec.name: NewPartitions(p.spec.partitions)}))
+        except IncompatibleBrokerVersion as exc:
+            self._change(p, "add_partitions", _arrow("partitions", d), "not_applied",
+                         f"the broker does not implement CreatePartitions ({why(exc)})")
+            return False
+        except _ADMIN_ERRORS as exc:
+            reason = why(exc, self._secrets())
+            self._change(p, "add_partitions", _arrow("partitions", d), "not_applied", reason)
+            return False
+        self._change(p, "add_partitions", _arrow("partitions", d), "applied")
+        return True
+
+    async def _set_configs(self, plans: Sequence[TopicPlan]) -> None:
+        if not plans:
+            return
+        resources = [(int(ConfigResourceType.TOPIC), p.spec.name,
+                      [(key.removeprefix("config:"), _OP_SET, str(d["want"]))
+                       for key, d in p.fixable("config:").items()]) for p in plans]
+        client = self.probe.client._client  # private: the admin API has no way to send a custom request
+
+        async def send() -> Any:
+            return await client.send(client.get_random_node(), IncrementalAlterConfigsRequest(resources))
+
+        detail = {p.spec.name: ", ".join(_arrow(k, d) for k, d in p.fixable("config:").items())
+                  for p in plans}
+        try:
+            response = await self._bounded("IncrementalAlterConfigs", send)
+        except IncompatibleBrokerVersion as exc:
+            reason = (f"the broker does not implement IncrementalAlterConfigs ({why(exc)}); AlterConfigs is"
+                      " not used because it would reset the topic's other overrides")
+            for p in plans:
+                self._change(p, "set_configs", detail[p.spec.name], "not_applied", reason)
+            return
+        except _ADMIN_ERRORS as exc:
+            for p in plans:
+                self._change(p, "set_configs", detail[p.spec.name], "not_applied", why(exc, self._secrets()))
+            return
+        results = read_results(response.to_object()["responses"], key="resource_name")
+        for p in plans:
+            code, text = results.get(p.spec.name, (-1, "missing from the IncrementalAlterConfigs response"))
+            self._change(p, "set_configs", detail[p.spec.name], "applied" if code == 0 else "not_applied",
+                         text or None)
+
+    # ------------------------------------------------------------------------------------------ record
+
+    def _change(self, p: TopicPlan, kind: str, detail: str, status: str, reason: str | None = None,
+                *, fail: bool = False) -> None:
+        self.changes.append(Change(topic=p.spec.name, kind=kind, detail=detail, status=status, reason=reason))
+        if fail:
+            self.failed[p.spec.name] = reason or status
+        elif status == "not_applied" and kind != "create":
+            self.notes.append(Note("not_applied", f"{p.spec.name}: {kind} {detail} not applied: {reason}"))
+        elif status == "not_applied":
+            self.notes.append(Note("already_exists", f"{p.spec.name}: {reason}"))
+
+    def _skip_fixable(self, drifting: Sequence[TopicPlan], reason: str) -> None:
+        for p in drifting:
+            for key, d in {**p.fixable("partitions"), **p.fixable("config:")}.items():
+                kind = "add_partitions" if key == "partitions" else "set_configs"
+                self.changes.append(Change(topic=p.spec.name, kind=kind, detail=_arrow(key, d),
+                                           status="skipped", reason=reason))
+
+    def _settle_failures(self, after: tuple[TopicPlan, ...]) -> None:
+        for p in after:
+            name = p.spec.name
+            if name in self.created and p.action is Action.CREATE:
+                self.failed[name] = "CreateTopics succeeded, but the topic is not listed after the re-read"
+            elif name in self.failed and p.state is not None and p.state.exists and name not in self.created:
+                reason = self.failed.pop(name)
+                self.raced.append(name)
+                self.notes.append(Note("create_outcome_uncertain",
+                                       f"{name}: {reason}; yet the topic exists after the re-read"))
+
+    def _note_overrides(self, plans: tuple[TopicPlan, ...]) -> None:
+        for p in plans:
+            extra = undeclared_overrides(p)
+            if extra:
+                self.notes.append(Note("undeclared_overrides", f"{p.spec.name} has configs set on the topic"
+                                       f" that are not declared (left alone): {', '.join(extra)}"))
+
+    def _note_remaining(self, plans: tuple[TopicPlan, ...]) -> None:
+        for p in plans:
+            for key, d in p.drift.items():
+                if d["classification"] != "fixable":
+                    hint = _NOT_FIXABLE_HINT.get(key, "apply never changes this")
+                    self.notes.append(Note("not_fixable", f"{p.spec.name}: {key} {d['have']} → {d['want']}:"
+                                           f" {hint}"))
+        fixable = [p.spec.name for p in plans if p.fixable("partitions") or p.fixable("config:")]
+        if fixable and not self.fix_drift:
+            self.notes.append(Note("fix_drift_needed", f"fixable drift on {', '.join(fixable)}: `topics apply"
+                                   " --fix-drift` (or `report --ensure-topics --fix-drift`) fixes it"))
+
+    def _secrets(self) -> list[Any]:
+        return [self.kafka.password]
+
+
+_NOT_FIXABLE_HINT = {
+    "partitions": "Kafka cannot decrease partitions: recreate the topic or change the declaration",
+    "replication_factor": "needs a partition reassignment (kafka-reassign-partitions.sh); apply never does",
+}
+
+
+def _settled(state: TopicState | None, partitions: int | None) -> bool:
+    if state is None or not state.exists or state.partitions is None:
+        return False
+    return partitions is None or state.partitions >= partitions
+
+
+def _arrow(key: str, d: Mapping[str, Any]) -> str:
+    """``1 → 3`` for partitions, ``retention.ms unset → 1000`` for a config."""
+    have = "unset" if d["have"] is None else d["have"]
+    change = f"{have} → {d['want']}"
+    return change if key == "partitions" else f"{key.removeprefix('config:')} {change}"
+
+
+def _describe(p: TopicPlan) -> str:
+    s = p.spec
+    configs = "".join(f", {k}={v}" for k, v in s.configs.items())
+    return f"partitions={s.partitions}, replication_factor={s.replication_factor}{configs}"
