@@ -16,16 +16,15 @@ from ingest_probe._version import __version__
 
 if TYPE_CHECKING:
     from ingest_probe.report import Report
-    from ingest_probe.results import ProbeResult
     from ingest_probe.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CODES = """\b
-Exit codes (Nagios meaning):
-  0  OK: report written; every probed connector ok (or skipped)
-  1  WARNING: a connector degraded or starting
-  2  CRITICAL: a connector down
+Exit codes (Nagios meaning; with several checks the worst wins):
+  0  OK: report written; every probed connector ok (or skipped), topics as declared
+  1  WARNING: a connector degraded or starting; topic drift remains, or a dry run would create topics
+  2  CRITICAL: a connector down; a topic creation failed or the broker is unreachable
   3  UNKNOWN: usage or configuration error, or an internal error
   130  interrupted (SIGINT)"""
 
@@ -85,27 +84,6 @@ def probe_options(f: F) -> F:
     return f
 
 
-def run_probes(settings: Settings, *, timeout: float, jitter: float, seed: int | None
-               ) -> tuple[list[ProbeResult], dict[str, Any]]:
-    """One event-loop entry: every configured probe under the supervisor."""
-    import anyio
-
-    from ingest_probe.probes import build_probes, preload_drivers
-    from ingest_probe.supervisor import TaskSupervisor
-
-    preload_drivers(settings)
-
-    async def main() -> tuple[list[ProbeResult], dict[str, Any]]:
-        supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed)
-        started = time.monotonic()
-        results = await supervisor.run(build_probes(settings))
-        run = supervisor.run_block()
-        run["duration_ms"] = round((time.monotonic() - started) * 1000.0, 3)
-        return results, run
-
-    return anyio.run(main)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EXIT_CODES)
 @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
@@ -116,25 +94,56 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+def report_options(f: F) -> F:
+    """Flags `report` and `readiness` share besides the config and probe options."""
+    options = [
+        click.option("--ensure-topics", is_flag=True,
+                     help="Create the declared Kafka topics that are missing, before any probe (see `topics apply`);"
+                          " exit 1 if drift remains, 2 if a creation failed or the broker is unreachable."),
+        click.option("--topics-dry-run", is_flag=True,
+                     help="With --ensure-topics: read-only plan (see `topics plan`); exit 1 if a topic would be"
+                          " created."),
+        click.option("--fix-drift", is_flag=True,
+                     help="With --ensure-topics: also fix fixable drift (see `topics apply`)."),
+        click.option("--validate-on-broker", is_flag=True,
+                     help="With --topics-dry-run: also send CreateTopics validate_only (see `topics plan`)."),
+        click.option("--format", "fmt", type=click.Choice(["json", "markdown", "prometheus"]), default="json",
+                     show_default=True),
+        click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+                     help="Write the report here atomically instead of stdout."),
+        click.option("--splay", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+                     help="Before probing, sleep a random 0..S s, so many hosts' cron runs spread out."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def topic_sections(settings: Settings, *, ensure_topics: bool, topics_dry_run: bool, fix_drift: bool,
+                   validate_on_broker: bool, timeout: float) -> dict[str, Any] | None:
+    """The provisioning section when --ensure-topics was given (run before the probes, so the Kafka probe
+    sees the topics this run created), else None."""
+    if not ensure_topics:
+        return None
+    return provision_topics(settings, dry_run=topics_dry_run, fix_drift=fix_drift,
+                            validate_on_broker=validate_on_broker, timeout=timeout)
+
+
+def check_topic_flags(*, ensure_topics: bool, topics_dry_run: bool, fix_drift: bool,
+                      validate_on_broker: bool) -> None:
+    """Topic flags that need another flag are usage errors (exit 3), never silently ignored."""
+    if topics_dry_run and not ensure_topics:
+        raise errors.UsageError("--topics-dry-run needs --ensure-topics")
+    if fix_drift and not ensure_topics:
+        raise errors.UsageError("--fix-drift needs --ensure-topics")
+    if validate_on_broker and not topics_dry_run:
+        raise errors.UsageError("--validate-on-broker needs --topics-dry-run")
+
+
 @cli.command(epilog=EXIT_CODES)
 @config_options
 @probe_options
-@click.option("--ensure-topics", is_flag=True,
-              help="Create the declared Kafka topics that are missing, before any probe (see `topics apply`);"
-                   " exit 1 if drift remains, 2 if a creation failed or the broker is unreachable.")
-@click.option("--topics-dry-run", is_flag=True,
-              help="With --ensure-topics: read-only plan (see `topics plan`); exit 1 if a topic would be"
-                   " created.")
-@click.option("--fix-drift", is_flag=True,
-              help="With --ensure-topics: also fix fixable drift (see `topics apply`).")
-@click.option("--validate-on-broker", is_flag=True,
-              help="With --topics-dry-run: also send CreateTopics validate_only (see `topics plan`).")
-@click.option("--format", "fmt", type=click.Choice(["json", "markdown", "prometheus"]), default="json",
-              show_default=True)
-@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
-              help="Write the report here atomically instead of stdout.")
-@click.option("--splay", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
-              help="With --connectivity: first sleep a random 0..S s, so many hosts' cron runs spread out.")
+@report_options
 def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
            connectivity: bool, timeout: float, jitter: float, seed: int | None, ensure_topics: bool,
            topics_dry_run: bool, fix_drift: bool, validate_on_broker: bool, fmt: str, output: Path | None,
@@ -143,22 +152,19 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
     from ingest_probe.renderers import get_renderer
     from ingest_probe.report import build_report
 
-    if topics_dry_run and not ensure_topics:
-        raise errors.UsageError("--topics-dry-run needs --ensure-topics")
-    if fix_drift and not ensure_topics:
-        raise errors.UsageError("--fix-drift needs --ensure-topics")
-    if validate_on_broker and not topics_dry_run:
-        raise errors.UsageError("--validate-on-broker needs --topics-dry-run")
+    check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
+                      validate_on_broker=validate_on_broker)
     settings = load(config_file, no_env, env_files, extras)
     splay_s = _splay_sleep(splay) if connectivity else None
-    # Topics first: the Kafka probe then sees the topics this run created.
-    sections = None
-    if ensure_topics:
-        sections = provision_topics(settings, dry_run=topics_dry_run, fix_drift=fix_drift,
-                                    validate_on_broker=validate_on_broker, timeout=timeout)
-    results, run = run_probes(settings, timeout=timeout, jitter=jitter, seed=seed) if connectivity else (None, None)
-    if run is not None and splay_s is not None:
-        run["splay_s"] = splay_s
+    sections = topic_sections(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run,
+                              fix_drift=fix_drift, validate_on_broker=validate_on_broker, timeout=timeout)
+    results, run = None, None
+    if connectivity:
+        from ingest_probe._oneshot import run_probes
+
+        results, run = run_probes(settings, timeout=timeout, jitter=jitter, seed=seed)
+        if splay_s is not None:
+            run["splay_s"] = splay_s
     built: Report = build_report(settings, results=results, run=run, sections=sections)
     emit(get_renderer(fmt)(built), output)
     sys.exit(built.exit_code)
@@ -266,21 +272,28 @@ Exit codes (Nagios meaning; the worst of connectivity and drill):
               help="Required drill dimensions; repeatable or comma-separated [default:"
                    " TIMESCALE_FAILOVER_DRILL_DIMENSIONS].")
 @click.option("--scenario", metavar="LABEL", help="Drill label [default: TIMESCALE_FAILOVER_DRILL_LABEL].")
-@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True)
-@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
-              help="Write the report here atomically instead of stdout.")
+@report_options
 def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
               connectivity: bool, timeout: float, jitter: float, seed: int | None, ingest_results: Path | None,
-              dimensions: tuple[str, ...], scenario: str | None, fmt: str, output: Path | None) -> None:
+              dimensions: tuple[str, ...], scenario: str | None, ensure_topics: bool, topics_dry_run: bool,
+              fix_drift: bool, validate_on_broker: bool, fmt: str, output: Path | None, splay: float) -> None:
     """Readiness evidence: the report with connectivity (always probed; --connectivity is implied) and a
     Timescale failover drill judged from --ingest-results, probing the standby when failover is decided."""
+    from ingest_probe.drill import load_ingest_results
     from ingest_probe.readiness import run_readiness
     from ingest_probe.renderers import get_renderer
 
     del connectivity  # always on for readiness; accepted so `report` flags work unchanged
+    check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
+                      validate_on_broker=validate_on_broker)
     settings = load(config_file, no_env, env_files, extras)
-    built = run_readiness(settings, ingest_results=ingest_results, dimensions=dimensions, scenario=scenario,
-                          timeout=timeout, jitter=jitter, seed=seed)
+    # Inputs first: a bad results file is exit 3 before any topic is created or any server contacted.
+    results = load_ingest_results(ingest_results) if ingest_results is not None else None
+    splay_s = _splay_sleep(splay)
+    sections = topic_sections(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run,
+                              fix_drift=fix_drift, validate_on_broker=validate_on_broker, timeout=timeout)
+    built = run_readiness(settings, ingest_results=results, dimensions=dimensions, scenario=scenario,
+                          timeout=timeout, jitter=jitter, seed=seed, sections=sections, splay_s=splay_s)
     emit(get_renderer(fmt)(built), output)
     sys.exit(built.exit_code)
 

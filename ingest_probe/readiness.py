@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +36,7 @@ def fallback_probe(target: TimescaleSettings) -> Probe:
 def run_readiness(
     settings: Settings,
     *,
-    ingest_results: Path | None,
+    ingest_results: Path | drill.IngestResults | None,
     dimensions: Sequence[str] = (),
     scenario: str | None = None,
     timeout: float = 5.0,
@@ -45,13 +44,14 @@ def run_readiness(
     seed: int | None = None,
     now: dt.datetime | None = None,
     sections: Mapping[str, Section | None] | None = None,
+    splay_s: float | None = None,
 ) -> Report:
     """The readiness report: ``report --connectivity`` plus ``failover_drill``; exit code is the worst.
 
     ``sections`` adds other report sections computed by the caller (e.g. ``kafka_topic_provisioning``).
     """
     now = now or dt.datetime.now(dt.UTC)
-    results = drill.load_ingest_results(ingest_results) if ingest_results is not None else None
+    results = drill.load_ingest_results(ingest_results) if isinstance(ingest_results, Path) else ingest_results
     if dimensions:
         drill.required_dimensions(settings, dimensions)  # validate the flag even when the drill does not run
     assessment = None
@@ -71,6 +71,8 @@ def run_readiness(
         assessment = drill.assess(settings, results, dimensions=dimensions)
     target = assessment.fallback_target if assessment is not None else None
     connectivity, run, fallback = _probe(settings, target, timeout=timeout, jitter=jitter, seed=seed)
+    if splay_s is not None:
+        run["splay_s"] = splay_s
     if assessment is not None:
         snapshot = drill.conclude(assessment, settings, fallback=fallback, scenario=scenario, now=now)
     every = {**(sections or {}), "failover_drill": snapshot}
@@ -80,24 +82,12 @@ def run_readiness(
 def _probe(settings: Settings, target: TimescaleSettings | None, *, timeout: float, jitter: float,
            seed: int | None) -> tuple[list[ProbeResult], dict[str, Any], ProbeResult | None]:
     """One event-loop entry: every configured connector, and the standby when the drill asks for it."""
-    import anyio
+    from ingest_probe._oneshot import run_probes
 
-    from ingest_probe.probes import build_probes, preload_drivers
-    from ingest_probe.supervisor import TaskSupervisor
-
-    preload_drivers(settings)  # imports inside the loop would be charged to the first probe's deadline
     if target is not None and target.backend == "postgresql":
         with contextlib.suppress(ImportError):  # a missing driver is the probe's DriverError to report
             import asyncpg  # noqa: F401  (preloaded for the standby; the primary may not be PostgreSQL)
-
-    async def main() -> tuple[list[ProbeResult], dict[str, Any], ProbeResult | None]:
-        supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed)
-        probes = build_probes(settings)
-        started = time.monotonic()
-        results = await supervisor.run([*probes, *([fallback_probe(target)] if target is not None else [])])
-        run = supervisor.run_block()
-        run["duration_ms"] = round((time.monotonic() - started) * 1000.0, 3)
-        fallback = results[len(probes)] if target is not None else None
-        return results[: len(probes)], run, fallback
-
-    return anyio.run(main)
+    extra = [fallback_probe(target)] if target is not None else []
+    results, run = run_probes(settings, timeout=timeout, jitter=jitter, seed=seed, extra=extra)
+    connectors = len(results) - len(extra)
+    return results[:connectors], run, results[connectors] if extra else None

@@ -68,6 +68,9 @@ def test_python_dash_m_works():
     ("argv", "needle"),
     [
         (["report", "--topics-dry-run"], "--topics-dry-run needs --ensure-topics"),
+        (["readiness", "--topics-dry-run"], "--topics-dry-run needs --ensure-topics"),
+        (["report", "--fix-drift"], "--fix-drift needs --ensure-topics"),
+        (["readiness", "--no-env", "--ingest-results", "/nonexistent/r.json", "--ensure-topics"], "r.json"),
         (["report", "--bogus"], "No such option"),
         (["report", "--timeout", "0"], "--timeout"),
         (["report", "--format", "xml"], "--format"),
