@@ -26,7 +26,7 @@ Exit codes (Nagios meaning; with several checks the worst wins):
   1  WARNING: a connector degraded or starting; topic drift remains, or a dry run would create topics
   2  CRITICAL: a connector down; a topic creation failed or the broker is unreachable
   3  UNKNOWN: usage or configuration error, or an internal error
-  130  interrupted (SIGINT)"""
+  130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way"""
 
 
 def config_options(f: F) -> F:
@@ -86,12 +86,11 @@ def probe_options(f: F) -> F:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EXIT_CODES)
-@click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
+@click.option("--debug", is_flag=True,
+              help="Also print the traceback of an error (anywhere on the line; the exit code is unchanged).")
 @click.version_option(__version__, prog_name="ingest-probe")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(debug: bool) -> None:
     """Probe the TimescaleDB/PostgreSQL, Redis and Kafka connectors of a data-ingest service."""
-    ctx.obj = {"debug": debug}
 
 
 def report_options(f: F) -> F:
@@ -112,7 +111,7 @@ def report_options(f: F) -> F:
         click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
                      help="Write the report here atomically instead of stdout."),
         click.option("--splay", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
-                     help="Before probing, sleep a random 0..S s, so many hosts' cron runs spread out."),
+                     help="Before contacting anything, sleep a random 0..S s, so many hosts' cron runs spread out."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -154,8 +153,10 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
 
     check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                       validate_on_broker=validate_on_broker)
+    if splay and not (connectivity or ensure_topics):
+        raise errors.UsageError("--splay needs --connectivity or --ensure-topics (nothing else is contacted)")
     settings = load(config_file, no_env, env_files, extras)
-    splay_s = _splay_sleep(splay) if connectivity else None
+    splay_s = _splay_sleep(splay)
     sections = topic_sections(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run,
                               fix_drift=fix_drift, validate_on_broker=validate_on_broker, timeout=timeout)
     results, run = None, None
@@ -163,8 +164,7 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
         from ingest_probe._oneshot import run_probes
 
         results, run = run_probes(settings, timeout=timeout, jitter=jitter, seed=seed)
-        if splay_s is not None:
-            run["splay_s"] = splay_s
+        run["splay_s"] = splay_s
     built: Report = build_report(settings, results=results, run=run, sections=sections)
     emit(get_renderer(fmt)(built), output)
     sys.exit(built.exit_code)
@@ -375,34 +375,37 @@ def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], e
     sys.exit(run_watch(settings, options))
 
 
-def _fail(message: str, code: int) -> NoReturn:
+def _fail(message: str, code: int, *, debug: bool = False) -> NoReturn:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
     click.echo(f"ingest-probe: error: {message}", err=True)
     sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: maps every failure to one stderr line and a documented exit code."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    """Console-script entry: maps every failure to one stderr line and a documented exit code.
+
+    ``--debug`` may stand anywhere on the line; it adds the traceback but never changes the exit code.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    if not args:
+        _fail("missing command: try 'ingest-probe --help'", errors.UsageError.exit_code)
     try:
-        cli.main(args=argv, prog_name="ingest-probe", standalone_mode=False)
+        cli.main(args=args, prog_name="ingest-probe", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns SIGINT into Abort
         _fail("interrupted", 130)
     except click.ClickException as exc:  # usage errors: bad flags, bad values
         _fail(exc.format_message(), errors.UsageError.exit_code)
     except errors.IngestProbeError as exc:
-        if debug:
-            raise
-        _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail(str(exc), exc.exit_code, debug=debug)
     except OSError as exc:  # writing --output, reading a file the config layer did not own
-        if debug:
-            raise
-        _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 3)
-    except Exception as exc:  # a bug: say so in one line, keep the traceback behind --debug
-        if debug:
-            raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for a traceback)", 3)
+        _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 3, debug=debug)
+    except Exception as exc:  # noqa: BLE001 -- the process boundary: a bug becomes one line + exit 3 (--debug: traceback)
+        _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for a traceback)", 3, debug=debug)
     sys.exit(0)

@@ -3,6 +3,7 @@
     IngestProbeError                 exit 3
     ├── ConfigError                  bad input: names the key, its source and the (redacted) value
     │   └── UsageError               a flag combination that makes no sense
+    ├── Terminated                   SIGTERM arrived mid-run; clients were closed (exit 143)
     └── ProbeError                   an *expected* failure of one connector; becomes data in a result
         ├── DnsError                 the host name does not resolve
         ├── RefusedError             nothing listens / connection reset
@@ -42,6 +43,13 @@ class UsageError(ConfigError):
     """Command-line flags that contradict each other or need another flag."""
 
     kind = "usage"
+
+
+class Terminated(IngestProbeError):
+    """SIGTERM (cron timeout, ``kill``, Kubernetes) arrived mid-run; every client was closed first."""
+
+    exit_code = 143
+    kind = "terminated"
 
 
 class ProbeError(IngestProbeError):

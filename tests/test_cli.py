@@ -77,6 +77,8 @@ def test_python_dash_m_works():
         (["report", "--no-env", "--extra", "TIMESCALEDB_PORT=abc"], "TIMESCALEDB_PORT='abc' from --extra"),
         (["report", "--no-env", "--config", "/nonexistent/x.yaml"], "/nonexistent/x.yaml"),
         (["nosuchcommand"], "No such command"),
+        ([], "missing command"),
+        (["report", "--splay", "5"], "--splay needs --connectivity or --ensure-topics"),
     ],
 )
 def test_usage_and_config_errors_exit_3_with_one_line(capsys, argv, needle):
@@ -161,3 +163,14 @@ def test_canary_secret_appears_in_no_output(capsys, tmp_path, monkeypatch):
         assert CANARY not in err, argv
     assert "REDIS_PASSWROD" in outputs[0][3]  # the warning was emitted
     assert outputs[-1][1] == 3
+
+
+def test_debug_adds_a_traceback_but_keeps_the_exit_code(capsys):
+    """--debug (before or after the command) prints the traceback and still exits with the mapped code."""
+    for argv in (["--debug", "report", "--no-env", "--extra", "REDIS_PORT=x"],
+                 ["report", "--debug", "--no-env", "--extra", "REDIS_PORT=x"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 3
+        assert out == ""
+        assert "Traceback" in err
+        assert err.rstrip().splitlines()[-1].startswith("ingest-probe: error: REDIS_PORT='x'")

@@ -96,8 +96,12 @@ def test_three_blocked_connectors_take_one_deadline_not_three(tmp_path):
     assert wall < 2 * timeout + 0.5, wall
 
 
-def test_sigint_mid_run_exits_130_and_closes_everything(tmp_path, pg_server, redis_server):
-    """SIGINT while probes hang on a frozen Redis: exit 130 promptly, and no connection is left behind."""
+@pytest.mark.parametrize(("sig", "code", "message"), [
+    (signal.SIGINT, 130, "ingest-probe: error: interrupted"),
+    (signal.SIGTERM, 143, "ingest-probe: error: terminated by SIGTERM; every connection was closed"),
+])
+def test_signal_mid_run_exits_promptly_and_closes_everything(tmp_path, pg_server, redis_server, sig, code, message):
+    """SIGINT/SIGTERM while a probe hangs on a black-holed Redis: prompt exit, no connection left behind."""
     with BlackHole() as hole:
         values = {"TIMESCALEDB_HOST": pg_server.host, "TIMESCALEDB_PORT": str(pg_server.port),
                   "TIMESCALEDB_USER": pg_server.user, "TIMESCALEDB_PASSWORD": pg_server.password,
@@ -109,11 +113,11 @@ def test_sigint_mid_run_exits_130_and_closes_everything(tmp_path, pg_server, red
         )
         time.sleep(1.0)
         started = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=10)
         elapsed = time.monotonic() - started
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert elapsed < 3, elapsed
-    assert err.strip() == "ingest-probe: error: interrupted"
+    assert err.strip() == message
     assert out == ""
     assert_no_server_connections(pg_server, redis_server)

@@ -45,7 +45,18 @@ FORBIDDEN = {
     "ingest_probe.report": ("ingest_probe.probes", "ingest_probe.supervisor", "ingest_probe.renderers",
                             "ingest_probe.cli"),
     "ingest_probe.renderers": ("ingest_probe.probes", "ingest_probe.supervisor", "ingest_probe.cli",
-                               "ingest_probe.config"),
+                               "ingest_probe.config", "ingest_probe.topics", "ingest_probe.drill"),
+    "ingest_probe.topics": ("ingest_probe.renderers", "ingest_probe.report", "ingest_probe.cli"),
+    "ingest_probe._topics_admin": ("ingest_probe.renderers", "ingest_probe.report", "ingest_probe.cli"),
+    "ingest_probe.drill": ("ingest_probe.probes", "ingest_probe.supervisor", "ingest_probe.renderers",
+                           "ingest_probe.report", "ingest_probe.cli"),
+    "ingest_probe._ingest_results": ("ingest_probe.settings", "ingest_probe.probes", "ingest_probe.supervisor",
+                                     "ingest_probe.report", "ingest_probe.renderers", "ingest_probe.cli",
+                                     "ingest_probe.drill"),
+    "ingest_probe.readiness": ("ingest_probe.renderers", "ingest_probe.cli"),
+    "ingest_probe.prober": ("ingest_probe.renderers", "ingest_probe.cli", "ingest_probe._watch"),
+    "ingest_probe._watch": ("ingest_probe.cli",),
+    "ingest_probe._oneshot": ("ingest_probe.report", "ingest_probe.renderers", "ingest_probe.cli"),
 }
 
 

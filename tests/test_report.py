@@ -85,7 +85,8 @@ def test_manifest_only_json_shape():
     report = build_report(load_settings(environ=FULL_ENV), now=NOW)
     doc = report.document
     assert set(doc) == {"schema_version", "generated_at", "tool", "status", "should_run", "reason", "dimensions",
-                        "schedule", "failover", "configuration", "manifest", "connectivity", "run"}
+                        "schedule", "failover", "configuration", "manifest", "connectivity", "run",
+                        "kafka_topic_provisioning", "failover_drill"}
     assert doc["generated_at"] == "2026-11-25T12:00:00Z"
     assert [m["name"] for m in doc["manifest"]] == ["timescale", "redis", "kafka"]
     assert doc["dimensions"] == ["daily", "intraday"]
@@ -96,6 +97,7 @@ def test_manifest_only_json_shape():
     assert kafka["topic_count"] == 2
     assert doc["manifest"][0]["metadata"]["pool"]["size"] == 5
     assert (doc["status"], doc["connectivity"], report.exit_code) == (None, None, 0)
+    assert (doc["kafka_topic_provisioning"], doc["failover_drill"]) == (None, None)
 
 
 def test_unconfigured_connectors_and_sqlite_have_no_pool():

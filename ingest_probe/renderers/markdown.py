@@ -2,53 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
+from ingest_probe.renderers._md import bullets, cell, fmt, table
+from ingest_probe.renderers._topics import kafka_topic_provisioning
 from ingest_probe.report import Report
 
-_WS = re.compile(r"\s+")
-
-
-def fmt(value: Any) -> str:
-    """A value as a person reads it: yes/no, an em dash for nothing, lists comma-joined."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{round(value, 2):g}"
-    if isinstance(value, Mapping):
-        return "; ".join(f"{k}={fmt(v)}" for k, v in value.items()) or "—"
-    if isinstance(value, list | tuple):
-        return ", ".join(fmt(v) for v in value) or "—"
-    return _WS.sub(" ", str(value)).strip()
-
-
-def cell(value: Any) -> str:
-    """A table cell: one line, pipes escaped."""
-    return fmt(value).replace("|", "\\|")
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return lines
-
-
-def bullets(data: Mapping[str, Any], indent: int = 0) -> list[str]:
-    """Nested bullets; nested mappings become sub-lists, everything else one line."""
-    pad = "  " * indent
-    lines: list[str] = []
-    for key, value in data.items():
-        if isinstance(value, Mapping) and value:
-            lines.append(f"{pad}- {key}:")
-            lines += bullets(value, indent + 1)
-        else:
-            lines.append(f"{pad}- {key}: {fmt(value)}")
-    return lines
-
+__all__ = ["SECTIONS", "bullets", "cell", "fmt", "render", "table"]
 
 def _connectivity(results: list[dict[str, Any]]) -> list[str]:
     out = ["## Connectivity", ""]
@@ -68,7 +29,7 @@ def _connectivity(results: list[dict[str, Any]]) -> list[str]:
     for r in results:
         if r["status"] == "skipped":
             continue
-        out += ["", f"### {r['name']}", ""]
+        out += ["", f"### {r['name']}: probe details", ""]
         out += bullets(
             {
                 "status": r["status"],
@@ -112,18 +73,13 @@ def _failover_drill(section: dict[str, Any]) -> list[str]:
 SECTIONS["failover_drill"] = ("Failover drill", _failover_drill)
 
 
-def _topic_provisioning(section: dict[str, Any]) -> list[str]:
-    from ingest_probe.topics import render_markdown  # it imports this module's helpers: on use
-
-    return render_markdown(section)
-
-
-SECTIONS["kafka_topic_provisioning"] = ("Kafka topic provisioning", _topic_provisioning)
+SECTIONS["kafka_topic_provisioning"] = ("Kafka topic provisioning", kafka_topic_provisioning)
 
 
 def render(report: Report) -> str:
     doc = report.document
-    out = ["# ingest-probe report", ""]
+    title = "report" if doc.get("failover_drill") is None else "readiness evidence"
+    out = [f"# ingest-probe {title}", ""]
     out += [f"Generated {doc['generated_at']} by {doc['tool']['name']} {doc['tool']['version']}"
             f" (schema {doc['schema_version']}).", ""]
     out += bullets(
@@ -154,7 +110,7 @@ def render(report: Report) -> str:
     out += ["", "## Manifest", ""]
     for m in doc["manifest"]:
         meta = {k: v for k, v in m["metadata"].items() if k != "topic_specs"}
-        out += [f"### {m['name']}", "", *bullets(meta), ""]
+        out += [f"### {m['name']}: configuration", "", *bullets(meta), ""]
         if m["metadata"].get("topic_specs"):
             out += table(
                 ["Topic", "Dimensions", "Partitions", "Replication", "Configs"],
