@@ -2,6 +2,7 @@
 
 Every problem is a one-line ``ConfigError`` (exit 3) naming the file, the dimension and the field. Timestamps
 must be ISO-8601 with a UTC offset: an epoch number or a naive time is refused, never read as 1970 or local.
+The free-text ``source`` field is shown only through ``safe_source`` (an allow-list), and never echoed in errors.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ingest_probe.errors import ConfigError
 
@@ -138,8 +141,8 @@ def _seconds(at: str, field: str, value: object) -> float:
 
 
 def _text(at: str, field: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{at}: field {field!r} must be a non-empty string, got {_got(value)}")
+    if not isinstance(value, str) or not value.strip():  # the type only: the value may hold a credential
+        raise ConfigError(f"{at}: field {field!r} must be a non-empty string, got {_type(value)}")
     return value
 
 
@@ -176,3 +179,42 @@ def _timestamp(at: str, field: str, value: object) -> dt.datetime:
 
 def iso(ts: dt.datetime) -> str:
     return ts.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+# ------------------------------------------------------------------------------------- the source field
+
+#: What an unrecognised ``source`` is shown as: the text may hold credentials (``host=db password=...``).
+SOURCE_WITHHELD = "<unrecognised source text withheld>"
+_IDENTIFIER = re.compile(r"[A-Za-z0-9._:/-]{1,120}")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45}")  # a DNS name or IPv4, or IPv6
+_PATH = re.compile(r"[A-Za-z0-9._~:/-]{0,200}")
+
+
+def safe_source(source: str) -> str:
+    """The results file's ``source`` as shown in a report, by allow-list (it is free text from a file).
+
+    A URL keeps only scheme, host, port and path (no userinfo, query or fragment); a bare identifier
+    (``[A-Za-z0-9._:/-]{1,120}``: ``yahoo``, ``vendor/bars.csv``) is shown as is; anything else (spaces,
+    ``=``, ``@``, quotes, a URL whose parts do not parse cleanly) becomes ``SOURCE_WITHHELD``.
+    """
+    if "://" in source:
+        return _safe_url(source) or SOURCE_WITHHELD
+    return source if _IDENTIFIER.fullmatch(source) else SOURCE_WITHHELD
+
+
+def _safe_url(source: str) -> str | None:
+    try:
+        parts = urlsplit(source)
+        port = parts.port  # ValueError for a non-number: e.g. a password cut short by a raw '#' or '?'
+    except ValueError:
+        return None
+    if any("@" in part for part in (parts.path, parts.query, parts.fragment)):
+        return None  # a raw '/', '?' or '#' in a password splits the userinfo: none of it is safe to show
+    host = parts.hostname or ""
+    if not _SCHEME.fullmatch(parts.scheme) or not _PATH.fullmatch(parts.path):
+        return None
+    if (parts.netloc and not host) or (host and not _HOSTNAME.fullmatch(host)):
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}{'' if port is None else f':{port}'}{parts.path}"

@@ -171,44 +171,124 @@ def test_cli_bad_results_file_exits_3_before_probing(capsys, tmp_path):
 # ------------------------------------------------------------------------------------------ vocabulary
 
 
+def notes(doc: dict[str, Any]) -> dict[str, str]:
+    """The vocabulary notes of a snapshot dict, code -> message."""
+    return {n["code"]: n["message"] for n in doc["health_report"]["vocabulary"]["notes"]}
+
+
 def test_vocabulary_mismatch_is_spelled_out():
-    """Required-but-absent and present-but-not-required names are listed, with a did-you-mean hint."""
-    snap = snapshot({"daily": entry(), "intraday": entry()}).to_dict()
+    """Required-but-absent, present-but-not-required and not-planned names are listed, with a did-you-mean hint."""
+    s = settings(TIMESCALE_FAILOVER_DRILL_DIMENSIONS="dayly")
+    snap = snapshot({"daily": entry(), "intraday": entry()}, s).to_dict()
     vocab = snap["health_report"]["vocabulary"]
-    assert vocab["required"] == ["daily_bars"]
+    assert vocab["required"] == ["dayly"]
     assert vocab["required_source"].startswith(drill.DIMENSIONS_KEY)
-    assert vocab["required_absent"] == ["daily_bars"]
+    assert vocab["planned"] == ["daily"]
+    assert vocab["required_absent"] == ["dayly"]
     assert vocab["present_not_required"] == ["daily", "intraday"]
+    assert vocab["required_not_planned"] == ["dayly"]
     assert vocab["matches"] is False
-    assert any("'daily_bars'" in n and "absent" in n and "did you mean 'daily'?" in n for n in vocab["notes"])
-    assert any("not required" in n and "daily, intraday" in n for n in vocab["notes"])
-    daily_bars = snap["health_report"]["dimensions"][0]
-    assert (daily_bars["name"], daily_bars["status"], daily_bars["rows_written"]) == ("daily_bars", "error", None)
+    found = notes(snap)
+    assert "'dayly'" in found["required_absent"]
+    assert "did you mean 'daily'?" in found["required_absent"]
+    assert "daily, intraday" in found["present_not_required"]
+    assert "ingest dimensions are daily" in found["required_not_planned"]
+    dayly = snap["health_report"]["dimensions"][0]
+    assert (dayly["name"], dayly["status"], dayly["rows_written"]) == ("dayly", "error", None)
     assert snap["failover_decision"]["should_failover"] is True
-    markdown = get_renderer("markdown")(build_report(settings(), sections={"failover_drill": _Snap(snap)},
-                                                     now=NOW))
-    assert "Required but absent: daily_bars" in markdown
+    assert "[required_absent]" in snap["reason"]
+    markdown = get_renderer("markdown")(build_report(s, sections={"failover_drill": _Snap(snap)}, now=NOW))
+    assert "Required but absent: dayly" in markdown
     assert "Present but not required: daily, intraday" in markdown
+    assert "- note [required_not_planned]: 1 required dimension (TIMESCALE_FAILOVER_DRILL_DIMENSIONS" in markdown
 
 
 def test_dimensions_flag_overrides_and_says_so():
     """--dimensions (repeatable, comma-separated) wins over the key, and the difference is noted."""
-    snap = snapshot({"daily_bars": entry(), "macro": entry()}, dimensions=("daily_bars,macro", "macro")).to_dict()
+    s = settings(TIMESCALE_ENABLE_MACRO="true")
+    snap = snapshot({"daily": entry(), "macro": entry()}, s, dimensions=("daily,macro", "macro")).to_dict()
     vocab = snap["health_report"]["vocabulary"]
-    assert vocab["required"] == ["daily_bars", "macro"]
+    assert vocab["required"] == ["daily", "macro"]
     assert vocab["required_source"] == "--dimensions"
     assert vocab["matches"] is True
-    assert any("--dimensions (daily_bars, macro) differs from" in n for n in vocab["notes"])
+    assert "--dimensions (daily, macro) differs from" in notes(snap)["dimensions_flag_differs"]
     with pytest.raises(ConfigError, match="empty dimension name"):
         drill.required_dimensions(settings(), ["a,,b"])
 
 
 def test_matching_vocabulary_has_no_notes():
-    """When results and required names agree, the vocabulary says it matches and adds no notes."""
-    vocab = snapshot({"daily_bars": entry()}).to_dict()["health_report"]["vocabulary"]
+    """When results, required names and the ingest plan agree in the report's names, there are no notes."""
+    snap = snapshot({"daily": entry()}, settings(TIMESCALE_FAILOVER_DRILL_DIMENSIONS="daily")).to_dict()
+    vocab = snap["health_report"]["vocabulary"]
     assert vocab["matches"] is True
     assert vocab["notes"] == []
+    assert vocab["legacy_names"] == []
+    assert snap["reason"] == "no failover needed: every dimension healthy"
+
+
+def test_default_legacy_key_with_daily_result_is_ok_with_a_note(capsys, tmp_path):
+    """Default TIMESCALE_FAILOVER_DRILL_DIMENSIONS=daily_bars and a healthy `daily` result: ok, exit 0, noted."""
+    snap = snapshot({"daily": entry()})
+    doc = snap.to_dict()
+    assert (doc["status"], snap.exit_code) == ("ok", 0)
+    assert doc["failover_decision"]["should_failover"] is False
+    vocab = doc["health_report"]["vocabulary"]
+    assert vocab["required"] == ["daily"]
     assert vocab["required_source"] == f"{drill.DIMENSIONS_KEY} [default]"
+    assert vocab["matches"] is True
+    assert vocab["legacy_names"] == [{"name": "daily_bars", "read_as": "daily", "in": drill.DIMENSIONS_KEY}]
+    assert list(notes(doc)) == ["legacy_dimension_names"]
+    assert "[legacy_dimension_names]" in doc["reason"]
+    assert "daily_bars read as daily" in doc["reason"]
+    assert doc["components"][0]["metadata"]["vocabulary_notes"] == ["legacy_dimension_names"]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"daily": entry()}))
+    with pytest.raises(SystemExit) as info:
+        main(["readiness", "--no-env", "--extra", "TIMESCALE_SYMBOLS=AAPL,MSFT", "--extra",
+              "TIMESCALE_FAILOVER_DRILL=true", "--ingest-results", str(path), "--format", "markdown"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 0, err
+    assert "- Status: ok" in out
+    assert "- note [legacy_dimension_names]: legacy dimension names read as this report's:" in out
+
+
+def test_legacy_names_in_results_and_flag_are_the_report_dimensions():
+    """A results file and --dimensions in legacy names are judged as daily/intraday/macro, each rename noted."""
+    s = settings(TIMESCALE_FAILOVER_DRILL_DIMENSIONS="daily,intraday", TIMESCALE_ENABLE_INTRADAY="true")
+    data = {"daily_bars": entry(), "intraday_bars": entry(rows_written=0), "macro_events": entry(symbols=[])}
+    doc = snapshot(data, s, dimensions=("daily_bars,intraday",)).to_dict()
+    vocab = doc["health_report"]["vocabulary"]
+    assert vocab["required"] == ["daily", "intraday"]
+    assert vocab["in_results"] == ["daily", "intraday", "macro"]
+    assert [(a["name"], a["in"]) for a in vocab["legacy_names"]] == [
+        ("daily_bars", "--dimensions"), ("daily_bars", "ingest results"), ("intraday_bars", "ingest results"),
+        ("macro_events", "ingest results")]
+    assert "dimensions_flag_differs" not in notes(doc)  # the same dimensions, once normalised
+    dims = {d["name"]: d for d in doc["health_report"]["dimensions"]}
+    assert dims["intraday"]["name_in_results"] == "intraday_bars"
+    assert doc["failover_decision"]["required_in_error"] == ["intraday"]
+    markdown = get_renderer("markdown")(build_report(s, sections={"failover_drill": _Snap(doc)}, now=NOW))
+    assert "| intraday (as intraday_bars) | yes | error |" in markdown
+
+
+def test_both_names_of_one_dimension_is_config_error():
+    """A results file with `daily` and `daily_bars` is ambiguous: a ConfigError naming both (exit 3)."""
+    with pytest.raises(ConfigError, match="'daily_bars' and 'daily' are the same dimension") as info:
+        drill.assess(settings(), parse({"daily_bars": entry(), "daily": entry(rows_written=0)}))
+    assert info.value.exit_code == 3
+
+
+def test_required_dimension_outside_the_ingest_plan_is_noted():
+    """A drill dimension the configuration does not ingest is named, with the plan's dimensions, in the reason."""
+    doc = snapshot({"equities": entry()}, settings(TIMESCALE_FAILOVER_DRILL_DIMENSIONS="equities")).to_dict()
+    assert doc["status"] == "ok"  # a note never changes a status
+    message = notes(doc)["required_not_planned"]
+    assert "equities" in message
+    assert "ingest dimensions are daily (from TIMESCALE_SYMBOLS" in message
+    assert "[required_not_planned]" in doc["reason"]
+    assert doc["health_report"]["vocabulary"]["matches"] is False
+    bare = snapshot({"daily": entry()}, settings(TIMESCALE_SYMBOLS=None)).to_dict()
+    assert "plans no ingest dimensions" in notes(bare)["required_not_planned"]
 
 
 # --------------------------------------------------------------------------------- health and decision
@@ -268,10 +348,31 @@ def test_required_error_reason_names_dimensions_and_why():
     """The failover reason names each required dimension in error and every reason for it."""
     data = {"daily_bars": entry(rows_written=0, symbols=["AAPL"]), "intraday_bars": entry(freshness_seconds=1e6)}
     decision = snapshot(data, dimensions=("daily_bars", "intraday_bars", "macro")).to_dict()["failover_decision"]
-    assert decision["required_in_error"] == ["daily_bars", "macro"]
-    assert "daily_bars: no rows written, missing 1 expected symbol of TIMESCALE_SYMBOLS: MSFT" in decision["reason"]
+    assert decision["required_in_error"] == ["daily", "macro"]
+    assert "daily: no rows written, missing 1 expected symbol of TIMESCALE_SYMBOLS: MSFT" in decision["reason"]
     assert "macro: required but absent from the ingest results" in decision["reason"]
-    assert "intraday_bars: stale" in decision["reason"]
+    assert "intraday: stale" in decision["reason"]
+
+
+@pytest.mark.parametrize("name", ["macro", "macro_events", "fx_rates"])
+def test_dimension_without_symbols_is_judged_on_rows_and_freshness_only(name):
+    """macro (or any non-symbol dimension) with no symbols is ok; TIMESCALE_SYMBOLS is not expected of it."""
+    doc = snapshot({"daily_bars": entry(), name: entry(symbols=[])}, dimensions=("daily", name)).to_dict()
+    dims = {d["name"]: d for d in doc["health_report"]["dimensions"]}
+    other = drill.canonical_dimension(name)
+    assert (dims[other]["status"], dims[other]["reasons"], dims[other]["missing_symbols"]) == ("ok", [], [])
+    assert doc["status"] == "ok"
+    assert "TIMESCALE_SYMBOLS:" not in json.dumps(doc)
+    stale = snapshot({name: entry(symbols=[], freshness_seconds=1e6)}, dimensions=(name,)).to_dict()
+    assert stale["health_report"]["dimensions"][0]["reasons"][0].startswith("stale")
+
+
+@pytest.mark.parametrize("name", ["daily", "daily_bars", "intraday", "intraday_bars"])
+def test_symbol_dimensions_still_expect_every_symbol(name):
+    """daily and intraday (and their legacy names) still warn for each missing TIMESCALE_SYMBOLS entry."""
+    doc = snapshot({name: entry(symbols=["AAPL"])}, dimensions=(name,)).to_dict()
+    dim = doc["health_report"]["dimensions"][0]
+    assert (dim["status"], dim["missing_symbols"]) == ("warn", ["MSFT"])
 
 
 def test_fallback_is_planned_only_when_failover_is_decided():
@@ -290,6 +391,41 @@ def test_url_source_loses_credentials():
     assert drill.safe_source("https://u:tok@vendor.example/v1/bars?key=abc#x") == "https://vendor.example/v1/bars"
     assert drill.safe_source("s3://bucket?sig=1") == "s3://bucket"
     assert drill.safe_source("yahoo") == "yahoo"
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ("yahoo", "yahoo"),
+        ("vendor/bars-2026.csv", "vendor/bars-2026.csv"),
+        ("polygon:v2", "polygon:v2"),
+        ("HTTPS://U:p@Vendor.Example:8443/v1/bars;k=1?t=2", None),
+        ("https://u:p@vendor.example:8443/v1/bars?t=2", "https://vendor.example:8443/v1/bars"),
+        ("postgresql://u:p@[::1]:5432/market", "postgresql://[::1]:5432/market"),
+        ("file:///var/data/bars.csv", "file:///var/data/bars.csv"),
+        (f"host=db password={CANARY}", None),
+        (f"postgresql://db/x password={CANARY}", None),
+        (f"'{CANARY}'", None),
+        (f'"{CANARY}"', None),
+        (f"user@{CANARY}", None),
+        (f"https://u:{CANARY}/x@vendor.example/bars", None),  # a raw '/' in the password
+        (f"https://u:12?{CANARY}@vendor.example/bars", None),  # a raw '?' in the password
+        (f"https://u:{CANARY}#x@vendor.example/bars", None),  # a raw '#' in the password
+        ("https://vendor.example/a%3Dpassword", None),
+        ("x" * 121, None),
+        ("not a url://at all", None),
+    ],
+)
+def test_source_is_rendered_by_allow_list(source, shown):
+    """URLs keep scheme, host, port, path; bare identifiers stay; anything else is a fixed placeholder."""
+    assert drill.safe_source(source) == (drill.SOURCE_WITHHELD if shown is None else shown)
+
+
+def test_bad_source_value_is_not_echoed_in_the_error():
+    """A non-string `source` is refused by type alone: its value (it may be a credential) is not echoed."""
+    with pytest.raises(ConfigError, match="'source' must be a non-empty string, got an object") as info:
+        parse({"daily": entry(source={"password": CANARY})})
+    assert CANARY not in str(info.value)
 
 
 # ------------------------------------------------------------------------------------------ snapshot
@@ -352,8 +488,9 @@ def test_markdown_golden():
     """The readiness Markdown matches the reviewed golden file (regenerate with INGEST_PROBE_REGEN_GOLDEN=1)."""
     s = settings(TIMESCALE_ENABLE_INTRADAY="true", TIMESCALEDB_URL="postgresql://ingest:pw@db.example.com/market")
     data = {"daily_bars": entry(rows_written=0, symbols=["AAPL"], source="https://u:tok@vendor.example/bars?k=1"),
-            "intraday": entry(freshness_seconds=90000.5), "macro_events": entry(symbols=["AAPL", "MSFT", "CPI"])}
-    section = snapshot(data, s, fallback=standby(in_recovery=True), dimensions=("daily_bars", "intraday_bars"))
+            "intraday": entry(freshness_seconds=90000.5), "macro_events": entry(symbols=[], source="host=db pw=x")}
+    section = snapshot(data, s, fallback=standby(in_recovery=True),
+                       dimensions=("daily_bars", "intraday_bars", "equity"))
     results = [ProbeResult(name="timescale", configured=True, status=Status.OK, latency_ms=2.5,
                            endpoint="db.example.com:5432", details={"in_recovery": False}, deadline_s=5.0),
                ProbeResult(name="redis", configured=False, status=Status.SKIPPED),
@@ -366,17 +503,23 @@ def test_markdown_golden():
         golden.write_text(text)
     assert text == golden.read_text()
     assert "tok" not in text
+    assert "pw=x" not in text
     assert "True" not in text
     assert "None" not in text
 
 
 def test_canary_secret_appears_in_no_readiness_output(capsys, tmp_path):
-    """A canary in every secret of the config never shows in readiness JSON/Markdown, drill included."""
+    """A canary in every secret of the config or results `source` never shows in readiness JSON/Markdown."""
     from live.net import free_port
 
     closed = free_port()
     results = tmp_path / "r.json"
-    results.write_text(json.dumps({"daily_bars": entry(rows_written=0)}))
+    results.write_text(json.dumps({
+        "daily_bars": entry(rows_written=0, source=f"host=db password={CANARY}"),
+        "intraday": entry(source=f"https://u:{CANARY}@vendor.example/bars?token={CANARY}"),
+        "macro_events": entry(source=f"https://u:{CANARY}/x@vendor.example/bars"),
+        "fx": entry(source=f'"{CANARY}"'),
+    }))
     env = tmp_path / "s.env"
     env.write_text(
         f"TIMESCALEDB_URL=postgresql://u:{CANARY}@127.0.0.1:{closed}/x?sslpassword={CANARY}\n"
@@ -394,8 +537,13 @@ def test_canary_secret_appears_in_no_readiness_output(capsys, tmp_path):
         assert CANARY not in out
         assert CANARY not in err
         assert "failover" in out.lower()
+        assert drill.SOURCE_WITHHELD in out
+        assert "https://vendor.example/bars" in out
     doc_drill = json.loads(_json_once(capsys, env, results))["failover_drill"]
     assert doc_drill["status"] == "fail"
+    sources = {d["name"]: d["source"] for d in doc_drill["health_report"]["dimensions"]}
+    assert sources == {"daily": drill.SOURCE_WITHHELD, "intraday": "https://vendor.example/bars",
+                       "macro": drill.SOURCE_WITHHELD, "fx": drill.SOURCE_WITHHELD}
     assert doc_drill["components"][2]["metadata"]["error_kind"] == "refused"
 
 

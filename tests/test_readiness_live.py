@@ -137,3 +137,12 @@ def test_no_failover_needed_does_not_probe_standby(capsys, tmp_path, primary):
                              results=HEALTHY)
     assert (code, doc["failover_drill"]["status"], fallback(doc)["status"]) == (0, "ok", "skipped")
     assert "ingest-probe-timescale_failover" not in doc["run"]["deadlines_s"]
+
+
+def test_healthy_daily_result_under_the_default_legacy_key_is_ok(capsys, tmp_path, primary):
+    """A healthy `daily` result with the default TIMESCALE_FAILOVER_DRILL_DIMENSIONS=daily_bars: ok, exit 0, noted."""
+    code, doc, _ = readiness(capsys, tmp_path, primary, None, results={"daily": HEALTHY["daily_bars"]})
+    snap = doc["failover_drill"]
+    assert (code, snap["status"], snap["failover_decision"]["should_failover"]) == (0, "ok", False)
+    assert "[legacy_dimension_names] daily_bars read as daily" in snap["reason"]
+    assert "legacy_dimension_names" in snap["components"][0]["metadata"]["vocabulary_notes"]

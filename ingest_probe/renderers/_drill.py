@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest_probe.renderers.markdown import bullets, fmt, table
+from ingest_probe.renderers._md import bullets, fmt, table
 
 
 def failover_drill(drill: dict[str, Any]) -> list[str]:
@@ -25,16 +25,18 @@ def failover_drill(drill: dict[str, Any]) -> list[str]:
             "Results file": health["results_file"],
             f"Required ({vocab['required_source']})": vocab["required"],
             "In the results": vocab["in_results"],
+            "Ingest plan": vocab["planned"],
             "Required but absent": vocab["required_absent"],
             "Present but not required": vocab["present_not_required"],
+            "Required but not planned": vocab["required_not_planned"],
             "Names match": vocab["matches"],
         })
-        out += [f"- note: {fmt(note)}" for note in vocab["notes"]]
+        out += [f"- note [{note['code']}]: {fmt(note['message'])}" for note in vocab["notes"]]
         out += ["", "### Dimension health", ""]
         out += table(
             ["Dimension", "Required", "Status", "Rows", "Symbols", "Window (UTC)", "Freshness (s)", "Source",
              "Reasons"],
-            [[d["name"], d["required"], d["status"], d["rows_written"], d["symbol_count"],
+            [[_named(d), d["required"], d["status"], d["rows_written"], d["symbol_count"],
               None if d["start_ts"] is None else f"{d['start_ts']} – {d['end_ts']}",
               d["freshness_seconds"], d["source"], "; ".join(d["reasons"]) or None]
              for d in health["dimensions"]],
@@ -47,3 +49,9 @@ def failover_drill(drill: dict[str, Any]) -> list[str]:
     if fallback is not None and fallback["metadata"]:
         out += ["", "### Fallback probe", "", *bullets(fallback["metadata"])]
     return out
+
+
+def _named(dimension: dict[str, Any]) -> str:
+    """The report's name, with the results file's own name when that was a legacy one."""
+    name, written = dimension["name"], dimension["name_in_results"]
+    return name if written in (None, name) else f"{name} (as {written})"
