@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ingest_probe.renderers._drill import failover_drill
 from ingest_probe.renderers._md import bullets, cell, fmt, table
 from ingest_probe.renderers._topics import kafka_topic_provisioning
 from ingest_probe.report import Report
 
 __all__ = ["SECTIONS", "bullets", "cell", "fmt", "render", "table"]
+
 
 def _connectivity(results: list[dict[str, Any]]) -> list[str]:
     out = ["## Connectivity", ""]
@@ -60,20 +62,11 @@ def _run(run: dict[str, Any]) -> list[str]:
     return out
 
 
-#: Renderers for optional sections added by later features; a section without one gets bullets.
-SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {}
-
-
-def _failover_drill(section: dict[str, Any]) -> list[str]:
-    from ingest_probe.renderers._drill import failover_drill  # it imports this module's helpers: on use
-
-    return failover_drill(section)
-
-
-SECTIONS["failover_drill"] = ("Failover drill", _failover_drill)
-
-
-SECTIONS["kafka_topic_provisioning"] = ("Kafka topic provisioning", kafka_topic_provisioning)
+#: Optional report sections and how they render, in report order; a null section is left out.
+SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
+    "kafka_topic_provisioning": ("Kafka topic provisioning", kafka_topic_provisioning),
+    "failover_drill": ("Failover drill", failover_drill),
+}
 
 
 def render(report: Report) -> str:
