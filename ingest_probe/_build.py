@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Literal, cast
 
 from ingest_probe import _keys
 from ingest_probe._keys import KEYS, spec_for
-from ingest_probe._reader import Reader, bad, validate_all
+from ingest_probe._reader import Reader, bad, fallback_warning, libpq_fallbacks, validate_all
 from ingest_probe._topics import build_topics
 from ingest_probe._urls import UrlError, parse_pg_url, parse_redis_url, parse_servers
-from ingest_probe.config import ConfigRow, RawConfig, RawValue
+from ingest_probe.config import ConfigRow, RawConfig, RawValue, Source
 from ingest_probe.settings import (
     FailoverSettings,
     KafkaSettings,
@@ -61,6 +62,8 @@ def timescale(r: Reader, prefix: str, url_key: str) -> TimescaleSettings | None:
         source_key = url_raw.key
         if target.backend == "sqlite":
             r.ignore(tuple(keys[p] for p in _TLS), f"{url_raw.key} is a sqlite URL", warn=False)
+            for part in ("PORT", "DB"):
+                r.notes.setdefault(keys[part], f"unused: {url_raw.key} is a sqlite URL")
             return TimescaleSettings(
                 configured=True, backend="sqlite", url_source_key=source_key,
                 sqlite_path=target.sqlite_path, application_name=app,
@@ -75,6 +78,12 @@ def timescale(r: Reader, prefix: str, url_key: str) -> TimescaleSettings | None:
         host, port = target.host or "localhost", target.port or 5432
         database, user = target.database or "postgres", target.user
         password = Secret(target.password) if target.password else None
+        r.warnings += [f"{url_raw.key} from {url_raw.origin.location}: {text}" for text in target.dropped]
+        _url_settings(r, url_raw, prefix, timeouts, target.params)
+        if prefix == "TIMESCALEDB":
+            for part, value in (("PORT", target.port), ("DB", target.database)):
+                if value is not None:
+                    r.supply(keys[part], value, url_raw)
         app = target.params.get("application_name") or app
     sslpassword = url_params.get("sslpassword")
     return TimescaleSettings(
@@ -88,6 +97,25 @@ def timescale(r: Reader, prefix: str, url_key: str) -> TimescaleSettings | None:
         application_name=app, connect_timeout=timeouts["connect_timeout"],
         statement_timeout_ms=int(timeouts["statement_timeout_ms"]), require_extension=require_extension,
     )
+
+
+def _url_settings(r: Reader, url_raw: RawValue, prefix: str, timeouts: dict[str, float],
+                  params: dict[str, str]) -> None:
+    """``application_name`` and ``connect_timeout`` in the URL win over TIMESCALEDB_APP/_CONNECT_TIMEOUT."""
+    if "connect_timeout" in params:
+        try:
+            seconds = float(params["connect_timeout"])
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise bad(url_raw, "connect_timeout in the URL must be a number of seconds > 0")
+        timeouts["connect_timeout"] = seconds
+    if prefix != "TIMESCALEDB":  # the standby shares these keys; only the primary's URL is shown for them
+        return
+    for param, key in (("application_name", "TIMESCALEDB_APP"), ("connect_timeout", "TIMESCALEDB_CONNECT_TIMEOUT")):
+        if params.get(param):
+            r.ignore((key,), f"{param} in {url_raw.key} is used")
+            r.supply(key, params[param], url_raw)
 
 
 def pool(r: Reader, target: TimescaleSettings) -> PoolSettings | None:
@@ -124,6 +152,10 @@ def redis(r: Reader) -> RedisSettings:
         url_port, url_db, url_user, url_password, url_tls = (target.port, target.db, target.username,
                                                               target.password, target.tls)
         host = host or target.host
+        r.warnings += [f"{url_raw.key} from {url_raw.origin.location}: {text}" for text in target.dropped]
+        for key, value in (("REDIS_PORT", url_port), ("REDIS_DB", url_db)):
+            if value is not None and r.pick(key, explicit=True) is None:
+                r.supply(key, value, url_raw)
     password = r.secret("REDIS_PASSWORD") or (Secret(url_password) if url_password else None)
     tls = r.boolean("REDIS_SSL", explicit=True)
     policy = None
@@ -193,8 +225,13 @@ def kafka(r: Reader) -> KafkaSettings:
 
 
 def build(raw: RawConfig) -> Settings:
-    validate_all(raw)
-    r = Reader(raw)
+    target, ignored = libpq_fallbacks(raw)
+    validate_all(raw, skip={v.key for v in ignored})
+    r = Reader(raw, skip={v.key for v in ignored})
+    if target is not None and ignored:
+        r.warnings.append(fallback_warning(target, ignored))
+        for value in ignored:
+            r.notes[value.key] = f"ignored: libpq fallback; {target.key} is set"
     primary = timescale(r, "TIMESCALEDB", "TIMESCALEDB_URL")
     if primary is None:
         primary = TimescaleSettings(configured=False, backend=None, url_source_key=None)
@@ -230,7 +267,8 @@ def build(raw: RawConfig) -> Settings:
     return Settings(
         plan=plan, schedule=schedule, failover=failover, timescale=primary, redis=redis_settings,
         kafka=kafka_settings, origins={key: value.origin for key, value in sorted(raw.values.items())},
-        warnings=tuple(dict.fromkeys((*raw.warnings, *r.warnings))), effective=tuple(rows(raw, r.notes)),
+        warnings=tuple(dict.fromkeys((*raw.warnings, *r.warnings))),
+        effective=tuple(rows(raw, r.notes, r.supplied)),
     )
 
 
@@ -241,15 +279,22 @@ def _with_pool(target: TimescaleSettings, pool_settings: PoolSettings | None) ->
 # ------------------------------------------------------------------------------------------------- rows
 
 
-def rows(raw: RawConfig, notes: Mapping[str, str] | None = None) -> list[ConfigRow]:
-    """Every key with an effective value, registry order (pattern keys last, sorted), redacted."""
-    notes = notes or {}
+def rows(raw: RawConfig, notes: Mapping[str, str] | None = None,
+         supplied: Mapping[str, tuple[str, str]] | None = None) -> list[ConfigRow]:
+    """Every key with an effective value, registry order (pattern keys last, sorted), redacted.
+
+    A part that a URL supplies (``REDIS_PORT`` from ``REDIS_URL``) shows the value used and the URL key
+    as its source, instead of a default that is not used.
+    """
+    notes, supplied = notes or {}, supplied or {}
     names = [n for spec in KEYS if not spec.is_pattern for n in spec.names]
     names += sorted(k for k in raw.values if k not in set(names))
     out = []
     for name in names:
         value = raw.get(name)
-        if value is not None:
+        if name in supplied and (value is None or value.origin.source is Source.DEFAULT):
+            out.append(ConfigRow(key=name, value=supplied[name][0], source=supplied[name][1]))
+        elif value is not None:
             note = f" ({notes[name]})" if name in notes else ""
             out.append(ConfigRow(key=name, value=render(value), source=f"{value.origin.location}{note}"))
     return out

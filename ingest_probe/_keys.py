@@ -9,7 +9,7 @@ from typing import Literal
 
 #: How a key's string value is interpreted. ``url``/``servers`` values may carry credentials: they are
 #: rendered only after being parsed into parts and rebuilt from an allow-list.
-Kind = Literal["str", "int", "float", "bool", "csv", "json", "choice", "url", "servers"]
+Kind = Literal["str", "int", "float", "bool", "csv", "json", "choice", "url", "servers", "host"]
 
 #: Keys with these prefixes are "ours": an unknown one is probably a typo and earns a warning.
 OUR_PREFIXES = ("TIMESCALE", "REDIS_", "KAFKA_", "INGEST_PROBE_")
@@ -51,7 +51,7 @@ def _k(
 
 
 _TIMESCALE_PARTS: tuple[tuple[str, Kind, str | None, str, tuple[str, ...]], ...] = (
-    ("HOST", "str", None, "host name or address", ()),
+    ("HOST", "host", None, "host name or address", ()),
     ("PORT", "int", "5432", "port (default 5432)", ()),
     ("USER", "str", None, "user name", ("USERNAME",)),
     ("PASSWORD", "str", None, "password", ()),
@@ -66,6 +66,12 @@ SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _PG_ENV = {"HOST": "PGHOST", "PORT": "PGPORT", "USER": "PGUSER", "PASSWORD": "PGPASSWORD",
            "DB": "PGDATABASE", "SSLMODE": "PGSSLMODE", "SSLROOTCERT": "PGSSLROOTCERT",
            "SSLCERT": "PGSSLCERT", "SSLKEY": "PGSSLKEY"}
+#: The generic libpq group and ``DATABASE_URL``: fallbacks, used only as a whole, and only when none of
+#: ``TIMESCALE_TARGETS`` is set in any source (a stray ``PGPORT`` must not re-target a configured host).
+LIBPQ_FALLBACKS = ("DATABASE_URL", *sorted(_PG_ENV.values()))
+TIMESCALE_TARGETS = ("TIMESCALEDB_URL", "TIMESCALE_URL", "TIMESCALEDB_HOST", "TIMESCALE_HOST")
+FALLBACK_RULE = ("PG* and DATABASE_URL apply only when no TIMESCALEDB_*/TIMESCALE_* URL or host is set in "
+                 "any source")
 
 
 def _timescale_parts(section: str, prefixes: tuple[str, ...], pg_aliases: bool) -> list[KeySpec]:
@@ -75,11 +81,13 @@ def _timescale_parts(section: str, prefixes: tuple[str, ...], pg_aliases: bool) 
         aliases = [f"{first}_{s}" for s in suffix_aliases]
         for prefix in others:
             aliases += [f"{prefix}_{part}"] + [f"{prefix}_{s}" for s in suffix_aliases]
+        fallback = ""
         if pg_aliases and part in _PG_ENV:
             aliases.append(_PG_ENV[part])
+            fallback = f"; `{_PG_ENV[part]}` is a libpq fallback (see above)"
         specs.append(KeySpec(
             name=f"{first}_{part}", kind=kind, default=default if pg_aliases else None,
-            description=f"{section}: {text} (used when no URL is given)", section=section,
+            description=f"{section}: {text} (used when no URL is given){fallback}", section=section,
             secret=part in ("PASSWORD", "SSLPASSWORD"), aliases=tuple(aliases),
             choices=SSLMODES if part == "SSLMODE" else (),
             minimum=1 if part == "PORT" else None, maximum=65535 if part == "PORT" else None,
@@ -118,8 +126,10 @@ KEYS: tuple[KeySpec, ...] = (
     _k("TIMESCALE_FRESHNESS_SLA_SECONDS", "int", "86400", "data older than this is stale", section=_F,
        minimum=0),
     _k("TIMESCALEDB_URL", "url", None, "PostgreSQL/TimescaleDB URL (SQLAlchemy forms accepted) or "
-       "`sqlite:///path` for a rehearsal; wins over the parts below", section=_T, secret=True,
-       aliases=("TIMESCALE_URL", "DATABASE_URL")),
+       "`sqlite:///path` for a rehearsal; wins over the parts below. Query: `sslmode`, `sslrootcert`, "
+       "`sslcert`, `sslkey`, `sslpassword`, `password`, `user`, `host`, `port`, `dbname`, `application_name`, "
+       "`connect_timeout` are used, any other parameter is warned about and ignored; `DATABASE_URL` is a "
+       "libpq fallback (see above)", section=_T, secret=True, aliases=("TIMESCALE_URL", "DATABASE_URL")),
     *_timescale_parts(_T, ("TIMESCALEDB", "TIMESCALE"), pg_aliases=True),
     _k("TIMESCALEDB_APP", "str", "ingest-probe", "application_name", section=_T),
     _k("TIMESCALEDB_CONNECT_TIMEOUT", "float", "5", "connect timeout in seconds", section=_T, minimum=0),
@@ -135,9 +145,10 @@ KEYS: tuple[KeySpec, ...] = (
     _k("TIMESCALEDB_FAILOVER_URL", "url", None, "standby database URL; wins over the parts below",
        section=_FT, secret=True),
     *_timescale_parts(_FT, ("TIMESCALEDB_FAILOVER",), pg_aliases=False),
-    _k("REDIS_URL", "url", None, "`redis://` or `rediss://` (TLS) URL; `?password=` honoured", section=_R,
+    _k("REDIS_URL", "url", None, "`redis://` or `rediss://` (TLS) URL; `?password=`, `?username=`, `?db=` "
+       "honoured, any other query parameter is warned about and ignored", section=_R,
        secret=True, aliases=("REDIS_URI", "REDISCLOUD_URL")),
-    _k("REDIS_HOST", "str", None, "host (wins over the URL)", section=_R, aliases=("CACHE_HOST",)),
+    _k("REDIS_HOST", "host", None, "host (wins over the URL)", section=_R, aliases=("CACHE_HOST",)),
     _k("REDIS_PORT", "int", "6379", "port (wins over the URL)", section=_R, minimum=1, maximum=65535),
     _k("REDIS_DB", "int", "0", "database number (wins over the URL)", section=_R, minimum=0),
     _k("REDIS_USERNAME", "str", None, "ACL user (wins over the URL)", section=_R, aliases=("REDIS_USER",)),
@@ -168,8 +179,9 @@ KEYS: tuple[KeySpec, ...] = (
     _k("KAFKA_SSL_KEYFILE", "str", None, "client private key", section=_K),
     _k("KAFKA_CLIENT_ID", "str", "ingest-probe", "client id", section=_K),
     _k("KAFKA_INGEST_TOPICS", "csv", None, "CSV of `dimension:topic` or `dimension=topic`", section=_KT),
-    _k("KAFKA_INGEST_TOPIC_<DIM>", "str", None, "topic of one dimension (wins over KAFKA_INGEST_TOPICS)",
-       section=_KT),
+    _k("KAFKA_INGEST_TOPIC_<DIM>", "str", None, "topic of one dimension (wins over KAFKA_INGEST_TOPICS); a "
+       "near-miss of `_PARTITIONS`/`_REPLICATION_FACTOR`/`_CONFIG` (e.g. `_PARTITONS`, `_REPLICATION`) is an "
+       "error, not a dimension", section=_KT),
     _k("KAFKA_INGEST_DEFAULT_TOPIC", "str", None, "topic of the `default` dimension", section=_KT),
     _k("KAFKA_INGEST_CONSUMER_TOPICS", "csv", None, "topics consumed (dimension `consumer`)", section=_KT),
     _k("KAFKA_INGEST_TOPIC_PARTITIONS", "int", "1", "partitions of every topic", section=_KT, minimum=1),
@@ -221,6 +233,38 @@ def topic_key_parts(key: str) -> tuple[str, str] | None:
     return None if match is None else (match.group(1).lower(), match.group(2) or "")
 
 
+#: Spellings a ``KAFKA_INGEST_TOPIC_...`` key may end in by mistake, each with the suffix meant.
+_SUFFIX_WORDS = {
+    "PARTITIONS": "PARTITIONS", "PARTITION": "PARTITIONS", "NUM_PARTITIONS": "PARTITIONS",
+    "REPLICATION_FACTOR": "REPLICATION_FACTOR", "REPLICATION": "REPLICATION_FACTOR",
+    "REPLICAS": "REPLICATION_FACTOR", "REPLICA_FACTOR": "REPLICATION_FACTOR",
+    "CONFIG": "CONFIG", "CONFIGS": "CONFIG",
+}
+#: High enough that dimensions like OPTIONS (0.71 to PARTITIONS) or POSITIONS (0.74) are not typos.
+#: (No CONFIGURATION: CONFIRMATIONS, a likely dimension, is 0.85 from it.)
+_SUFFIX_CUTOFF = 0.8
+
+
+def misspelt_topic_key(key: str) -> str | None:
+    """The key meant by a ``KAFKA_INGEST_TOPIC_...`` key that only *looks* like a topic key, else ``None``.
+
+    ``TOPIC_KEY_RE`` reads any ``KAFKA_INGEST_TOPIC_<X>`` as the topic of dimension ``X``; when the end of
+    ``X`` (one or more ``_``-separated words, or all of it) is a near-miss of a per-topic setting,
+    ``KAFKA_INGEST_TOPIC_PARTITONS=3`` would otherwise declare a topic named "3".
+    """
+    match = TOPIC_KEY_RE.fullmatch(key)
+    if key in _BY_NAME or match is None:
+        return None
+    words = match.group(1).upper().split("_")
+    for start in range(len(words)):
+        tail = "_".join(words[start:])
+        close = difflib.get_close_matches(tail, list(_SUFFIX_WORDS), n=1, cutoff=_SUFFIX_CUTOFF)
+        if close:
+            head = "_".join(words[:start])
+            return f"KAFKA_INGEST_TOPIC_{head + '_' if head else ''}{_SUFFIX_WORDS[close[0]]}"
+    return None
+
+
 def is_ours(key: str) -> bool:
     upper = key.upper()
     return upper.startswith(OUR_PREFIXES) and not upper.startswith(IGNORED_PREFIXES)
@@ -232,14 +276,32 @@ def closest_known(key: str) -> str | None:
     return matches[0] if matches else None
 
 
+_INTRO = (
+    "Names in \"also …\" are aliases of the key, listed in precedence order: when several names of one "
+    "key are set, the first listed wins whatever source each comes from — an alias never overrides across "
+    "sources (a `--extra TIMESCALE_URL=…` loses to `TIMESCALEDB_URL` from the YAML file, with a warning); "
+    "to override, set the first name. Precedence between sources applies to one and the same name. Type "
+    "`host`: a DNS name (underscores allowed) or an IPv4/IPv6 literal, without brackets; anything else "
+    "(spaces, `/`, `|`, Unix-socket paths) is an error."
+)
+_SECTION_NOTES = {
+    _T: "The generic libpq variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, "
+        "`PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY`) and `DATABASE_URL` are fallbacks used only as a whole: "
+        "they apply only when no `TIMESCALEDB_*`/`TIMESCALE_*` URL or host is set in any source "
+        "(`TIMESCALEDB_URL`, `TIMESCALE_URL`, `TIMESCALEDB_HOST`, `TIMESCALE_HOST`). When such a target is "
+        "set they are all ignored, with one warning naming them; ignored values are not validated.",
+}
+
+
 def markdown_table() -> str:
     """The key table for the README, one section per group, generated from ``KEYS``."""
-    lines: list[str] = []
+    lines: list[str] = [_INTRO]
     section = ""
     for spec in KEYS:
         if spec.section != section:
             section = spec.section
-            lines += ["" if lines else "", f"### {section}", "", "| Key | Type | Default | Description |",
+            note = ["", _SECTION_NOTES[section]] if section in _SECTION_NOTES else []
+            lines += ["", f"### {section}", *note, "", "| Key | Type | Default | Description |",
                       "|---|---|---|---|"]
         kind = "/".join(spec.choices) if spec.choices else spec.kind
         also = f" (also {', '.join(f'`{a}`' for a in spec.aliases)})" if spec.aliases else ""

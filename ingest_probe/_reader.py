@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 
+from ingest_probe import _keys
 from ingest_probe._keys import spec_for
-from ingest_probe._urls import UrlError, parse_pg_url, parse_redis_url, parse_servers
+from ingest_probe._urls import UrlError, check_host, parse_pg_url, parse_redis_url, parse_servers
 from ingest_probe.config import DEFAULT_ORIGIN, RawConfig, RawValue, Source
 from ingest_probe.errors import ConfigError
 from ingest_probe.settings import Secret
@@ -23,25 +25,34 @@ def bad(raw: RawValue, reason: str) -> ConfigError:
 class Reader:
     """Typed access to a ``RawConfig``: alias resolution, parsing, range checks, notes for ``config``."""
 
-    def __init__(self, raw: RawConfig) -> None:
+    def __init__(self, raw: RawConfig, *, skip: Collection[str] = ()) -> None:
         self.raw = raw
+        #: Names never read (libpq fallbacks made irrelevant by a TIMESCALE target; see ``libpq_fallbacks``).
+        self.skip = frozenset(skip)
         self.warnings: list[str] = []
         self.notes: dict[str, str] = {}
+        #: ``ingest-probe config`` rows for parts a URL supplies: key → (value, source), e.g. REDIS_PORT.
+        self.supplied: dict[str, tuple[str, str]] = {}
+
+    def supply(self, name: str, value: object, url: RawValue) -> None:
+        """Record that the part ``name`` is taken from the URL in ``url`` (never for a secret part)."""
+        self.supplied[name] = (str(value), f"{url.key} ({url.origin.location})")
 
     def pick(self, name: str, *, explicit: bool = False) -> RawValue | None:
         """The first of ``name`` and its aliases with a non-empty value, else the default (unless explicit).
 
-        Between different names the registry order decides, whatever their sources: a stray ``PGHOST`` in
-        the environment never overrides ``TIMESCALEDB_HOST`` from the YAML file.
+        Between different names the registry order decides, whatever their sources: an alias never
+        overrides across sources (``--extra TIMESCALE_URL`` loses to ``TIMESCALEDB_URL`` from YAML), and
+        the warning says so.
         """
         spec = spec_for(name)
         names = (name,) if spec is None or spec.is_pattern else spec.names
-        present = [v for v in map(self.raw.explicit, names) if v is not None and v.value.strip()]
+        present = [v for v in map(self.raw.explicit, names)
+                   if v is not None and v.value.strip() and v.key not in self.skip]
         for other in present[1:]:
             self.notes[other.key] = f"shadowed by {present[0].key}"
             if other.value != present[0].value:
-                self.warnings.append(f"{other.key} from {other.origin.location} is ignored: "
-                                     f"{present[0].key} from {present[0].origin.location} takes precedence")
+                self.warnings.append(_shadowed(other, present[0], names))
         if present:
             return present[0]
         if explicit or spec is None or spec.default is None:
@@ -94,10 +105,45 @@ class Reader:
             spec = spec_for(name)
             for alias in spec.names if spec is not None else (name,):
                 raw = self.raw.explicit(alias)
-                if raw is not None and raw.value.strip():
+                if raw is not None and raw.value.strip() and alias not in self.skip:
                     self.notes[alias] = f"ignored: {reason}"
                     if warn:
                         self.warnings.append(f"{alias} from {raw.origin.location} is ignored: {reason}")
+
+
+_SOURCES = list(Source)
+
+
+def _shadowed(other: RawValue, first: RawValue, names: tuple[str, ...]) -> str:
+    rule = f"an alias never overrides across sources: {' > '.join(names)} whatever their sources"
+    if _SOURCES.index(other.origin.source) > _SOURCES.index(first.origin.source):
+        rule += f"; set {first.key} itself to override it"
+    return (f"{other.key} from {other.origin.location} is ignored: {first.key} from {first.origin.location} "
+            f"takes precedence ({rule})")
+
+
+def libpq_fallbacks(raw: RawConfig) -> tuple[RawValue | None, tuple[RawValue, ...]]:
+    """The TIMESCALE target key that is set (if any) and the libpq fallbacks it makes irrelevant.
+
+    ``PG*`` and ``DATABASE_URL`` are used only as a whole, and only when no ``TIMESCALEDB_*``/``TIMESCALE_*``
+    URL or host is set in any source: otherwise a stray ``PGPORT`` in the shell would quietly re-target a
+    host configured in the YAML file (registry order alone keeps only *same-part* aliases apart).
+    """
+    present = [v for v in map(raw.explicit, _keys.TIMESCALE_TARGETS) if v is not None and v.value.strip()]
+    if not present:
+        return None, ()
+    ignored = [v for v in map(raw.explicit, _keys.LIBPQ_FALLBACKS) if v is not None and v.value.strip()]
+    return present[0], tuple(sorted(ignored, key=lambda v: v.key))
+
+
+def fallback_warning(target: RawValue, ignored: tuple[RawValue, ...]) -> str:
+    """One line naming the ignored fallback keys (never their values) and the target that set them aside."""
+    by_location: dict[str, list[str]] = {}
+    for value in ignored:
+        by_location.setdefault(value.origin.location, []).append(value.key)
+    names = " and ".join(f"{', '.join(keys)} from {where}" for where, keys in by_location.items())
+    return (f"libpq fallbacks {names} are ignored: {target.key} from {target.origin.location} sets the "
+            f"Timescale target ({_keys.FALLBACK_RULE})")
 
 
 def json_object(raw: RawValue) -> dict[str, str]:
@@ -167,19 +213,32 @@ def parse_choice(raw: RawValue) -> str:
     return found
 
 
-def validate_all(raw: RawConfig) -> None:
+def parse_host(raw: RawValue) -> str:
+    try:
+        return check_host(raw.value.strip())
+    except UrlError as exc:
+        raise bad(raw, str(exc)) from None
+
+
+def validate_all(raw: RawConfig, skip: Collection[str] = ()) -> None:
     """Parse every explicitly set value by its kind, used or not: bad input is never silently ignored.
 
-    A value shadowed by a preferred alias (``DATABASE_URL`` when ``TIMESCALEDB_URL`` is set) is not
-    checked: it is not used, and a stray one in a shell must not break a run.
+    A value shadowed by a preferred alias (``TIMESCALE_URL`` when ``TIMESCALEDB_URL`` is set) or a libpq
+    fallback in ``skip`` is not checked: it is not used, and a stray one in a shell must not break a run.
+    A ``KAFKA_INGEST_TOPIC_...`` key that is a near-miss of a per-topic setting is an error, not a topic.
     """
     parsers = {"int": parse_int, "float": parse_float, "bool": parse_bool, "choice": parse_choice,
-               "json": json_object}
+               "json": json_object, "host": parse_host}
     effective: dict[str, RawValue] = {}
     for value in raw.values.values():
         spec = spec_for(value.key)
         if spec is None or value.origin.source is Source.DEFAULT or not value.value.strip():
             continue
+        if value.key in skip:
+            continue
+        if spec.is_pattern and (meant := _keys.misspelt_topic_key(value.key)) is not None:
+            raise bad(value, f"looks like a misspelt topic setting, not the topic of a dimension; did you mean "
+                             f"{meant}? (a dimension with such a name can be listed in KAFKA_INGEST_TOPICS)")
         group = value.key if spec.is_pattern else spec.name
         current = effective.get(group)
         if current is None or spec.names.index(value.key) < spec.names.index(current.key):

@@ -32,7 +32,7 @@ def build_topics(r: Reader) -> tuple[tuple[TopicSpec, ...], tuple[str, ...]]:
             dim, topic = item[:cut].strip().lower(), item[cut + 1 :].strip()
             if cut < 0 or not dim or not topic:
                 raise bad(listed, f"entry {item!r} is not dimension:topic (or dimension=topic)")
-            by_dim[dim] = (topic, listed)
+            by_dim[dim] = (_checked(topic, listed), listed)  # checked even if a _TOPIC_<DIM> key replaces it
     specific: dict[tuple[str, str], RawValue] = {}
     for key, raw in sorted(r.raw.values.items()):
         parts = _keys.topic_key_parts(key)

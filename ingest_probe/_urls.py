@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, unquote
@@ -26,7 +29,26 @@ class ParsedUrl:
     scheme: str
     authority: Authority
     path: str  # percent-decoded, without the leading "/"
-    query: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def unsupported(query: dict[str, str], honoured: tuple[str, ...], known: frozenset[str]) -> tuple[str, ...]:
+    """Descriptions of query parameters that are dropped, for a warning; never a value.
+
+    A parameter's *name* is shown only when it is a real parameter name of the client library (an
+    allow-list): anything else may be a misplaced piece of a password, so it is described, not quoted.
+    """
+    out = []
+    for name in query:
+        if name in honoured:
+            continue
+        if name in known:
+            out.append(f"query parameter {name!r} is not supported and is ignored")
+            continue
+        guess = difflib.get_close_matches(name.lower(), honoured, n=1, cutoff=0.75)
+        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        out.append(f"an unrecognised query parameter is ignored (name not shown{hint})")
+    return tuple(dict.fromkeys(out))
 
 
 def split_scheme(url: str) -> tuple[str, str]:
@@ -47,6 +69,34 @@ def parse_authority(text: str) -> Authority:
     return Authority(user=user, password=password, host=host, port=port)
 
 
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+BAD_HOST = "not a valid host name or IP address"
+
+
+def check_host(host: str) -> str:
+    """``host`` if it is a plausible DNS name (underscores allowed) or an IPv4/IPv6 literal, else ``UrlError``.
+
+    The reason never quotes the host: it may come from a mangled URL and hold part of a password.
+    """
+    if host.startswith("[") and host.endswith("]"):
+        raise UrlError(f"{BAD_HOST}: write an IPv6 address without brackets")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UrlError(BAD_HOST) from None
+        return host
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise UrlError(BAD_HOST + (" (Unix-socket paths are not supported)" if "/" in host else ""))
+    if all(label.isdigit() for label in labels):  # looks like an IPv4 address: it must be one
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise UrlError(BAD_HOST) from None
+    return host
+
+
 def parse_hostport(text: str) -> tuple[str | None, int | None]:
     """``host``, ``host:port``, ``[::1]:port``; the port must be an integer in 1..65535."""
     if text.startswith("["):
@@ -63,7 +113,8 @@ def parse_hostport(text: str) -> tuple[str | None, int | None]:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise UrlError("port is not an integer in 1..65535")
         port = int(port_text)
-    return (unquote(host) or None), port
+    host = unquote(host)
+    return (check_host(host) if host else None), port
 
 
 _AMBIGUOUS = "ambiguous '@' in the URL: percent-encode '@' (%40), '/' (%2F) and '?' (%3F) in credentials"
@@ -109,7 +160,17 @@ def parse_url(url: str) -> ParsedUrl:
 # ------------------------------------------------------------------------------------------- PostgreSQL
 
 PG_QUERY_PARTS = ("host", "port", "user", "password", "dbname", "sslmode", "sslrootcert", "sslcert",
-                  "sslkey", "sslpassword", "application_name")
+                  "sslkey", "sslpassword", "application_name", "connect_timeout")
+#: libpq / asyncpg / SQLAlchemy parameter names that ingest-probe does not use (shown by name when dropped).
+PG_KNOWN_UNSUPPORTED = frozenset({
+    "hostaddr", "passfile", "require_auth", "channel_binding", "client_encoding", "options",
+    "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+    "tcp_user_timeout", "replication", "gssencmode", "requiressl", "sslnegotiation", "sslcompression",
+    "sslkeylogfile", "sslcertmode", "sslcrl", "sslcrldir", "sslsni", "requirepeer", "ssl_min_protocol_version",
+    "ssl_max_protocol_version", "krbsrvname", "gsslib", "gssdelegation", "service", "target_session_attrs",
+    "load_balance_hosts", "database", "ssl", "server_settings", "command_timeout", "statement_cache_size",
+    "prepared_statement_cache_size", "async_fallback",
+})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +183,8 @@ class PgTarget:
     password: str | None = field(default=None, repr=False)
     params: dict[str, str] = field(default_factory=dict, repr=False)
     sqlite_path: str | None = None
+    #: What was dropped from the query string (``unsupported()``), for a warning.
+    dropped: tuple[str, ...] = ()
 
 
 def parse_pg_url(url: str) -> PgTarget:
@@ -141,14 +204,15 @@ def parse_pg_url(url: str) -> PgTarget:
     port = auth.port
     if "port" in query:
         _, port = parse_hostport(f"x:{query.pop('port')}")
+    query_host = query.pop("host", None)
     return PgTarget(
         backend="postgresql",
-        host=query.pop("host", None) or auth.host,
+        host=(check_host(query_host) if query_host else None) or auth.host,
         port=port,
         database=query.pop("dbname", None) or parsed.path or None,
         user=query.pop("user", None) or auth.user,
         password=query.pop("password", None) if "password" in query else auth.password,
-        params=query,
+        params=query, dropped=unsupported(parsed.query, PG_QUERY_PARTS, PG_KNOWN_UNSUPPORTED),
     )
 
 
@@ -163,6 +227,17 @@ class RedisTarget:
     db: int | None
     username: str | None
     password: str | None = field(repr=False)
+    dropped: tuple[str, ...] = ()
+
+
+REDIS_QUERY_PARTS = ("db", "password", "username")
+#: redis-py ``from_url`` parameter names that ingest-probe does not read from a URL.
+REDIS_KNOWN_UNSUPPORTED = frozenset({
+    "socket_timeout", "socket_connect_timeout", "socket_keepalive", "retry_on_timeout", "max_connections",
+    "health_check_interval", "ssl_check_hostname", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile",
+    "ssl_keyfile", "ssl_ca_path", "ssl_ca_data", "ssl_min_version", "client_name", "protocol",
+    "decode_responses", "encoding", "encoding_errors", "timeout", "ssl",
+})
 
 
 def parse_redis_url(url: str) -> RedisTarget:
@@ -179,6 +254,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         tls=parsed.scheme == "rediss", host=auth.host, port=auth.port,
         db=int(db_text) if db_text else None, username=parsed.query.get("username") or auth.user,
         password=password or None,
+        dropped=unsupported(parsed.query, REDIS_QUERY_PARTS, REDIS_KNOWN_UNSUPPORTED),
     )
 
 

@@ -9,13 +9,14 @@ the environment nothing else is even read. Validation belongs to ``settings``; t
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ingest_probe import _keys
 from ingest_probe._keys import KEYS, KeySpec, spec_for
@@ -218,17 +219,24 @@ def _read_extras(extras: Sequence[str]) -> list[_Entry]:
 # -------------------------------------------------------------------------------------------------- YAML
 
 _SECTIONS = (("system_config",), ("extras",), ("system_config", "extras"))
+_TAG = "tag:yaml.org,2002:"
 
 
 def _read_yaml(path: Path) -> list[_Entry]:
-    """Top-level keys, then ``system_config``, ``extras`` and ``system_config.extras`` (later wins)."""
+    """Top-level keys, then ``system_config``, ``extras`` and ``system_config.extras`` (later wins).
+
+    Values are read from the *composed* node tree, not from ``safe_load``: a scalar's value is its source
+    text (``0123``, ``1:20``, ``1_000``, ``0x10`` and dates stay as written; YAML 1.1 would turn them into
+    83, 80, 1000, 16 and date objects). Only a bool key's ``yes``/``on``/``True`` ... is normalised to
+    ``true``/``false``; int and float keys parse the text as written. Merge keys (``<<: *base``) still work.
+    """
     import yaml  # lazily: ``--help`` and env-only runs never pay for it
 
     text = _read_text(path, "config file")
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        _flatten_merges(loader, node, set())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -237,40 +245,55 @@ def _read_yaml(path: Path) -> list[_Entry]:
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     finally:
         loader.dispose()
-    if data is None:
+    if node is None or node.tag == _TAG + "null":
         return []
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of KEY: value at the top level, "
-                          f"got {_type_name(data)}")
-    entries = list(_yaml_entries(path, data, node, ()))
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{path}: expected a mapping of KEY: value at the top level, got {_node_type(node)}")
+    entries = list(_yaml_entries(path, node, ()))
     for section in _SECTIONS:
-        mapping: object = data
-        mapping_node: yaml.Node | None = node
+        child: yaml.Node | None = node
         for name in section:
-            mapping_node = _child_node(mapping_node, name)
-            mapping = mapping.get(name) if isinstance(mapping, dict) else None
-        if mapping is None:
+            child = _child_node(child, name)
+        if child is None or child.tag == _TAG + "null":
             continue
-        if not isinstance(mapping, dict):
+        if not isinstance(child, yaml.MappingNode):
             raise ConfigError(f"{path}: key {'.'.join(section)!r}: expected a mapping of KEY: value, "
-                              f"got {_type_name(mapping)}")
-        entries += _yaml_entries(path, mapping, mapping_node, section)
+                              f"got {_node_type(child)}")
+        entries += _yaml_entries(path, child, section)
     return entries
 
 
-def _yaml_entries(path: Path, mapping: dict[Any, Any], node: yaml.Node | None,
-                  section: tuple[str, ...]) -> Iterator[_Entry]:
-    lines = _key_lines(node)
-    for raw_key, value in mapping.items():
-        key = str(raw_key)
+def _flatten_merges(loader: yaml.SafeLoader, node: yaml.Node | None, seen: set[int]) -> None:
+    """Apply ``<<`` merge keys in every mapping (what ``construct_document`` would do), once per node."""
+    import yaml
+
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        for key, value in node.value:
+            _flatten_merges(loader, key, seen)
+            _flatten_merges(loader, value, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _flatten_merges(loader, item, seen)
+
+
+def _yaml_entries(path: Path, node: yaml.MappingNode, section: tuple[str, ...]) -> Iterator[_Entry]:
+    import yaml
+
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue  # a complex key is never one of ours
+        key = str(key_node.value)
         if not section and key in ("system_config", "extras"):
             continue
         if section == ("system_config",) and key == "extras":
             continue
         if spec_for(key) is None and spec_for(key.upper()) is not None:
             key = key.upper()
-        line = lines.get(str(raw_key))
-        location = f"{path}:{line}" if line else str(path)
+        location = f"{path}:{key_node.start_mark.line + 1}"
         if section:
             location += f" ({'.'.join(section)})"
         spec = spec_for(key)
@@ -279,45 +302,73 @@ def _yaml_entries(path: Path, mapping: dict[Any, Any], node: yaml.Node | None,
             if _keys.is_ours(key):
                 yield key, "", origin  # unknown: only its name matters, for the warning
             continue
-        if value is not None:
-            yield key, _yaml_scalar(value, spec, f"{location}: key {key!r}"), origin
+        if value_node.tag != _TAG + "null":
+            yield key, _yaml_value(value_node, spec, f"{location}: key {key!r}"), origin
 
 
-def _yaml_scalar(value: object, spec: KeySpec | None, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        if spec is not None and spec.kind not in ("csv", "servers"):
-            raise ConfigError(f"{where}: expected a single value, got a list")
-        if any(isinstance(item, dict | list) or item is None for item in value):
-            raise ConfigError(f"{where}: expected a list of plain values")
-        return ",".join(_yaml_scalar(item, None, where) for item in value)
-    if isinstance(value, dict):
-        if spec is not None and spec.kind == "json":
-            return json.dumps(value, sort_keys=True, default=str)
-        raise ConfigError(f"{where}: expected a single value, got a mapping")
-    return str(value)
-
-
-def _key_lines(node: yaml.Node | None) -> dict[str, int]:
+def _yaml_value(node: yaml.Node, spec: KeySpec, where: str) -> str:
+    """A value's source text; a list of plain values as CSV; a mapping as JSON for ``json`` keys."""
     import yaml
 
-    if not isinstance(node, yaml.MappingNode):
-        return {}
-    return {str(k.value): k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+    if isinstance(node, yaml.ScalarNode):
+        if spec.kind == "bool" and node.tag == _TAG + "bool":
+            return "true" if str(node.value).lower() in ("true", "yes", "on") else "false"
+        return str(node.value)
+    if isinstance(node, yaml.SequenceNode):
+        if spec.kind not in ("csv", "servers"):
+            raise ConfigError(f"{where}: expected a single value, got a list")
+        items = node.value
+        if not all(isinstance(i, yaml.ScalarNode) and i.tag != _TAG + "null" for i in items):
+            raise ConfigError(f"{where}: expected a list of plain values")
+        return ",".join(str(item.value) for item in items)
+    if spec.kind == "json":
+        return json.dumps(_json_value(node, where, 0), sort_keys=True)
+    raise ConfigError(f"{where}: expected a single value, got a mapping")
+
+
+def _json_value(node: yaml.Node, where: str, depth: int) -> object:
+    """A node as JSON data: plain scalars that are JSON numbers/booleans stay typed, the rest is text."""
+    import yaml
+
+    if depth > 20:
+        raise ConfigError(f"{where}: the mapping is nested too deeply")
+    if isinstance(node, yaml.MappingNode):
+        if not all(isinstance(k, yaml.ScalarNode) for k, _ in node.value):
+            raise ConfigError(f"{where}: mapping keys must be plain values")
+        return {str(k.value): _json_value(v, where, depth + 1) for k, v in node.value}
+    if isinstance(node, yaml.SequenceNode):
+        return [_json_value(item, where, depth + 1) for item in node.value]
+    if node.tag == _TAG + "null":
+        return None
+    if isinstance(node, yaml.ScalarNode) and node.style is None:  # plain, unquoted
+        try:
+            data = json.loads(node.value)
+        except ValueError:
+            data = None
+        if isinstance(data, bool | int) or (isinstance(data, float) and math.isfinite(data)):
+            return data
+    return str(node.value)
 
 
 def _child_node(node: yaml.Node | None, name: str) -> yaml.Node | None:
+    """The value of key ``name`` in a mapping node (the last one, as a dict would keep)."""
     import yaml
 
     if not isinstance(node, yaml.MappingNode):
         return None
-    return next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == name), None)
+    found = [v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == name]
+    return found[-1] if found else None
 
 
-def _type_name(value: object) -> str:
-    names = {"list": "a list", "dict": "a mapping", "str": "a string"}
-    return names.get(type(value).__name__, type(value).__name__)
+def _node_type(node: yaml.Node) -> str:
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    kind = str(node.tag).rpartition(":")[2]
+    return "a string" if kind == "str" else kind
 
 
 def main(argv: Sequence[str] | None = None) -> int:

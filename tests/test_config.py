@@ -11,7 +11,7 @@ import pytest
 from ingest_probe import _keys
 from ingest_probe.config import RawConfig, Source, load_config
 from ingest_probe.errors import ConfigError
-from ingest_probe.settings import load_settings
+from ingest_probe.settings import Secret, load_settings
 
 KEY = "TIMESCALE_LOOKBACK_DAYS"  # default 60
 
@@ -356,3 +356,82 @@ def test_markdown_keys_command() -> None:
         check=True,
     ).stdout
     assert out == _keys.markdown_table()
+
+
+def test_yaml_scalars_keep_their_source_text(tmp_path: Path) -> None:
+    """YAML 1.1 conversions (octal, sexagesimal, 1_000, hex, floats, dates) never change a value."""
+    path = write(
+        tmp_path / "c.yaml",
+        "\n".join(
+            [
+                "REDIS_PASSWORD: 0123",
+                "TIMESCALEDB_PASSWORD: 1:20",
+                "KAFKA_INGEST_TOPIC_DAILY: 1_000",
+                "TIMESCALE_SYMBOLS: [0x10, 1.10, 2024-01-01, 'quoted: yes', on]",
+                "TIMESCALE_INTRADAY_INTERVAL: 2001-12-14t21:59:43.10-05:00",
+                "REDIS_CLIENT_NAME: yes",
+                "KAFKA_CLIENT_ID: '0x10'",
+                'TIMESCALEDB_APP: "tab\\there"',
+                "",
+            ]
+        ),
+    )
+    got = {k: v.value for k, v in load_config(config_file=path).values.items() if v.origin.source is Source.YAML}
+    assert got == {
+        "REDIS_PASSWORD": "0123",
+        "TIMESCALEDB_PASSWORD": "1:20",
+        "KAFKA_INGEST_TOPIC_DAILY": "1_000",
+        "TIMESCALE_SYMBOLS": "0x10,1.10,2024-01-01,quoted: yes,on",
+        "TIMESCALE_INTRADAY_INTERVAL": "2001-12-14t21:59:43.10-05:00",
+        "REDIS_CLIENT_NAME": "yes",
+        "KAFKA_CLIENT_ID": "0x10",
+        "TIMESCALEDB_APP": "tab\there",
+    }
+    s = load_settings(config_file=path, extras=["REDIS_HOST=r", "TIMESCALEDB_HOST=t", "KAFKA_BROKERS=k"])
+    assert (s.redis.password, s.timescale.password) == (Secret("0123"), Secret("1:20"))
+    assert s.kafka.topic_names == ("1_000",)
+
+
+def test_yaml_booleans_and_integers_keep_their_meaning(tmp_path: Path) -> None:
+    """Bool keys take true/false/yes/no/on/off; int keys take decimal text; hex or 1:20 is an error, not 16/80."""
+    path = write(tmp_path / "c.yaml", "TIMESCALE_ENABLE_MACRO: yes\nTIMESCALE_ENABLE_INTRADAY: Off\n"
+                                      "REDIS_SSL: TRUE\nTIMESCALE_LOOKBACK_DAYS: 010\nTIMESCALEDB_PORT: 6543\n")
+    s = load_settings(config_file=path, extras=["REDIS_HOST=r", "TIMESCALEDB_HOST=t"])
+    assert (s.plan.macro_enabled, s.plan.intraday_enabled, s.redis.tls) == (True, False, True)
+    assert (s.plan.lookback_days, s.timescale.port) == (10, 6543)
+    for text in ("TIMESCALEDB_PORT: 0x1538\n", "TIMESCALE_LOOKBACK_DAYS: 1:20\n"):
+        with pytest.raises(ConfigError, match=rf"from {path}:1: expected an integer"):
+            load_settings(config_file=write(path, text))
+
+
+def test_yaml_merge_keys_and_anchors_still_work(tmp_path: Path) -> None:
+    """`<<: *anchor` merges (explicit keys win) and aliases resolve, with source text kept."""
+    path = write(
+        tmp_path / "c.yaml",
+        "base: &base {REDIS_PORT: 6380, REDIS_DB: 02}\nsystem_config:\n  <<: *base\n  REDIS_DB: 3\n"
+        "  REDIS_CLIENT_NAME: &n 007\nextras: {KAFKA_CLIENT_ID: *n}\n",
+    )
+    raw = load_config(config_file=path)
+    assert [raw.values[k].value for k in ("REDIS_PORT", "REDIS_DB", "KAFKA_CLIENT_ID")] == ["6380", "3", "007"]
+
+
+def test_yaml_topic_config_mapping_keeps_text(tmp_path: Path) -> None:
+    """A _CONFIG mapping: JSON numbers/booleans stay typed, anything else stays as written, null is refused."""
+    path = write(tmp_path / "c.yaml", "KAFKA_INGEST_TOPIC_CONFIG: {retention.ms: 1000, a: 0x10, b: 1_0, "
+                                      "c: true, d: 'x', e: yes}\n")
+    raw = load_config(config_file=path)
+    assert raw.values["KAFKA_INGEST_TOPIC_CONFIG"].value == (
+        '{"a": "0x10", "b": "1_0", "c": true, "d": "x", "e": "yes", "retention.ms": 1000}'
+    )
+    with pytest.raises(ConfigError, match="config 'x' must be a string, number or boolean"):
+        load_settings(config_file=write(path, "KAFKA_INGEST_TOPIC_CONFIG: {x: ~}\n"))
+
+
+def test_markdown_key_table_states_the_precedence_rules() -> None:
+    """The key table says aliases rank by name not source, and PG*/DATABASE_URL are whole-group fallbacks."""
+    table = _keys.markdown_table()
+    assert "an alias never overrides across sources" in table
+    assert "apply only when no `TIMESCALEDB_*`/`TIMESCALE_*` URL or host is set in any source" in table
+    for key in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSSLMODE", "PGSSLROOTCERT",
+                "PGSSLCERT", "PGSSLKEY", "DATABASE_URL"):
+        assert f"`{key}`" in table.split("### Timescale", 1)[1].split("### Failover standby", 1)[0]

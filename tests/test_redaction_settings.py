@@ -179,3 +179,10 @@ def test_warnings_never_contain_the_secret() -> None:
     assert len(s.warnings) >= 2
     assert all(C not in w and "s3cr3t" not in w for w in s.warnings)
     assert_clean(s)
+
+
+def test_unrecognised_query_parameter_name_is_not_echoed() -> None:
+    """An unrecognised query parameter name may be a misplaced secret: the warning does not repeat it."""
+    s = load_settings(extras=[f"TIMESCALEDB_URL=postgresql://u@h/d?{C}", f"REDIS_URL=redis://h/0?{C}=1&x{C}"])
+    assert any("query parameter" in w for w in s.warnings)
+    assert_clean(s)

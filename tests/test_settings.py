@@ -59,14 +59,16 @@ def test_timescale_part_defaults() -> None:
 
 
 def test_timescale_alias_order_beats_source_order(tmp_path: Path) -> None:
-    """TIMESCALEDB_HOST from YAML wins over PGHOST from the environment, with a warning."""
+    """TIMESCALEDB_HOST from YAML wins over TIMESCALE_HOST (and the PGHOST fallback) from the environment."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text("TIMESCALEDB_HOST: primary\n", encoding="utf-8")
     s = load_settings(config_file=cfg, environ={"PGHOST": "stray", "TIMESCALE_HOST": "other"})
     assert s.timescale.host == "primary"
-    assert f"PGHOST from env is ignored: TIMESCALEDB_HOST from {cfg}:1 takes precedence" in s.warnings
+    assert any(w.startswith(f"TIMESCALE_HOST from env is ignored: TIMESCALEDB_HOST from {cfg}:1 takes precedence")
+               for w in s.warnings)
     notes = {row.key: row.source for row in s.effective}
-    assert notes["PGHOST"] == "env (shadowed by TIMESCALEDB_HOST)"
+    assert notes["TIMESCALE_HOST"] == "env (shadowed by TIMESCALEDB_HOST)"
+    assert notes["PGHOST"] == "env (ignored: libpq fallback; TIMESCALEDB_HOST is set)"
 
 
 def test_explicit_url_wins_over_parts() -> None:
@@ -568,3 +570,171 @@ def test_import_layering_and_lazy_yaml() -> None:
             "from ingest_probe.settings import load_settings; load_settings(environ={'REDIS_HOST': 'r'}); "
             "bad = {'yaml', 'asyncpg', 'redis', 'aiokafka'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------------------- reviewer defects (1-7)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fix"),
+    [
+        ("KAFKA_INGEST_TOPIC_PARTITONS=3", "KAFKA_INGEST_TOPIC_PARTITIONS"),
+        ("KAFKA_INGEST_TOPIC_PARTITION=3", "KAFKA_INGEST_TOPIC_PARTITIONS"),
+        ("KAFKA_INGEST_TOPIC_REPLICATIONFACTOR=2", "KAFKA_INGEST_TOPIC_REPLICATION_FACTOR"),
+        ("KAFKA_INGEST_TOPIC_CONFIGS={}", "KAFKA_INGEST_TOPIC_CONFIG"),
+        ("KAFKA_INGEST_TOPIC_DAILY_REPLICATION=2", "KAFKA_INGEST_TOPIC_DAILY_REPLICATION_FACTOR"),
+        ("KAFKA_INGEST_TOPIC_DAILY_PARTITONS=3", "KAFKA_INGEST_TOPIC_DAILY_PARTITIONS"),
+        ("KAFKA_INGEST_TOPIC_DAILY_BARS_REPLICAS=3", "KAFKA_INGEST_TOPIC_DAILY_BARS_REPLICATION_FACTOR"),
+        ("KAFKA_INGEST_TOPIC_DAILY_CONFG={}", "KAFKA_INGEST_TOPIC_DAILY_CONFIG"),
+        ("KAFKA_INGEST_TOPIC_DAILY_PARTITON_CONFIG={}", "KAFKA_INGEST_TOPIC_DAILY_PARTITIONS"),
+    ],
+)
+def test_misspelt_topic_setting_is_an_error_not_a_topic(extra: str, fix: str) -> None:
+    """A near-miss of _PARTITIONS/_REPLICATION_FACTOR/_CONFIG is a ConfigError naming key, origin and fix."""
+    key = extra.partition("=")[0]
+    with pytest.raises(ConfigError) as info:
+        ex("KAFKA_BROKERS=b", "KAFKA_INGEST_TOPIC_DAILY=bars", extra)
+    message = str(info.value)
+    assert message.startswith(f"{key}=")
+    assert " from --extra: " in message
+    assert f"did you mean {fix}?" in message
+
+
+def test_misspelt_topic_setting_names_file_and_line(tmp_path: Path) -> None:
+    """The typo error names the env file and line it came from."""
+    env = tmp_path / "k.env"
+    env.write_text("KAFKA_BROKERS=b\nKAFKA_INGEST_TOPIC_PARTITONS=3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^KAFKA_INGEST_TOPIC_PARTITONS='3' from {env}:2: "):
+        load_settings(env_files=[env])
+
+
+def test_dimension_names_that_merely_resemble_setting_words_are_topics() -> None:
+    """options, positions, daily_bars, transactions are dimensions, not typos (no false positives)."""
+    ks = ex(
+        "KAFKA_INGEST_TOPIC_OPTIONS=opts",
+        "KAFKA_INGEST_TOPIC_POSITIONS=pos",
+        "KAFKA_INGEST_TOPIC_TRANSACTIONS=tx",
+        "KAFKA_INGEST_TOPIC_DAILY_BARS=bars",
+        "KAFKA_INGEST_TOPIC_DAILY_BARS_PARTITIONS=3",
+    ).kafka
+    assert ks.topic_names == ("bars", "opts", "pos", "tx")
+
+
+def test_every_listed_topic_name_is_checked_even_when_overridden() -> None:
+    """An illegal name in KAFKA_INGEST_TOPICS is an error even if KAFKA_INGEST_TOPIC_<DIM> replaces it."""
+    with pytest.raises(ConfigError, match=r"^KAFKA_INGEST_TOPICS='daily:b@d' from --extra: 'b@d' is not a valid"):
+        ex("KAFKA_INGEST_TOPICS=daily:b@d", "KAFKA_INGEST_TOPIC_DAILY=ok")
+    for bad_name in (".", "..", "x" * 250, "a b"):
+        with pytest.raises(ConfigError, match="is not a valid Kafka topic name"):
+            ex(f"KAFKA_INGEST_DEFAULT_TOPIC={bad_name}")
+
+
+def test_stray_libpq_variables_do_not_retarget_a_timescale_host(tmp_path: Path) -> None:
+    """YAML TIMESCALEDB_HOST + shell PGPORT/PGUSER/DATABASE_URL: the PG group is ignored, one warning."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("TIMESCALEDB_HOST: prod-db.internal\n", encoding="utf-8")
+    s = load_settings(config_file=cfg, environ={"PGPORT": "1", "PGUSER": "stray-user",
+                                                "DATABASE_URL": "postgresql://other-host/x", "PGSSLMODE": "disable"})
+    ts = s.timescale
+    assert (ts.host, ts.port, ts.user, ts.sslmode, ts.url_source_key) == ("prod-db.internal", 5432, None, None, None)
+    libpq = [w for w in s.warnings if "PGPORT" in w or "DATABASE_URL" in w]
+    assert libpq == [
+        "libpq fallbacks DATABASE_URL, PGPORT, PGSSLMODE, PGUSER from env are ignored: TIMESCALEDB_HOST from "
+        f"{cfg}:1 sets the Timescale target (PG* and DATABASE_URL apply only when no TIMESCALEDB_*/TIMESCALE_* "
+        "URL or host is set in any source)"
+    ]
+    assert not any(v in w for w in s.warnings for v in ("stray-user", "other-host", "disable"))
+    notes = {row.key: row.source for row in s.effective}
+    assert notes["PGPORT"] == "env (ignored: libpq fallback; TIMESCALEDB_HOST is set)"
+
+
+def test_timescale_url_also_disables_the_libpq_fallbacks() -> None:
+    """A TIMESCALE_URL from the lowest source still wins over PGHOST and DATABASE_URL from --extra."""
+    s = ex("PGHOST=stray", "DATABASE_URL=postgresql://stray/x", environ={"TIMESCALE_URL": "postgresql://ts/db"})
+    assert (s.timescale.host, s.timescale.url_source_key) == ("ts", "TIMESCALE_URL")
+    assert any(w.startswith("libpq fallbacks DATABASE_URL, PGHOST from --extra are ignored: TIMESCALE_URL")
+               for w in s.warnings)
+
+
+def test_libpq_fallbacks_apply_as_a_whole_without_a_timescale_target() -> None:
+    """With no TIMESCALE URL or host, PGHOST/PGPORT/PGUSER/PGDATABASE or DATABASE_URL make the target."""
+    ts = ex(environ={"PGHOST": "pg", "PGPORT": "6000", "PGUSER": "me", "PGDATABASE": "ticks"}).timescale
+    assert (ts.host, ts.port, ts.user, ts.database) == ("pg", 6000, "me", "ticks")
+    assert ex(environ={"DATABASE_URL": "postgresql://du/x"}).timescale.host == "du"
+    # A TIMESCALE part that is not a target (the port) does not disable them; it wins over PGPORT.
+    assert ex("TIMESCALEDB_PORT=7000", environ={"PGHOST": "pg", "PGPORT": "6000"}).timescale.port == 7000
+
+
+def test_ignored_libpq_values_are_not_validated() -> None:
+    """An unusable stray PGPORT is ignored, not an error, when a TIMESCALE host is set."""
+    assert ex("TIMESCALEDB_HOST=h", environ={"PGPORT": "abc"}).timescale.port == 5432
+    with pytest.raises(ConfigError, match="^PGPORT='abc' from env: expected an integer"):
+        ex(environ={"PGHOST": "h", "PGPORT": "abc"})
+
+
+def test_config_rows_show_what_a_url_supplies() -> None:
+    """Port/db (and application_name) taken from a URL are shown with the URL key as their source."""
+    rows = {r.key: (r.value, r.source) for r in ex("REDIS_URL=redis://c:6380/3").effective}
+    assert rows["REDIS_PORT"] == ("6380", "REDIS_URL (--extra)")
+    assert rows["REDIS_DB"] == ("3", "REDIS_URL (--extra)")
+    rows = {r.key: (r.value, r.source) for r in ex(
+        "TIMESCALEDB_URL=postgresql://h:6543/ticks?application_name=loader").effective}
+    assert rows["TIMESCALEDB_PORT"] == ("6543", "TIMESCALEDB_URL (--extra)")
+    assert rows["TIMESCALEDB_DB"] == ("ticks", "TIMESCALEDB_URL (--extra)")
+    assert rows["TIMESCALEDB_APP"] == ("loader", "TIMESCALEDB_URL (--extra)")
+    rows = {r.key: (r.value, r.source) for r in ex("REDIS_URL=redis://c", "REDIS_PORT=7000").effective}
+    assert (rows["REDIS_PORT"], rows["REDIS_DB"]) == (("7000", "--extra"), ("0", "default"))
+
+
+def test_unknown_url_query_parameters_warn_by_name_only() -> None:
+    """Unsupported query parameters are warned about by name (never value) and key; known ones honoured."""
+    s = ex("TIMESCALEDB_URL=postgresql://h/d?target_session_attrs=read-write&sslmode=require&connect_timeout=7",
+           "REDIS_URL=rediss://c/0?ssl_cert_reqs=none&password=pw")
+    assert "TIMESCALEDB_URL from --extra: query parameter 'target_session_attrs' is not supported and is " \
+           "ignored" in s.warnings
+    assert "REDIS_URL from --extra: query parameter 'ssl_cert_reqs' is not supported and is ignored" in s.warnings
+    assert not any("read-write" in w or "none" in w for w in s.warnings)
+    assert (s.timescale.sslmode, s.timescale.connect_timeout, s.redis.password) == ("require", 7.0, Secret("pw"))
+    with pytest.raises(ConfigError, match=r"^TIMESCALEDB_URL=\*\*\* from --extra: connect_timeout in the URL"):
+        ex("TIMESCALEDB_URL=postgresql://h/d?connect_timeout=soon")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("REDIS_HOST=ca|che", "REDIS_HOST='ca|che' from --extra: not a valid host name or IP address"),
+        ("CACHE_HOST=my cache", "CACHE_HOST='my cache' from --extra: not a valid host name"),
+        ("TIMESCALEDB_HOST=db/x", "TIMESCALEDB_HOST='db/x' from --extra: not a valid host name"),
+        ("TIMESCALEDB_FAILOVER_HOST=-standby", "TIMESCALEDB_FAILOVER_HOST='-standby' from --extra: not a valid"),
+        ("REDIS_HOST=[::1]", "write an IPv6 address without brackets"),
+        ("REDIS_HOST=1.2.3.999", "not a valid host name or IP address"),
+        ("REDIS_URL=redis://ca|che:6379/0", "REDIS_URL=*** from --extra: not a valid host name or IP address"),
+        ("TIMESCALEDB_URL=postgresql://h/d?host=/var/run/postgresql", "TIMESCALEDB_URL=*** from --extra: not a"),
+        ("KAFKA_BROKERS=b|x:9092", "KAFKA_BROKERS=*** from --extra: not a valid host name or IP address"),
+    ],
+)
+def test_implausible_hosts_are_errors(extra: str, message: str) -> None:
+    """A host that is not a plausible host name or IP literal is a ConfigError naming key and origin."""
+    with pytest.raises(ConfigError) as info:
+        ex(extra)
+    assert message in str(info.value)
+
+
+def test_plausible_hosts_are_accepted() -> None:
+    """Host names (underscores, trailing dot), IPv4 and IPv6 literals (with a zone) are accepted."""
+    for host in ("localhost", "db_1.internal", "cache.example.com.", "10.0.0.1", "::1", "fe80::1%eth0"):
+        assert ex(f"REDIS_HOST={host}").redis.host == host
+    assert ex("REDIS_URL=redis://[::1]:6380").redis.endpoint == "[::1]:6380"
+
+
+def test_alias_across_sources_warning_states_the_rule(tmp_path: Path) -> None:
+    """--extra TIMESCALE_URL loses to YAML TIMESCALEDB_URL; the warning says names rank, not sources."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("TIMESCALEDB_URL: postgresql://yaml-host/d\n", encoding="utf-8")
+    s = load_settings(config_file=cfg, extras=["TIMESCALE_URL=postgresql://extra-host/d"])
+    assert s.timescale.host == "yaml-host"
+    assert (
+        f"TIMESCALE_URL from --extra is ignored: TIMESCALEDB_URL from {cfg}:1 takes precedence (an alias "
+        "never overrides across sources: TIMESCALEDB_URL > TIMESCALE_URL > DATABASE_URL whatever their "
+        "sources; set TIMESCALEDB_URL itself to override it)"
+    ) in s.warnings
