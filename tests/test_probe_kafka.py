@@ -77,6 +77,9 @@ async def test_ok_reports_cluster_and_present_topic(kafka_broker: Any) -> None:
     assert details["topics_present"] == [topic]
     assert details["topics_missing"] == []
     assert details["partitions_without_leader"] == {}
+    assert details["reused_client"] is False
+    # What the manifest already shows is not repeated in the details.
+    assert not {"bootstrap_servers", "security_protocol", "sasl_mechanism", "client_id"} & set(details), details
     assert wall < 5.0 + SLACK
     assert probe.client is None
     assert_no_leak(kafka_broker.port, kafka_broker)
@@ -430,3 +433,76 @@ def test_partitions_without_leader_degrade() -> None:
 def test_split_bootstrap(server: str, expected: tuple[str, int]) -> None:
     """Bootstrap entries parse as host:port, [v6]:port or a bare host on 9092."""
     assert split_bootstrap(server) == expected
+
+
+# --------------------------------------------------------------------------- aiokafka internals we rely on
+
+
+def _require(condition: bool, what: str, used_for: str) -> None:
+    """Fail with a message that says what broke, where we depend on it and what to do."""
+    if not condition:
+        import aiokafka
+
+        pytest.fail(
+            f"aiokafka {aiokafka.__version__}: {what} is gone or changed. ingest_probe/probes/kafka.py relies on"
+            f" it {used_for}. Adapt the probe (and _topics_admin.py), or keep aiokafka below this version in"
+            " pyproject.toml.",
+            pytrace=False,
+        )
+
+
+async def test_aiokafka_private_internals_still_exist() -> None:
+    """The private aiokafka attributes and log formats the probe uses are still there (guards an upgrade)."""
+    import inspect
+    import logging
+    import socket
+
+    from aiokafka import client as kclient
+    from aiokafka import conn as kconn
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:9")  # never started: no network
+    client = getattr(admin, "_client", None)
+    _require(isinstance(client, kclient.AIOKafkaClient), "AIOKafkaAdminClient._client (an AIOKafkaClient)",
+             "to send a Metadata request with auto-creation off and to abort connections")  # fmt: skip
+    conns = getattr(client, "_conns", None)
+    _require(isinstance(conns, dict), "AIOKafkaClient._conns (a dict of connections)",
+             "to find the bootstrap connection and to abort connections a polite close left open")  # fmt: skip
+    for name in ("get_random_node", "send"):
+        _require(callable(getattr(client, name, None)), f"AIOKafkaClient.{name}()", "for the metadata query")
+    _require(callable(getattr(getattr(client, "cluster", None), "broker_metadata", None)),
+             "AIOKafkaClient.cluster.broker_metadata()", "to name the broker in error messages")  # fmt: skip
+    _require("bootstrap" in inspect.getsource(kclient.AIOKafkaClient.get_random_node)
+             or "bootstrap" in inspect.getsource(kclient.AIOKafkaClient.bootstrap),
+             'the ("bootstrap", 0) connection key', "when no broker has been listed yet")  # fmt: skip
+
+    # AIOKafkaConnection._protocol is the AIOKafkaProtocol whose _transport we abort().
+    _require("self._protocol" in inspect.getsource(kconn.AIOKafkaConnection.connect),
+             "AIOKafkaConnection._protocol", "to abort a connection whose close hangs")  # fmt: skip
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    try:
+        protocol = kconn.AIOKafkaProtocol(loop.create_future(), asyncio.StreamReader(), loop=loop)
+        transport, _ = await loop.create_connection(lambda: protocol, sock=ours)
+        try:
+            _require(getattr(protocol, "_transport", None) is transport, "AIOKafkaProtocol._transport",
+                     "to abort a connection whose close hangs")  # fmt: skip
+        finally:
+            transport.abort()
+            await asyncio.sleep(0)
+    finally:
+        ours.close()
+        theirs.close()
+
+    # Bootstrap failures are only logged by aiokafka: the probe reads its reasons from these records.
+    from ingest_probe.probes import kafka as probe_module
+
+    source = inspect.getsource(kclient)
+    for message in probe_module._STAGES:
+        _require(message in source, f"the log message {message!r}", "to tell why a bootstrap failed")
+    _require(logging.getLogger("aiokafka") is kclient.log.parent or kclient.log.name.startswith("aiokafka"),
+             "the 'aiokafka' logger hierarchy", "to capture bootstrap failures")  # fmt: skip
+    # A rejected SCRAM login surfaces as a KeyError from this file (see _raised_in_aiokafka_sasl).
+    _require(inspect.getsourcefile(kconn.ScramAuthenticator) == kconn.__file__
+             and kconn.__file__.replace("\\", "/").endswith("aiokafka/conn.py"),
+             "ScramAuthenticator in aiokafka/conn.py", "to map a rejected SCRAM login to an auth error")  # fmt: skip

@@ -110,6 +110,8 @@ async def test_ok_reports_server_facts(pg_server: PostgresServer) -> None:
     assert d["application_name"] == s.application_name
     assert d["tls"] is False
     assert d["reused_connection"] is False
+    # What the manifest already shows is not repeated; the user was configured, so no user_from_os either.
+    assert not {"database", "user", "sslmode", "host", "port", "user_from_os"} & set(d), d
     assert all(result.phases[p] is not None for p in ("resolve", "connect", "query")), result.phases
     assert wall < 5.0
     assert await server_connections(pg_server) == 0
@@ -295,7 +297,6 @@ async def test_verify_full_with_right_ca_is_ok(pg_tls_server: PostgresServer, ho
     result, _ = await run_once(TimescaleProbe(s), deadline=5.0)
     assert result.status is Status.OK, result
     assert result.details["tls"] is True
-    assert result.details["sslmode"] == "verify-full"
     assert await server_connections(pg_tls_server) == 0
 
 
@@ -304,7 +305,6 @@ async def test_prefer_uses_tls_when_offered(pg_tls_server: PostgresServer) -> No
     result, _ = await run_once(TimescaleProbe(settings_for(pg_tls_server)), deadline=5.0)
     assert result.status is Status.OK, result
     assert result.details["tls"] is True
-    assert result.details["sslmode"] == "prefer"
 
 
 async def test_ca_mismatch_is_tls(pg_tls_server: PostgresServer) -> None:
@@ -325,11 +325,12 @@ async def test_missing_ca_file_is_tls(pg_tls_server: PostgresServer, tmp_path: P
     assert_failed(result, "tls", str(missing))
 
 
-async def test_client_certificate_authenticates(pg_tls_server: PostgresServer) -> None:
-    """sslcert/sslkey reach the server: cert auth logs in; without them the same user is refused (auth)."""
+@pytest.mark.parametrize("sslmode", ["verify-full", "require", "prefer", "allow"])
+async def test_client_certificate_authenticates(pg_tls_server: PostgresServer, sslmode: str) -> None:
+    """sslcert/sslkey reach the server in every TLS mode: cert auth logs in; without them: refused (auth)."""
     tls = pg_tls_server.tls
     assert tls is not None
-    common = {"user": CERT_USER, "password": None, "sslmode": "verify-full", "sslrootcert": str(tls.ca)}
+    common = {"user": CERT_USER, "password": None, "sslmode": sslmode, "sslrootcert": str(tls.ca)}
     with_cert = settings_for(
         pg_tls_server, sslcert=str(tls.client_cert), sslkey=str(tls.client_key), **common
     )
@@ -337,6 +338,92 @@ async def test_client_certificate_authenticates(pg_tls_server: PostgresServer) -
     assert result.status is Status.OK, result
     without, _ = await run_once(TimescaleProbe(settings_for(pg_tls_server, **common)))
     assert_failed(without, "auth", CERT_USER)
+
+
+async def test_allow_falls_back_to_tls_when_the_server_requires_it(pg_tls_server: PostgresServer) -> None:
+    """sslmode=allow tries plaintext first; a hostssl-only server refuses it, the retry over TLS is ok."""
+    result, _ = await run_once(TimescaleProbe(settings_for(pg_tls_server, sslmode="allow")), deadline=5.0)
+    assert result.status is Status.OK, result
+    assert result.details["tls"] is True
+    assert await server_connections(pg_tls_server) == 0
+
+
+async def test_prefer_falls_back_to_plaintext_when_tls_is_not_offered(pg_server: PostgresServer) -> None:
+    """sslmode=prefer against a server without TLS: ok in plaintext, one connection left over: none."""
+    result, _ = await run_once(TimescaleProbe(settings_for(pg_server, sslmode="prefer")), deadline=5.0)
+    assert result.status is Status.OK, result
+    assert result.details["tls"] is False
+    assert await server_connections(pg_server) == 0
+
+
+# ----------------------------------------------------------------------- only our settings decide (env)
+
+
+def _pgpass(path: Path, password: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"*:*:*:*:{password}\n")
+    path.chmod(0o600)
+    return path
+
+
+async def test_pgpassword_and_pgpass_are_not_read(
+    pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No password in settings: PGPASSWORD, PGPASSFILE and ~/.pgpass hold the right one, yet auth fails."""
+    monkeypatch.setenv("PGPASSWORD", pg_server.password)
+    monkeypatch.setenv("PGPASSFILE", str(_pgpass(tmp_path / "passfile", pg_server.password)))
+    _pgpass(tmp_path / "home" / ".pgpass", pg_server.password)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    result, _ = await run_once(TimescaleProbe(settings_for(pg_server, password=None)))
+    assert_failed(result, "auth", "none is configured", pg_server.user)
+    assert pg_server.password not in (result.error or "")
+    assert await server_connections(pg_server) == 0
+
+
+async def test_pguser_and_user_variables_do_not_choose_the_user(
+    pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No user in settings: the OS account is used (reported in details), not PGUSER/USER/LOGNAME."""
+    for name in ("PGUSER", "USER", "LOGNAME", "LNAME", "USERNAME"):
+        monkeypatch.setenv(name, pg_server.user)
+    monkeypatch.setenv("PGPASSWORD", pg_server.password)
+    assert timescale_module.os_user() != pg_server.user  # else this test could not tell them apart
+    result, _ = await run_once(TimescaleProbe(settings_for(pg_server, user=None, password=None)))
+    assert_failed(result, "auth", repr(timescale_module.os_user()))
+    assert result.details["user_from_os"] == timescale_module.os_user()
+
+
+async def test_tls_environment_is_not_read(
+    pg_tls_server: PostgresServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """PGSSL* variables and ~/.postgresql files that would break TLS are ignored in every TLS mode."""
+    home = tmp_path / "home"
+    (home / ".postgresql").mkdir(parents=True)
+    for name in ("postgresql.crt", "postgresql.key", "root.crt", "root.crl"):
+        (home / ".postgresql" / name).write_text("not a PEM file\n")
+    monkeypatch.setenv("HOME", str(home))
+    missing = str(tmp_path / "missing.pem")
+    for name in ("PGSSLCERT", "PGSSLKEY", "PGSSLROOTCERT", "PGSSLCRL"):
+        monkeypatch.setenv(name, missing)
+    monkeypatch.setenv("PGSSLMODE", "disable")  # would fail against this hostssl-only server
+    monkeypatch.setenv("PGSSLMINPROTOCOLVERSION", "no-such-version")
+    monkeypatch.setenv("PGSSLNEGOTIATION", "direct")
+    assert pg_tls_server.tls is not None
+    for sslmode in ("allow", "prefer", "require", "verify-full"):
+        s = settings_for(pg_tls_server, sslmode=sslmode, sslrootcert=str(pg_tls_server.tls.ca))
+        result, _ = await run_once(TimescaleProbe(s), deadline=5.0)
+        assert result.status is Status.OK, (sslmode, result)
+        assert result.details["tls"] is True
+    assert await server_connections(pg_tls_server) == 0
+
+
+def test_os_user_ignores_user_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default user is the account's passwd name, whatever LOGNAME/USER say."""
+    import pwd
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(name, "someone-else")
+    assert timescale_module.os_user() == pwd.getpwuid(os.getuid()).pw_name
 
 
 # ------------------------------------------------------------------------------------------ warm reuse
@@ -405,6 +492,7 @@ async def test_sqlite_rehearsal_is_degraded(tmp_path: Path) -> None:
     assert str(db) in result.error
     assert result.endpoint == str(db)
     assert result.details["read_only"] is True
+    assert "path" not in result.details  # the manifest's url already names it
     assert result.phases["query"] is not None
     assert db.stat().st_mtime_ns == before
     assert os.listdir(tmp_path) == ["timescale_sim.db"]  # no journal/wal left behind

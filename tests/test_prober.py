@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -383,6 +384,46 @@ def test_prober_import_does_not_load_client_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+_PRELOAD_SCRIPT = """
+import json, sys, threading
+import anyio
+import ingest_probe
+
+LIBS = ("asyncpg", "redis", "aiokafka")
+on_loop_thread = []
+
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name in LIBS and threading.current_thread() is threading.main_thread():
+            on_loop_thread.append(name)
+        return None
+
+sys.meta_path.insert(0, Spy())
+settings = ingest_probe.load_settings(environ={
+    "TIMESCALEDB_HOST": "127.0.0.1", "REDIS_HOST": "127.0.0.1", "KAFKA_BROKERS": "127.0.0.1:9",
+})
+
+async def main():
+    async with ingest_probe.Prober(settings) as prober:
+        loaded = sorted(lib for lib in LIBS if lib in sys.modules)
+        kafka_ready = "aiokafka.admin" in sys.modules and "redis.asyncio" in sys.modules
+        return loaded, kafka_ready, [p.name for p in prober.probes]
+
+loaded, ready, probes = anyio.run(main)
+print(json.dumps({"loaded": loaded, "ready": ready, "on_loop_thread": on_loop_thread, "probes": probes}))
+"""
+
+
+def test_prober_entry_imports_client_libraries_off_the_loop():
+    """After `async with Prober(...)` entry, before any check, every needed driver is imported — in a thread."""
+    out = subprocess.run([sys.executable, "-c", _PRELOAD_SCRIPT], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert result["loaded"] == ["aiokafka", "asyncpg", "redis"], result
+    assert result["ready"] is True
+    assert result["on_loop_thread"] == [], "client libraries were imported on the event loop's thread"
+    assert result["probes"] == ["timescale", "redis", "kafka"]
 
 
 # ------------------------------------------------------------------------------------------------- live

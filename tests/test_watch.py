@@ -17,7 +17,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_probe import errors
-from ingest_probe._watch import MIN_DELAY, NORMAL, QUIET, VERBOSE, WatchOptions, next_delay, splay, watch
+from ingest_probe._watch import (
+    MIN_DELAY,
+    NORMAL,
+    QUIET,
+    VERBOSE,
+    WatchOptions,
+    next_delay,
+    run_watch,
+    splay,
+    watch,
+)
 from ingest_probe.results import Recorder
 from ingest_probe.settings import (
     FailoverSettings,
@@ -194,6 +204,31 @@ async def test_once_runs_one_cycle_and_returns_the_report_exit_code():
         probe = ScriptedProbe("redis", [outcome])
         h = await Harness([probe], once=True, verbosity=NORMAL).run()
         assert (h.code, probe.checks, h.delays, probe.closed) == (code, 1, [], True)
+
+
+def test_run_watch_preloads_drivers_before_the_loop_starts(monkeypatch, tmp_path):
+    """`watch` imports the client libraries before its event loop starts, as `report` does, not in a cycle."""
+    import asyncio
+    import threading
+
+    import ingest_probe.probes
+
+    calls: list[tuple[bool, bool]] = []  # (on the main thread, inside a running event loop)
+
+    def spy(settings):
+        try:
+            asyncio.get_running_loop()
+            in_loop = True
+        except RuntimeError:
+            in_loop = False
+        calls.append((threading.current_thread() is threading.main_thread(), in_loop))
+
+    monkeypatch.setattr(ingest_probe.probes, "preload_drivers", spy)
+    options = WatchOptions(interval=60.0, jitter_seconds=0.0, max_failures=0, once=True, handle_signals=False,
+                           output=tmp_path / "report.json", verbosity=QUIET)
+    assert run_watch(make_settings(), options) == 0
+    assert calls[0] == (True, False), calls  # run_watch, before anyio.run
+    assert all(not in_loop for _, in_loop in calls), calls  # and the Prober's (worker thread) after it
 
 
 async def test_outputs_are_rewritten_every_cycle(tmp_path):

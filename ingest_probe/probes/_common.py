@@ -1,4 +1,5 @@
-"""What every probe shares: deadline budgets, OS-level error mapping, one-line messages, bounded close."""
+"""What every probe shares: deadline budgets, OS-level and library-internal error mapping, one-line messages,
+bounded close."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
 
 import anyio
 
@@ -89,3 +91,46 @@ def map_os_error(exc: BaseException, endpoint: str | None) -> errors.ProbeError 
     if isinstance(exc, OSError) and exc.errno is not None:
         return errors.RefusedError(f"cannot connect to {where}: {exc.strerror}")
     return None
+
+
+def raised_inside(exc: BaseException, package: str) -> bool:
+    """True when the innermost frame of ``exc``'s traceback runs code of ``package`` (``"aiokafka"``).
+
+    The frame's module name decides (Cython frames of asyncpg carry it too), so our own
+    ``ingest_probe.probes.redis`` never counts as the ``redis`` package.
+    """
+    tb: TracebackType | None = exc.__traceback__
+    last: TracebackType | None = None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    if last is None:
+        return False
+    module = str(last.tb_frame.f_globals.get("__name__") or "")
+    return module == package or module.startswith(package + ".")
+
+
+def library_failure(
+    exc: BaseException,
+    *,
+    package: str,
+    protocol: str,
+    endpoint: str | None,
+    secrets: Iterable[Secret | None] = (),
+) -> errors.ProtocolError | None:
+    """A ``ProtocolError`` for an unexpected exception raised *inside* the client library, else None.
+
+    Client libraries assume they talk to their server: fed junk, they fail with ``TypeError``,
+    ``ValueError``, ``AttributeError``… from deep inside their parsers. That is the peer's fault, not a bug
+    of ours, so it becomes data for that connector. An exception raised in our own code (the innermost
+    frame is ours), a ``ProbeError`` or anything that is not an ``Exception`` (cancellation) is not
+    mapped: the caller re-raises it, and a bug fails loudly.
+    """
+    if not isinstance(exc, Exception) or isinstance(exc, errors.ProbeError):
+        return None
+    if not raised_inside(exc, package):
+        return None
+    where = endpoint or "the server"
+    detail = one_line(f"{type(exc).__name__}: {exc}", secrets=secrets)
+    return errors.ProtocolError(
+        f"{where} answered with something {package} could not parse ({detail}): is this really a {protocol} port?"
+    )

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ingest_probe import errors
-from ingest_probe.probes._common import CLOSE_BUDGET, bounded_close, budget, map_os_error, one_line, resolve
+from ingest_probe.probes._common import (
+    CLOSE_BUDGET,
+    bounded_close,
+    budget,
+    library_failure,
+    map_os_error,
+    one_line,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from ingest_probe.results import Recorder
@@ -129,8 +137,6 @@ class KafkaProbe:
     # --------------------------------------------------------------------------------------------- check
 
     async def check(self, rec: Recorder) -> None:
-        rec.details["bootstrap_servers"] = list(self.settings.bootstrap_servers)
-        rec.details["security_protocol"] = self.settings.security_protocol
         rec.details["reused_client"] = self._admin is not None
         try:
             if self._admin is None:
@@ -232,16 +238,22 @@ class KafkaProbe:
                 await admin.start()
             except KafkaConnectionError as exc:
                 raise self._bootstrap_error(failures, exc) from (failures[-1][2] if failures else exc)
-            except (KeyError, ValueError, AssertionError) as exc:
+            except Exception as exc:
                 # aiokafka's SCRAM code indexes the server's reply without checking for an error
-                # attribute ("e=..."): a rejected login surfaces as KeyError('v'). Only that is mapped.
-                if sasl and _raised_in_aiokafka_sasl(exc):
+                # attribute ("e=..."): a rejected login surfaces as KeyError('v').
+                sasl_parse = isinstance(exc, KeyError | ValueError | AssertionError)
+                if sasl and sasl_parse and _raised_in_aiokafka_sasl(exc):
                     mechanism = s.sasl_mechanism or "PLAIN"
                     raise errors.AuthError(
                         f"SASL {mechanism} login as {s.username!r} rejected by {self.endpoint}:"
                         " check the username, password and mechanism"
                     ) from exc
-                raise
+                # Any other exception from inside aiokafka (a TypeError in its ApiVersions parsing…): the
+                # peer did not answer like Kafka. From our own code: a bug, re-raised.
+                mapped = self._library_failure(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
 
     async def _query(self) -> Any:
         from aiokafka.errors import KafkaError, NodeNotReadyError, RequestTimedOutError
@@ -269,6 +281,11 @@ class KafkaProbe:
                 raise self._node_error(node, failures, exc) from (failures[-1][2] if failures else exc)
             except KafkaError as exc:
                 raise _map_kafka_error(exc, self._broker_address(node), self._secrets()) from exc
+            except Exception as exc:
+                mapped = self._library_failure(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
         assert scope.cancelled_caught
         raise errors.ProbeTimeoutError(
             f"Kafka broker {self._broker_address(node)} did not answer the metadata request within"
@@ -373,6 +390,12 @@ class KafkaProbe:
         # The supervisor bounds aclose() by CLOSE_BUDGET too: leave time to abort what did not close.
         if not await bounded_close(admin.close, budget=CLOSE_BUDGET / 2):
             _abort_connections(admin)
+
+    def _library_failure(self, exc: BaseException) -> errors.ProtocolError | None:
+        """``exc`` as a ProtocolError when aiokafka raised it from its own code (see ``library_failure``)."""
+        return library_failure(
+            exc, package="aiokafka", protocol="Kafka", endpoint=self.endpoint, secrets=self._secrets()
+        )
 
     def _secrets(self) -> list[Any]:
         return [self.settings.password]

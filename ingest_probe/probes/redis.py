@@ -9,7 +9,7 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from ingest_probe import errors
-from ingest_probe.probes._common import bounded_close, budget, map_os_error, one_line, resolve
+from ingest_probe.probes._common import bounded_close, budget, library_failure, map_os_error, one_line, resolve
 
 if TYPE_CHECKING:
     # Absolute import: this module is ``ingest_probe.probes.redis``, the library is the top-level ``redis``.
@@ -56,7 +56,6 @@ class RedisProbe:
         s = self.settings
         if s.host is None:
             raise errors.ProbeError("no Redis host configured: set REDIS_URL or REDIS_HOST")
-        rec.details.update(db=s.db, tls=s.tls, client_name=self.client_name)
         try:
             client = await self._warm_client()
             rec.details["reused_connection"] = client is not None
@@ -74,9 +73,12 @@ class RedisProbe:
             raise
         except Exception as exc:
             await self._drop()
-            mapped = self._map_error(exc, rec.current_phase)
+            mapped = self._map_error(exc, rec.current_phase) or library_failure(
+                exc, package="redis", protocol="Redis", endpoint=f"Redis at {self.endpoint}",
+                secrets=[s.password],
+            )
             if mapped is None:
-                raise  # not a failure we know: a bug, let it fail loudly
+                raise  # raised in our code, not by redis-py on a bad answer: a bug, let it fail loudly
             raise mapped from exc
         except BaseException:
             # Cancelled (the supervisor's deadline) or interrupted: never reuse a half-used connection.

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 import anyio
 
 from ingest_probe import errors
-from ingest_probe.probes._common import CLOSE_BUDGET, bounded_close, budget, map_os_error, one_line, resolve
+from ingest_probe.probes._common import (
+    CLOSE_BUDGET,
+    bounded_close,
+    budget,
+    library_failure,
+    map_os_error,
+    one_line,
+    resolve,
+)
 from ingest_probe.settings import TimescaleSettings
 
 if TYPE_CHECKING:
@@ -89,7 +98,8 @@ class TimescaleProbe:
             import asyncpg
         except ImportError as exc:
             raise errors.DriverError("asyncpg is not installed: pip install asyncpg") from exc
-        rec.details.update(database=s.database, user=s.user, sslmode=self._sslmode())
+        if s.user is None:  # the one connection fact the manifest does not show
+            rec.details["user_from_os"] = self._user()
 
         conn = self._conn
         if conn is not None and conn.is_closed():  # the server closed it while idle (restart, idle timeout)
@@ -121,64 +131,100 @@ class TimescaleProbe:
         return mode
 
     async def _connect(self, rec: Recorder, asyncpg: Any) -> None:
+        """Connect with every setting passed explicitly, so the process environment decides nothing.
+
+        asyncpg falls back to the environment for whatever is None: PGUSER/``getpass``, PGPASSWORD, then
+        PGPASSFILE or ~/.pgpass, PGSSLMODE, PGSSLROOTCERT/PGSSLCERT/PGSSLKEY/PGSSLCRL and ~/.postgresql/*
+        for any *string* sslmode, PGSSLNEGOTIATION, PGTARGETSESSIONATTRS, PGKRBSRVNAME, PGGSSLIB, and a
+        service file for a DSN. So: no DSN; the user is given (see ``_user``); the password is always a
+        string — ``""`` when none is configured: asyncpg reads PGPASSWORD and the passfile only when it is
+        None, and sends a password only when the server asks for one (which then fails as ``auth``); TLS
+        is always ``False`` or an ``SSLContext`` built from the settings, never a mode string. asyncpg
+        treats a context as sslmode=require, so the ``allow``/``prefer`` fallback is done here, as libpq
+        does it.
+        """
         s = self.settings
         assert s.host is not None
         if not s.host.startswith("/"):  # a unix socket directory needs no name resolution
             with rec.phase("resolve"):
                 await resolve(s.host, s.port)
         mode = self._sslmode()
-        dsn: str | None = None
-        ssl_arg: ssl.SSLContext | str | bool
-        if mode == "disable":
-            ssl_arg = False
-        elif mode in ("allow", "prefer"):
-            # These modes may fall back between TLS and plaintext, which asyncpg only does for a mode
-            # string; client-certificate files then reach it through the one place it reads them: the DSN.
-            ssl_arg = mode
-            dsn = self._client_cert_dsn()
-        else:
-            ssl_arg = await anyio.to_thread.run_sync(self._ssl_context, mode)  # reads cert files: off-loop
+        attempts: list[ssl.SSLContext | bool] = [False]
+        if mode != "disable":
+            context = await anyio.to_thread.run_sync(self._ssl_context, mode)  # reads cert files: off-loop
+            # prefer: TLS first, then plaintext; allow: the other way round; stricter modes: TLS only.
+            fallback: dict[str, list[ssl.SSLContext | bool]] = {"allow": [False, context], "prefer": [context, False]}
+            attempts = fallback.get(mode, [context])
         with rec.phase("connect"):
-            try:
-                self._conn = await asyncpg.connect(
-                    dsn,
-                    host=s.host,
-                    port=s.port,
-                    user=s.user,
-                    password=s.password.reveal() if s.password is not None else None,
-                    database=s.database,
-                    ssl=ssl_arg,
-                    direct_tls=False,
-                    target_session_attrs="any",
-                    timeout=budget(),
-                    command_timeout=budget(),
-                    # No named prepared statements: a probe gains nothing from caching and this keeps it
-                    # working through pgbouncer in transaction mode.
-                    statement_cache_size=0,
-                    server_settings={
-                        "application_name": s.application_name,
-                        "statement_timeout": str(int(s.statement_timeout_ms)),
-                    },
-                )
-            except BaseException as exc:
-                mapped = self._map(exc, tls_required=isinstance(ssl_arg, ssl.SSLContext))
-                if mapped is None:
-                    raise
-                raise mapped from exc
+            first: BaseException | None = None
+            for number, ssl_arg in enumerate(attempts, start=1):
+                try:
+                    self._conn = await self._connect_once(asyncpg, ssl_arg)
+                    return
+                except BaseException as exc:
+                    if number < len(attempts) and self._falls_back(exc, tls=bool(ssl_arg)):
+                        first = exc
+                        continue
+                    if _upgrade_refused(first) and isinstance(exc, TimeoutError):
+                        # Answered the SSLRequest with something other than 'S' (a PostgreSQL says 'N'), then
+                        # not the plaintext startup: a slow server, or a service that is not PostgreSQL at all.
+                        raise errors.ProbeTimeoutError(
+                            f"no answer from {self.endpoint} to the plaintext startup after it refused TLS:"
+                            " server overloaded or frozen — or is this not a PostgreSQL port?"
+                        ) from exc
+                    failure = first if first is not None and _hides(first, exc) else exc
+                    mapped = self._map(failure, tls_required=bool(ssl_arg) and mode not in ("allow", "prefer"))
+                    if mapped is None:
+                        raise
+                    raise mapped from failure
 
-    def _client_cert_dsn(self) -> str | None:
+    async def _connect_once(self, asyncpg: Any, ssl_arg: ssl.SSLContext | bool) -> Any:
         s = self.settings
-        query = {k: v for k, v in (("sslcert", s.sslcert), ("sslkey", s.sslkey)) if v}
-        if s.sslcert and s.sslpassword is not None:
-            query["sslpassword"] = s.sslpassword.reveal()
-        return "postgresql://?" + urlencode(query) if query else None
+        return await asyncpg.connect(
+            None,
+            host=s.host,
+            port=s.port,
+            user=self._user(),
+            password=s.password.reveal() if s.password is not None else "",
+            database=s.database,
+            ssl=ssl_arg,
+            direct_tls=False,
+            target_session_attrs="any",
+            timeout=budget(),
+            command_timeout=budget(),
+            # No named prepared statements: a probe gains nothing from caching and this keeps it
+            # working through pgbouncer in transaction mode.
+            statement_cache_size=0,
+            server_settings={
+                "application_name": s.application_name,
+                "statement_timeout": str(int(s.statement_timeout_ms)),
+            },
+            **_gss_kwargs(),
+        )
+
+    def _falls_back(self, exc: BaseException, *, tls: bool) -> bool:
+        """Whether an ``allow``/``prefer`` attempt failed so that the other transport is worth a try.
+
+        As asyncpg and libpq do it: the server refused the TLS upgrade (prefer), or pg_hba.conf rejected
+        this transport before authentication succeeded (``28000``/``28P01``, e.g. hostssl-only lines).
+        """
+        from asyncpg import exceptions as pgx
+
+        if isinstance(exc, pgx.InvalidAuthorizationSpecificationError):
+            return True
+        return tls and _upgrade_refused(exc)
+
+    def _user(self) -> str:
+        """The configured user; without one, the OS account name, as libpq does (never PGUSER or $USER)."""
+        return self.settings.user or os_user()
 
     def _ssl_context(self, mode: str) -> ssl.SSLContext:
-        """A client context for require/verify-ca/verify-full, built only from the settings (no env, no ~).
+        """The client context for any sslmode but disable, built only from the settings (no env, no ~).
 
-        libpq semantics: ``require`` verifies the chain only when a root cert is given; ``verify-ca``
-        checks the chain, ``verify-full`` also the host name. Without ``sslrootcert`` (or with ``system``)
-        the system trust store is used.
+        libpq semantics: ``allow``/``prefer`` never verify the server; ``require`` verifies the chain only
+        when a root cert is given; ``verify-ca`` checks the chain, ``verify-full`` also the host name.
+        Without ``sslrootcert`` (or with ``system``) the system trust store is used. A configured client
+        certificate is offered in every mode.
         """
         s = self.settings
         files = (("sslrootcert", s.sslrootcert), ("sslcert", s.sslcert), ("sslkey", s.sslkey))
@@ -188,7 +234,7 @@ class TimescaleProbe:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
-            if mode == "require" and not s.sslrootcert:
+            if mode in ("allow", "prefer") or (mode == "require" and not s.sslrootcert):
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             else:
@@ -258,11 +304,16 @@ class TimescaleProbe:
 
         s = self.settings
         ep = self.endpoint
-        user, db = s.user, s.database
+        user, db = self._user(), s.database
         text = one_line(exc, secrets=[s.password, s.sslpassword])  # asyncpg's str() has DETAIL/HINT too
 
         if isinstance(exc, errors.ProbeError):
             return exc
+        if isinstance(exc, pgx.InvalidPasswordError) and s.password is None:
+            return errors.AuthError(
+                f"{ep} requires a password for user {user!r} and none is configured: set"
+                " TIMESCALEDB_PASSWORD or put it in the URL (~/.pgpass is never read)"
+            )
         if isinstance(exc, pgx.InvalidPasswordError):
             fix = self._where("user/password")
             return errors.AuthError(f"{ep} rejected the password for user {user!r}: check the {fix} ({text})")
@@ -331,7 +382,11 @@ class TimescaleProbe:
             if mapped is not None:
                 return mapped
             return errors.RefusedError(f"connection to {ep} failed ({text}): is this a PostgreSQL port?")
-        return None
+        # Anything else asyncpg raised from its own code (a TypeError in its parser, an InterfaceError about
+        # an unknown auth method…) means the peer is not speaking PostgreSQL; from our code, it is a bug.
+        return library_failure(
+            exc, package="asyncpg", protocol="PostgreSQL", endpoint=ep, secrets=[s.password, s.sslpassword]
+        )
 
     # ------------------------------------------------------------------------------------------ sqlite
 
@@ -348,12 +403,65 @@ class TimescaleProbe:
         rec.current_phase = None
         rec.phases["connect"] = open_ms
         rec.phases["query"] = query_ms
-        rec.details.update(sqlite_version=version, path=path, read_only=True)
+        rec.details.update(sqlite_version=version, read_only=True)  # the path is in the manifest's url
         rec.degrade(
             "rehearsal",
             f"SQLite rehearsal backend, not TimescaleDB: {path} answered SELECT 1;"
             " point TIMESCALEDB_URL at PostgreSQL/TimescaleDB for production",
         )
+
+
+def os_user() -> str:
+    """The name of the account this process runs as (libpq's default user), never read from the environment.
+
+    ``getpass.getuser()`` (asyncpg's fallback) trusts LOGNAME/USER/LNAME/USERNAME first. Where there is no
+    ``pwd`` module (Windows) it is the only portable answer, so it is used there.
+    """
+    try:
+        import pwd
+    except ImportError:  # pragma: no cover - not POSIX
+        import getpass
+
+        return getpass.getuser()
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no passwd entry (some containers): libpq fails too, so name the uid
+        return str(os.getuid())
+
+
+def _upgrade_refused(exc: BaseException | None) -> bool:
+    """asyncpg's "rejected SSL upgrade": the peer answered the SSLRequest with anything but ``S``."""
+    return isinstance(exc, ConnectionError) and exc.errno is None and "rejected SSL upgrade" in str(exc)
+
+
+def _hides(first: BaseException, second: BaseException) -> bool:
+    """After a fallback, whether the first attempt's error is the one to report.
+
+    It is when the first transport got as far as authentication (a wrong password, a missing client
+    certificate) and the second was merely turned away (pg_hba.conf has no entry for it, or the server hung
+    up): that rejection says nothing the operator can act on. asyncpg applies the same rule to passwords.
+    """
+    from asyncpg import exceptions as pgx
+
+    turned_away = isinstance(second, pgx.ConnectionDoesNotExistError) or (
+        isinstance(second, pgx.InvalidAuthorizationSpecificationError)
+        and not isinstance(second, pgx.InvalidPasswordError)
+        and "pg_hba.conf" in str(second)
+    )
+    return turned_away and isinstance(first, pgx.InvalidAuthorizationSpecificationError)
+
+
+@functools.cache
+def _gss_kwargs() -> dict[str, str]:
+    """GSSAPI settings asyncpg would otherwise read from PGKRBSRVNAME/PGGSSLIB (libpq's defaults)."""
+    import inspect
+
+    import asyncpg
+
+    params = inspect.signature(asyncpg.connect).parameters
+    if "krbsrvname" not in params:  # asyncpg without GSSAPI support reads neither variable
+        return {}
+    return {"krbsrvname": "postgres", "gsslib": "sspi" if sys.platform == "win32" else "gssapi"}
 
 
 def _sqlite_select_one(path: str, timeout: float) -> tuple[float, float, str]:

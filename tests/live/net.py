@@ -1,4 +1,4 @@
-"""Loopback network helpers: free ports, a black-hole listener and a latency-injecting TCP proxy."""
+"""Loopback network helpers: free ports, black-hole and junk-answering listeners, a latency-injecting TCP proxy."""
 
 from __future__ import annotations
 
@@ -115,6 +115,74 @@ class DelayProxy:
                 s.close()
 
     def __enter__(self) -> DelayProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class JunkServer:
+    """Accepts TCP connections and answers every read with a garbage frame (a wrong service on the port).
+
+    Each time the client sends something, the server replies with ``frame`` (default: a Kafka-style
+    length-prefixed frame of 0xff bytes whose first four bytes echo the request's correlation id, so a
+    Kafka client takes it as the answer to its request and then fails to parse it). ``greeting`` is sent
+    right after accepting, for protocols where the server speaks first.
+    """
+
+    def __init__(self, frame: bytes | None = None, *, greeting: bytes = b"") -> None:
+        self.frame = frame
+        self.greeting = greeting
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port: int = self._sock.getsockname()[1]
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, name="junkserver", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._conns.append(conn)
+            threading.Thread(target=self._answer, args=(conn,), name="junkserver-conn", daemon=True).start()
+
+    def _reply(self, request: bytes) -> bytes:
+        if self.frame is not None:
+            return self.frame
+        # Kafka framing: int32 length, then (for a request) int16 api key, int16 version, int32
+        # correlation id. Echo the correlation id, follow it with bytes no Kafka response contains.
+        correlation = request[8:12] if len(request) >= 12 else b"\x00\x00\x00\x00"
+        payload = correlation + b"\x00\x23" + b"\xff" * 10
+        return len(payload).to_bytes(4, "big") + payload
+
+    def _answer(self, conn: socket.socket) -> None:
+        try:
+            if self.greeting:
+                conn.sendall(self.greeting)
+            while data := conn.recv(65536):
+                conn.sendall(self._reply(data))
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.close()
+        self._thread.join(timeout=2)
+
+    def __enter__(self) -> JunkServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
