@@ -51,7 +51,9 @@ def preload_drivers(settings: Settings) -> None:
     if settings.redis.configured:
         modules.append("redis.asyncio")
     if settings.kafka.configured:
-        modules += ["aiokafka.admin", "aiokafka.errors", "aiokafka.helpers", "aiokafka.protocol.metadata"]
+        from ingest_probe.probes.kafka import AIOKAFKA_MODULES
+
+        modules += AIOKAFKA_MODULES
     for name in modules:
         try:
             importlib.import_module(name)

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import importlib
-import logging
-import os
 import ssl
 import sys
-import threading
-from collections.abc import Iterator
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,9 +15,17 @@ from ingest_probe.probes._common import (
     bounded_close,
     budget,
     library_failure,
-    map_os_error,
     one_line,
+    raised_inside,
     resolve,
+)
+from ingest_probe.probes._kafka_errors import (
+    abort_connections,
+    bootstrap_error,
+    captured_failures,
+    load_tls_context,
+    map_kafka_error,
+    node_error,
 )
 
 if TYPE_CHECKING:
@@ -36,62 +37,6 @@ DEFAULT_PORT = 9092
 _UNKNOWN_TOPIC = 3
 _LEADER_NOT_AVAILABLE = 5
 _TOPIC_AUTHORIZATION_FAILED = 29
-
-# ------------------------------------------------------------------------------------ bootstrap failures
-#
-# AIOKafkaClient.bootstrap() catches every per-host failure (refused, TLS, SASL, timeout), *logs* it on the
-# "aiokafka" logger and then raises a bare KafkaConnectionError("Unable to bootstrap from [...]") with no
-# cause. The reason is only in those log records, so while a probe starts its client we listen on that
-# logger and keep the exceptions logged from *our* task (a ContextVar tells our records from another
-# client's). While attached, the handler also keeps these expected failures off stderr (logging's
-# last-resort handler); an application that configured logging still receives every record.
-
-#: (stage, "host:port" or "node N", exception), filled while a probe of this task starts its client.
-_FAILURES: ContextVar[list[tuple[str, str, BaseException]] | None] = ContextVar(
-    "ingest_probe_kafka_failures", default=None
-)
-_STAGES = {
-    'Unable connect to "%s:%s": %s': "connect",
-    'Unable to request metadata from "%s:%s": %s': "metadata",
-    "Unable connect to node with id %s: %s": "node",
-}
-
-
-class _FailureCapture(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        sink = _FAILURES.get()
-        stage = _STAGES.get(str(record.msg))
-        args = record.args if isinstance(record.args, tuple) else ()
-        if sink is None or stage is None or not args or not isinstance(args[-1], BaseException):
-            return
-        where = f"node {args[0]}" if stage == "node" else f"{args[0]}:{args[1]}"
-        sink.append((stage, where, args[-1]))
-
-
-_capture = _FailureCapture()
-_capture_lock = threading.Lock()
-_capture_users = 0
-
-
-@contextlib.contextmanager
-def _captured_failures() -> Iterator[list[tuple[str, str, BaseException]]]:
-    """Collect the per-host failures aiokafka logs (and otherwise swallows) inside this block."""
-    global _capture_users
-    logger = logging.getLogger("aiokafka")
-    with _capture_lock:
-        if _capture_users == 0:
-            logger.addHandler(_capture)
-        _capture_users += 1
-    sink: list[tuple[str, str, BaseException]] = []
-    token = _FAILURES.set(sink)
-    try:
-        yield sink
-    finally:
-        _FAILURES.reset(token)
-        with _capture_lock:
-            _capture_users -= 1
-            if _capture_users == 0:
-                logger.removeHandler(_capture)
 
 
 # ------------------------------------------------------------------------------------------ the probe
@@ -214,7 +159,9 @@ class KafkaProbe:
                 f"{s.security_protocol} needs a SASL username and password (KAFKA_USERNAME, KAFKA_PASSWORD)"
                 f" for {self.endpoint}"
             )
-        ssl_context = await self._tls_context() if s.security_protocol.endswith("SSL") else None
+        ssl_context = None
+        if s.security_protocol.endswith("SSL"):  # loaded once per probe, files read off the loop
+            ssl_context = self._ssl_context = self._ssl_context or await load_tls_context(s)
         hosts = max(1, len(s.bootstrap_servers))
         # Each bootstrap server gets an equal share, so every one is tried before the deadline; every
         # step of one attempt (TCP+TLS, ApiVersions, SASL, Metadata) is bounded by this.
@@ -233,16 +180,17 @@ class KafkaProbe:
             sasl_plain_password=s.password.reveal() if sasl and s.password is not None else None,
         )
         self._admin = admin  # before start(): aclose() must reach a half-started client
-        with _captured_failures() as failures:
+        with captured_failures() as failures:
             try:
                 await admin.start()
             except KafkaConnectionError as exc:
-                raise self._bootstrap_error(failures, exc) from (failures[-1][2] if failures else exc)
+                error = bootstrap_error(s, self.endpoint, failures, exc, self._request_timeout)
+                raise error from (failures[-1][2] if failures else exc)
             except Exception as exc:
                 # aiokafka's SCRAM code indexes the server's reply without checking for an error
                 # attribute ("e=..."): a rejected login surfaces as KeyError('v').
                 sasl_parse = isinstance(exc, KeyError | ValueError | AssertionError)
-                if sasl and sasl_parse and _raised_in_aiokafka_sasl(exc):
+                if sasl and sasl_parse and raised_inside(exc, "aiokafka.conn"):
                     mechanism = s.sasl_mechanism or "PLAIN"
                     raise errors.AuthError(
                         f"SASL {mechanism} login as {s.username!r} rejected by {self.endpoint}:"
@@ -269,7 +217,7 @@ class KafkaProbe:
         # describe_topics() would send allow_auto_topic_creation=True: a probe must never create a topic.
         request = MetadataRequest(list(self.settings.topic_names), allow_auto_topic_creation=False)
         limit = budget()
-        with _captured_failures() as failures, anyio.move_on_after(limit) as scope:
+        with captured_failures() as failures, anyio.move_on_after(limit) as scope:
             try:
                 return await client.send(node, request)
             except RequestTimedOutError as exc:
@@ -278,9 +226,11 @@ class KafkaProbe:
                     " broker frozen or overloaded?"
                 ) from exc
             except NodeNotReadyError as exc:
-                raise self._node_error(node, failures, exc) from (failures[-1][2] if failures else exc)
+                address = self._broker_address(node)
+                error = node_error(self.settings, self.endpoint, address, failures, exc, self._request_timeout)
+                raise error from (failures[-1][2] if failures else exc)
             except KafkaError as exc:
-                raise _map_kafka_error(exc, self._broker_address(node), self._secrets()) from exc
+                raise map_kafka_error(exc, self._broker_address(node), [self.settings.password]) from exc
             except Exception as exc:
                 mapped = self._library_failure(exc)
                 if mapped is None:
@@ -363,25 +313,7 @@ class KafkaProbe:
                 "topic_error",
                 "topic metadata errors: " + ", ".join(f"{t}: {e}" for t, e in sorted(other_errors.items())),
             )
-
     # ------------------------------------------------------------------------------------------ helpers
-
-    async def _tls_context(self) -> ssl.SSLContext:
-        if self._ssl_context is not None:
-            return self._ssl_context
-        s = self.settings
-        files = {"KAFKA_SSL_CAFILE": s.ssl_cafile, "KAFKA_SSL_CERTFILE": s.ssl_certfile,
-                 "KAFKA_SSL_KEYFILE": s.ssl_keyfile}  # fmt: skip
-        try:
-            # Reading CA/cert/key files is blocking I/O: keep it off the event loop.
-            context: ssl.SSLContext = await anyio.to_thread.run_sync(_load_tls_context, files)
-        except OSError as exc:  # ssl.SSLError is an OSError too
-            raise errors.TlsError(
-                f"cannot load the Kafka TLS files ({one_line(exc)}): check KAFKA_SSL_CAFILE,"
-                " KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE"
-            ) from exc
-        self._ssl_context = context
-        return context
 
     async def _drop(self) -> None:
         admin, self._admin = self._admin, None
@@ -389,141 +321,29 @@ class KafkaProbe:
             return
         # The supervisor bounds aclose() by CLOSE_BUDGET too: leave time to abort what did not close.
         if not await bounded_close(admin.close, budget=CLOSE_BUDGET / 2):
-            _abort_connections(admin)
+            abort_connections(admin)
 
     def _library_failure(self, exc: BaseException) -> errors.ProtocolError | None:
         """``exc`` as a ProtocolError when aiokafka raised it from its own code (see ``library_failure``)."""
         return library_failure(
-            exc, package="aiokafka", protocol="Kafka", endpoint=self.endpoint, secrets=self._secrets()
+            exc, package="aiokafka", protocol="Kafka", endpoint=self.endpoint, secrets=[self.settings.password]
         )
-
-    def _secrets(self) -> list[Any]:
-        return [self.settings.password]
 
     def _broker_address(self, node: object) -> str:
         broker = self._admin._client.cluster.broker_metadata(node) if self._admin is not None else None
         return f"{node} at {broker.host}:{broker.port}" if broker is not None else f"{node}"
 
-    def _bootstrap_error(
-        self, failures: list[tuple[str, str, BaseException]], exc: BaseException
-    ) -> errors.ProbeError:
-        tried = self.endpoint or "(none)"
-        if not failures:
-            return errors.RefusedError(
-                f"cannot bootstrap from Kafka servers {tried} ({one_line(exc, secrets=self._secrets())})"
-            )
-        mapped = [self._failure(stage, where, err) for stage, where, err in failures]
-        best = min(mapped, key=lambda e: _PRECEDENCE.index(type(e)) if type(e) in _PRECEDENCE else 99)
-        return type(best)(f"Kafka bootstrap failed (tried {tried}): {best}")
 
-    def _node_error(
-        self, node: object, failures: list[tuple[str, str, BaseException]], exc: BaseException
-    ) -> errors.ProbeError:
-        address = self._broker_address(node)
-        if not failures:
-            return errors.RefusedError(
-                f"Kafka broker {address} is not reachable ({one_line(exc)}): check advertised.listeners"
-            )
-        best = self._failure("node", f"broker {address}", failures[-1][2])
-        return type(best)(
-            f"bootstrap via {self.endpoint} worked, but the broker address it advertises failed: {best}"
-            " — check the broker's advertised.listeners"
-        )
-
-    def _failure(self, stage: str, where: str, err: BaseException) -> errors.ProbeError:
-        """One logged per-host failure → the error tree, worded for where it happened."""
-        from aiokafka.errors import KafkaConnectionError, KafkaError
-
-        s = self.settings
-        cause = err.__cause__ if isinstance(err, KafkaConnectionError) else None
-        if isinstance(err, TimeoutError):
-            step = "the metadata request" if stage == "metadata" else "the connection handshake"
-            hint = (
-                f"does this listener speak TLS (KAFKA_SECURITY_PROTOCOL is {s.security_protocol})?"
-                if s.security_protocol.endswith("SSL") and stage != "metadata"
-                else "broker frozen or overloaded, a firewall black hole, or a listener expecting TLS?"
-            )
-            return errors.ProbeTimeoutError(
-                f"{where} did not answer {step} within {self._request_timeout:.2f} s: {hint}"
-            )
-        for candidate in (err, cause):
-            if isinstance(candidate, OSError):
-                mapped = map_os_error(candidate, where)
-                if isinstance(mapped, errors.TlsError):
-                    cafile = s.ssl_cafile or "unset: system CAs"
-                    return errors.TlsError(f"{mapped} (KAFKA_SSL_CAFILE is {cafile})")
-                if mapped is not None:
-                    return mapped
-        if isinstance(err, KafkaConnectionError) and "closed" in str(err):
-            if stage == "metadata" and not s.security_protocol.startswith("SASL_"):
-                return errors.AuthError(
-                    f"{where} closed the connection on the metadata request: the broker probably requires"
-                    " SASL authentication (set KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM and credentials)"
-                )
-            if s.security_protocol.startswith("SASL_"):
-                return errors.AuthError(
-                    f"{where} closed the connection during the {s.sasl_mechanism or 'PLAIN'} SASL handshake:"
-                    " is that mechanism enabled on the broker, and are the credentials right?"
-                )
-            return errors.ProtocolError(
-                f"{where} closed the connection during the handshake: not a Kafka listener, or it expects"
-                f" TLS/SASL (KAFKA_SECURITY_PROTOCOL is {s.security_protocol})"
-            )
-        if isinstance(err, KafkaError):
-            return _map_kafka_error(err, where, self._secrets())
-        return errors.ProtocolError(f"{where}: {one_line(err, secrets=self._secrets())}")
-
-
-#: When several bootstrap servers failed differently, the most telling failure is reported.
-_PRECEDENCE: tuple[type[errors.ProbeError], ...] = (
-    errors.AuthError,
-    errors.TlsError,
-    errors.ProtocolError,
-    errors.ProbeTimeoutError,
-    errors.RefusedError,
-    errors.DnsError,
-)
-
-
-def _map_kafka_error(exc: BaseException, where: str, secrets: list[Any]) -> errors.ProbeError:
-    """aiokafka's exceptions → the error tree, most specific first."""
-    from aiokafka import errors as kerr
-
-    text = one_line(exc, secrets=secrets)
-    if isinstance(exc, kerr.UnsupportedSaslMechanismError):
-        return errors.AuthError(
-            f"{where} does not offer the configured SASL mechanism: is SASL enabled on this listener, and"
-            " which mechanisms does it allow? (check KAFKA_SECURITY_PROTOCOL and KAFKA_SASL_MECHANISM)"
-        )
-    auth_errors: tuple[type[BaseException], ...] = (
-        kerr.AuthenticationFailedError,
-        kerr.AuthenticationMethodNotSupported,
-        kerr.SaslAuthenticationFailed,
-        kerr.IllegalSaslStateError,
-        kerr.ClusterAuthorizationFailedError,
-        kerr.TopicAuthorizationFailedError,
-    )
-    if isinstance(exc, auth_errors):
-        return errors.AuthError(f"{where} rejected the client ({text}): check SASL credentials and ACLs")
-    if isinstance(exc, kerr.KafkaTimeoutError | kerr.RequestTimedOutError):
-        return errors.ProbeTimeoutError(f"{where} did not answer in time ({text})")
-    if isinstance(exc, kerr.UnsupportedVersionError | kerr.IncompatibleBrokerVersion):
-        return errors.ProtocolError(f"{where} does not support a request the probe needs ({text})")
-    if isinstance(exc, kerr.KafkaConnectionError):
-        return errors.RefusedError(f"lost the connection to {where} ({text})")
-    return errors.ProtocolError(f"{where} answered with an error ({text})")
-
-
-_AIOKAFKA_MODULES = ("aiokafka.admin", "aiokafka.errors", "aiokafka.helpers", "aiokafka.protocol.metadata")
+AIOKAFKA_MODULES = ("aiokafka.admin", "aiokafka.errors", "aiokafka.helpers", "aiokafka.protocol.metadata")
 
 
 async def _import_aiokafka() -> None:
     """Import aiokafka in a worker thread: ~150 ms of imports would otherwise stall every other probe."""
-    if all(name in sys.modules for name in _AIOKAFKA_MODULES):
+    if all(name in sys.modules for name in AIOKAFKA_MODULES):
         return
 
     def load() -> None:
-        for name in _AIOKAFKA_MODULES:
+        for name in AIOKAFKA_MODULES:
             importlib.import_module(name)
 
     try:
@@ -532,40 +352,7 @@ async def _import_aiokafka() -> None:
         raise errors.DriverError(f"the aiokafka client library is not usable: {one_line(exc)}") from exc
 
 
-def _load_tls_context(files: dict[str, str | None]) -> ssl.SSLContext:
-    """Build the client SSL context (in a worker thread); a missing file is named with its key."""
-    from aiokafka.helpers import create_ssl_context
-
-    for key, path in files.items():
-        if path is not None and not os.path.isfile(path):
-            raise FileNotFoundError(errno.ENOENT, f"{key} file not found: {path}")
-    context: ssl.SSLContext = create_ssl_context(
-        cafile=files["KAFKA_SSL_CAFILE"],
-        certfile=files["KAFKA_SSL_CERTFILE"],
-        keyfile=files["KAFKA_SSL_KEYFILE"],
-    )
-    return context
-
-
 def _error_name(code: int) -> str:
     from aiokafka.errors import for_code
 
     return str(for_code(code).__name__)
-
-
-def _raised_in_aiokafka_sasl(exc: BaseException) -> bool:
-    tb = exc.__traceback__
-    last = None
-    while tb is not None:
-        last = tb.tb_frame.f_code
-        tb = tb.tb_next
-    return last is not None and last.co_filename.replace("\\", "/").endswith("aiokafka/conn.py")
-
-
-def _abort_connections(admin: Any) -> None:
-    """Last resort when a polite close ran out of time (e.g. a TLS shutdown to a frozen peer): abort."""
-    conns = getattr(getattr(admin, "_client", None), "_conns", {}) or {}
-    for conn in list(conns.values()):
-        transport = getattr(getattr(conn, "_protocol", None), "_transport", None)
-        if transport is not None:
-            transport.abort()
