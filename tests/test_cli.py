@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import help_in_a_fresh_interpreter
 
 from ingest_probe.cli import main
 
@@ -29,16 +30,10 @@ def write(tmp_path: Path, name: str, text: str) -> str:
 
 def test_help_lists_exit_codes_and_imports_no_client_library():
     """--help documents the exit codes and imports none of asyncpg, redis, aiokafka, yaml."""
-    code = (
-        "import sys\n"
-        "from ingest_probe.cli import main\n"
-        "try:\n    main(['report', '--help'])\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio') if m in sys.modules))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert proc.stdout.splitlines()[-1] == "[]"
-    assert "CRITICAL" in proc.stdout
-    assert "UNKNOWN" in proc.stdout
+    text, imported = help_in_a_fresh_interpreter("report")
+    assert imported == "[]"
+    assert "CRITICAL" in text
+    assert "UNKNOWN" in text
 
 
 def test_manifest_only_run_imports_no_client_library(tmp_path):

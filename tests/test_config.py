@@ -16,17 +16,18 @@ from ingest_probe.settings import Secret, load_settings
 KEY = "TIMESCALE_LOOKBACK_DAYS"  # default 60
 
 
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
+def write(path: Path, *lines: str) -> Path:
+    """Write ``lines`` to ``path``, each ended by a newline."""
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     return path
 
 
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
     return {
-        "yaml": write(tmp_path / "c.yaml", f"{KEY}: 10\n"),
-        "env1": write(tmp_path / "a.env", f"{KEY}=30\n"),
-        "env2": write(tmp_path / "b.env", f"# comment\n{KEY}=40\n"),
+        "yaml": write(tmp_path / "c.yaml", f"{KEY}: 10"),
+        "env1": write(tmp_path / "a.env", f"{KEY}=30"),
+        "env2": write(tmp_path / "b.env", "# comment", f"{KEY}=40"),
     }
 
 
@@ -86,24 +87,19 @@ def test_yaml_nested_sections_beat_top_level(tmp_path: Path) -> None:
     """system_config beats top-level keys, extras beats system_config, system_config.extras beats both."""
     path = write(
         tmp_path / "c.yaml",
-        "\n".join(
-            [
-                "TIMESCALE_LOOKBACK_DAYS: 1",
-                "TIMESCALE_INTRADAY_LOOKBACK_DAYS: 1",
-                "EMP_TIER: tier_0",
-                "TIMESCALE_INGEST_MAX_FAILURES: 1",
-                "system_config:",
-                "  TIMESCALE_LOOKBACK_DAYS: 2",
-                "  TIMESCALE_INTRADAY_LOOKBACK_DAYS: 2",
-                "  TIMESCALE_INGEST_MAX_FAILURES: 2",
-                "  extras:",
-                "    TIMESCALE_INGEST_MAX_FAILURES: 4",
-                "extras:",
-                "  TIMESCALE_INTRADAY_LOOKBACK_DAYS: 3",
-                "  TIMESCALE_INGEST_MAX_FAILURES: 3",
-                "",
-            ]
-        ),
+        "TIMESCALE_LOOKBACK_DAYS: 1",
+        "TIMESCALE_INTRADAY_LOOKBACK_DAYS: 1",
+        "EMP_TIER: tier_0",
+        "TIMESCALE_INGEST_MAX_FAILURES: 1",
+        "system_config:",
+        "  TIMESCALE_LOOKBACK_DAYS: 2",
+        "  TIMESCALE_INTRADAY_LOOKBACK_DAYS: 2",
+        "  TIMESCALE_INGEST_MAX_FAILURES: 2",
+        "  extras:",
+        "    TIMESCALE_INGEST_MAX_FAILURES: 4",
+        "extras:",
+        "  TIMESCALE_INTRADAY_LOOKBACK_DAYS: 3",
+        "  TIMESCALE_INGEST_MAX_FAILURES: 3",
     )
     raw = load_config(config_file=path)
     assert value(raw, "EMP_TIER") == ("tier_0", Source.YAML, f"{path}:3")
@@ -166,19 +162,14 @@ def test_dotenv_syntax(tmp_path: Path) -> None:
     """Comments, blanks, export, matching quotes stripped, inline comment if unquoted, no expansion."""
     path = write(
         tmp_path / "x.env",
-        "\n".join(
-            [
-                "# a comment",
-                "",
-                "export REDIS_HOST=cache.local",
-                "REDIS_CLIENT_NAME='single quoted # kept'",
-                'KAFKA_CLIENT_ID="double quoted"  # trailing comment',
-                "TIMESCALEDB_APP=$HOME/${USER}",
-                "REDIS_PORT=6380  # port",
-                "TIMESCALE_SYMBOLS=",
-                "",
-            ]
-        ),
+        "# a comment",
+        "",
+        "export REDIS_HOST=cache.local",
+        "REDIS_CLIENT_NAME='single quoted # kept'",
+        'KAFKA_CLIENT_ID="double quoted"  # trailing comment',
+        "TIMESCALEDB_APP=$HOME/${USER}",
+        "REDIS_PORT=6380  # port",
+        "TIMESCALE_SYMBOLS=",
     )
     raw = load_config(env_files=[path])
     got = {k: v.value for k, v in raw.values.items() if v.origin.source is Source.ENV_FILE}
@@ -195,14 +186,14 @@ def test_dotenv_syntax(tmp_path: Path) -> None:
 
 def test_dotenv_line_without_equals_is_an_error(tmp_path: Path) -> None:
     """A line without '=' is a ConfigError naming file:line."""
-    path = write(tmp_path / "bad.env", "REDIS_HOST=x\nJUSTAWORD\n")
+    path = write(tmp_path / "bad.env", "REDIS_HOST=x", "JUSTAWORD")
     with pytest.raises(ConfigError, match=rf"^{path}:2: expected KEY=VALUE"):
         load_config(env_files=[path])
 
 
 def test_dotenv_unterminated_quote_is_an_error(tmp_path: Path) -> None:
     """An unterminated quote is an error naming file:line and key, never a silently odd value."""
-    path = write(tmp_path / "bad.env", 'REDIS_PASSWORD="abc\n')
+    path = write(tmp_path / "bad.env", 'REDIS_PASSWORD="abc')
     with pytest.raises(ConfigError, match=rf"^{path}:1: the value of REDIS_PASSWORD has an unterminated"):
         load_config(env_files=[path])
 
@@ -224,7 +215,7 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
 
 def test_empty_yaml_is_no_configuration(tmp_path: Path) -> None:
     """An empty YAML file (safe_load → None) is an empty mapping."""
-    assert load_config(config_file=write(tmp_path / "e.yaml", "")) == load_config()
+    assert load_config(config_file=write(tmp_path / "e.yaml")) == load_config()
 
 
 @pytest.mark.parametrize(
@@ -242,7 +233,7 @@ def test_empty_yaml_is_no_configuration(tmp_path: Path) -> None:
 )
 def test_yaml_bad_shapes_are_errors(tmp_path: Path, text: str, message: str) -> None:
     """Non-mapping documents, sections or values are a ConfigError naming the file (and key)."""
-    path = write(tmp_path / "c.yaml", text)
+    path = write(tmp_path / "c.yaml", *text.splitlines())
     with pytest.raises(ConfigError, match=str(path)) as info:
         load_config(config_file=path)
     assert message in str(info.value)
@@ -252,17 +243,12 @@ def test_yaml_values_lists_and_json_mappings(tmp_path: Path) -> None:
     """YAML lists become CSV, booleans true/false, mappings JSON for _CONFIG keys; lowercase keys accepted."""
     path = write(
         tmp_path / "c.yaml",
-        "\n".join(
-            [
-                "TIMESCALE_SYMBOLS: [EURUSD, GBPUSD]",
-                "timescale_enable_macro: yes",
-                "TIMESCALEDB_PORT: 6543",
-                "KAFKA_INGEST_TOPIC_CONFIG: {cleanup.policy: compact, retention.ms: 1000}",
-                "unrelated: {a: 1}",
-                "REDIS_HOST: ~",
-                "",
-            ]
-        ),
+        "TIMESCALE_SYMBOLS: [EURUSD, GBPUSD]",
+        "timescale_enable_macro: yes",
+        "TIMESCALEDB_PORT: 6543",
+        "KAFKA_INGEST_TOPIC_CONFIG: {cleanup.policy: compact, retention.ms: 1000}",
+        "unrelated: {a: 1}",
+        "REDIS_HOST: ~",
     )
     raw = load_config(config_file=path)
     assert raw.values["TIMESCALE_SYMBOLS"].value == "EURUSD,GBPUSD"
@@ -297,8 +283,8 @@ def test_unknown_prefixed_keys_warn_with_suggestion_and_source(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
     """Unknown keys with our prefixes warn from every source, naming the source and the closest key."""
-    yml = write(tmp_path / "w.yaml", "KAFKA_BROKER: x\n")
-    env = write(tmp_path / "w.env", "TIMESCALEDB_PROT=1\n")
+    yml = write(tmp_path / "w.yaml", "KAFKA_BROKER: x")
+    env = write(tmp_path / "w.env", "TIMESCALEDB_PROT=1")
     raw = load_config(
         config_file=yml,
         env_files=[env],
@@ -316,8 +302,8 @@ def test_unknown_prefixed_keys_warn_with_suggestion_and_source(
 
 def test_unknown_unprefixed_keys_in_files_are_silent(tmp_path: Path) -> None:
     """Files may hold other applications' keys: no warning unless the key has one of our prefixes."""
-    env = write(tmp_path / "o.env", "LOG_LEVEL=debug\nAPI_TOKEN=x\n")
-    yml = write(tmp_path / "o.yaml", "name: service\nlogging: {level: info}\n")
+    env = write(tmp_path / "o.env", "LOG_LEVEL=debug", "API_TOKEN=x")
+    yml = write(tmp_path / "o.yaml", "name: service", "logging: {level: info}")
     assert load_config(config_file=yml, env_files=[env]).warnings == ()
 
 
@@ -362,19 +348,14 @@ def test_yaml_scalars_keep_their_source_text(tmp_path: Path) -> None:
     """YAML 1.1 conversions (octal, sexagesimal, 1_000, hex, floats, dates) never change a value."""
     path = write(
         tmp_path / "c.yaml",
-        "\n".join(
-            [
-                "REDIS_PASSWORD: 0123",
-                "TIMESCALEDB_PASSWORD: 1:20",
-                "KAFKA_INGEST_TOPIC_DAILY: 1_000",
-                "TIMESCALE_SYMBOLS: [0x10, 1.10, 2024-01-01, 'quoted: yes', on]",
-                "TIMESCALE_INTRADAY_INTERVAL: 2001-12-14t21:59:43.10-05:00",
-                "REDIS_CLIENT_NAME: yes",
-                "KAFKA_CLIENT_ID: '0x10'",
-                'TIMESCALEDB_APP: "tab\\there"',
-                "",
-            ]
-        ),
+        "REDIS_PASSWORD: 0123",
+        "TIMESCALEDB_PASSWORD: 1:20",
+        "KAFKA_INGEST_TOPIC_DAILY: 1_000",
+        "TIMESCALE_SYMBOLS: [0x10, 1.10, 2024-01-01, 'quoted: yes', on]",
+        "TIMESCALE_INTRADAY_INTERVAL: 2001-12-14t21:59:43.10-05:00",
+        "REDIS_CLIENT_NAME: yes",
+        "KAFKA_CLIENT_ID: '0x10'",
+        'TIMESCALEDB_APP: "tab\\there"',
     )
     got = {k: v.value for k, v in load_config(config_file=path).values.items() if v.origin.source is Source.YAML}
     assert got == {
@@ -394,12 +375,12 @@ def test_yaml_scalars_keep_their_source_text(tmp_path: Path) -> None:
 
 def test_yaml_booleans_and_integers_keep_their_meaning(tmp_path: Path) -> None:
     """Bool keys take true/false/yes/no/on/off; int keys take decimal text; hex or 1:20 is an error, not 16/80."""
-    path = write(tmp_path / "c.yaml", "TIMESCALE_ENABLE_MACRO: yes\nTIMESCALE_ENABLE_INTRADAY: Off\n"
-                                      "REDIS_SSL: TRUE\nTIMESCALE_LOOKBACK_DAYS: 010\nTIMESCALEDB_PORT: 6543\n")
+    path = write(tmp_path / "c.yaml", "TIMESCALE_ENABLE_MACRO: yes", "TIMESCALE_ENABLE_INTRADAY: Off",
+                 "REDIS_SSL: TRUE", "TIMESCALE_LOOKBACK_DAYS: 010", "TIMESCALEDB_PORT: 6543")
     s = load_settings(config_file=path, extras=["REDIS_HOST=r", "TIMESCALEDB_HOST=t"])
     assert (s.plan.macro_enabled, s.plan.intraday_enabled, s.redis.tls) == (True, False, True)
     assert (s.plan.lookback_days, s.timescale.port) == (10, 6543)
-    for text in ("TIMESCALEDB_PORT: 0x1538\n", "TIMESCALE_LOOKBACK_DAYS: 1:20\n"):
+    for text in ("TIMESCALEDB_PORT: 0x1538", "TIMESCALE_LOOKBACK_DAYS: 1:20"):
         with pytest.raises(ConfigError, match=rf"from {path}:1: expected an integer"):
             load_settings(config_file=write(path, text))
 
@@ -408,8 +389,12 @@ def test_yaml_merge_keys_and_anchors_still_work(tmp_path: Path) -> None:
     """`<<: *anchor` merges (explicit keys win) and aliases resolve, with source text kept."""
     path = write(
         tmp_path / "c.yaml",
-        "base: &base {REDIS_PORT: 6380, REDIS_DB: 02}\nsystem_config:\n  <<: *base\n  REDIS_DB: 3\n"
-        "  REDIS_CLIENT_NAME: &n 007\nextras: {KAFKA_CLIENT_ID: *n}\n",
+        "base: &base {REDIS_PORT: 6380, REDIS_DB: 02}",
+        "system_config:",
+        "  <<: *base",
+        "  REDIS_DB: 3",
+        "  REDIS_CLIENT_NAME: &n 007",
+        "extras: {KAFKA_CLIENT_ID: *n}",
     )
     raw = load_config(config_file=path)
     assert [raw.values[k].value for k in ("REDIS_PORT", "REDIS_DB", "KAFKA_CLIENT_ID")] == ["6380", "3", "007"]
@@ -418,13 +403,13 @@ def test_yaml_merge_keys_and_anchors_still_work(tmp_path: Path) -> None:
 def test_yaml_topic_config_mapping_keeps_text(tmp_path: Path) -> None:
     """A _CONFIG mapping: JSON numbers/booleans stay typed, anything else stays as written, null is refused."""
     path = write(tmp_path / "c.yaml", "KAFKA_INGEST_TOPIC_CONFIG: {retention.ms: 1000, a: 0x10, b: 1_0, "
-                                      "c: true, d: 'x', e: yes}\n")
+                                      "c: true, d: 'x', e: yes}")
     raw = load_config(config_file=path)
     assert raw.values["KAFKA_INGEST_TOPIC_CONFIG"].value == (
         '{"a": "0x10", "b": "1_0", "c": true, "d": "x", "e": "yes", "retention.ms": 1000}'
     )
     with pytest.raises(ConfigError, match="config 'x' must be a string, number or boolean"):
-        load_settings(config_file=write(path, "KAFKA_INGEST_TOPIC_CONFIG: {x: ~}\n"))
+        load_settings(config_file=write(path, "KAFKA_INGEST_TOPIC_CONFIG: {x: ~}"))
 
 
 def test_markdown_key_table_states_the_precedence_rules() -> None:

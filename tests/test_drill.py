@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import help_in_a_fresh_interpreter
 
 from ingest_probe import drill
 from ingest_probe.cli import main
@@ -555,16 +556,7 @@ def _json_once(capsys, env: Path, results: Path) -> str:
 
 def test_readiness_help_documents_flags_and_imports_no_client_library():
     """`readiness --help` lists the drill flags and exit codes and imports none of the client libraries."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from ingest_probe.cli import main\n"
-        "try:\n    main(['readiness', '--help'])\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio') if m in sys.modules))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert proc.stdout.splitlines()[-1] == "[]"
+    text, imported = help_in_a_fresh_interpreter("readiness")
+    assert imported == "[]"
     for needle in ("--ingest-results", "--dimensions", "--scenario", "drill fail", "CRITICAL"):
-        assert needle in proc.stdout
+        assert needle in text

@@ -12,11 +12,11 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from fakes import assert_failed, assert_no_stray_tasks, pg_settings
 from live.net import JunkServer
 from live.postgres import PostgresServer
 from live.redis import RedisServer
@@ -49,22 +49,6 @@ LIBRARY = {"kafka": "aiokafka", "redis": "redis", "timescale": "asyncpg"}
 PROTOCOL = {"kafka": "Kafka", "redis": "Redis", "timescale": "PostgreSQL"}
 
 
-def pg_settings(pg: PostgresServer, **overrides: Any) -> TimescaleSettings:
-    values: dict[str, Any] = {
-        "configured": True,
-        "backend": "postgresql",
-        "url_source_key": None,
-        "host": pg.host,
-        "port": pg.port,
-        "user": pg.user,
-        "password": Secret(pg.password),
-        "database": pg.database,
-        "application_name": f"ingest-probe-junk-{uuid.uuid4().hex[:8]}",
-    }
-    values.update(overrides)
-    return TimescaleSettings(**values)
-
-
 def three_probes(
     junk: str, port: int, pg: PostgresServer, redis: RedisServer, kafka: Any, *, sslmode: str | None = None
 ) -> list[Probe]:
@@ -77,13 +61,6 @@ def three_probes(
         RedisProbe(rs),
         KafkaProbe(KafkaSettings(configured=True, bootstrap_servers=(bootstrap,))),
     ]
-
-
-async def assert_no_stray_tasks() -> None:
-    for _ in range(5):  # let aborted transports finish unwinding
-        await asyncio.sleep(0.01)
-    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert not others, others
 
 
 # ------------------------------------------------------------------------------------------------ live
@@ -106,13 +83,8 @@ async def test_junk_peer_is_protocol_and_others_still_reported(
     by_name: dict[str, ProbeResult] = {r.name: r for r in results}
     assert list(by_name) == ["timescale", "redis", "kafka"]
     bad = by_name[junk]
-    assert bad.status is Status.DOWN, bad
-    assert bad.error_kind == "protocol", bad
-    assert bad.error is not None
-    assert "\n" not in bad.error
-    assert f"{LIBRARY[junk]} could not parse" in bad.error, bad.error
-    assert f"is this really a {PROTOCOL[junk]} port?" in bad.error, bad.error
-    assert str(server.port) in bad.error
+    assert_failed(bad, "protocol", f"{LIBRARY[junk]} could not parse", f"is this really a {PROTOCOL[junk]} port?",
+                  str(server.port))
     for name, result in by_name.items():
         if name != junk:
             assert result.status is Status.OK, result

@@ -9,11 +9,12 @@ import uuid
 from typing import Any
 
 import pytest
+from fakes import assert_failed, run_once
 from live.kafka import ENV_BOOTSTRAP, NEEDS_OWNED, TansuBroker, TlsKafka, client_connections, wait_until
 from live.net import BlackHole, free_port
 
 from ingest_probe.probes.kafka import KafkaProbe, split_bootstrap
-from ingest_probe.results import ProbeResult, Recorder, Status
+from ingest_probe.results import Recorder, Status
 from ingest_probe.settings import KafkaSettings, Secret, TopicSpec
 from ingest_probe.supervisor import TaskSupervisor
 
@@ -34,13 +35,6 @@ def kafka_settings(bootstrap: str, topics: tuple[str, ...] = (), **kw: Any) -> K
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def run_once(probe: KafkaProbe, deadline: float) -> tuple[ProbeResult, float]:
-    """One supervised, one-shot run (check then aclose), with its wall time."""
-    started = time.monotonic()
-    [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run([probe])
-    return result, time.monotonic() - started
 
 
 def assert_no_leak(port: int, broker: Any = None) -> None:
@@ -94,12 +88,8 @@ async def test_missing_topic_is_degraded_and_not_created(kafka_broker: Any) -> N
 
     result, wall = await run_once(probe, 5.0)
 
-    assert result.status is Status.DEGRADED
+    assert_failed(result, "missing_topic", missing, "KAFKA_INGEST_TOPICS", status=Status.DEGRADED)
     assert result.healthy is True
-    assert result.error_kind == "missing_topic"
-    assert result.error is not None
-    assert missing in result.error
-    assert "KAFKA_INGEST_TOPICS" in result.error
     assert result.details["topics_present"] == [present]
     assert result.details["topics_missing"] == [missing]
     assert missing not in kafka_broker.list_topics()
@@ -127,12 +117,8 @@ async def test_refused_fails_fast_with_the_servers_tried() -> None:
 
     result, wall = await run_once(probe, 5.0)
 
-    assert result.status is Status.DOWN
-    assert result.error_kind == "refused"
+    assert_failed(result, "refused", f"127.0.0.1:{port}", "refused")
     assert result.retryable
-    assert result.error is not None
-    assert f"127.0.0.1:{port}" in result.error
-    assert "refused" in result.error
     assert wall < 1.5  # fail fast: far under the 5 s deadline
     assert_no_leak(port)
 
@@ -143,11 +129,7 @@ async def test_black_hole_times_out_at_the_deadline() -> None:
     with BlackHole() as hole:
         probe = KafkaProbe(kafka_settings(f"127.0.0.1:{hole.port}"))
         result, wall = await run_once(probe, 1.0)
-        assert result.status is Status.DOWN
-        assert result.error_kind == "timeout"
-        assert result.error is not None
-        assert f"127.0.0.1:{hole.port}" in result.error
-        assert "did not answer" in result.error
+        assert_failed(result, "timeout", f"127.0.0.1:{hole.port}", "did not answer")
         assert 0.5 < wall < 1.0 + SLACK
         assert_no_leak(hole.port)
 
@@ -157,10 +139,7 @@ async def test_unknown_host_is_dns() -> None:
     """An unresolvable bootstrap host is `dns`, naming the host."""
     probe = KafkaProbe(kafka_settings("no-such-broker.invalid:9092"))
     result, wall = await run_once(probe, 1.0)
-    assert result.status is Status.DOWN
-    assert result.error_kind == "dns"
-    assert result.error is not None
-    assert "no-such-broker.invalid" in result.error
+    assert_failed(result, "dns", "no-such-broker.invalid")
     assert result.phases["connect"] is None
     assert wall < 1.0 + SLACK
 
@@ -171,10 +150,7 @@ async def test_frozen_broker_times_out_then_recovers(tansu_broker: TansuBroker) 
     settings = kafka_settings(tansu_broker.bootstrap)
     with tansu_broker.frozen_for_a_while():
         result, wall = await run_once(KafkaProbe(settings), 1.0)
-        assert result.status is Status.DOWN
-        assert result.error_kind == "timeout"
-        assert result.error is not None
-        assert tansu_broker.bootstrap in result.error
+        assert_failed(result, "timeout", tansu_broker.bootstrap)
         assert wall < 1.0 + SLACK
         assert client_connections(tansu_broker.port) == 0
 
@@ -185,10 +161,7 @@ async def test_frozen_broker_times_out_then_recovers(tansu_broker: TansuBroker) 
     with tansu_broker.frozen_for_a_while():
         started = time.monotonic()
         [stuck] = await supervisor.run([warm], close=False)
-        assert stuck.status is Status.DOWN
-        assert stuck.error_kind == "timeout"
-        assert stuck.error is not None
-        assert "metadata" in stuck.error
+        assert_failed(stuck, "timeout", "metadata")
         assert time.monotonic() - started < 1.0 + SLACK
         assert warm.client is None  # a failed check drops its client
     [again] = await supervisor.run([warm], close=False)
@@ -206,11 +179,7 @@ async def test_unreachable_advertised_address_names_advertised_listeners() -> No
     dead = free_port()
     with TansuBroker.start(advertised_port=dead) as broker:
         result, wall = await run_once(KafkaProbe(kafka_settings(broker.bootstrap)), 2.0)
-        assert result.status is Status.DOWN
-        assert result.error_kind == "refused"
-        assert result.error is not None
-        assert f"127.0.0.1:{dead}" in result.error
-        assert "advertised.listeners" in result.error
+        assert_failed(result, "refused", f"127.0.0.1:{dead}", "advertised.listeners")
         assert result.phases["connect"] is not None
         assert wall < 2.0 + SLACK
         assert_no_leak(broker.port, broker)
@@ -228,10 +197,7 @@ async def test_sasl_login_rejected_is_auth(tansu_auth_broker: TansuBroker) -> No
         password=Secret(password),
     )
     result, wall = await run_once(KafkaProbe(settings), 2.0)
-    assert result.status is Status.DOWN
-    assert result.error_kind == "auth"
-    assert result.error is not None
-    assert "'probe'" in result.error
+    assert_failed(result, "auth", "'probe'")
     assert password not in str(result.to_dict())
     assert wall < 2.0 + SLACK
     assert_no_leak(tansu_auth_broker.port, tansu_auth_broker)
@@ -241,10 +207,7 @@ async def test_sasl_login_rejected_is_auth(tansu_auth_broker: TansuBroker) -> No
 async def test_plaintext_client_against_authenticating_broker_is_auth(tansu_auth_broker: TansuBroker) -> None:
     """A broker that requires SASL and drops a plaintext client is reported as `auth` with what to set."""
     result, _ = await run_once(KafkaProbe(kafka_settings(tansu_auth_broker.bootstrap)), 2.0)
-    assert result.status is Status.DOWN
-    assert result.error_kind == "auth"
-    assert result.error is not None
-    assert "KAFKA_SECURITY_PROTOCOL" in result.error
+    assert_failed(result, "auth", "KAFKA_SECURITY_PROTOCOL")
 
 
 @pytest.mark.live
@@ -258,10 +221,7 @@ async def test_sasl_client_against_plaintext_broker_is_auth(kafka_broker: Any) -
         password=Secret("x"),
     )
     result, _ = await run_once(KafkaProbe(settings), 2.0)
-    assert result.status is Status.DOWN
-    assert result.error_kind == "auth"
-    assert result.error is not None
-    assert "KAFKA_SASL_MECHANISM" in result.error
+    assert_failed(result, "auth", "KAFKA_SASL_MECHANISM")
 
 
 @pytest.mark.live
@@ -272,10 +232,7 @@ async def test_tls_client_against_plaintext_listener_is_timeout_with_hint(kafka_
     result, wall = await run_once(
         KafkaProbe(kafka_settings(kafka_broker.bootstrap, security_protocol="SSL")), 1.0
     )
-    assert result.status is Status.DOWN
-    assert result.error_kind == "timeout"
-    assert result.error is not None
-    assert "TLS" in result.error
+    assert_failed(result, "timeout", "TLS")
     assert wall < 1.0 + SLACK
     assert_no_leak(kafka_broker.port, kafka_broker)
 
@@ -285,11 +242,7 @@ async def test_missing_tls_file_is_tls_error(tmp_path: Any) -> None:
     cafile = str(tmp_path / "missing-ca.pem")
     settings = kafka_settings("127.0.0.1:9", security_protocol="SSL", ssl_cafile=cafile)
     result, _ = await run_once(KafkaProbe(settings), 1.0)
-    assert result.status is Status.DOWN
-    assert result.error_kind == "tls"
-    assert result.error is not None
-    assert cafile in result.error
-    assert "KAFKA_SSL_CAFILE" in result.error
+    assert_failed(result, "tls", cafile, "KAFKA_SSL_CAFILE")
 
 
 @pytest.mark.skip(reason=TLS_SKIP)
@@ -320,11 +273,7 @@ async def test_tls_ca_mismatch_is_tls(kafka_tls: TlsKafka) -> None:
         kafka_tls.bootstrap, security_protocol="SSL", ssl_cafile=str(kafka_tls.files.other_ca)
     )
     result, wall = await run_once(KafkaProbe(settings), 2.0)
-    assert result.status is Status.DOWN
-    assert result.error_kind == "tls"
-    assert result.error is not None
-    assert kafka_tls.bootstrap in result.error
-    assert "CA" in result.error
+    assert_failed(result, "tls", kafka_tls.bootstrap, "CA")
     assert wall < 2.0 + SLACK
     assert_no_leak(kafka_tls.port, kafka_tls)
 
@@ -495,14 +444,14 @@ async def test_aiokafka_private_internals_still_exist() -> None:
         theirs.close()
 
     # Bootstrap failures are only logged by aiokafka: the probe reads its reasons from these records.
-    from ingest_probe.probes import kafka as probe_module
+    from ingest_probe.probes import _kafka_errors
 
     source = inspect.getsource(kclient)
-    for message in probe_module._STAGES:
+    for message in _kafka_errors._STAGES:
         _require(message in source, f"the log message {message!r}", "to tell why a bootstrap failed")
     _require(logging.getLogger("aiokafka") is kclient.log.parent or kclient.log.name.startswith("aiokafka"),
              "the 'aiokafka' logger hierarchy", "to capture bootstrap failures")  # fmt: skip
-    # A rejected SCRAM login surfaces as a KeyError from this file (see _raised_in_aiokafka_sasl).
+    # A rejected SCRAM login surfaces as a KeyError from this file (kafka.py checks "aiokafka.conn").
     _require(inspect.getsourcefile(kconn.ScramAuthenticator) == kconn.__file__
              and kconn.__file__.replace("\\", "/").endswith("aiokafka/conn.py"),
              "ScramAuthenticator in aiokafka/conn.py", "to map a rejected SCRAM login to an auth error")  # fmt: skip

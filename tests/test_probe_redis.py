@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fakes import assert_failed, run_once
 from live.net import BlackHole, free_port
 from live.redis import (
     AUTH_PASSWORD,
@@ -21,9 +23,8 @@ from live.redis import (
 )
 
 from ingest_probe.probes.redis import RedisProbe
-from ingest_probe.results import ProbeResult, Recorder, Status
+from ingest_probe.results import Recorder, Status
 from ingest_probe.settings import RedisSettings, Secret
-from ingest_probe.supervisor import TaskSupervisor
 
 pytestmark = pytest.mark.live
 
@@ -35,13 +36,6 @@ HANG_GUARD = T + 3.0
 def unique_name() -> str:
     """A client name no other test uses, so CLIENT LIST counts are this test's alone."""
     return f"probe-test-{uuid.uuid4().hex[:10]}"
-
-
-async def run(probe: RedisProbe, *, close: bool = True, deadline: float = T) -> tuple[ProbeResult, float]:
-    """One supervised check; returns the result and the wall time in seconds."""
-    started = time.monotonic()
-    [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run([probe], close=close)
-    return result, time.monotonic() - started
 
 
 def assert_no_stray_tasks() -> None:
@@ -60,13 +54,14 @@ async def wait_for_clients(server: RedisServer, name: str, count: int, *, within
         await asyncio.sleep(0.05)
 
 
-def assert_down(result: ProbeResult, kind: str, *fragments: str) -> None:
-    assert result.status is Status.DOWN, result
-    assert result.error_kind == kind, result
-    assert result.error is not None
-    assert "\n" not in result.error
-    for fragment in fragments:
-        assert fragment in result.error, result.error
+@contextlib.contextmanager
+def frozen(server: RedisServer) -> Iterator[None]:
+    """SIGSTOP ``server`` for the block; SIGCONT it afterwards, whatever happens."""
+    server.freeze()
+    try:
+        yield
+    finally:
+        server.thaw()
 
 
 # ----------------------------------------------------------------------------------------------- ok path
@@ -75,7 +70,7 @@ def assert_down(result: ProbeResult, kind: str, *fragments: str) -> None:
 async def test_ok_reports_version_role_and_replicas(redis_server: RedisServer) -> None:
     """A reachable open Redis is ok, with every phase timed and version/role/replicas in the details."""
     name = unique_name()
-    result, wall = await run(RedisProbe(redis_server.settings(client_name=name)))
+    result, wall = await run_once(RedisProbe(redis_server.settings(client_name=name)), T)
     assert result.status is Status.OK, result
     assert result.error is None
     assert result.error_kind is None
@@ -104,7 +99,7 @@ async def test_url_style_and_host_style_settings_both_work(redis_auth_server: Re
     url_probe, host_probe = RedisProbe(url_style), RedisProbe(host_style)
     try:
         for probe in (url_probe, host_probe):
-            result, _ = await run(probe, close=False)
+            result, _ = await run_once(probe, T, close=False)
             assert result.status is Status.OK, result
             assert result.details["redis_version"]
         [url_conn] = redis_auth_server.client_list(url_name)
@@ -122,7 +117,7 @@ async def test_url_style_and_host_style_settings_both_work(redis_auth_server: Re
 async def test_acl_user_without_info_is_ok_without_details(redis_auth_server: RedisServer) -> None:
     """An ACL user that may PING but not INFO is usable: ok, with the missing details explained."""
     settings = redis_auth_server.settings(username=LIMITED_USER, password=Secret(LIMITED_PASSWORD))
-    result, _ = await run(RedisProbe(settings))
+    result, _ = await run_once(RedisProbe(settings), T)
     assert result.status is Status.OK, result
     assert "info" in result.details["info_unavailable"]
     assert "redis_version" not in result.details
@@ -135,8 +130,8 @@ async def test_refused_port() -> None:
     """Nothing listening: down/refused at once, naming the endpoint."""
     port = free_port()
     settings = RedisSettings(configured=True, host="127.0.0.1", port=port)
-    result, wall = await run(RedisProbe(settings))
-    assert_down(result, "refused", f"127.0.0.1:{port}", "refused")
+    result, wall = await run_once(RedisProbe(settings), T)
+    assert_failed(result, "refused", f"127.0.0.1:{port}", "refused")
     assert result.retryable
     assert result.phases["resolve"] is not None
     assert result.phases["connect"] is None
@@ -148,8 +143,8 @@ async def test_black_hole_times_out_within_deadline() -> None:
     """A listener that accepts and never answers: down/timeout after about T, not a hang."""
     with BlackHole() as hole:
         settings = RedisSettings(configured=True, host="127.0.0.1", port=hole.port)
-        result, wall = await run(RedisProbe(settings))
-    assert_down(result, "timeout", f"127.0.0.1:{hole.port}", "black-holed")
+        result, wall = await run_once(RedisProbe(settings), T)
+    assert_failed(result, "timeout", f"127.0.0.1:{hole.port}", "black-holed")
     assert result.phases["connect"] is None
     assert 0.5 * T < wall < HANG_GUARD
     assert_no_stray_tasks()
@@ -158,8 +153,8 @@ async def test_black_hole_times_out_within_deadline() -> None:
 async def test_unknown_host_is_dns() -> None:
     """An unresolvable host: down/dns in the resolve phase, naming the host."""
     settings = RedisSettings(configured=True, host="nonexistent.invalid", port=6379)
-    result, wall = await run(RedisProbe(settings))
-    assert_down(result, "dns", "nonexistent.invalid")
+    result, wall = await run_once(RedisProbe(settings), T)
+    assert_failed(result, "dns", "nonexistent.invalid")
     assert result.phases["resolve"] is None
     assert wall < HANG_GUARD
 
@@ -171,25 +166,19 @@ async def test_frozen_server_times_out_then_recovers(
     server = redis_server_factory()
     name = unique_name()
     probe = RedisProbe(server.settings(client_name=name))
-    ok, _ = await run(probe, close=False)
+    ok, _ = await run_once(probe, T, close=False)
     assert ok.status is Status.OK
-    server.freeze()
-    try:
+    with frozen(server):
         # The warm connection is reused; PING gets no answer. No aclose(): the probe must drop it itself.
-        frozen, wall = await run(probe, close=False)
-    finally:
-        server.thaw()
-    assert_down(frozen, "timeout", f"127.0.0.1:{server.port}")
+        stuck, wall = await run_once(probe, T, close=False)
+    assert_failed(stuck, "timeout", f"127.0.0.1:{server.port}")
     assert wall < HANG_GUARD
     await wait_for_clients(server, name, 0)  # the failed check closed its connection
-    server.freeze()
-    try:
-        cold, wall = await run(RedisProbe(server.settings(client_name=name)))
-    finally:
-        server.thaw()
-    assert_down(cold, "timeout", "connecting")
+    with frozen(server):
+        cold, wall = await run_once(RedisProbe(server.settings(client_name=name)), T)
+    assert_failed(cold, "timeout", "connecting")
     assert wall < HANG_GUARD
-    after, _ = await run(probe)
+    after, _ = await run_once(probe, T)
     assert after.status is Status.OK, after
     await wait_for_clients(server, name, 0)
     assert_no_stray_tasks()
@@ -201,8 +190,8 @@ async def test_frozen_server_times_out_then_recovers(
 async def test_wrong_password_is_auth(redis_auth_server: RedisServer) -> None:
     """Wrong default-user password: down/auth, says what to fix, never shows the password."""
     secret = "wrong-pw-" + uuid.uuid4().hex
-    result, wall = await run(RedisProbe(redis_auth_server.settings(password=Secret(secret))))
-    assert_down(result, "auth", f"127.0.0.1:{redis_auth_server.port}", "REDIS_PASSWORD")
+    result, wall = await run_once(RedisProbe(redis_auth_server.settings(password=Secret(secret))), T)
+    assert_failed(result, "auth", f"127.0.0.1:{redis_auth_server.port}", "REDIS_PASSWORD")
     assert secret not in (result.error or "")
     assert not result.retryable
     assert wall < HANG_GUARD
@@ -210,15 +199,15 @@ async def test_wrong_password_is_auth(redis_auth_server: RedisServer) -> None:
 
 async def test_missing_password_is_auth_noauth(redis_auth_server: RedisServer) -> None:
     """No password configured for a server that needs one (NOAUTH): auth, asking for REDIS_PASSWORD."""
-    result, _ = await run(RedisProbe(redis_auth_server.settings(password=None)))
-    assert_down(result, "auth", "requires a password", "REDIS_PASSWORD")
+    result, _ = await run_once(RedisProbe(redis_auth_server.settings(password=None)), T)
+    assert_failed(result, "auth", "requires a password", "REDIS_PASSWORD")
 
 
 async def test_acl_user_wrong_password_is_auth(redis_auth_server: RedisServer) -> None:
     """An ACL user with a wrong password (WRONGPASS): auth, naming the user, not the password."""
     settings = redis_auth_server.settings(username=PROBE_USER, password=Secret("nope-" + PROBE_PASSWORD))
-    result, _ = await run(RedisProbe(settings))
-    assert_down(result, "auth", repr(PROBE_USER), "REDIS_USERNAME")
+    result, _ = await run_once(RedisProbe(settings), T)
+    assert_failed(result, "auth", repr(PROBE_USER), "REDIS_USERNAME")
     assert PROBE_PASSWORD not in (result.error or "")
     assert AUTH_PASSWORD not in (result.error or "")
 
@@ -229,7 +218,7 @@ async def test_acl_user_wrong_password_is_auth(redis_auth_server: RedisServer) -
 async def test_tls_ok_with_the_right_ca(redis_tls_server: RedisServer) -> None:
     """TLS with the server's CA (a TLS-only port): ok, server facts in the details, connection closed afterwards."""
     name = unique_name()
-    result, _ = await run(RedisProbe(redis_tls_server.settings(client_name=name)))
+    result, _ = await run_once(RedisProbe(redis_tls_server.settings(client_name=name)), T)
     assert result.status is Status.OK, result
     assert result.details["redis_version"]
     await wait_for_clients(redis_tls_server, name, 0)
@@ -239,16 +228,16 @@ async def test_tls_ca_mismatch_is_tls(redis_tls_server: RedisServer) -> None:
     """A CA that did not sign the server certificate: down/tls, pointing at the CA file."""
     assert redis_tls_server.tls is not None
     settings = redis_tls_server.settings(ssl_ca_certs=redis_tls_server.tls.other_ca_cert)
-    result, wall = await run(RedisProbe(settings))
-    assert_down(result, "tls", f"127.0.0.1:{redis_tls_server.port}", "not trusted", "CA")
+    result, wall = await run_once(RedisProbe(settings), T)
+    assert_failed(result, "tls", f"127.0.0.1:{redis_tls_server.port}", "not trusted", "CA")
     assert wall < HANG_GUARD
 
 
 async def test_plaintext_client_to_tls_port_says_enable_tls(redis_tls_server: RedisServer) -> None:
     """A plaintext client on a TLS-only port gets an actionable error: enable REDIS_SSL / rediss://."""
     settings = redis_tls_server.settings(tls=False, ssl_ca_certs=None)
-    result, wall = await run(RedisProbe(settings))
-    assert_down(result, "tls", f"127.0.0.1:{redis_tls_server.port}", "REDIS_SSL=true", "rediss://")
+    result, wall = await run_once(RedisProbe(settings), T)
+    assert_failed(result, "tls", f"127.0.0.1:{redis_tls_server.port}", "REDIS_SSL=true", "rediss://")
     assert wall < HANG_GUARD
 
 
@@ -258,7 +247,7 @@ async def test_tls_client_to_plaintext_port_says_disable_tls(
     """TLS against a plaintext port: tls error (or handshake timeout) telling to unset REDIS_SSL."""
     assert redis_tls_server.tls is not None
     settings = redis_server.settings(tls=True, ssl_ca_certs=redis_tls_server.tls.ca_cert)
-    result, wall = await run(RedisProbe(settings))
+    result, wall = await run_once(RedisProbe(settings), T)
     # A plaintext Redis answers a ClientHello only if its random bytes happen to contain a newline,
     # so the outcome is either an immediate "not TLS" or a handshake timeout; both must say what to do.
     assert result.status is Status.DOWN, result
@@ -270,8 +259,8 @@ async def test_tls_client_to_plaintext_port_says_disable_tls(
 async def test_missing_ca_file_is_tls(redis_tls_server: RedisServer, tmp_path: Any) -> None:
     """A CA path that does not exist: down/tls naming the file and the key to fix, not 'refused'."""
     missing = str(tmp_path / "no-such-ca.crt")
-    result, _ = await run(RedisProbe(redis_tls_server.settings(ssl_ca_certs=missing)))
-    assert_down(result, "tls", missing, "REDIS_SSL_CA_CERTS")
+    result, _ = await run_once(RedisProbe(redis_tls_server.settings(ssl_ca_certs=missing)), T)
+    assert_failed(result, "tls", missing, "REDIS_SSL_CA_CERTS")
 
 
 # ----------------------------------------------------------------------------------- starting / loading
@@ -286,16 +275,13 @@ async def test_loading_dataset_is_starting_then_ok(
         extra_args=["--key-load-delay", "50", "--loading-process-events-interval-bytes", "1024"],
         wait_loaded=False,
     )
-    result, wall = await run(RedisProbe(server.settings()))
-    assert result.status is Status.STARTING, result
-    assert result.error_kind == "starting"
+    result, wall = await run_once(RedisProbe(server.settings()), T)
+    assert_failed(result, "starting", "LOADING", f"127.0.0.1:{server.port}", status=Status.STARTING)
     assert result.retryable
-    assert "LOADING" in (result.error or "")
-    assert f"127.0.0.1:{server.port}" in (result.error or "")
     assert wall < HANG_GUARD
     deadline = time.monotonic() + 15
     while True:
-        result, _ = await run(RedisProbe(server.settings()))
+        result, _ = await run_once(RedisProbe(server.settings()), T)
         if result.status is not Status.STARTING or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.1)
@@ -312,7 +298,7 @@ async def test_warm_probe_keeps_exactly_one_connection(redis_server: RedisServer
     ids: set[str] = set()
     try:
         for i in range(50):
-            result, _ = await run(probe, close=False)
+            result, _ = await run_once(probe, T, close=False)
             assert result.status is Status.OK, result
             assert result.details["reused_connection"] is (i > 0)
             if i % 10 == 9:
@@ -332,11 +318,11 @@ async def test_check_after_restart_reconnects(redis_server_factory: Callable[...
     name = unique_name()
     probe = RedisProbe(server.settings(client_name=name))
     try:
-        first, _ = await run(probe, close=False)
+        first, _ = await run_once(probe, T, close=False)
         assert first.status is Status.OK
         server.restart()
         await asyncio.sleep(0.05)  # let the loop see the old connection's EOF
-        second, _ = await run(probe, close=False)
+        second, _ = await run_once(probe, T, close=False)
         assert second.status is Status.OK, second
         assert second.details["reused_connection"] is False
         assert second.phases["connect"] is not None
@@ -353,8 +339,7 @@ async def test_cancelled_check_drops_its_connection(
     server = redis_server_factory()
     name = unique_name()
     probe = RedisProbe(server.settings(client_name=name))
-    server.freeze()
-    try:
+    with frozen(server):
         started = time.monotonic()
         # asyncio.timeout is invisible to anyio's deadline, so the library budget is the 5 s default
         # and this cancellation, not a library timeout, ends the check.
@@ -362,10 +347,8 @@ async def test_cancelled_check_drops_its_connection(
             async with asyncio.timeout(0.3):
                 await probe.check(Recorder(endpoint=probe.endpoint, phase_names=probe.phase_names))
         assert time.monotonic() - started < HANG_GUARD
-    finally:
-        server.thaw()
     await wait_for_clients(server, name, 0)
-    ok, _ = await run(probe)
+    ok, _ = await run_once(probe, T)
     assert ok.status is Status.OK, ok
     assert_no_stray_tasks()
 
@@ -380,5 +363,5 @@ async def test_missing_redis_library_is_driver_error(
     for module in [m for m in sys.modules if m == "redis" or m.startswith("redis.")]:
         monkeypatch.delitem(sys.modules, module)
     monkeypatch.setitem(sys.modules, "redis", None)
-    result, _ = await run(RedisProbe(redis_server.settings()))
-    assert_down(result, "driver", "pip install redis")
+    result, _ = await run_once(RedisProbe(redis_server.settings()), T)
+    assert_failed(result, "driver", "pip install redis")

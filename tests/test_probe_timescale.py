@@ -2,55 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
+from fakes import assert_failed, assert_no_stray_tasks, pg_settings, run_once
 from live.net import BlackHole, DelayProxy, free_port
 from live.postgres import CERT_USER, PostgresServer
 
 from ingest_probe.probes import timescale as timescale_module
 from ingest_probe.probes.timescale import TimescaleProbe
-from ingest_probe.results import ProbeResult, Status
+from ingest_probe.results import Status
 from ingest_probe.settings import Secret, TimescaleSettings
-from ingest_probe.supervisor import TaskSupervisor
 
 pytestmark = pytest.mark.live
 
 T = 1.0  # per-probe deadline for failure cases
 HANG_GUARD = 3.0  # generous slack over T: these are hang guards, not performance assertions
-
-
-def settings_for(pg: PostgresServer, **overrides: Any) -> TimescaleSettings:
-    """Settings that point at ``pg`` as its probe user, with a unique application_name to count by."""
-    values: dict[str, Any] = {
-        "configured": True,
-        "backend": "postgresql",
-        "url_source_key": None,
-        "host": pg.host,
-        "port": pg.port,
-        "user": pg.user,
-        "password": Secret(pg.password),
-        "database": pg.database,
-        "application_name": f"ingest-probe-test-{uuid.uuid4().hex[:8]}",
-    }
-    values.update(overrides)
-    return TimescaleSettings(**values)
-
-
-async def run_once(
-    probe: TimescaleProbe, deadline: float = T, *, close: bool = True
-) -> tuple[ProbeResult, float]:
-    """One supervised check (no jitter): the result and the wall time it took, close included."""
-    started = time.monotonic()
-    [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run([probe], close=close)
-    return result, time.monotonic() - started
 
 
 async def server_connections(
@@ -76,29 +47,13 @@ async def server_connections(
         await anyio.sleep(0.05)
 
 
-async def assert_no_stray_tasks() -> None:
-    for _ in range(5):  # let tasks cancelled by terminate() finish unwinding
-        await asyncio.sleep(0.01)
-    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert not others, others
-
-
-def assert_failed(result: ProbeResult, kind: str, *needles: str, status: Status = Status.DOWN) -> None:
-    assert result.status is status, result
-    assert result.error_kind == kind, result
-    assert result.error is not None
-    assert "\n" not in result.error
-    for needle in needles:
-        assert needle in result.error, result.error
-
-
 # ------------------------------------------------------------------------------------------------ ok path
 
 
 async def test_ok_reports_server_facts(pg_server: PostgresServer) -> None:
     """A healthy plain PostgreSQL is ok: server_version, in_recovery, timescaledb=null, our app name."""
-    s = settings_for(pg_server)
-    result, wall = await run_once(TimescaleProbe(s), deadline=5.0)
+    s = pg_settings(pg_server)
+    result, wall = await run_once(TimescaleProbe(s), 5.0)
     assert result.status is Status.OK, result
     assert result.error is None
     assert result.endpoint == f"127.0.0.1:{pg_server.port}"
@@ -120,7 +75,7 @@ async def test_ok_reports_server_facts(pg_server: PostgresServer) -> None:
 
 async def test_require_extension_makes_absence_down(pg_server: PostgresServer) -> None:
     """require_extension=True turns a missing timescaledb extension into down/query, facts still reported."""
-    result, wall = await run_once(TimescaleProbe(settings_for(pg_server, require_extension=True)))
+    result, wall = await run_once(TimescaleProbe(pg_settings(pg_server, require_extension=True)), T)
     assert_failed(result, "query", "timescaledb", f"127.0.0.1:{pg_server.port}", "REQUIRE_EXTENSION")
     assert result.details["server_version"]
     assert result.details["timescaledb"] is None
@@ -137,7 +92,7 @@ async def test_refused_port() -> None:
     s = TimescaleSettings(
         configured=True, backend="postgresql", url_source_key=None, host="127.0.0.1", port=port
     )
-    result, wall = await run_once(TimescaleProbe(s))
+    result, wall = await run_once(TimescaleProbe(s), T)
     assert_failed(result, "refused", f"127.0.0.1:{port}")
     assert result.retryable is True
     assert wall < T + HANG_GUARD
@@ -150,7 +105,7 @@ async def test_black_hole_times_out_within_deadline() -> None:
         s = TimescaleSettings(
             configured=True, backend="postgresql", url_source_key=None, host="127.0.0.1", port=hole.port
         )
-        result, wall = await run_once(TimescaleProbe(s))
+        result, wall = await run_once(TimescaleProbe(s), T)
     assert_failed(result, "timeout", f"127.0.0.1:{hole.port}", "connecting")
     assert result.phases["resolve"] is not None
     assert result.phases["connect"] is None
@@ -163,7 +118,7 @@ async def test_unknown_host_is_dns() -> None:
     s = TimescaleSettings(
         configured=True, backend="postgresql", url_source_key=None, host="nonexistent.invalid"
     )
-    result, wall = await run_once(TimescaleProbe(s))
+    result, wall = await run_once(TimescaleProbe(s), T)
     assert_failed(result, "dns", "nonexistent.invalid")
     assert result.phases["resolve"] is None
     assert wall < T + HANG_GUARD
@@ -174,13 +129,13 @@ async def test_unknown_host_is_dns() -> None:
 
 async def test_frozen_server_times_out_and_leaves_nothing(pg_server: PostgresServer) -> None:
     """SIGSTOPped server: a cold check times out; after SIGCONT no connection lingers and a check is ok."""
-    probe = TimescaleProbe(settings_for(pg_server))
+    probe = TimescaleProbe(pg_settings(pg_server))
     with pg_server.frozen():
-        result, wall = await run_once(probe)
+        result, wall = await run_once(probe, T)
     assert_failed(result, "timeout", f"127.0.0.1:{pg_server.port}")
     assert wall < T + 1.0
     assert await server_connections(pg_server, stable=0.3) == 0
-    later, _ = await run_once(probe, deadline=5.0)
+    later, _ = await run_once(probe, 5.0)
     assert later.status is Status.OK, later
     assert await server_connections(pg_server) == 0
     await assert_no_stray_tasks()
@@ -188,20 +143,20 @@ async def test_frozen_server_times_out_and_leaves_nothing(pg_server: PostgresSer
 
 async def test_frozen_mid_run_with_warm_connection(pg_server: PostgresServer) -> None:
     """Frozen under a warm connection: the query times out, the connection is dropped, then it recovers."""
-    s = settings_for(pg_server)
+    s = pg_settings(pg_server)
     probe = TimescaleProbe(s)
     try:
-        first, _ = await run_once(probe, deadline=5.0, close=False)
+        first, _ = await run_once(probe, 5.0, close=False)
         assert first.status is Status.OK
         assert await server_connections(pg_server, s.application_name, expect=1) == 1
         with pg_server.frozen():
-            result, wall = await run_once(probe, close=False)
+            result, wall = await run_once(probe, T, close=False)
         assert_failed(result, "timeout", "check query")
         assert result.phases["query"] is None
         assert result.details["reused_connection"] is True
         assert wall < T + 1.0
         assert await server_connections(pg_server, stable=0.3) == 0  # the dropped backend left on thaw
-        again, _ = await run_once(probe, deadline=5.0, close=False)
+        again, _ = await run_once(probe, 5.0, close=False)
         assert again.status is Status.OK
         assert again.details["reused_connection"] is False
     finally:
@@ -216,9 +171,9 @@ async def test_deadline_cancel_during_connect_leaves_nothing(
     """When the supervisor's deadline (not asyncpg's timeout) cuts a connect short, no backend survives."""
     # Give asyncpg a far-away timeout so the cancel scope is what fires, mid-connect.
     monkeypatch.setattr(timescale_module, "budget", lambda: 30.0)
-    probe = TimescaleProbe(settings_for(pg_server))
+    probe = TimescaleProbe(pg_settings(pg_server))
     with pg_server.frozen():
-        result, wall = await run_once(probe)
+        result, wall = await run_once(probe, T)
     assert_failed(result, "timeout", "during connect")
     assert wall < T + 1.0
     assert await server_connections(pg_server, stable=0.3) == 0
@@ -233,8 +188,8 @@ async def test_slow_handshake_cut_short_leaves_no_backend(
     if who == "deadline-cancel":
         monkeypatch.setattr(timescale_module, "budget", lambda: 30.0)
     with DelayProxy(pg_server.port, 0.3) as proxy:
-        probe = TimescaleProbe(settings_for(pg_server, port=proxy.port))
-        result, wall = await run_once(probe)
+        probe = TimescaleProbe(pg_settings(pg_server, port=proxy.port))
+        result, wall = await run_once(probe, T)
         assert_failed(result, "timeout", f"127.0.0.1:{proxy.port}")
         assert wall < T + 1.0
         assert await server_connections(pg_server, stable=0.3) == 0
@@ -248,8 +203,8 @@ async def test_slow_handshake_cut_short_leaves_no_backend(
 async def test_wrong_password_or_unknown_user_is_auth(pg_server: PostgresServer, user: str) -> None:
     """Wrong password / unknown role: down/auth naming the user, never echoing the password."""
     wrong = "wrong-Pa55word"
-    s = settings_for(pg_server, user=user if user != "probe" else pg_server.user, password=Secret(wrong))
-    result, wall = await run_once(TimescaleProbe(s))
+    s = pg_settings(pg_server, user=user if user != "probe" else pg_server.user, password=Secret(wrong))
+    result, wall = await run_once(TimescaleProbe(s), T)
     assert_failed(result, "auth", s.user or "", "password", f"127.0.0.1:{pg_server.port}")
     assert wrong not in (result.error or "")
     assert wall < T + HANG_GUARD
@@ -258,13 +213,13 @@ async def test_wrong_password_or_unknown_user_is_auth(pg_server: PostgresServer,
 
 async def test_missing_database_is_not_found(pg_server: PostgresServer) -> None:
     """A database that does not exist: down/not_found naming it."""
-    result, _ = await run_once(TimescaleProbe(settings_for(pg_server, database="nosuchdb")))
+    result, _ = await run_once(TimescaleProbe(pg_settings(pg_server, database="nosuchdb")), T)
     assert_failed(result, "not_found", "'nosuchdb'", "does not exist")
 
 
 async def test_not_accepting_connections_is_starting(pg_starting_server: PostgresServer) -> None:
     """SQLSTATE 57P03 (here: a standby with hot_standby=off) is status starting, retryable, not down."""
-    result, wall = await run_once(TimescaleProbe(settings_for(pg_starting_server, user="postgres")))
+    result, wall = await run_once(TimescaleProbe(pg_settings(pg_starting_server, user="postgres")), T)
     assert_failed(result, "starting", "not accepting connections", status=Status.STARTING)
     assert result.retryable is True
     assert result.healthy is False
@@ -276,14 +231,14 @@ async def test_not_accepting_connections_is_starting(pg_starting_server: Postgre
 
 async def test_tls_required_by_server_but_disabled(pg_tls_server: PostgresServer) -> None:
     """hostssl-only server and sslmode=disable: tls (PostgreSQL says "no pg_hba entry ... no encryption")."""
-    result, wall = await run_once(TimescaleProbe(settings_for(pg_tls_server, sslmode="disable")))
+    result, wall = await run_once(TimescaleProbe(pg_settings(pg_tls_server, sslmode="disable")), T)
     assert_failed(result, "tls", "requires TLS", "sslmode=require", f"127.0.0.1:{pg_tls_server.port}")
     assert wall < T + HANG_GUARD
 
 
 async def test_tls_required_by_client_but_not_offered(pg_server: PostgresServer) -> None:
     """sslmode=require against a server with ssl=off: tls, saying the server does not offer TLS."""
-    result, wall = await run_once(TimescaleProbe(settings_for(pg_server, sslmode="require")))
+    result, wall = await run_once(TimescaleProbe(pg_settings(pg_server, sslmode="require")), T)
     assert_failed(result, "tls", "does not offer TLS", "sslmode=require")
     assert wall < T + HANG_GUARD
     assert await server_connections(pg_server) == 0
@@ -293,8 +248,8 @@ async def test_tls_required_by_client_but_not_offered(pg_server: PostgresServer)
 async def test_verify_full_with_right_ca_is_ok(pg_tls_server: PostgresServer, host: str) -> None:
     """sslmode=verify-full with the CA that signed the server cert: ok over TLS (IP and DNS SAN)."""
     assert pg_tls_server.tls is not None
-    s = settings_for(pg_tls_server, host=host, sslmode="verify-full", sslrootcert=str(pg_tls_server.tls.ca))
-    result, _ = await run_once(TimescaleProbe(s), deadline=5.0)
+    s = pg_settings(pg_tls_server, host=host, sslmode="verify-full", sslrootcert=str(pg_tls_server.tls.ca))
+    result, _ = await run_once(TimescaleProbe(s), 5.0)
     assert result.status is Status.OK, result
     assert result.details["tls"] is True
     assert await server_connections(pg_tls_server) == 0
@@ -302,7 +257,7 @@ async def test_verify_full_with_right_ca_is_ok(pg_tls_server: PostgresServer, ho
 
 async def test_prefer_uses_tls_when_offered(pg_tls_server: PostgresServer) -> None:
     """The default sslmode (prefer) negotiates TLS with a TLS server, and details say so."""
-    result, _ = await run_once(TimescaleProbe(settings_for(pg_tls_server)), deadline=5.0)
+    result, _ = await run_once(TimescaleProbe(pg_settings(pg_tls_server)), 5.0)
     assert result.status is Status.OK, result
     assert result.details["tls"] is True
 
@@ -310,8 +265,8 @@ async def test_prefer_uses_tls_when_offered(pg_tls_server: PostgresServer) -> No
 async def test_ca_mismatch_is_tls(pg_tls_server: PostgresServer) -> None:
     """verify-full trusting an unrelated CA: down/tls saying the certificate is not trusted."""
     assert pg_tls_server.tls is not None
-    s = settings_for(pg_tls_server, sslmode="verify-full", sslrootcert=str(pg_tls_server.tls.other_ca))
-    result, wall = await run_once(TimescaleProbe(s))
+    s = pg_settings(pg_tls_server, sslmode="verify-full", sslrootcert=str(pg_tls_server.tls.other_ca))
+    result, wall = await run_once(TimescaleProbe(s), T)
     assert_failed(result, "tls", "not trusted", f"127.0.0.1:{pg_tls_server.port}")
     assert wall < T + HANG_GUARD
     assert await server_connections(pg_tls_server) == 0
@@ -320,8 +275,8 @@ async def test_ca_mismatch_is_tls(pg_tls_server: PostgresServer) -> None:
 async def test_missing_ca_file_is_tls(pg_tls_server: PostgresServer, tmp_path: Path) -> None:
     """A sslrootcert path that does not exist: down/tls naming the file, before any connection."""
     missing = tmp_path / "nope.crt"
-    s = settings_for(pg_tls_server, sslmode="verify-ca", sslrootcert=str(missing))
-    result, _ = await run_once(TimescaleProbe(s))
+    s = pg_settings(pg_tls_server, sslmode="verify-ca", sslrootcert=str(missing))
+    result, _ = await run_once(TimescaleProbe(s), T)
     assert_failed(result, "tls", str(missing))
 
 
@@ -331,18 +286,18 @@ async def test_client_certificate_authenticates(pg_tls_server: PostgresServer, s
     tls = pg_tls_server.tls
     assert tls is not None
     common = {"user": CERT_USER, "password": None, "sslmode": sslmode, "sslrootcert": str(tls.ca)}
-    with_cert = settings_for(
+    with_cert = pg_settings(
         pg_tls_server, sslcert=str(tls.client_cert), sslkey=str(tls.client_key), **common
     )
-    result, _ = await run_once(TimescaleProbe(with_cert), deadline=5.0)
+    result, _ = await run_once(TimescaleProbe(with_cert), 5.0)
     assert result.status is Status.OK, result
-    without, _ = await run_once(TimescaleProbe(settings_for(pg_tls_server, **common)))
+    without, _ = await run_once(TimescaleProbe(pg_settings(pg_tls_server, **common)), T)
     assert_failed(without, "auth", CERT_USER)
 
 
 async def test_allow_falls_back_to_tls_when_the_server_requires_it(pg_tls_server: PostgresServer) -> None:
     """sslmode=allow tries plaintext first; a hostssl-only server refuses it, the retry over TLS is ok."""
-    result, _ = await run_once(TimescaleProbe(settings_for(pg_tls_server, sslmode="allow")), deadline=5.0)
+    result, _ = await run_once(TimescaleProbe(pg_settings(pg_tls_server, sslmode="allow")), 5.0)
     assert result.status is Status.OK, result
     assert result.details["tls"] is True
     assert await server_connections(pg_tls_server) == 0
@@ -350,7 +305,7 @@ async def test_allow_falls_back_to_tls_when_the_server_requires_it(pg_tls_server
 
 async def test_prefer_falls_back_to_plaintext_when_tls_is_not_offered(pg_server: PostgresServer) -> None:
     """sslmode=prefer against a server without TLS: ok in plaintext, one connection left over: none."""
-    result, _ = await run_once(TimescaleProbe(settings_for(pg_server, sslmode="prefer")), deadline=5.0)
+    result, _ = await run_once(TimescaleProbe(pg_settings(pg_server, sslmode="prefer")), 5.0)
     assert result.status is Status.OK, result
     assert result.details["tls"] is False
     assert await server_connections(pg_server) == 0
@@ -374,7 +329,7 @@ async def test_pgpassword_and_pgpass_are_not_read(
     monkeypatch.setenv("PGPASSFILE", str(_pgpass(tmp_path / "passfile", pg_server.password)))
     _pgpass(tmp_path / "home" / ".pgpass", pg_server.password)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    result, _ = await run_once(TimescaleProbe(settings_for(pg_server, password=None)))
+    result, _ = await run_once(TimescaleProbe(pg_settings(pg_server, password=None)), T)
     assert_failed(result, "auth", "none is configured", pg_server.user)
     assert pg_server.password not in (result.error or "")
     assert await server_connections(pg_server) == 0
@@ -388,7 +343,7 @@ async def test_pguser_and_user_variables_do_not_choose_the_user(
         monkeypatch.setenv(name, pg_server.user)
     monkeypatch.setenv("PGPASSWORD", pg_server.password)
     assert timescale_module.os_user() != pg_server.user  # else this test could not tell them apart
-    result, _ = await run_once(TimescaleProbe(settings_for(pg_server, user=None, password=None)))
+    result, _ = await run_once(TimescaleProbe(pg_settings(pg_server, user=None, password=None)), T)
     assert_failed(result, "auth", repr(timescale_module.os_user()))
     assert result.details["user_from_os"] == timescale_module.os_user()
 
@@ -410,8 +365,8 @@ async def test_tls_environment_is_not_read(
     monkeypatch.setenv("PGSSLNEGOTIATION", "direct")
     assert pg_tls_server.tls is not None
     for sslmode in ("allow", "prefer", "require", "verify-full"):
-        s = settings_for(pg_tls_server, sslmode=sslmode, sslrootcert=str(pg_tls_server.tls.ca))
-        result, _ = await run_once(TimescaleProbe(s), deadline=5.0)
+        s = pg_settings(pg_tls_server, sslmode=sslmode, sslrootcert=str(pg_tls_server.tls.ca))
+        result, _ = await run_once(TimescaleProbe(s), 5.0)
         assert result.status is Status.OK, (sslmode, result)
         assert result.details["tls"] is True
     assert await server_connections(pg_tls_server) == 0
@@ -431,11 +386,11 @@ def test_os_user_ignores_user_variables(monkeypatch: pytest.MonkeyPatch) -> None
 
 async def test_warm_probe_keeps_one_connection_and_survives_restart(pg_server: PostgresServer) -> None:
     """20 checks on one probe share one server connection; after a restart the next check reconnects."""
-    s = settings_for(pg_server)
+    s = pg_settings(pg_server)
     probe = TimescaleProbe(s)
     try:
         for i in range(20):
-            result, _ = await run_once(probe, deadline=5.0, close=False)
+            result, _ = await run_once(probe, 5.0, close=False)
             assert result.status is Status.OK, result
             assert result.details["reused_connection"] is (i > 0)
             if i > 0:
@@ -444,7 +399,7 @@ async def test_warm_probe_keeps_one_connection_and_survives_restart(pg_server: P
         assert await server_connections(pg_server, s.application_name, expect=1) == 1
         assert await server_connections(pg_server, expect=1) == 1
         await anyio.to_thread.run_sync(pg_server.restart)
-        result, _ = await run_once(probe, deadline=5.0, close=False)
+        result, _ = await run_once(probe, 5.0, close=False)
         assert result.status is Status.OK, result
         assert result.details["reused_connection"] is False
         assert await server_connections(pg_server, s.application_name, expect=1) == 1
@@ -458,14 +413,14 @@ async def test_warm_probe_keeps_one_connection_and_survives_restart(pg_server: P
 async def test_aclose_on_dead_server_does_not_raise(tmp_path: Path) -> None:
     """aclose() of a warm probe whose server was stopped returns quietly and promptly."""
     with PostgresServer.start(name="pg-doomed") as pg:
-        probe = TimescaleProbe(settings_for(pg))
-        result, _ = await run_once(probe, deadline=5.0, close=False)
+        probe = TimescaleProbe(pg_settings(pg))
+        result, _ = await run_once(probe, 5.0, close=False)
         assert result.status is Status.OK
         await anyio.to_thread.run_sync(pg.stop)
         started = time.monotonic()
         await probe.aclose()
         assert time.monotonic() - started < 2.0
-        down, _ = await run_once(probe)
+        down, _ = await run_once(probe, T)
         assert_failed(down, "refused")
     await assert_no_stray_tasks()
 
@@ -484,12 +439,8 @@ async def test_sqlite_rehearsal_is_degraded(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE t (x INTEGER)")
     conn.close()
     before = db.stat().st_mtime_ns
-    result, _ = await run_once(TimescaleProbe(sqlite_settings(db)))
-    assert result.status is Status.DEGRADED, result
-    assert result.error_kind == "rehearsal"
-    assert result.error is not None
-    assert "not TimescaleDB" in result.error
-    assert str(db) in result.error
+    result, _ = await run_once(TimescaleProbe(sqlite_settings(db)), T)
+    assert_failed(result, "rehearsal", "not TimescaleDB", str(db), status=Status.DEGRADED)
     assert result.endpoint == str(db)
     assert result.details["read_only"] is True
     assert "path" not in result.details  # the manifest's url already names it
@@ -502,7 +453,7 @@ async def test_sqlite_rehearsal_is_degraded(tmp_path: Path) -> None:
 async def test_sqlite_missing_file_is_not_found_and_not_created(tmp_path: Path) -> None:
     """A missing SQLite file: down/not_found naming the path, and the probe does not create it."""
     db = tmp_path / "data" / "timescale_sim.db"
-    result, wall = await run_once(TimescaleProbe(sqlite_settings(db)))
+    result, wall = await run_once(TimescaleProbe(sqlite_settings(db)), T)
     assert_failed(result, "not_found", str(db))
     assert not db.exists()
     assert not db.parent.exists()
@@ -513,5 +464,5 @@ async def test_sqlite_junk_file_is_protocol(tmp_path: Path) -> None:
     """A file that is not an SQLite database: down/protocol naming it."""
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database" * 100)
-    result, _ = await run_once(TimescaleProbe(sqlite_settings(junk)))
+    result, _ = await run_once(TimescaleProbe(sqlite_settings(junk)), T)
     assert_failed(result, "protocol", str(junk), "not an SQLite database")

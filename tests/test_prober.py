@@ -9,85 +9,11 @@ import sys
 import time
 
 import anyio
-import anyio.lowlevel
 import pytest
+from fakes import FakeProbe, hang, make_settings
 
 import ingest_probe
 from ingest_probe import Prober, Status
-from ingest_probe.results import Recorder
-from ingest_probe.settings import (
-    FailoverSettings,
-    KafkaSettings,
-    PlanSettings,
-    RedisSettings,
-    ScheduleSettings,
-    Settings,
-    TimescaleSettings,
-)
-
-
-def make_settings() -> Settings:
-    """Settings with nothing configured; the fake probes stand in for the connectors."""
-    return Settings(
-        plan=PlanSettings(
-            mode="institutional",
-            mode_inferred=False,
-            tier="tier_1",
-            symbols=("EURUSD",),
-            lookback_days=60,
-            intraday_enabled=False,
-            intraday_interval="1m",
-            intraday_lookback_days=2,
-            macro_enabled=False,
-        ),
-        schedule=ScheduleSettings(enabled=True, interval_seconds=60, jitter_seconds=0, max_failures=3),
-        failover=FailoverSettings(enabled=False, dimensions=(), label="x", run_fallback=False),
-        timescale=TimescaleSettings(configured=False, backend=None, url_source_key=None),
-        redis=RedisSettings(configured=False),
-        kafka=KafkaSettings(configured=False),
-    )
-
-
-class FakeProbe:
-    """A probe with one fake 'connection' opened on first check and kept warm until ``aclose``."""
-
-    phase_names = ("connect", "query")
-
-    def __init__(self, name, behaviour=None, *, configured=True, close_delay=0.0):
-        self.name = name
-        self.configured = configured
-        self.endpoint = f"{name}.test:1"
-        self.behaviour = behaviour
-        self.close_delay = close_delay
-        self.checks = 0
-        self.connects = 0
-        self.connected = False
-        self.closed = False
-        self.active = 0
-        self.max_active = 0
-        self.loops: set[int] = set()
-
-    async def check(self, rec: Recorder) -> None:
-        self.checks += 1
-        self.active += 1
-        self.max_active = max(self.max_active, self.active)
-        self.loops.add(id(asyncio.get_running_loop()))
-        try:
-            if not self.connected:
-                with rec.phase("connect"):
-                    self.connects += 1
-                    self.connected = True
-            with rec.phase("query"):
-                if self.behaviour is not None:
-                    await self.behaviour(rec)
-                await anyio.lowlevel.checkpoint()
-        finally:
-            self.active -= 1
-
-    async def aclose(self) -> None:
-        await anyio.sleep(self.close_delay)
-        self.connected = False
-        self.closed = True
 
 
 def trio_of(behaviour=None, **kw):
@@ -118,11 +44,7 @@ async def test_runs_in_the_callers_loop():
 async def test_concurrent_checks_share_one_in_flight_check():
     """Ten concurrent check() calls run each probe once and all get the same results (single-flight)."""
     release = anyio.Event()
-
-    async def gated(rec):
-        await release.wait()
-
-    probes = trio_of(gated)
+    probes = trio_of(lambda rec: release.wait())
     got = []
     async with Prober(make_settings(), timeout=2.0, probes=probes) as prober:
         async with anyio.create_task_group() as tg:
@@ -143,11 +65,7 @@ async def _append(into, awaitable):
 async def test_cancelled_caller_does_not_orphan_the_shared_check():
     """A caller cancelled while waiting leaves the shared check running; the other caller gets its results."""
     release = anyio.Event()
-
-    async def gated(rec):
-        await release.wait()
-
-    probes = trio_of(gated)
+    probes = trio_of(lambda rec: release.wait())
     got, gave_up = [], []
 
     async def impatient(prober):
@@ -172,14 +90,14 @@ async def test_cancel_mid_check_then_exit_leaves_no_task_and_closes_everything()
     """Cancelling check() on hanging probes, then leaving the block: every probe task ended, all closed."""
     cancelled = []
 
-    async def hang(rec):
+    async def hang_noting_cancel(rec):
         try:
             await anyio.sleep_forever()
         except BaseException:
             cancelled.append(rec.endpoint)
             raise
 
-    probes = trio_of(hang)
+    probes = trio_of(hang_noting_cancel)
     before = set(asyncio.all_tasks())
     started = time.monotonic()
     async with Prober(make_settings(), timeout=30.0, probes=probes) as prober:
@@ -194,7 +112,7 @@ async def test_cancel_mid_check_then_exit_leaves_no_task_and_closes_everything()
 
 async def test_outer_cancellation_of_the_caller_still_closes_clients():
     """When the task using the prober is itself cancelled, closing is shielded and still happens."""
-    probes = trio_of(lambda rec: anyio.sleep_forever(), close_delay=0.05)
+    probes = trio_of(hang, close_delay=0.05)
     with anyio.move_on_after(0.1):
         async with Prober(make_settings(), timeout=30.0, probes=probes) as prober:
             await prober.check()
@@ -217,7 +135,7 @@ async def test_callers_exception_propagates_unwrapped():
 
 async def test_plain_asyncio_task_cancel_mid_check_closes_clients():
     """`task.cancel()` (plain asyncio, no anyio scope) during a hung check: CancelledError out, all closed."""
-    probes = trio_of(lambda rec: anyio.sleep_forever())
+    probes = trio_of(hang)
 
     async def user():
         async with Prober(make_settings(), timeout=30.0, probes=probes) as prober:
@@ -242,7 +160,7 @@ async def test_close_is_bounded_when_a_client_hangs_on_close():
 
 async def test_waiters_get_closed_resource_error_when_the_prober_closes_mid_check():
     """A check still in flight when the block ends is cancelled; a waiter in another task is told why."""
-    probes = trio_of(lambda rec: anyio.sleep_forever())
+    probes = trio_of(hang)
     outcome = []
 
     async def waiter(prober):

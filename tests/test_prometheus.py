@@ -7,22 +7,13 @@ import subprocess
 import sys
 
 import pytest
+from fakes import make_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_probe.renderers import get_renderer
 from ingest_probe.renderers.prometheus import render
 from ingest_probe.report import build_report
 from ingest_probe.results import ProbeResult, Status
-from ingest_probe.settings import (
-    FailoverSettings,
-    KafkaSettings,
-    PlanSettings,
-    RedisSettings,
-    ScheduleSettings,
-    Secret,
-    Settings,
-    TimescaleSettings,
-)
 
 CANARY = 'CANARY-pw-7f3a"\\x'
 NOW = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -37,30 +28,6 @@ ALL_FAMILIES = {
     "ingest_probe_run_duration_seconds",
     "ingest_probe_topic_drift",
 }
-
-
-def make_settings(**overrides):
-    """Settings built directly (no environment); ``overrides`` replace whole sections."""
-    parts = {
-        "plan": PlanSettings(
-            mode="institutional",
-            mode_inferred=False,
-            tier="tier_1",
-            symbols=("EURUSD",),
-            lookback_days=60,
-            intraday_enabled=False,
-            intraday_interval="1m",
-            intraday_lookback_days=2,
-            macro_enabled=False,
-        ),
-        "schedule": ScheduleSettings(enabled=True, interval_seconds=60, jitter_seconds=0, max_failures=3),
-        "failover": FailoverSettings(enabled=False, dimensions=(), label="x", run_fallback=False),
-        "timescale": TimescaleSettings(configured=False, backend=None, url_source_key=None),
-        "redis": RedisSettings(configured=False),
-        "kafka": KafkaSettings(configured=False),
-    }
-    parts.update(overrides)
-    return Settings(**parts)
 
 
 class Provisioning:
@@ -119,7 +86,7 @@ def samples(family):
 
 
 def full_report(**kw):
-    settings = make_settings(redis=RedisSettings(configured=True, host="db", password=Secret(CANARY)))
+    settings = make_settings(REDIS_HOST="db", REDIS_PASSWORD=CANARY)
     return build_report(
         settings,
         results=results(),

@@ -6,47 +6,12 @@ import asyncio
 import random
 
 import anyio
-import anyio.lowlevel
 import pytest
+from fakes import FakeProbe, hang
 
 from ingest_probe import errors
-from ingest_probe.results import Recorder, Status
+from ingest_probe.results import Status
 from ingest_probe.supervisor import Jitter, TaskSupervisor
-
-
-class FakeProbe:
-    """A probe whose check runs ``behaviour(rec)``; records whether it was closed."""
-
-    phase_names = ("connect", "query")
-
-    def __init__(self, name, behaviour, *, configured=True, close_delay=0.0):
-        self.name = name
-        self.configured = configured
-        self.endpoint = f"{name}.test:1"
-        self.behaviour = behaviour
-        self.close_delay = close_delay
-        self.closed = False
-        self.checks = 0
-
-    async def check(self, rec: Recorder) -> None:
-        self.checks += 1
-        await self.behaviour(rec)
-
-    async def aclose(self) -> None:
-        await anyio.sleep(self.close_delay)
-        self.closed = True
-
-
-async def ok(rec):
-    with rec.phase("connect"):
-        await anyio.lowlevel.checkpoint()
-    with rec.phase("query"):
-        rec.details["version"] = "1.0"
-
-
-async def hang_in_connect(rec):
-    with rec.phase("connect"):
-        await anyio.sleep_forever()
 
 
 async def test_probes_run_concurrently():
@@ -70,7 +35,7 @@ async def test_probes_run_concurrently():
 
 async def test_deadline_overrun_is_timeout_result_and_others_unaffected():
     """A probe stuck past its deadline is reported down/timeout naming the phase; the others stay ok."""
-    probes = [FakeProbe("timescale", ok), FakeProbe("redis", hang_in_connect), FakeProbe("kafka", ok)]
+    probes = [FakeProbe("timescale"), FakeProbe("redis", connect=hang), FakeProbe("kafka")]
     results = await TaskSupervisor(timeout=0.2, jitter=0.0).run(probes)
     by_name = {r.name: r for r in results}
     assert by_name["timescale"].status is Status.OK
@@ -122,7 +87,7 @@ async def test_degraded_keeps_reason_and_details():
 
 async def test_unconfigured_probe_is_skipped_without_a_task():
     """An unconfigured connector is 'skipped' with healthy None, and no task is spawned for it."""
-    probe = FakeProbe("redis", ok, configured=False)
+    probe = FakeProbe("redis", configured=False)
     sup = TaskSupervisor(timeout=1.0)
     (result,) = await sup.run([probe])
     assert result.status is Status.SKIPPED
@@ -137,7 +102,7 @@ async def test_bug_in_a_probe_propagates_and_others_are_cleaned_up():
     async def bug(rec):
         raise TypeError("bug in our code")
 
-    slow = FakeProbe("timescale", hang_in_connect)
+    slow = FakeProbe("timescale", connect=hang)
     buggy = FakeProbe("redis", bug)
     with pytest.raises(ExceptionGroup) as info:  # noqa: PT012 -- the group wraps the TypeError
         await TaskSupervisor(timeout=5.0).run([slow, buggy])
@@ -149,7 +114,7 @@ async def test_bug_in_a_probe_propagates_and_others_are_cleaned_up():
 
 async def test_hanging_close_is_bounded():
     """A client whose close never finishes costs at most the close budget."""
-    probe = FakeProbe("redis", ok, close_delay=60)
+    probe = FakeProbe("redis", close_delay=60)
     with anyio.fail_after(3):
         (result,) = await TaskSupervisor(timeout=1.0, close_budget=0.1).run([probe])
     assert result.status is Status.OK
@@ -158,7 +123,7 @@ async def test_hanging_close_is_bounded():
 
 async def test_outer_cancellation_closes_clients_and_leaves_no_task():
     """Cancelling a run from outside (SIGINT, caller's scope) still closes every probe's client."""
-    probes = [FakeProbe("timescale", hang_in_connect), FakeProbe("redis", hang_in_connect)]
+    probes = [FakeProbe("timescale", connect=hang), FakeProbe("redis", connect=hang)]
     sup = TaskSupervisor(timeout=30.0)
     with anyio.move_on_after(0.1):
         await sup.run(probes)
@@ -169,7 +134,7 @@ async def test_outer_cancellation_closes_clients_and_leaves_no_task():
 
 async def test_close_false_keeps_clients_for_reuse():
     """run(close=False) leaves warm clients open for an embedding prober."""
-    probe = FakeProbe("redis", ok)
+    probe = FakeProbe("redis")
     await TaskSupervisor(timeout=1.0).run([probe], close=False)
     assert probe.closed is False
 
@@ -190,7 +155,7 @@ async def test_seed_reproduces_deadlines_and_is_reported():
 
     async def run(seed):
         sup = TaskSupervisor(timeout=2.0, jitter=0.5, seed=seed)
-        await sup.run([FakeProbe("timescale", ok), FakeProbe("redis", ok)])
+        await sup.run([FakeProbe("timescale"), FakeProbe("redis")])
         return sup.run_block()
 
     first, second, other = await run(42), await run(42), await run(43)
@@ -210,7 +175,7 @@ async def test_task_names_and_describe():
         seen["name"] = asyncio.current_task().get_name()
 
     sup = TaskSupervisor(timeout=1.0, namespace="nightly")
-    await sup.run([FakeProbe("kafka", record_name), FakeProbe("redis", hang_in_connect)])
+    await sup.run([FakeProbe("kafka", record_name), FakeProbe("redis", connect=hang)])
     assert seen["name"] == "nightly-kafka"
     states = {t["name"]: t["state"] for t in sup.describe()["tasks"]}
     assert states == {"nightly-kafka": "finished", "nightly-redis": "cancelled"}

@@ -14,9 +14,10 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 import pytest
+from fakes import FakeProbe, make_settings, scripted
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest_probe import errors
+from ingest_probe import load_settings
 from ingest_probe._watch import (
     MIN_DELAY,
     NORMAL,
@@ -28,58 +29,6 @@ from ingest_probe._watch import (
     splay,
     watch,
 )
-from ingest_probe.results import Recorder
-from ingest_probe.settings import (
-    FailoverSettings,
-    KafkaSettings,
-    PlanSettings,
-    RedisSettings,
-    ScheduleSettings,
-    Settings,
-    TimescaleSettings,
-)
-
-
-def make_settings(max_failures=3):
-    """Settings built directly; the fake probes stand in for the connectors."""
-    return Settings(
-        plan=PlanSettings(mode="institutional", mode_inferred=False, tier="tier_1", symbols=("EURUSD",),
-                          lookback_days=60, intraday_enabled=False, intraday_interval="1m",
-                          intraday_lookback_days=2, macro_enabled=False),
-        schedule=ScheduleSettings(enabled=True, interval_seconds=60, jitter_seconds=5,
-                                  max_failures=max_failures),
-        failover=FailoverSettings(enabled=False, dimensions=(), label="x", run_fallback=False),
-        timescale=TimescaleSettings(configured=False, backend=None, url_source_key=None),
-        redis=RedisSettings(configured=False),
-        kafka=KafkaSettings(configured=False),
-    )
-
-
-class ScriptedProbe:
-    """Follows a script of outcomes, one per check: 'ok', 'down' or 'degraded' (the last one repeats)."""
-
-    phase_names = ("connect",)
-
-    def __init__(self, name, script):
-        self.name = name
-        self.configured = True
-        self.endpoint = f"{name}.test:1"
-        self.script = list(script)
-        self.checks = 0
-        self.closed = False
-
-    async def check(self, rec: Recorder) -> None:
-        outcome = self.script[min(self.checks, len(self.script) - 1)]
-        self.checks += 1
-        with rec.phase("connect"):
-            await anyio.lowlevel.checkpoint()
-        if outcome == "down":
-            raise errors.RefusedError(f"connection refused by {self.endpoint}")
-        if outcome == "degraded":
-            rec.degrade("missing_topic", "topic x missing")
-
-    async def aclose(self) -> None:
-        self.closed = True
 
 
 class Harness:
@@ -95,7 +44,7 @@ class Harness:
         self.options = WatchOptions(**opts)
         self.code: int | None = None
 
-    async def run(self, settings=None):
+    async def run(self):
         with anyio.CancelScope() as scope:
             async def sleep(delay):
                 self.delays.append(delay)
@@ -103,7 +52,7 @@ class Harness:
                     scope.cancel()
                 await anyio.lowlevel.checkpoint()
 
-            self.code = await watch(settings or make_settings(), self.options, log=self.lines.append,
+            self.code = await watch(make_settings(), self.options, log=self.lines.append,
                                     probes=self.probes, sleep=sleep, rng=random.Random(7))
         return self
 
@@ -145,20 +94,22 @@ def test_splay_is_bounded_and_not_seeded_by_the_supervisor():
 
 def test_options_default_from_schedule_settings_and_flags_override():
     """Interval, jitter and max failures come from settings unless a flag (non-None) overrides them."""
-    opts = WatchOptions.from_settings(make_settings(max_failures=4), interval=None, jitter_seconds=0.5)
+    settings = make_settings(TIMESCALE_INGEST_INTERVAL_SECONDS="60", TIMESCALE_INGEST_JITTER_SECONDS="5",
+                             TIMESCALE_INGEST_MAX_FAILURES="4")
+    opts = WatchOptions.from_settings(settings, interval=None, jitter_seconds=0.5)
     assert (opts.interval, opts.jitter_seconds, opts.max_failures) == (60.0, 0.5, 4)
 
 
 async def test_schedule_uses_the_jittered_delay_after_each_cycle():
     """After every cycle the loop sleeps exactly next_delay(interval, jitter) from a seeded rng."""
-    h = await Harness([ScriptedProbe("redis", ["ok"])], cycles=5, interval=30.0, jitter_seconds=3.0).run()
+    h = await Harness([FakeProbe("redis", scripted("ok"))], cycles=5, interval=30.0, jitter_seconds=3.0).run()
     rng = random.Random(7)
     assert h.delays == [next_delay(30.0, 3.0, rng) for _ in range(5)]
 
 
 async def test_stops_with_exit_2_after_max_consecutive_failures_and_closes_clients():
     """N consecutive down cycles stop the loop with 2 (logged even when quiet); the client is closed."""
-    probe = ScriptedProbe("redis", ["ok", "down", "down", "ok", "down", "down", "down"])
+    probe = FakeProbe("redis", scripted("ok", "down", "down", "ok", "down", "down", "down"))
     h = await Harness([probe], max_failures=3, verbosity=QUIET).run()
     assert h.code == 2
     assert probe.checks == 7  # the ok in cycle 4 reset the count
@@ -169,7 +120,7 @@ async def test_stops_with_exit_2_after_max_consecutive_failures_and_closes_clien
 
 async def test_zero_max_failures_never_stops():
     """max_failures 0 keeps watching however many cycles fail."""
-    probe = ScriptedProbe("redis", ["down"])
+    probe = FakeProbe("redis", scripted("down"))
     h = await Harness([probe], cycles=20, max_failures=0).run()
     assert h.code is None  # cancelled by the harness, not stopped by the loop
     assert probe.checks == 20
@@ -178,8 +129,8 @@ async def test_zero_max_failures_never_stops():
 
 async def test_logs_one_line_per_transition_not_per_cycle():
     """Steady cycles log nothing; each connector status change logs one line with kind and reason."""
-    probes = [ScriptedProbe("redis", ["ok", "ok", "down", "down", "down", "ok", "ok"]),
-              ScriptedProbe("kafka", ["ok"] * 5 + ["degraded"])]
+    probes = [FakeProbe("redis", scripted("ok", "ok", "down", "down", "down", "ok", "ok")),
+              FakeProbe("kafka", scripted(*["ok"] * 5, "degraded"))]
     h = await Harness(probes, cycles=8).run()
     body = [line.split("ingest-probe watch: ", 1)[1] for line in h.lines]
     assert body == [
@@ -192,16 +143,16 @@ async def test_logs_one_line_per_transition_not_per_cycle():
 
 async def test_verbose_logs_every_cycle_and_quiet_logs_nothing():
     """--verbose adds lines for each cycle; --quiet prints nothing for a healthy run."""
-    loud = await Harness([ScriptedProbe("redis", ["ok"])], cycles=4, verbosity=VERBOSE).run()
+    loud = await Harness([FakeProbe("redis", scripted("ok"))], cycles=4, verbosity=VERBOSE).run()
     assert sum("next in" in line for line in loud.lines) == 4
-    quiet = await Harness([ScriptedProbe("redis", ["ok", "down", "ok"])], cycles=4, verbosity=QUIET).run()
+    quiet = await Harness([FakeProbe("redis", scripted("ok", "down", "ok"))], cycles=4, verbosity=QUIET).run()
     assert quiet.lines == []
 
 
 async def test_once_runs_one_cycle_and_returns_the_report_exit_code():
     """--once: one check, no sleep, exit code 0 ok / 1 degraded / 2 down."""
     for outcome, code in [("ok", 0), ("degraded", 1), ("down", 2)]:
-        probe = ScriptedProbe("redis", [outcome])
+        probe = FakeProbe("redis", scripted(outcome))
         h = await Harness([probe], once=True, verbosity=NORMAL).run()
         assert (h.code, probe.checks, h.delays, probe.closed) == (code, 1, [], True)
 
@@ -236,13 +187,14 @@ async def test_outputs_are_rewritten_every_cycle(tmp_path):
     out, prom = tmp_path / "r" / "report.json", tmp_path / "metrics.prom"
     seen = []
 
-    class Spy(ScriptedProbe):
-        async def check(self, rec):
-            if out.exists():
-                seen.append((json.loads(out.read_text())["run"]["check"], prom.read_text()))
-            await super().check(rec)
+    script = scripted("ok", "down", "ok")
 
-    h = await Harness([Spy("redis", ["ok", "down", "ok"])], cycles=3, output=out, prometheus_file=prom).run()
+    async def spy(rec):
+        if out.exists():
+            seen.append((json.loads(out.read_text())["run"]["check"], prom.read_text()))
+        await script(rec)
+
+    h = await Harness([FakeProbe("redis", spy)], cycles=3, output=out, prometheus_file=prom).run()
     assert h.code is None
     assert [check for check, _ in seen] == [1, 2]
     assert json.loads(out.read_text())["run"]["check"] == 3
@@ -256,7 +208,7 @@ async def test_unwritable_output_is_logged_and_watching_continues(tmp_path):
     """A path that cannot be written logs an error each cycle (even quiet) but the loop goes on."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    h = await Harness([ScriptedProbe("redis", ["ok"])], cycles=3, verbosity=QUIET,
+    h = await Harness([FakeProbe("redis", scripted("ok"))], cycles=3, verbosity=QUIET,
                       output=blocker / "report.json").run()
     assert len(h.lines) == 3
     assert all("error: cannot write" in line for line in h.lines)
@@ -306,12 +258,6 @@ def test_cli_watch_once_and_flag_conflicts(tmp_path):
 # ------------------------------------------------------------------------------------------------- live
 
 
-def _live_settings(env):
-    from ingest_probe import load_settings
-
-    return load_settings(environ=env)
-
-
 class LiveSleep:
     """A real (tiny) sleep that runs ``hooks[cycle]`` in a thread after that cycle; stops after ``stop``."""
 
@@ -349,7 +295,7 @@ async def test_live_watch_runs_cycles_and_writes_parseable_outputs(pg_server, re
     from live.bench_prober import stack_env
 
     env = stack_env(pg=pg_server, redis=redis_server, kafka=kafka_broker, name="ip-watch")
-    settings = _live_settings(env)
+    settings = load_settings(environ=env)
     out, prom = tmp_path / "report.json", tmp_path / "ingest.prom"
     options = WatchOptions(interval=0.05, jitter_seconds=0.02, max_failures=3, handle_signals=False,
                            output=out, prometheus_file=prom)
@@ -369,7 +315,7 @@ async def test_live_watch_runs_cycles_and_writes_parseable_outputs(pg_server, re
 async def test_live_watch_recovers_when_a_stopped_redis_comes_back(redis_server_factory):
     """Redis stopped after cycle 1, back after cycle 3: both transitions are logged, watching goes on."""
     redis = redis_server_factory()
-    settings = _live_settings({"REDIS_URL": f"redis://127.0.0.1:{redis.port}/0"})
+    settings = load_settings(environ={"REDIS_URL": f"redis://127.0.0.1:{redis.port}/0"})
     options = WatchOptions(interval=0.05, jitter_seconds=0.0, max_failures=5, handle_signals=False)
     sleep = LiveSleep([], stop=5, hooks={1: redis.stop, 3: redis.launch})
     code, lines = await _watch_live(settings, options, sleep)

@@ -1,0 +1,172 @@
+"""Shared test helpers: a fake probe, settings loaded from env-style keys, one supervised run and its checks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from ingest_probe import errors
+from ingest_probe.results import ProbeResult, Recorder, Status
+from ingest_probe.settings import Secret, Settings, TimescaleSettings, load_settings
+from ingest_probe.supervisor import TaskSupervisor
+
+Behaviour = Callable[[Recorder], Awaitable[None]]
+
+#: A scheduled institutional tier-1 plan for one symbol, no connector configured, no jitter.
+BASE_ENV = {
+    "DATA_BACKBONE_MODE": "institutional",
+    "EMP_TIER": "tier_1",
+    "TIMESCALE_SYMBOLS": "EURUSD",
+    "TIMESCALE_INGEST_SCHEDULE": "true",
+    "TIMESCALE_INGEST_JITTER_SECONDS": "0",
+    "TIMESCALE_INGEST_MAX_FAILURES": "3",
+}
+
+
+def make_settings(**env: str) -> Settings:
+    """Settings loaded as the CLI loads them, from ``BASE_ENV`` with ``env`` on top (no process env)."""
+    return load_settings(environ={**BASE_ENV, **env})
+
+
+class FakeProbe:
+    """A probe with one fake connection, opened on the first check and kept warm until ``aclose``.
+
+    The first check runs ``connect(rec)`` in phase connect; every check runs ``behaviour(rec)`` in phase
+    query. It counts checks and connects, the most checks in flight at once, and the loops it ran on.
+    """
+
+    phase_names = ("connect", "query")
+
+    def __init__(
+        self,
+        name: str,
+        behaviour: Behaviour | None = None,
+        *,
+        connect: Behaviour | None = None,
+        configured: bool = True,
+        close_delay: float = 0.0,
+    ) -> None:
+        self.name = name
+        self.configured = configured
+        self.endpoint = f"{name}.test:1"
+        self.behaviour = behaviour
+        self.connect = connect
+        self.close_delay = close_delay
+        self.checks = 0
+        self.connects = 0
+        self.connected = False
+        self.closed = False
+        self.active = 0
+        self.max_active = 0
+        self.loops: set[int] = set()
+
+    async def check(self, rec: Recorder) -> None:
+        self.checks += 1
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        self.loops.add(id(asyncio.get_running_loop()))
+        try:
+            if not self.connected:
+                with rec.phase("connect"):
+                    self.connects += 1
+                    if self.connect is not None:
+                        await self.connect(rec)
+                    self.connected = True
+            with rec.phase("query"):
+                if self.behaviour is not None:
+                    await self.behaviour(rec)
+                await anyio.lowlevel.checkpoint()
+        finally:
+            self.active -= 1
+
+    async def aclose(self) -> None:
+        await anyio.sleep(self.close_delay)
+        self.connected = False
+        self.closed = True
+
+
+async def hang(rec: Recorder) -> None:
+    """A behaviour that never returns."""
+    await anyio.sleep_forever()
+
+
+def scripted(*outcomes: str) -> Behaviour:
+    """A behaviour with one outcome per call, 'ok', 'down' or 'degraded'; the last one repeats."""
+    calls = itertools.count()
+
+    async def behaviour(rec: Recorder) -> None:
+        outcome = outcomes[min(next(calls), len(outcomes) - 1)]
+        if outcome == "down":
+            raise errors.RefusedError(f"connection refused by {rec.endpoint}")
+        if outcome == "degraded":
+            rec.degrade("missing_topic", "topic x missing")
+
+    return behaviour
+
+
+# ------------------------------------------------------------------------------------- real probe runs
+
+
+def pg_settings(pg: Any, **overrides: Any) -> TimescaleSettings:
+    """Settings that point at the live server ``pg`` as its probe user, with a unique application_name."""
+    values: dict[str, Any] = {
+        "configured": True,
+        "backend": "postgresql",
+        "url_source_key": None,
+        "host": pg.host,
+        "port": pg.port,
+        "user": pg.user,
+        "password": Secret(pg.password),
+        "database": pg.database,
+        "application_name": f"ingest-probe-test-{uuid.uuid4().hex[:8]}",
+    }
+    values.update(overrides)
+    return TimescaleSettings(**values)
+
+
+async def run_once(probe: Any, deadline: float, *, close: bool = True) -> tuple[ProbeResult, float]:
+    """One supervised check (no jitter): the result and the wall time it took, close included."""
+    started = time.monotonic()
+    [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run([probe], close=close)
+    return result, time.monotonic() - started
+
+
+def assert_failed(result: ProbeResult, kind: str, *needles: str, status: Status = Status.DOWN) -> None:
+    """``result`` has ``status`` and ``kind``, and a one-line error containing every needle."""
+    assert result.status is status, result
+    assert result.error_kind == kind, result
+    assert result.error is not None
+    assert "\n" not in result.error
+    for needle in needles:
+        assert needle in result.error, result.error
+
+
+async def assert_no_stray_tasks() -> None:
+    """No task but the test's own, once cancelled ones have had a few loop turns to unwind."""
+    for _ in range(5):
+        await asyncio.sleep(0.01)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert not others, others
+
+
+def help_in_a_fresh_interpreter(command: str) -> tuple[str, str]:
+    """`ingest-probe <command> --help` run in a new interpreter: the help text, then (as a list's repr)
+    which of asyncpg, redis, aiokafka, yaml and anyio it imported."""
+    code = (
+        "import sys\n"
+        "from ingest_probe.cli import main\n"
+        f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    text, _, imported = proc.stdout.rstrip("\n").rpartition("\n")
+    return text, imported
