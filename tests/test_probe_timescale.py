@@ -109,7 +109,7 @@ async def test_black_hole_times_out_within_deadline() -> None:
     assert_failed(result, "timeout", f"127.0.0.1:{hole.port}", "connecting")
     assert result.phases["resolve"] is not None
     assert result.phases["connect"] is None
-    assert wall < T + 1.0
+    assert wall < T + HANG_GUARD
     await assert_no_stray_tasks()
 
 
@@ -133,7 +133,7 @@ async def test_frozen_server_times_out_and_leaves_nothing(pg_server: PostgresSer
     with pg_server.frozen():
         result, wall = await run_once(probe, T)
     assert_failed(result, "timeout", f"127.0.0.1:{pg_server.port}")
-    assert wall < T + 1.0
+    assert wall < T + HANG_GUARD
     assert await server_connections(pg_server, stable=0.3) == 0
     later, _ = await run_once(probe, 5.0)
     assert later.status is Status.OK, later
@@ -154,7 +154,7 @@ async def test_frozen_mid_run_with_warm_connection(pg_server: PostgresServer) ->
         assert_failed(result, "timeout", "check query")
         assert result.phases["query"] is None
         assert result.details["reused_connection"] is True
-        assert wall < T + 1.0
+        assert wall < T + HANG_GUARD
         assert await server_connections(pg_server, stable=0.3) == 0  # the dropped backend left on thaw
         again, _ = await run_once(probe, 5.0, close=False)
         assert again.status is Status.OK
@@ -175,7 +175,7 @@ async def test_deadline_cancel_during_connect_leaves_nothing(
     with pg_server.frozen():
         result, wall = await run_once(probe, T)
     assert_failed(result, "timeout", "during connect")
-    assert wall < T + 1.0
+    assert wall < T + HANG_GUARD
     assert await server_connections(pg_server, stable=0.3) == 0
     await assert_no_stray_tasks()
 
@@ -191,7 +191,7 @@ async def test_slow_handshake_cut_short_leaves_no_backend(
         probe = TimescaleProbe(pg_settings(pg_server, port=proxy.port))
         result, wall = await run_once(probe, T)
         assert_failed(result, "timeout", f"127.0.0.1:{proxy.port}")
-        assert wall < T + 1.0
+        assert wall < T + HANG_GUARD
         assert await server_connections(pg_server, stable=0.3) == 0
     await assert_no_stray_tasks()
 
