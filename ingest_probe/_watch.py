@@ -209,7 +209,8 @@ class _Loop:
         if not targets:
             targets.append(("json", None))
         for fmt, path in targets:
-            text = get_renderer(fmt)(report)
+            # On stdout one compact JSON document per line (JSON Lines), so a consumer can read cycle by cycle.
+            text = _json_line(report) if path is None else get_renderer(fmt)(report)
             try:
                 if path is None:
                     await anyio.to_thread.run_sync(_write_stdout, text)
@@ -241,6 +242,12 @@ def _why(result: dict[str, Any]) -> str:
     if result.get("error_kind") is None:
         return ""
     return f" [{result['error_kind']}] {result.get('error') or ''}".rstrip()
+
+
+def _json_line(report: Report) -> str:
+    import json
+
+    return json.dumps(report.document, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def _write_stdout(text: str) -> None:

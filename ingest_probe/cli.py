@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -25,7 +25,7 @@ Exit codes (Nagios meaning; with several checks the worst wins):
   0  OK: report written; every probed connector ok (or skipped), topics as declared
   1  WARNING: a connector degraded or starting; topic drift remains, or a dry run would create topics
   2  CRITICAL: a connector down; a topic creation failed or the broker is unreachable
-  3  UNKNOWN: usage or configuration error, or an internal error
+  3  UNKNOWN: usage or configuration error, nothing configured to probe, or an internal error
   130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way"""
 
 
@@ -60,6 +60,27 @@ def load(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], ex
     return settings
 
 
+def writable_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Check an output path before anything is probed: its nearest existing ancestor must be a writable dir."""
+    if value is None:
+        return None
+    ancestor = value.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise click.BadParameter(f"{value}: {ancestor} is not a directory", ctx=ctx, param=param)
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{value}: cannot write in {ancestor}", ctx=ctx, param=param)
+    if value.is_dir():
+        raise click.BadParameter(f"{value} is a directory", ctx=ctx, param=param)
+    return value
+
+
+def output_option(help: str = "Write the report here atomically instead of stdout.") -> Callable[[F], F]:
+    return click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+                        callback=writable_path, help=help)
+
+
 def emit(text: str, output: Path | None) -> None:
     """The report on stdout, or atomically into ``output``."""
     if output is None:
@@ -68,6 +89,40 @@ def emit(text: str, output: Path | None) -> None:
         from ingest_probe._io import write_atomic
 
         write_atomic(output, text)
+
+
+def finish(built: Report, fmt: str, output: Path | None) -> NoReturn:
+    """Render and write the report, say on stderr (one line each) what is not ok, exit with its code.
+
+    stdout carries only the report; with ``--output`` a failed cron run still leaves a trace in its log.
+    """
+    from ingest_probe.renderers import get_renderer
+
+    emit(get_renderer(fmt)(built), output)
+    for line in problems(built.document):
+        click.echo(f"ingest-probe: {line}", err=True)
+    sys.exit(built.exit_code)
+
+
+def problems(doc: Mapping[str, Any]) -> list[str]:
+    """One line per connector, topic or drill outcome that makes the exit code non-zero."""
+    lines = []
+    if doc.get("status") == "unknown":
+        lines.append("nothing to probe: no connector is configured (TIMESCALEDB_URL, REDIS_URL, KAFKA_BROKERS, ...)")
+    for r in doc.get("connectivity") or []:
+        if r["status"] not in ("ok", "skipped"):
+            lines.append(f"{r['name']} {r['status']} [{r['error_kind']}]: {r['error']}")
+    topics = doc.get("kafka_topic_provisioning")
+    if topics:
+        if topics.get("error"):
+            lines.append(f"kafka topics [{topics.get('error_kind')}]: {topics['error']}")
+        lines += [f"kafka topic {name} failed: {message}" for name, message in sorted(topics["failed"].items())]
+        if topics["drift"]:
+            lines.append(f"kafka topics drifting: {', '.join(sorted(topics['drift']))}")
+    drill = doc.get("failover_drill")
+    if drill and drill.get("status") in ("warn", "fail"):
+        lines.append(f"failover drill {drill['status']}: {drill.get('reason')}")
+    return lines
 
 
 def probe_options(f: F) -> F:
@@ -108,8 +163,7 @@ def report_options(f: F) -> F:
                      help="With --topics-dry-run: also send CreateTopics validate_only (see `topics plan`)."),
         click.option("--format", "fmt", type=click.Choice(["json", "markdown", "prometheus"]), default="json",
                      show_default=True),
-        click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
-                     help="Write the report here atomically instead of stdout."),
+        output_option(),
         click.option("--splay", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
                      help="Before contacting anything, sleep a random 0..S s, so many hosts' cron runs spread out."),
     ]
@@ -139,7 +193,7 @@ def check_topic_flags(*, ensure_topics: bool, topics_dry_run: bool, fix_drift: b
         raise errors.UsageError("--validate-on-broker needs --topics-dry-run")
 
 
-@cli.command(epilog=EXIT_CODES)
+@cli.command(epilog=EXIT_CODES, short_help="The manifest; with --connectivity, probe every connector.")
 @config_options
 @probe_options
 @report_options
@@ -148,7 +202,6 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
            topics_dry_run: bool, fix_drift: bool, validate_on_broker: bool, fmt: str, output: Path | None,
            splay: float) -> None:
     """Build the manifest report; with --connectivity, probe every configured connector."""
-    from ingest_probe.renderers import get_renderer
     from ingest_probe.report import build_report
 
     check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
@@ -165,9 +218,7 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
 
         results, run = run_probes(settings, timeout=timeout, jitter=jitter, seed=seed)
         run["splay_s"] = splay_s
-    built: Report = build_report(settings, results=results, run=run, sections=sections)
-    emit(get_renderer(fmt)(built), output)
-    sys.exit(built.exit_code)
+    finish(build_report(settings, results=results, run=run, sections=sections), fmt, output)
 
 
 def provision_topics(settings: Settings, *, dry_run: bool, fix_drift: bool, validate_on_broker: bool,
@@ -194,15 +245,14 @@ def topic_options(f: F) -> F:
                      help="Deadline of each admin step (connect, read, create, fix, re-read) in seconds."),
         click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json",
                      show_default=True),
-        click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
-                     help="Write the report here atomically instead of stdout."),
+        output_option(),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-@cli.group()
+@cli.group(short_help="Plan or create the declared Kafka topics.")
 def topics() -> None:
     """Plan or create the declared Kafka topics, with drift detection.
 
@@ -213,7 +263,7 @@ def topics() -> None:
     """
 
 
-@topics.command("plan", epilog=TOPICS_EXIT_CODES)
+@topics.command("plan", epilog=TOPICS_EXIT_CODES, short_help="Read-only plan: declared topics vs the broker.")
 @config_options
 @topic_options
 @click.option("--validate-on-broker", is_flag=True,
@@ -230,7 +280,7 @@ def topics_plan(config_file: Path | None, no_env: bool, env_files: tuple[Path, .
                    validate_on_broker=validate_on_broker, timeout=timeout)
 
 
-@topics.command("apply", epilog=TOPICS_EXIT_CODES)
+@topics.command("apply", epilog=TOPICS_EXIT_CODES, short_help="Create missing topics (--fix-drift: fix drift).")
 @config_options
 @topic_options
 @click.option("--fix-drift", is_flag=True,
@@ -244,12 +294,9 @@ def topics_apply(config_file: Path | None, no_env: bool, env_files: tuple[Path, 
 
 
 def _topics_report(settings: Settings, fmt: str, output: Path | None, **kw: Any) -> None:
-    from ingest_probe.renderers import get_renderer
     from ingest_probe.report import build_report
 
-    built = build_report(settings, sections=provision_topics(settings, **kw))
-    emit(get_renderer(fmt)(built), output)
-    sys.exit(built.exit_code)
+    finish(build_report(settings, sections=provision_topics(settings, **kw)), fmt, output)
 
 
 READINESS_EXIT_CODES = """\b
@@ -258,11 +305,13 @@ Exit codes (Nagios meaning; the worst of connectivity and drill):
   1  WARNING: a connector degraded/starting, or drill warn (only optional dimensions
      failing, or failover needed but no standby configured/rehearsed)
   2  CRITICAL: a connector down, or drill fail (the standby is unreachable or in recovery)
-  3  UNKNOWN: usage or configuration error (a bad --ingest-results file), or an internal error
-  130  interrupted (SIGINT)"""
+  3  UNKNOWN: usage or configuration error (a bad --ingest-results file), nothing configured, or an
+     internal error
+  130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way
+With --ensure-topics, topic outcomes count as in `report` (drift 1, failure or unreachable broker 2)."""
 
 
-@cli.command(epilog=READINESS_EXIT_CODES)
+@cli.command(epilog=READINESS_EXIT_CODES, short_help="Evidence for a promotion: connectivity + failover drill.")
 @config_options
 @probe_options
 @click.option("--ingest-results", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
@@ -281,7 +330,6 @@ def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...
     Timescale failover drill judged from --ingest-results, probing the standby when failover is decided."""
     from ingest_probe.drill import load_ingest_results
     from ingest_probe.readiness import run_readiness
-    from ingest_probe.renderers import get_renderer
 
     del connectivity  # always on for readiness; accepted so `report` flags work unchanged
     check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
@@ -292,13 +340,11 @@ def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...
     splay_s = _splay_sleep(splay)
     sections = topic_sections(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run,
                               fix_drift=fix_drift, validate_on_broker=validate_on_broker, timeout=timeout)
-    built = run_readiness(settings, ingest_results=results, dimensions=dimensions, scenario=scenario,
-                          timeout=timeout, jitter=jitter, seed=seed, sections=sections, splay_s=splay_s)
-    emit(get_renderer(fmt)(built), output)
-    sys.exit(built.exit_code)
+    finish(run_readiness(settings, ingest_results=results, dimensions=dimensions, scenario=scenario,
+                         timeout=timeout, jitter=jitter, seed=seed, sections=sections, splay_s=splay_s), fmt, output)
 
 
-@cli.command()
+@cli.command(short_help="The effective configuration, redacted, with sources.")
 @config_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def config(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
@@ -335,7 +381,7 @@ def _splay_sleep(seconds: float) -> float | None:
     return round(slept, 3)
 
 
-@cli.command(epilog=WATCH_EXIT_CODES)
+@cli.command(epilog=WATCH_EXIT_CODES, short_help="Probe on the ingest schedule with warm clients.")
 @config_options
 @click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Pause from a cycle's end to the next start [default: TIMESCALE_INGEST_INTERVAL_SECONDS].")
@@ -347,9 +393,9 @@ def _splay_sleep(seconds: float) -> float | None:
               help="Each deadline is drawn from [T*(1-J), T].")
 @click.option("--seed", type=int, default=None, help="Seed the deadline and schedule jitter.")
 @click.option("--once", is_flag=True, help="Run a single cycle and exit with its report's exit code.")
-@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
-              help="Write each cycle's JSON report here atomically.")
+@output_option(help="Write each cycle's JSON report here atomically.")
 @click.option("--prometheus-file", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+              callback=writable_path,
               help="Write each cycle's Prometheus textfile here atomically (node_exporter textfile).")
 @click.option("--quiet", "-q", is_flag=True, help="Log nothing but errors.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every cycle, not only status transitions.")
@@ -399,7 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):  # click turns SIGINT into Abort
-        _fail("interrupted", 130)
+        _fail("interrupted by SIGINT; every connection was closed", 130)
     except click.ClickException as exc:  # usage errors: bad flags, bad values
         _fail(exc.format_message(), errors.UsageError.exit_code)
     except errors.IngestProbeError as exc:

@@ -69,13 +69,15 @@ def _timescale(settings: Settings) -> dict[str, Any]:
         "require_extension": ts.require_extension,
     }
     if ts.backend == "postgresql" and ts.pool is not None:
-        meta["pool"] = {
+        pool = {
             "size": ts.pool.size,
             "max_overflow": ts.pool.max_overflow,
             "timeout_s": ts.pool.timeout,
             "recycle_s": ts.pool.recycle,
             "pre_ping": ts.pool.pre_ping,
         }
+        if any(v is not None for v in pool.values()):
+            meta["pool"] = pool
     if ts.backend == "sqlite":
         meta["note"] = "SQLite rehearsal backend, not TimescaleDB"
     return meta

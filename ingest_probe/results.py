@@ -22,8 +22,8 @@ class Status(StrEnum):
 
     @property
     def exit_code(self) -> int:
-        """Nagios meaning: 0 OK, 1 WARNING, 2 CRITICAL."""
-        return {Status.DOWN: 2, Status.DEGRADED: 1, Status.STARTING: 1}.get(self, 0)
+        """Nagios meaning: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (nothing configured to probe)."""
+        return {Status.DOWN: 2, Status.DEGRADED: 1, Status.STARTING: 1, Status.UNKNOWN: 3}.get(self, 0)
 
 
 # Worst first: an overall status is the first of these that any configured connector has.

@@ -107,13 +107,30 @@ def test_output_error_is_one_line(capsys, tmp_path):
 
 
 def test_connectivity_with_nothing_configured_is_unknown(capsys):
-    """With nothing configured every connector is skipped, overall status unknown, exit 0."""
-    code, out, _ = run(capsys, "report", "--no-env", "--connectivity")
+    """Nothing configured: every connector skipped, status unknown, exit 3 (UNKNOWN) and a line on stderr."""
+    code, out, err = run(capsys, "report", "--no-env", "--connectivity")
     doc = json.loads(out)
-    assert code == 0
+    assert code == 3
     assert doc["status"] == "unknown"
     assert [c["status"] for c in doc["connectivity"]] == ["skipped"] * 3
     assert all(c["healthy"] is None for c in doc["connectivity"])
+    assert err.startswith("ingest-probe: nothing to probe: no connector is configured (TIMESCALEDB_URL")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("name", "content", "needle"), [
+    ("blocker/r.json", None, "is not a directory"),
+    ("adir", "dir", "is a directory"),
+])
+def test_unwritable_output_is_refused_before_anything_runs(capsys, tmp_path, name, content, needle):
+    """--output is checked up front: a usage error (exit 3) naming the problem, before any probing."""
+    (tmp_path / "blocker").write_text("x")
+    (tmp_path / "adir").mkdir()
+    code, out, err = run(capsys, "report", "--no-env", "--connectivity", "--output", str(tmp_path / name))
+    assert code == 3
+    assert out == ""
+    assert needle in err
+    assert err.count("\n") == 1
 
 
 def test_config_command_shows_sources(capsys, tmp_path):

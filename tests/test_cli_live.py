@@ -97,7 +97,7 @@ def test_three_blocked_connectors_take_one_deadline_not_three(tmp_path):
 
 
 @pytest.mark.parametrize(("sig", "code", "message"), [
-    (signal.SIGINT, 130, "ingest-probe: error: interrupted"),
+    (signal.SIGINT, 130, "ingest-probe: error: interrupted by SIGINT; every connection was closed"),
     (signal.SIGTERM, 143, "ingest-probe: error: terminated by SIGTERM; every connection was closed"),
 ])
 def test_signal_mid_run_exits_promptly_and_closes_everything(tmp_path, pg_server, redis_server, sig, code, message):

@@ -248,7 +248,8 @@ def test_default_legacy_key_with_daily_result_is_ok_with_a_note(capsys, tmp_path
         main(["readiness", "--no-env", "--extra", "TIMESCALE_SYMBOLS=AAPL,MSFT", "--extra",
               "TIMESCALE_FAILOVER_DRILL=true", "--ingest-results", str(path), "--format", "markdown"])
     out, err = capsys.readouterr()
-    assert info.value.code == 0, err
+    assert info.value.code == 3, err  # UNKNOWN only because no connector is configured; the drill is ok
+    assert "nothing to probe" in err
     assert "- Status: ok" in out
     assert "- note [legacy_dimension_names]: legacy dimension names read as this report's:" in out
 
@@ -448,13 +449,14 @@ def test_snapshot_shape_and_redaction():
 
 
 def test_not_run_without_results_still_probes_connectivity():
-    """Without --ingest-results the report has connectivity and a not_run drill that says why (exit 0)."""
+    """Without --ingest-results the report has connectivity and a not_run drill that says why."""
     report = run_readiness(load_settings(environ={}), ingest_results=None, now=NOW, scenario="dr-2026")
     doc = report.document
     assert [c["status"] for c in doc["connectivity"]] == ["skipped"] * 3
     assert doc["run"] is not None
     drill_doc = doc["failover_drill"]
-    assert (drill_doc["status"], drill_doc["scenario"], report.exit_code) == ("not_run", "dr-2026", 0)
+    assert (drill_doc["status"], drill_doc["scenario"]) == ("not_run", "dr-2026")
+    assert report.exit_code == 3  # nothing configured and no drill: nothing was checked (UNKNOWN)
     assert "no --ingest-results" in drill_doc["reason"]
     assert drill_doc["components"] == []
 

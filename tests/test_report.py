@@ -119,11 +119,11 @@ def test_unconfigured_connectors_and_sqlite_have_no_pool():
         (["ok", "degraded", "ok"], "degraded", 1),
         (["starting", "degraded", "ok"], "starting", 1),
         (["ok", "down", "starting"], "down", 2),
-        (["skipped", "skipped", "skipped"], "unknown", 0),
+        (["skipped", "skipped", "skipped"], "unknown", 3),
     ],
 )
 def test_overall_status_and_exit_code(statuses, overall, code):
-    """Overall status is the worst configured one; exit code has the Nagios meaning."""
+    """Overall status is the worst configured one; exit code has the Nagios meaning (nothing probed: 3)."""
     rs = [ProbeResult(name=n, configured=s != "skipped", status=Status(s))
           for n, s in zip(("timescale", "redis", "kafka"), statuses, strict=True)]
     report = build_report(load_settings(environ={}), results=rs, now=NOW)

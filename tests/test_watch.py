@@ -177,7 +177,7 @@ def test_run_watch_preloads_drivers_before_the_loop_starts(monkeypatch, tmp_path
     monkeypatch.setattr(ingest_probe.probes, "preload_drivers", spy)
     options = WatchOptions(interval=60.0, jitter_seconds=0.0, max_failures=0, once=True, handle_signals=False,
                            output=tmp_path / "report.json", verbosity=QUIET)
-    assert run_watch(make_settings(), options) == 0
+    assert run_watch(make_settings(), options) == 3  # --once with nothing configured: UNKNOWN
     assert calls[0] == (True, False), calls  # run_watch, before anyio.run
     assert all(not in_loop for _, in_loop in calls), calls  # and the Prober's (worker thread) after it
 
@@ -243,11 +243,11 @@ def test_signal_stops_watch_subprocess_with_exit_0(tmp_path, signum):
 
 
 def test_cli_watch_once_and_flag_conflicts(tmp_path):
-    """`watch --once --output` writes one JSON report and exits 0 with nothing configured; -q with -v is 3."""
+    """`watch --once --output` writes one JSON report (exit 3: nothing configured is UNKNOWN); -q with -v is 3."""
     out = tmp_path / "r.json"
     done = subprocess.run([sys.executable, "-m", "ingest_probe", "watch", "--no-env", "--once", "--output",
                            str(out)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 3, done.stderr
     assert json.loads(out.read_text())["run"]["check"] == 1
     bad = subprocess.run([sys.executable, "-m", "ingest_probe", "watch", "--no-env", "-q", "-v"],
                          capture_output=True, text=True, timeout=60)
@@ -381,7 +381,7 @@ def test_cli_report_splay_sleeps_and_is_recorded_in_the_run_block():
          "--seed", "1"],
         capture_output=True, text=True, timeout=60,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 3, done.stderr  # nothing configured: UNKNOWN, the report is still written
     run = json.loads(done.stdout)["run"]
     assert 0.0 <= run["splay_s"] <= 0.3
     assert run["seed"] == 1

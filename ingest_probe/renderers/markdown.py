@@ -42,8 +42,6 @@ def _connectivity(results: list[dict[str, Any]]) -> list[str]:
                 **r["details"],
             }
         )
-        if r["name"] == "timescale" and r["details"].get("timescaledb", "absent") is None:
-            out.append("- note: the timescaledb extension is not installed on this database")
     return out
 
 
@@ -71,7 +69,12 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
 
 def render(report: Report) -> str:
     doc = report.document
-    title = "report" if doc.get("failover_drill") is None else "readiness evidence"
+    if doc.get("failover_drill") is not None:
+        title = "readiness evidence"
+    elif doc.get("kafka_topic_provisioning") is not None and doc["connectivity"] is None:
+        title = "topic provisioning"
+    else:
+        title = "report"
     out = [f"# ingest-probe {title}", ""]
     out += [f"Generated {doc['generated_at']} by {doc['tool']['name']} {doc['tool']['version']}"
             f" (schema {doc['schema_version']}).", ""]

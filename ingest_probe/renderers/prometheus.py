@@ -132,4 +132,4 @@ def _value(value: float) -> str:
         return "+Inf" if value > 0 else "-Inf"
     if value.is_integer() and abs(value) < 2**53:
         return str(int(value))
-    return repr(value)
+    return repr(round(value, 6))  # microseconds: no float noise such as 0.0037679999999999996
