@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ingest_probe import errors
-
 if TYPE_CHECKING:
-    from anyio import CancelScope
-
     from ingest_probe.probes import Probe
     from ingest_probe.results import ProbeResult
     from ingest_probe.settings import Settings
@@ -30,8 +25,7 @@ def run_probes(
     Client libraries are imported before the loop starts: imports inside it would be charged to the first
     probe's deadline and stall the concurrent ones.
     """
-    import anyio
-
+    from ingest_probe._loop import run as run_command
     from ingest_probe.probes import build_probes, preload_drivers
     from ingest_probe.supervisor import TaskSupervisor
 
@@ -40,25 +34,9 @@ def run_probes(
     async def main() -> tuple[list[ProbeResult], dict[str, Any]]:
         supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed)
         started = time.monotonic()
-        results: list[ProbeResult] | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_cancel_on_sigterm, tg.cancel_scope)
-            results = await supervisor.run([*build_probes(settings), *extra])
-            tg.cancel_scope.cancel()
-        if results is None:  # SIGTERM cancelled the run; the supervisor closed every client on the way out
-            raise errors.Terminated("terminated by SIGTERM; every connection was closed")
+        results = await supervisor.run([*build_probes(settings), *extra])
         run = supervisor.run_block()
         run["duration_ms"] = round((time.monotonic() - started) * 1000.0, 3)
         return results, run
 
-    return anyio.run(main)
-
-
-async def _cancel_on_sigterm(scope: CancelScope) -> None:
-    """SIGTERM (cron timeouts, Kubernetes) cancels the run like SIGINT does, so clients still close."""
-    import anyio
-
-    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return
+    return run_command(main)

@@ -101,10 +101,15 @@ def run_watch(settings: Settings, options: WatchOptions) -> int:
     The client libraries are imported first, before the loop starts (as ``report`` does), so the first
     cycle's phases time the network and not ~0.15 s of imports.
     """
+    from ingest_probe._loop import install_daemon_executor
     from ingest_probe.probes import preload_drivers
 
+    async def main() -> int:
+        install_daemon_executor()  # a DNS lookup stuck in the resolver must not hold the exit
+        return await watch(settings, options)
+
     preload_drivers(settings)
-    return anyio.run(watch, settings, options)
+    return anyio.run(main)
 
 
 async def watch(

@@ -421,6 +421,28 @@ def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], e
     sys.exit(run_watch(settings, options))
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    """The real error inside task-group wrappers (``ExceptionGroup`` of one), for a readable message."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _quiet_library_loggers() -> None:
+    """Client libraries log connection trouble themselves; the report already says it, once, in our words.
+
+    Without a handler Python prints their WARNINGs on stderr (``logging.lastResort``), e.g. aiokafka's
+    background metadata refresher. A ``NullHandler`` ends that; an embedding application keeps its own
+    logging configuration, since only the CLI calls this.
+    """
+    import logging
+
+    for name in ("aiokafka", "asyncpg", "redis"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
+
+
 def _fail(message: str, code: int, *, debug: bool = False) -> NoReturn:
     if debug:
         import traceback
@@ -437,6 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    _quiet_library_loggers()
     args = [a for a in args if a != "--debug"]
     if not args:
         _fail("missing command: try 'ingest-probe --help'", errors.UsageError.exit_code)
@@ -453,5 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # writing --output, reading a file the config layer did not own
         _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 3, debug=debug)
     except Exception as exc:  # noqa: BLE001 -- the process boundary: a bug becomes one line + exit 3 (--debug: traceback)
-        _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for a traceback)", 3, debug=debug)
+        leaf = _leaf(exc)
+        hint = "" if debug else " (re-run with --debug for a traceback)"
+        _fail(f"internal error: {type(leaf).__name__}: {leaf}{hint}", 3, debug=debug)
     sys.exit(0)

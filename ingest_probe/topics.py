@@ -320,10 +320,10 @@ def run(kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool = False, validat
     if not kafka.configured or not kafka.bootstrap_servers:
         raise ConfigError("--ensure-topics and `topics` need Kafka bootstrap servers: set KAFKA_BROKERS"
                           " (or KAFKA_BOOTSTRAP_SERVERS / KAFKA_URL)")
-    import anyio
+    from ingest_probe._loop import run as run_command
 
     # Imports aiokafka (~150 ms): here, before the loop starts, so nothing in the loop blocks on it.
     from ingest_probe._topics_admin import provision
 
-    return anyio.run(functools.partial(provision, kafka, dry_run=dry_run, fix_drift=fix_drift,
-                                       validate_on_broker=validate_on_broker, step_timeout=timeout))
+    return run_command(functools.partial(provision, kafka, dry_run=dry_run, fix_drift=fix_drift,
+                                         validate_on_broker=validate_on_broker, step_timeout=timeout))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,24 @@ def test_debug_adds_a_traceback_but_keeps_the_exit_code(capsys):
         assert out == ""
         assert "Traceback" in err
         assert err.rstrip().splitlines()[-1].startswith("ingest-probe: error: REDIS_PORT='x'")
+
+
+def test_a_resolver_stuck_past_the_deadline_does_not_hold_the_exit():
+    """A DNS lookup that hangs 10 s cannot keep `report --timeout 1` alive: the run ends near the deadline."""
+    code = (
+        "import socket, time, sys\n"
+        "real = socket.getaddrinfo\n"
+        "def slow(host, *a, **k):\n"
+        "    if host in ('stuck.example', b'stuck.example'):\n"
+        "        time.sleep(10)\n"
+        "    return real(host, *a, **k)\n"
+        "socket.getaddrinfo = slow\n"
+        "from ingest_probe.cli import main\n"
+        "main(['report', '--no-env', '--connectivity', '--timeout', '1', '--extra', 'REDIS_HOST=stuck.example'])\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    wall = time.monotonic() - started
+    assert proc.returncode == 2, proc.stderr
+    assert json.loads(proc.stdout)["connectivity"][1]["error_kind"] == "timeout"
+    assert wall < 5, wall  # hang guard: without the daemon executor this takes the full 10 s
