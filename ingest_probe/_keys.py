@@ -270,10 +270,46 @@ def is_ours(key: str) -> bool:
     return upper.startswith(OUR_PREFIXES) and not upper.startswith(IGNORED_PREFIXES)
 
 
+#: difflib ratio from which an unknown key counts as a misspelling of a known one (besides one edit, below).
+#: 0.9 is about two edits in a 20-character name. Lower lets in other software's variables that share our
+#: prefixes: ``KAFKA_BROKER_ID`` (Kafka images) is 0.857 from ``KAFKA_BROKERS``, ``REDIS_NAME`` (docker
+#: links) 0.833 from ``REDIS_USERNAME``, ``KAFKA_OPTS`` 0.8 from ``KAFKA_PASS``, ``TIMESCALEDB_VERSION`` 0.8
+#: from ``TIMESCALEDB_USER``. A ratio alone misses one wrong letter in a short name (``REDIS_DV`` is 0.875
+#: from ``REDIS_DB``), hence the one-edit rule.
+CLOSE_RATIO = 0.9
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """At most one inserted, deleted or replaced character, or two adjacent ones swapped."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) != len(b):
+        short, long_ = (a, b) if len(a) < len(b) else (b, a)
+        return short[i:] == long_[i + 1 :]
+    return a[i + 1 :] == b[i + 1 :] or (a[i + 2 :] == b[i + 2 :] and a[i : i + 2] == b[i : i + 2][::-1])
+
+
 def closest_known(key: str) -> str | None:
-    """The known key name most similar to ``key`` (difflib), for "did you mean" hints."""
-    matches = difflib.get_close_matches(key.upper(), list(_BY_NAME), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    """The known key name ``key`` is plausibly a misspelling of, else ``None`` (never a far-off guess).
+
+    Close means: one edit apart (case ignored), or a difflib ratio of at least ``CLOSE_RATIO``. One-edit
+    candidates come first, then the highest ratio; ties go to the earlier key in the registry.
+    """
+    upper = key.upper()
+    best: tuple[bool, float] | None = None
+    found = None
+    for name in _BY_NAME:
+        one_edit = _one_edit_apart(upper, name)
+        matcher = difflib.SequenceMatcher(None, upper, name)
+        if not one_edit and matcher.real_quick_ratio() < CLOSE_RATIO:
+            continue
+        ratio = matcher.ratio()
+        if (one_edit or ratio >= CLOSE_RATIO) and (best is None or (one_edit, ratio) > best):
+            best, found = (one_edit, ratio), name
+    return found
 
 
 _INTRO = (

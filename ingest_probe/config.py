@@ -3,7 +3,9 @@
 Precedence, lowest first: built-in defaults < YAML (``--config``) < process environment < ``--env-file``
 (in the order given) < ``--extra KEY=VALUE``. Within the YAML file, top-level keys < ``system_config:`` <
 ``extras:`` < ``system_config: {extras: ...}``. Only keys in the registry (``_keys.KEYS``) are kept; from
-the environment nothing else is even read. Validation belongs to ``settings``; this module only reads.
+the environment nothing else is even read. An unknown key with one of our prefixes warns (from the
+environment only when it is a close miss of a known key). Validation belongs to ``settings``; this module
+only reads.
 """
 
 from __future__ import annotations
@@ -132,12 +134,22 @@ def load_config(
             if spec_for(key) is not None:
                 values[key] = RawValue(key=key, value=value, origin=origin)
             elif _keys.is_ours(key) or origin.source is Source.EXTRA:
-                warnings.append(_unknown_key_warning(key, origin))
+                warning = _unknown_key_warning(key, origin)
+                if warning is not None:
+                    warnings.append(warning)
     return RawConfig(values=values, warnings=tuple(dict.fromkeys(warnings)))
 
 
-def _unknown_key_warning(key: str, origin: Origin) -> str:
+def _unknown_key_warning(key: str, origin: Origin) -> str | None:
+    """A warning naming the known key ``key`` is close to, if any (see ``_keys.closest_known``).
+
+    From the process environment only a close miss warns: container images set variables of their own
+    with our prefixes (``REDIS_VERSION``, ``KAFKA_HEAP_OPTS``, ...) that the operator never chose. A key in
+    a YAML file, an env file or ``--extra`` was put there on purpose, so it always warns.
+    """
     guess = _keys.closest_known(key)
+    if guess is None and origin.source is Source.ENV:
+        return None
     hint = f"; did you mean {guess}?" if guess else "; no similar known key"
     return f"unknown key {key} from {origin.location} is ignored{hint}"
 

@@ -300,6 +300,51 @@ def test_unknown_prefixed_keys_warn_with_suggestion_and_source(
     )
 
 
+CONTAINER_VARIABLES = ("REDIS_VERSION", "REDIS_DOWNLOAD_URL", "REDIS_DOWNLOAD_SHA", "KAFKA_HOME",
+                       "KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS", "KAFKA_LOG4J_OPTS")
+
+
+def test_container_image_variables_in_the_environment_do_not_warn() -> None:
+    """Variables the Redis/Kafka images set (REDIS_VERSION, KAFKA_HEAP_OPTS, ...) are no misspellings: silent."""
+    raw = load_config(environ={name: "x" for name in CONTAINER_VARIABLES})
+    assert raw.warnings == ()
+
+
+def test_misspelt_key_in_the_environment_still_warns_with_suggestion() -> None:
+    """REDIS_PASWORD in the environment is one letter off REDIS_PASSWORD: it warns and names it."""
+    raw = load_config(environ={"REDIS_PASWORD": "hunter2", "KAFKA_HEAP_OPTS": "-Xmx1G"})
+    assert raw.warnings == ("unknown key REDIS_PASWORD from env is ignored; did you mean REDIS_PASSWORD?",)
+
+
+def test_container_variable_in_an_env_file_still_warns(tmp_path: Path) -> None:
+    """An env file is written on purpose: KAFKA_HEAP_OPTS there warns, without a far-fetched suggestion."""
+    env = write(tmp_path / "k.env", "KAFKA_HEAP_OPTS=-Xmx1G")
+    assert load_config(env_files=[env]).warnings == (
+        f"unknown key KAFKA_HEAP_OPTS from {env}:1 is ignored; no similar known key",
+    )
+
+
+def test_far_off_key_in_an_env_file_warns_without_suggestion(tmp_path: Path) -> None:
+    """A key close to no known key warns with no "did you mean" (REDIS_VERSION is not REDIS_URI)."""
+    env = write(tmp_path / "f.env", "REDIS_VERSION=7.2", "KAFKA_OPTS=-Dx=1")
+    warnings = load_config(env_files=[env]).warnings
+    assert warnings == (
+        f"unknown key REDIS_VERSION from {env}:1 is ignored; no similar known key",
+        f"unknown key KAFKA_OPTS from {env}:2 is ignored; no similar known key",
+    )
+    assert not any("did you mean" in w for w in warnings)
+
+
+def test_closest_known_accepts_one_edit_or_a_high_ratio_only() -> None:
+    """One edit (even in a short name) or ratio >= CLOSE_RATIO suggests a key; anything farther suggests none."""
+    assert _keys.closest_known("REDIS_DV") == "REDIS_DB"  # one substitution, ratio only 0.875
+    assert _keys.closest_known("KAFKA_BORKERS") == "KAFKA_BROKERS"  # adjacent swap
+    assert _keys.closest_known("KAFKA_SECURITYPROTOCOL") == "KAFKA_SECURITY_PROTOCOL"
+    assert _keys.closest_known("kafka_client_id") == "KAFKA_CLIENT_ID"
+    assert _keys.closest_known("KAFKA_BROKER_ID") is None  # Kafka images; 0.857 from KAFKA_BROKERS
+    assert _keys.closest_known("REDIS_NAME") is None  # docker links; 0.833 from REDIS_USERNAME
+
+
 def test_unknown_unprefixed_keys_in_files_are_silent(tmp_path: Path) -> None:
     """Files may hold other applications' keys: no warning unless the key has one of our prefixes."""
     env = write(tmp_path / "o.env", "LOG_LEVEL=debug", "API_TOKEN=x")
