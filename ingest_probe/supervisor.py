@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ingest_probe import errors
-from ingest_probe.probes._common import CLOSE_BUDGET, bounded_close
+from ingest_probe.probes._common import CLOSE_BUDGET, SILENT_PEER, bounded_close
 from ingest_probe.results import ProbeResult, Recorder, Status
 
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ class TaskSupervisor:
 
     The supervisor owns the ``random.Random`` that jitters deadlines; pass ``seed`` to reproduce a run.
     Expected probe failures (``ProbeError``) and deadline overruns become results; anything else is a
-    bug and propagates out of ``run()`` after the other tasks have been cancelled and cleaned up.
+    bug and propagates out of ``run()`` after the other tasks have been cancelled and cleaned up: as itself
+    when it is the only one (the task group's ``ExceptionGroup`` is its ``__cause__``), else as the group.
     """
 
     def __init__(
@@ -81,15 +82,23 @@ class TaskSupervisor:
         so a run lasts at most the longest deadline plus ``close_budget``.
         """
         results: list[ProbeResult | None] = [None] * len(probes)
-        async with anyio.create_task_group() as tg:
-            for index, probe in enumerate(probes):
-                if not probe.configured:
-                    results[index] = ProbeResult(name=probe.name, configured=False, status=Status.SKIPPED)
-                    continue
-                deadline = self.jitter.deadline(self.timeout, self._rng)
-                name = f"{self.namespace}-{probe.name}"
-                task = self._tasks[name] = _Task(name, deadline)
-                tg.start_soon(self._guard, probe, task, results, index, close, name=name)
+        try:
+            async with anyio.create_task_group() as tg:
+                for index, probe in enumerate(probes):
+                    if not probe.configured:
+                        results[index] = ProbeResult(name=probe.name, configured=False, status=Status.SKIPPED)
+                        continue
+                    deadline = self.jitter.deadline(self.timeout, self._rng)
+                    name = f"{self.namespace}-{probe.name}"
+                    task = self._tasks[name] = _Task(name, deadline)
+                    tg.start_soon(self._guard, probe, task, results, index, close, name=name)
+        except BaseExceptionGroup as group:
+            sole = _sole_error(group)
+            if sole is None:
+                raise
+            # A bug in one probe reaches the caller as itself (KeyError…), not as "unhandled errors in a
+            # TaskGroup"; the group stays attached as the cause, with every traceback.
+            raise sole from group
         return [r for r in results if r is not None]
 
     async def _guard(
@@ -111,10 +120,9 @@ class TaskSupervisor:
                 task.finish("failed")
                 return
             if scope.cancelled_caught:
-                stuck = f" during {rec.current_phase}" if rec.current_phase else ""
                 timeout = errors.ProbeTimeoutError(
-                    f"no answer from {probe.endpoint or probe.name} within {task.deadline:.2f} s{stuck}"
-                    " (deadline from --timeout): server frozen, overloaded or black-holed?"
+                    f"no answer from {probe.endpoint or probe.name} within {task.deadline:.2f} s"
+                    f"{_stuck(rec.current_phase)}"
                 )
                 results[index] = _failed(probe, rec, timeout, started, task.deadline)
                 task.finish("cancelled")
@@ -154,6 +162,33 @@ class TaskSupervisor:
             "deadlines_s": {t.name: round(t.deadline, 4) for t in self._tasks.values()},
             **self.describe(),
         }
+
+
+def _stuck(phase: str | None) -> str:
+    """Where a probe was when its deadline hit, and what that suggests."""
+    where = f" during {phase}" if phase else ""
+    if phase == "resolve":
+        return f"{where} (deadline from --timeout): the name lookup hangs; DNS server slow or unreachable?"
+    if phase == "query":  # it answered the handshake: the right service, just not answering now
+        return f"{where} (deadline from --timeout): server frozen, overloaded or black-holed?"
+    return f"{where} (deadline from --timeout): {SILENT_PEER}"
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception in ``group`` (nested groups flattened) that is not a cancellation, else None.
+
+    None when there are several (each one matters: the group is re-raised as it is) or none.
+    """
+    cancelled = anyio.get_cancelled_exc_class()
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        elif not isinstance(exc, cancelled):
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
 
 
 def _elapsed_ms(started: float) -> float:

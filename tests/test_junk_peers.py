@@ -92,6 +92,45 @@ async def test_junk_peer_is_protocol_and_others_still_reported(
     await assert_no_stray_tasks()
 
 
+#: (probe, the server really on that port): the wrong-port pairings a reviewer hit.
+WRONG_PORTS = [("redis", "postgres"), ("timescale", "redis"), ("timescale", "kafka"), ("redis", "kafka"),
+               ("kafka", "redis"), ("kafka", "postgres")]  # fmt: skip
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(("probe_name", "server"), WRONG_PORTS)
+async def test_wrong_service_on_the_port_is_named_as_a_possibility(
+    probe_name: str, server: str, pg_server: PostgresServer, redis_server: RedisServer, kafka_broker: Any
+) -> None:
+    """A probe pointed at another real server's port says the port may be another service's, never TLS."""
+    port = {"postgres": pg_server.port, "redis": redis_server.port, "kafka": kafka_broker.port}[server]
+    probe: Probe
+    if probe_name == "timescale":
+        probe = TimescaleProbe(pg_settings(pg_server, port=port))
+    elif probe_name == "redis":
+        probe = RedisProbe(redis_server.settings(port=port, password=None, tls=False))
+    else:
+        probe = KafkaProbe(KafkaSettings(configured=True, bootstrap_servers=(f"127.0.0.1:{port}",)))
+    started = time.monotonic()
+    [result] = await TaskSupervisor(timeout=T, jitter=0.0).run([probe])
+    wall = time.monotonic() - started
+    assert result.status is Status.DOWN, result
+    assert result.error is not None
+    assert str(port) in result.error
+    # Where the peer's bytes (or its hanging up) give it away: protocol; a peer that silently waits for
+    # more of its own protocol looks like a black hole: timeout, naming the possibility.
+    assert result.error_kind in ("protocol", "timeout"), result
+    if result.error_kind == "protocol":
+        assert f"is this really a {PROTOCOL[probe_name]} port" in result.error, result.error
+    else:
+        assert "a different service listens on that port" in result.error, result.error
+    if (probe_name, server) == ("redis", "postgres"):  # PostgreSQL hangs up: not mistaken for TLS-only
+        assert result.error_kind == "protocol", result.error
+        assert "REDIS_SSL" not in result.error
+    assert wall < T + HANG_GUARD
+    await assert_no_stray_tasks()
+
+
 @pytest.mark.live
 def test_cli_report_survives_junk_on_the_kafka_port(
     pg_server: PostgresServer, redis_server: RedisServer
@@ -209,5 +248,5 @@ def _bug_at_the_boundary(name: str, monkeypatch: pytest.MonkeyPatch) -> Probe:
 async def test_type_error_from_our_code_still_propagates(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A TypeError raised by our code at a probe's library boundary is a bug: it escapes the supervisor."""
     probe = _bug_at_the_boundary(name, monkeypatch)
-    with pytest.RaisesGroup(pytest.RaisesExc(TypeError, match="a bug in our code")):
+    with pytest.raises(TypeError, match="a bug in our code"):
         await TaskSupervisor(timeout=T, jitter=0.0).run([probe])

@@ -9,11 +9,12 @@ import uuid
 from typing import Any
 
 import pytest
-from fakes import assert_failed, run_once
+from fakes import assert_failed, make_settings, run_once
 from live.kafka import ENV_BOOTSTRAP, NEEDS_OWNED, TansuBroker, TlsKafka, client_connections, wait_until
-from live.net import BlackHole, free_port
+from live.net import BlackHole, ResetProxy, free_port
 
-from ingest_probe.probes.kafka import KafkaProbe, split_bootstrap
+from ingest_probe.probes import build_probes
+from ingest_probe.probes.kafka import KafkaProbe, metadata_request, split_bootstrap
 from ingest_probe.results import Recorder, Status
 from ingest_probe.settings import KafkaSettings, Secret, TopicSpec
 from ingest_probe.supervisor import TaskSupervisor
@@ -225,6 +226,32 @@ async def test_sasl_client_against_plaintext_broker_is_auth(kafka_broker: Any) -
 
 
 @pytest.mark.live
+@pytest.mark.parametrize("set_protocol", [False, True], ids=["inferred", "set"])
+async def test_sasl_ssl_against_plaintext_says_whether_the_protocol_was_inferred(
+    kafka_broker: Any, set_protocol: bool
+) -> None:
+    """Credentials without KAFKA_SECURITY_PROTOCOL: the error says SASL_SSL was inferred and how to pick
+    SASL_PLAINTEXT; when the operator set it, the error quotes the setting."""
+    if not kafka_broker.owned:
+        pytest.skip("the external broker's listener may speak TLS")
+    env = {"KAFKA_BROKERS": kafka_broker.bootstrap, "KAFKA_USERNAME": "probe", "KAFKA_PASSWORD": "x"}
+    if set_protocol:
+        env["KAFKA_SECURITY_PROTOCOL"] = "SASL_SSL"
+    [probe] = [p for p in build_probes(make_settings(**env)) if p.name == "kafka"]
+    result, wall = await run_once(probe, 1.0)
+    assert result.status is Status.DOWN, result
+    assert result.error is not None
+    if set_protocol:
+        assert "KAFKA_SECURITY_PROTOCOL is SASL_SSL" in result.error
+    else:
+        assert "KAFKA_SECURITY_PROTOCOL is SASL_SSL" not in result.error
+        assert "KAFKA_SECURITY_PROTOCOL is not set, so SASL_SSL was inferred" in result.error
+        assert "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT" in result.error
+    assert wall < 1.0 + SLACK
+    assert_no_leak(kafka_broker.port, kafka_broker)
+
+
+@pytest.mark.live
 async def test_tls_client_against_plaintext_listener_is_timeout_with_hint(kafka_broker: Any) -> None:
     """TLS configured against a plaintext listener: no handshake answer, `timeout` with a TLS hint."""
     if not kafka_broker.owned:
@@ -324,6 +351,36 @@ async def test_warm_reuse_keeps_one_client_and_one_connection(kafka_broker: Any)
 
 
 @pytest.mark.live
+@pytest.mark.parametrize("drop", ["reset", "expire"])
+async def test_warm_connection_reset_by_a_middlebox_reconnects_once(drop: str) -> None:
+    """A warm connection a middlebox RSTs now or on the next send (idle timeout): one reconnect, then ok."""
+    if os.environ.get(ENV_BOOTSTRAP):
+        pytest.skip(NEEDS_OWNED)
+    port = free_port()  # the proxy's: Tansu advertises it, so every connection goes through the proxy
+    with TansuBroker.start(advertised_port=port) as broker, ResetProxy(broker.port, port=port) as proxy:
+        probe = KafkaProbe(kafka_settings(f"127.0.0.1:{port}"))
+        supervisor = TaskSupervisor(timeout=5.0, jitter=0.0)
+        try:
+            [first] = await supervisor.run([probe], close=False)
+            assert first.status is Status.OK, first.error
+            assert (proxy.reset_clients() if drop == "reset" else proxy.expire_clients()) >= 1
+            started = time.monotonic()
+            [second] = await supervisor.run([probe], close=False)
+            assert second.status is Status.OK, second.error
+            assert second.details["reconnected"] is True
+            assert second.details["reused_client"] is False
+            assert second.phases["connect"] is not None
+            assert time.monotonic() - started < 5.0 + SLACK
+            [third] = await supervisor.run([probe], close=False)
+            assert third.status is Status.OK, third.error
+            assert third.details["reused_client"] is True
+            assert "reconnected" not in third.details
+        finally:
+            await probe.aclose()
+        assert_no_leak(port)
+
+
+@pytest.mark.live
 async def test_aclose_is_safe_in_every_state(kafka_broker: Any) -> None:
     """aclose() on a never-checked probe, after a failed start and twice in a row never raises."""
     await KafkaProbe(kafka_settings(kafka_broker.bootstrap)).aclose()
@@ -338,6 +395,8 @@ async def test_aclose_is_safe_in_every_state(kafka_broker: Any) -> None:
 
 
 class FakeMetadata:
+    API_VERSION = 5
+
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
 
@@ -373,6 +432,46 @@ def test_partitions_without_leader_degrade() -> None:
     assert "orders[1]" in message
     assert rec.details["partitions_without_leader"] == {"orders": [1], "trades": [-1]}
     assert rec.details["topics_present"] == ["orders", "trades"]
+
+
+@pytest.mark.parametrize(("max_version", "sent"), [(0, 0), (1, 1), (3, 3), (4, 4), (5, 5), (12, 5)])
+def test_metadata_request_cannot_create_topics_at_any_version(max_version: int, sent: int) -> None:
+    """From Metadata v4 the topics are named with auto-creation off; below, none is named (all topics asked)."""
+    request = metadata_request(["orders", "trades"])
+    struct = request.prepare({3: (0, max_version)})  # what aiokafka's connection does with its versions
+    assert struct.API_VERSION == sent
+    if sent >= 4:
+        assert struct.topics == ["orders", "trades"]
+        assert struct.allow_auto_topic_creation is False
+    else:
+        # v0: an empty array means every topic; v1-v3: a null array (int32 -1) does, an empty one none.
+        assert struct.topics == ([] if sent == 0 else None)
+        assert struct.encode() == (b"\x00\x00\x00\x00" if sent == 0 else b"\xff\xff\xff\xff")
+
+
+def test_old_metadata_version_is_filtered_and_noted() -> None:
+    """A v3 response listing every topic: only the configured ones count, and details say why."""
+    probe = KafkaProbe(kafka_settings("b:9092", ("orders", "missing")))
+    rec = Recorder(endpoint=probe.endpoint, phase_names=probe.phase_names)
+    response = FakeMetadata(
+        {
+            "brokers": [{"node_id": 1, "host": "b", "port": 9092, "rack": None}],
+            "cluster_id": "c1",
+            "controller_id": 1,
+            "topics": [
+                {"error_code": 0, "topic": "orders", "is_internal": False,
+                 "partitions": [{"error_code": 0, "partition": 0, "leader": 1, "replicas": [1], "isr": [1]}]},
+                {"error_code": 0, "topic": "someone-elses", "is_internal": False, "partitions": []},
+            ],
+        }
+    )  # fmt: skip
+    response.API_VERSION = 3
+    probe._record(rec, response)
+    assert rec.details["topics_present"] == ["orders"]
+    assert rec.details["topics_missing"] == ["missing"]
+    assert "Metadata v3" in rec.details["metadata_note"]
+    assert rec.degraded is not None
+    assert rec.degraded[0] == "missing_topic"
 
 
 @pytest.mark.parametrize(

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio
 import pytest
 from fakes import assert_failed, run_once
-from live.net import BlackHole, free_port
+from live.net import BlackHole, ResetProxy, free_port
 from live.redis import (
     AUTH_PASSWORD,
     LIMITED_PASSWORD,
@@ -365,3 +369,57 @@ async def test_missing_redis_library_is_driver_error(
     monkeypatch.setitem(sys.modules, "redis", None)
     result, _ = await run_once(RedisProbe(redis_server.settings()), T)
     assert_failed(result, "driver", "pip install redis")
+
+
+async def test_stuck_name_lookup_is_abandoned_off_the_callers_executor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lookup stuck in the resolver times out in phase resolve, in a daemon thread, not the loop's executor."""
+    release = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def stuck_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread())
+        release.wait(30)
+        raise socket.gaierror(socket.EAI_AGAIN, "released by the test")
+
+    loop = asyncio.get_running_loop()
+    callers_executor = ThreadPoolExecutor(max_workers=1)  # an embedder's loop, with its own small executor
+    loop.set_default_executor(callers_executor)
+    monkeypatch.setattr(socket, "getaddrinfo", stuck_getaddrinfo)
+    try:
+        probe = RedisProbe(RedisSettings(configured=True, host="stuck.example", port=6379))
+        result, wall = await run_once(probe, T)
+        assert_failed(result, "timeout", "during resolve")
+        assert wall < HANG_GUARD
+        assert [t.daemon for t in threads] == [True]
+        with anyio.fail_after(HANG_GUARD):  # the caller's executor is still free for its own work
+            assert await loop.run_in_executor(None, lambda: 42) == 42
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize("drop", ["reset", "expire"])
+async def test_warm_connection_reset_by_a_middlebox_reconnects_once(redis_server: RedisServer, drop: str) -> None:
+    """A warm connection a middlebox RSTs now or on the next send (idle timeout): one reconnect, then ok."""
+    name = unique_name()
+    with ResetProxy(redis_server.port) as proxy:
+        probe = RedisProbe(redis_server.settings(port=proxy.port, client_name=name))
+        try:
+            first, _ = await run_once(probe, T, close=False)
+            assert first.status is Status.OK, first
+            # reset: the loop may see the RST before the next check; expire: only the next send meets it.
+            assert (proxy.reset_clients() if drop == "reset" else proxy.expire_clients()) == 1
+            second, wall = await run_once(probe, T, close=False)
+            assert second.status is Status.OK, second
+            assert second.details["reconnected"] is True
+            assert second.details["reused_connection"] is False
+            assert second.phases["connect"] is not None
+            assert wall < HANG_GUARD
+            third, _ = await run_once(probe, T, close=False)
+            assert third.status is Status.OK, third
+            assert third.details["reused_connection"] is True
+            assert "reconnected" not in third.details
+            assert proxy.accepted == 2
+        finally:
+            await probe.aclose()
+    await wait_for_clients(redis_server, name, 0)
+    assert_no_stray_tasks()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import anyio
 import pytest
 from fakes import assert_failed, assert_no_stray_tasks, pg_settings, run_once
-from live.net import BlackHole, DelayProxy, free_port
+from live.net import BlackHole, DelayProxy, ResetProxy, free_port
 from live.postgres import CERT_USER, PostgresServer
 
 from ingest_probe.probes import timescale as timescale_module
@@ -410,6 +412,53 @@ async def test_warm_probe_keeps_one_connection_and_survives_restart(pg_server: P
     await assert_no_stray_tasks()
 
 
+async def test_restart_between_checks_without_await_reconnects_once(pg_server: PostgresServer) -> None:
+    """A restart the loop has not seen (no await between): the reused connection fails, one reconnect is ok."""
+    s = pg_settings(pg_server)
+    probe = TimescaleProbe(s)
+    try:
+        first, _ = await run_once(probe, 5.0, close=False)
+        assert first.status is Status.OK, first
+        pg_server.restart()  # blocking on purpose: the event loop gets no turn to notice the dead socket
+        second, wall = await run_once(probe, 5.0, close=False)
+        assert second.status is Status.OK, second
+        assert second.details["reconnected"] is True
+        assert second.details["reused_connection"] is False
+        assert second.phases["connect"] is not None
+        assert wall < 5.0 + HANG_GUARD
+        assert await server_connections(pg_server, s.application_name, expect=1) == 1
+    finally:
+        await probe.aclose()
+    assert await server_connections(pg_server) == 0
+    await assert_no_stray_tasks()
+
+
+@pytest.mark.parametrize("drop", ["reset", "expire"])
+async def test_warm_connection_reset_by_a_middlebox_reconnects_once(pg_server: PostgresServer, drop: str) -> None:
+    """A warm connection a middlebox RSTs now or on the next send (idle timeout): one reconnect, then ok."""
+    with ResetProxy(pg_server.port) as proxy:
+        s = pg_settings(pg_server, port=proxy.port)
+        probe = TimescaleProbe(s)
+        try:
+            first, _ = await run_once(probe, 5.0, close=False)
+            assert first.status is Status.OK, first
+            # reset: the loop may see the RST before the next check; expire: only the next send meets it.
+            assert (proxy.reset_clients() if drop == "reset" else proxy.expire_clients()) == 1
+            second, wall = await run_once(probe, 5.0, close=False)
+            assert second.status is Status.OK, second
+            # asyncpg notices an RST it has read and closes the connection itself: no retry needed then.
+            assert second.details.get("reconnected", drop == "reset") is True, (second, proxy.resets)
+            assert second.details["reused_connection"] is False
+            assert wall < 5.0 + HANG_GUARD
+            third, _ = await run_once(probe, 5.0, close=False)
+            assert third.details["reused_connection"] is True, third
+            assert "reconnected" not in third.details
+        finally:
+            await probe.aclose()
+    assert await server_connections(pg_server) == 0
+    await assert_no_stray_tasks()
+
+
 async def test_aclose_on_dead_server_does_not_raise(tmp_path: Path) -> None:
     """aclose() of a warm probe whose server was stopped returns quietly and promptly."""
     with PostgresServer.start(name="pg-doomed") as pg:
@@ -466,3 +515,46 @@ async def test_sqlite_junk_file_is_protocol(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not a database" * 100)
     result, _ = await run_once(TimescaleProbe(sqlite_settings(junk)), T)
     assert_failed(result, "protocol", str(junk), "not an SQLite database")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+async def test_sqlite_non_regular_file_is_refused_without_opening(tmp_path: Path, kind: str) -> None:
+    """A FIFO or directory as the rehearsal file: down/protocol at once, never opened (a FIFO would block)."""
+    target = tmp_path / "rehearsal.db"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    result, wall = await run_once(TimescaleProbe(sqlite_settings(target)), T)
+    assert_failed(result, "protocol", str(target), "not an SQLite database file", "FIFO" if kind == "fifo" else kind)
+    assert wall < T + HANG_GUARD
+    await assert_no_stray_tasks()
+
+
+async def test_sqlite_missing_relative_path_names_absolute_path_and_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sqlite:///relative (three slashes) that is missing: the error shows the absolute path tried and the fix."""
+    monkeypatch.chdir(tmp_path)
+    result, _ = await run_once(TimescaleProbe(sqlite_settings(Path("data/sim.db"))), T)
+    assert_failed(result, "not_found", str(tmp_path / "data" / "sim.db"), "absolute paths need sqlite:////abs/path")
+    absolute, _ = await run_once(TimescaleProbe(sqlite_settings(tmp_path / "abs.db")), T)
+    assert_failed(absolute, "not_found", str(tmp_path / "abs.db"))
+    assert "sqlite:////" not in (absolute.error or "")
+
+
+def test_stuck_sqlite_call_does_not_hold_the_process_exit(tmp_path: Path) -> None:
+    """A SQLite call that never returns is abandoned at the deadline and the CLI process still exits."""
+    db = tmp_path / "sim.db"
+    db.write_bytes(b"")
+    code = (
+        "import sys, threading\n"
+        "from ingest_probe.probes import timescale\n"
+        "timescale._sqlite_select_one = lambda *args: threading.Event().wait()  # a hung mount\n"
+        "from ingest_probe.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    args = ["report", "--no-env", "--connectivity", "--timeout", "1", "--extra", f"TIMESCALEDB_URL=sqlite:///{db}"]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "timescale down [timeout]" in proc.stderr

@@ -185,9 +185,8 @@ async def test_probe_bug_propagates_to_the_caller_and_clients_still_close():
 
     probes = [FakeProbe("timescale"), FakeProbe("redis", buggy), FakeProbe("kafka")]
     async with Prober(make_settings(), probes=probes) as prober:
-        with pytest.raises(ExceptionGroup) as info:
+        with pytest.raises(KeyError, match="bug"):
             await prober.check()
-        assert info.group_contains(KeyError)
         # the prober stays usable for the next check
         probes[1].behaviour = None
         assert [r.status for r in await prober.check()] == [Status.OK] * 3
@@ -209,9 +208,8 @@ async def test_bug_nobody_waited_for_is_raised_on_exit():
                 await prober.check()
             await anyio.sleep(0.2)
 
-    with pytest.raises(ExceptionGroup) as info:
+    with pytest.raises(KeyError, match="late bug"):
         await body()
-    assert info.group_contains(KeyError)
     assert probes[0].closed
 
 

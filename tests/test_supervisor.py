@@ -97,16 +97,16 @@ async def test_unconfigured_probe_is_skipped_without_a_task():
 
 
 async def test_bug_in_a_probe_propagates_and_others_are_cleaned_up():
-    """A non-ProbeError (a bug) fails loudly; sibling tasks are cancelled and closed, none leak."""
+    """A non-ProbeError (a bug) fails loudly as itself; sibling tasks are cancelled and closed, none leak."""
 
     async def bug(rec):
         raise TypeError("bug in our code")
 
     slow = FakeProbe("timescale", connect=hang)
     buggy = FakeProbe("redis", bug)
-    with pytest.raises(ExceptionGroup) as info:  # noqa: PT012 -- the group wraps the TypeError
+    with pytest.raises(TypeError, match="bug in our code") as info:
         await TaskSupervisor(timeout=5.0).run([slow, buggy])
-    assert info.group_contains(TypeError)
+    assert isinstance(info.value.__cause__, ExceptionGroup)  # the task group's, kept as context
     assert slow.closed
     assert buggy.closed
     assert asyncio.all_tasks() == {asyncio.current_task()}
@@ -186,3 +186,29 @@ def test_bad_supervisor_arguments_are_usage_errors(kwargs, message):
     """Nonsensical timeout/jitter are usage errors (exit 3), not silent defaults."""
     with pytest.raises(errors.UsageError, match=message):
         TaskSupervisor(**kwargs)
+
+
+async def test_two_bugs_stay_an_exception_group():
+    """Bugs in two probes at once are both raised, in the task group's ExceptionGroup."""
+
+    async def key_error(rec):
+        raise KeyError("first")
+
+    async def type_error(rec):
+        raise TypeError("second")
+
+    with pytest.raises(ExceptionGroup) as info:
+        await TaskSupervisor(timeout=5.0).run([FakeProbe("redis", key_error), FakeProbe("kafka", type_error)])
+    assert info.group_contains(KeyError)
+    assert info.group_contains(TypeError)
+
+
+async def test_deadline_hint_names_a_different_service_only_before_the_handshake():
+    """Stuck connecting: the hint includes 'a different service listens on that port'; stuck querying: not."""
+    connecting = FakeProbe("redis", connect=hang)
+    querying = FakeProbe("kafka", hang)
+    a, b = await TaskSupervisor(timeout=0.2, jitter=0.0).run([connecting, querying])
+    assert "during connect" in a.error
+    assert "a different service listens on that port" in a.error
+    assert "during query" in b.error
+    assert "different service" not in b.error

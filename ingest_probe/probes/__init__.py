@@ -33,7 +33,14 @@ def build_probes(settings: Settings) -> list[Probe]:
     from ingest_probe.probes.redis import RedisProbe
     from ingest_probe.probes.timescale import TimescaleProbe
 
-    return [TimescaleProbe(settings.timescale), RedisProbe(settings.redis), KafkaProbe(settings.kafka)]
+    # Settings.origins has an entry only for keys that were set: without one, the settings layer chose the
+    # protocol (SASL_SSL when credentials are set, else PLAINTEXT, or a URL's scheme).
+    inferred = "KAFKA_SECURITY_PROTOCOL" not in settings.origins
+    return [
+        TimescaleProbe(settings.timescale),
+        RedisProbe(settings.redis),
+        KafkaProbe(settings.kafka, protocol_inferred=inferred),
+    ]
 
 
 def preload_drivers(settings: Settings) -> None:

@@ -3,7 +3,9 @@ bounded close."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import functools
 import ipaddress
 import math
 import re
@@ -11,17 +13,25 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
+from typing import Any, TypeVar
 
 import anyio
 
 from ingest_probe import errors
+from ingest_probe._loop import DaemonExecutor
 from ingest_probe.settings import Secret
+
+T = TypeVar("T")
 
 #: Library-native timeouts get this share of the time left, so the library fails first with its own,
 #: more specific error and the supervisor's cancel scope stays the hard ceiling.
 LIBRARY_SHARE = 0.85
 #: Time a client gets to close politely, shielded from cancellation, before we stop waiting.
 CLOSE_BUDGET = 1.0
+#: Why a peer that accepted the TCP connection may never answer the handshake. A different service on the
+#: port belongs here: most wait silently for more bytes of their own protocol (Redis for a newline, Kafka
+#: for the rest of a frame whose "length" is our first bytes) instead of hanging up.
+SILENT_PEER = "server frozen, overloaded or black-holed, or a different service listens on that port?"
 
 
 def budget(*, share: float = LIBRARY_SHARE, floor: float = 0.05, default: float = 5.0) -> float:
@@ -52,19 +62,70 @@ def one_line(text: object, *, secrets: Iterable[Secret | None] = (), limit: int 
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+#: One per process: each call gets a fresh daemon thread (see ``DaemonExecutor``), so it holds no state.
+_DAEMON_EXECUTOR = DaemonExecutor()
+
+
+async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a fresh daemon thread; a cancelled await abandons the call, never waits for it.
+
+    For blocking calls that cannot be interrupted (a lookup stuck in the system resolver, a file on a hung
+    mount). Not anyio's worker threads, which the interpreter joins at exit, and not the loop's default
+    executor, which belongs to the caller (an embedder's loop): stuck calls there fill it, here they cost
+    one idle daemon thread each, until they return on their own or the process exits.
+    """
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_DAEMON_EXECUTOR, functools.partial(fn, *args))
+
+
 async def resolve(host: str, port: int) -> list[str]:
-    """Resolve ``host`` (the ``resolve`` phase); a failure is a ``DnsError`` that says what to check."""
+    """Resolve ``host`` (the ``resolve`` phase); a failure is a ``DnsError`` that says what to check.
+
+    The lookup runs in a daemon thread (``in_daemon_thread``), abandoned when the deadline cancels us.
+    """
     try:
         return [str(ipaddress.ip_address(host.strip("[]")))]  # a literal needs no lookup (nor a thread)
     except ValueError:
         pass
     try:
-        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        encoded = host.encode("ascii") if host.isascii() else host.encode("idna")
+    except UnicodeError as exc:
+        raise errors.DnsError(f"invalid host name {host!r} ({exc}): check the host name") from exc
+    try:
+        infos = await in_daemon_thread(socket.getaddrinfo, encoded, port, 0, socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise errors.DnsError(
             f"cannot resolve host {host!r} ({exc.strerror}): check the host name and DNS"
         ) from exc
+    except UnicodeError as exc:  # a label longer than 63 characters, an empty label ("a..b")
+        raise errors.DnsError(f"invalid host name {host!r} ({exc}): check the host name") from exc
     return sorted({str(info[4][0]) for info in infos})
+
+
+def connection_reset(exc: BaseException | None) -> bool:
+    """A connection reset, aborted or broken under us (not refused, not a timeout)."""
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN)
+
+
+async def speaks_tls(host: str, port: int, *, limit: float = 0.5) -> bool:
+    """Whether ``host:port`` completes a TLS handshake (certificate not checked) within ``limit`` s.
+
+    For telling a TLS-only server from a different service when a plaintext handshake was hung up on.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with anyio.move_on_after(min(limit, budget())):
+        try:
+            address = (await resolve(host, port))[0]  # our lookup (daemon thread), not the loop's executor
+            _, writer = await asyncio.open_connection(address, port, ssl=context, server_hostname=host)
+        except (OSError, errors.DnsError):  # ssl.SSLError is an OSError
+            return False
+        writer.transport.abort()  # no close_notify round trip: only the handshake was wanted
+        return True
+    return False
 
 
 def map_os_error(exc: BaseException, endpoint: str | None) -> errors.ProbeError | None:
@@ -85,7 +146,7 @@ def map_os_error(exc: BaseException, endpoint: str | None) -> errors.ProbeError 
     if isinstance(exc, ConnectionResetError | BrokenPipeError):
         return errors.RefusedError(f"connection to {where} was reset: wrong port, TLS mismatch or a proxy?")
     if isinstance(exc, TimeoutError):
-        return errors.ProbeTimeoutError(f"{where} did not answer in time")
+        return errors.ProbeTimeoutError(f"{where} did not answer in time: {SILENT_PEER}")
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return errors.RefusedError(f"{where} is unreachable ({exc.strerror}): check routing/firewall")
     if isinstance(exc, OSError) and exc.errno is not None:

@@ -12,10 +12,8 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from ingest_probe import errors
-from ingest_probe.probes._common import map_os_error, one_line
+from ingest_probe.probes._common import in_daemon_thread, map_os_error, one_line
 
 if TYPE_CHECKING:
     from ingest_probe.settings import KafkaSettings
@@ -91,16 +89,37 @@ _PRECEDENCE: tuple[type[errors.ProbeError], ...] = (
 )
 
 
+def protocol_said(s: KafkaSettings, *, inferred: bool) -> str:
+    """Where the security protocol came from, for a message: the operator's setting, or our inference."""
+    if not inferred:
+        return f"KAFKA_SECURITY_PROTOCOL is {s.security_protocol}"
+    if s.security_protocol == "SASL_SSL":
+        return (
+            "KAFKA_SECURITY_PROTOCOL is not set, so SASL_SSL was inferred from the SASL credentials or a"
+            " sasl_ssl:// URL: set KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT for a listener without TLS"
+        )
+    return f"KAFKA_SECURITY_PROTOCOL is not set, so {s.security_protocol} was inferred"
+
+
 def bootstrap_error(
-    s: KafkaSettings, endpoint: str | None, failures: list[Failure], exc: BaseException, request_timeout: float
+    s: KafkaSettings,
+    endpoint: str | None,
+    failures: list[Failure],
+    exc: BaseException,
+    request_timeout: float,
+    *,
+    inferred: bool = False,
 ) -> errors.ProbeError:
-    """A failed ``start()``: the most telling of the per-host failures, naming every server tried."""
+    """A failed ``start()``: the most telling of the per-host failures, naming every server tried.
+
+    ``inferred``: the operator did not set KAFKA_SECURITY_PROTOCOL (messages then say what we assumed).
+    """
     tried = endpoint or "(none)"
     if not failures:
         return errors.RefusedError(
             f"cannot bootstrap from Kafka servers {tried} ({one_line(exc, secrets=[s.password])})"
         )
-    mapped = [_failure(s, stage, where, err, request_timeout) for stage, where, err in failures]
+    mapped = [_failure(s, stage, where, err, request_timeout, inferred=inferred) for stage, where, err in failures]
     best = min(mapped, key=lambda e: _PRECEDENCE.index(type(e)) if type(e) in _PRECEDENCE else 99)
     return type(best)(f"Kafka bootstrap failed (tried {tried}): {best}")
 
@@ -112,13 +131,15 @@ def node_error(
     failures: list[Failure],
     exc: BaseException,
     request_timeout: float,
+    *,
+    inferred: bool = False,
 ) -> errors.ProbeError:
     """Bootstrap worked but the broker it advertised (``address``) could not be reached."""
     if not failures:
         return errors.RefusedError(
             f"Kafka broker {address} is not reachable ({one_line(exc)}): check advertised.listeners"
         )
-    best = _failure(s, "node", f"broker {address}", failures[-1][2], request_timeout)
+    best = _failure(s, "node", f"broker {address}", failures[-1][2], request_timeout, inferred=inferred)
     return type(best)(
         f"bootstrap via {endpoint} worked, but the broker address it advertises failed: {best}"
         " — check the broker's advertised.listeners"
@@ -126,7 +147,7 @@ def node_error(
 
 
 def _failure(
-    s: KafkaSettings, stage: str, where: str, err: BaseException, request_timeout: float
+    s: KafkaSettings, stage: str, where: str, err: BaseException, request_timeout: float, *, inferred: bool
 ) -> errors.ProbeError:
     """One logged per-host failure → the error tree, worded for where it happened."""
     from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -135,9 +156,11 @@ def _failure(
     if isinstance(err, TimeoutError):
         step = "the metadata request" if stage == "metadata" else "the connection handshake"
         hint = (
-            f"does this listener speak TLS (KAFKA_SECURITY_PROTOCOL is {s.security_protocol})?"
+            "does this listener speak TLS, or does a different service listen on that port?"
+            f" ({protocol_said(s, inferred=inferred)})"
             if s.security_protocol.endswith("SSL") and stage != "metadata"
-            else "broker frozen or overloaded, a firewall black hole, or a listener expecting TLS?"
+            else "broker frozen or overloaded, a firewall black hole, a listener expecting TLS, or a different"
+            " service listens on that port?"
         )
         return errors.ProbeTimeoutError(f"{where} did not answer {step} within {request_timeout:.2f} s: {hint}")
     for candidate in (err, cause):
@@ -160,8 +183,8 @@ def _failure(
                 " is that mechanism enabled on the broker, and are the credentials right?"
             )
         return errors.ProtocolError(
-            f"{where} closed the connection during the handshake: not a Kafka listener, or it expects"
-            f" TLS/SASL (KAFKA_SECURITY_PROTOCOL is {s.security_protocol})"
+            f"{where} closed the connection during the handshake: is this really a Kafka port (a different"
+            f" service may listen on it), or does it expect TLS/SASL ({protocol_said(s, inferred=inferred)})?"
         )
     if isinstance(err, KafkaError):
         return map_kafka_error(err, where, [s.password])
@@ -205,8 +228,9 @@ async def load_tls_context(s: KafkaSettings) -> ssl.SSLContext:
     files = {"KAFKA_SSL_CAFILE": s.ssl_cafile, "KAFKA_SSL_CERTFILE": s.ssl_certfile,
              "KAFKA_SSL_KEYFILE": s.ssl_keyfile}  # fmt: skip
     try:
-        # Reading CA/cert/key files is blocking I/O: keep it off the event loop.
-        context: ssl.SSLContext = await anyio.to_thread.run_sync(_load_tls_context, files)
+        # Reading CA/cert/key files is blocking I/O: off the event loop, in a daemon thread (a hung mount
+        # must hold neither the deadline nor the process exit).
+        context: ssl.SSLContext = await in_daemon_thread(_load_tls_context, files)
     except OSError as exc:  # ssl.SSLError is an OSError too
         raise errors.TlsError(
             f"cannot load the Kafka TLS files ({one_line(exc)}): check KAFKA_SSL_CAFILE,"

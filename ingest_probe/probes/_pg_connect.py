@@ -9,11 +9,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from ingest_probe import errors
 from ingest_probe._keys import SSLMODES
-from ingest_probe.probes._common import library_failure, map_os_error, one_line
+from ingest_probe.probes._common import SILENT_PEER, in_daemon_thread, library_failure, map_os_error, one_line
 
 if TYPE_CHECKING:
     from ingest_probe.settings import TimescaleSettings
@@ -38,7 +36,7 @@ async def transports(s: TimescaleSettings) -> list[SslArg]:
     mode = sslmode(s)
     if mode == "disable":
         return [False]
-    context = await anyio.to_thread.run_sync(ssl_context, s, mode)  # reads cert files: off-loop
+    context = await in_daemon_thread(ssl_context, s, mode)  # reads cert files: off-loop, never joined at exit
     # prefer: TLS first, then plaintext; allow: the other way round; stricter modes: TLS only.
     fallback: dict[str, list[SslArg]] = {"allow": [False, context], "prefer": [context, False]}
     return fallback.get(mode, [context])
@@ -62,7 +60,8 @@ async def connect(
                 # not the plaintext startup: a slow server, or a service that is not PostgreSQL at all.
                 raise errors.ProbeTimeoutError(
                     f"no answer from {s.endpoint} to the plaintext startup after it refused TLS:"
-                    " server overloaded or frozen — or is this not a PostgreSQL port?"
+                    " server overloaded or frozen — or is this really a PostgreSQL port? (a different service may"
+                    " listen on that port)"
                 ) from exc
             failure = first if first is not None and _hides(first, exc) else exc
             mapped = map_pg_error(failure, s, user=user, tls_required=bool(ssl_arg) and mode not in ("allow", "prefer"))
@@ -212,8 +211,11 @@ def map_pg_error(
     if isinstance(exc, pgx.InternalClientError):  # asyncpg's ProtocolError and friends
         return errors.ProtocolError(f"{ep} sent something that is not PostgreSQL protocol: {text}")
     if isinstance(exc, TimeoutError):
-        step = "running the check query" if querying else "connecting (TCP, TLS, auth)"
-        return errors.ProbeTimeoutError(f"no answer from {ep} while {step}: server frozen, overloaded or black-holed?")
+        if querying:  # it answered the startup and authentication: PostgreSQL, just not answering now
+            return errors.ProbeTimeoutError(
+                f"no answer from {ep} while running the check query: server frozen, overloaded or black-holed?"
+            )
+        return errors.ProbeTimeoutError(f"no answer from {ep} while connecting (TCP, TLS, auth): {SILENT_PEER}")
     if isinstance(exc, ConnectionError) and exc.errno is None:  # asyncpg's own, before the protocol
         if "rejected SSL upgrade" in text and tls_required:
             return errors.TlsError(

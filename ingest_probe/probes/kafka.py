@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import ssl
 import sys
@@ -14,6 +15,7 @@ from ingest_probe.probes._common import (
     CLOSE_BUDGET,
     bounded_close,
     budget,
+    connection_reset,
     library_failure,
     one_line,
     raised_inside,
@@ -65,8 +67,11 @@ class KafkaProbe:
     name = "kafka"
     phase_names: tuple[str, ...] = ("resolve", "connect", "query")
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, *, protocol_inferred: bool = False) -> None:
+        """``protocol_inferred``: KAFKA_SECURITY_PROTOCOL was not set (the settings layer chose it), so
+        messages say the protocol was assumed and how to choose another one."""
         self.settings = settings
+        self.protocol_inferred = protocol_inferred
         self.configured = settings.configured and bool(settings.bootstrap_servers)
         self.endpoint: str | None = ",".join(s.strip() for s in settings.bootstrap_servers) or None
         self._admin: Any = None
@@ -84,14 +89,27 @@ class KafkaProbe:
     async def check(self, rec: Recorder) -> None:
         rec.details["reused_client"] = self._admin is not None
         try:
-            if self._admin is None:
-                await _import_aiokafka()  # before the phases: they time the network, not our imports
-                with rec.phase("resolve"):
-                    await self._resolve()
-                with rec.phase("connect"):
-                    await self._connect()
-            with rec.phase("query"):
-                response = await self._query()
+            response = None
+            if self._admin is not None:
+                try:
+                    with rec.phase("query"):
+                        response = await self._query()
+                except errors.ProbeError as exc:
+                    if not _lost_connection(exc):
+                        raise
+                    # The warm connection was reset or closed before any reply (a load balancer's idle
+                    # timeout, a broker restart): one fresh client within the same deadline.
+                    await self._drop()
+                    rec.details.update(reused_client=False, reconnected=True)
+            if response is None:
+                if self._admin is None:
+                    await _import_aiokafka()  # before the phases: they time the network, not our imports
+                    with rec.phase("resolve"):
+                        await self._resolve()
+                    with rec.phase("connect"):
+                        await self._connect()
+                with rec.phase("query"):
+                    response = await self._query()
             self._record(rec, response)
         except BaseException:
             # Any failure, cancellation included: the client's state is unknown, so the next check starts
@@ -119,7 +137,11 @@ class KafkaProbe:
         return self._admin
 
     async def metadata(self) -> Any:
-        """One Metadata request for the configured topics, auto-creation off; failures as ``ProbeError``s."""
+        """One Metadata request for the configured topics, auto-creation off; failures as ``ProbeError``s.
+
+        Below Metadata v4 (``response.API_VERSION < 4``) the response lists every topic of the cluster (see
+        ``metadata_request``): pick the configured ones by name.
+        """
         return await self._query()
 
     # ------------------------------------------------------------------------------------------- phases
@@ -184,7 +206,9 @@ class KafkaProbe:
             try:
                 await admin.start()
             except KafkaConnectionError as exc:
-                error = bootstrap_error(s, self.endpoint, failures, exc, self._request_timeout)
+                error = bootstrap_error(
+                    s, self.endpoint, failures, exc, self._request_timeout, inferred=self.protocol_inferred
+                )
                 raise error from (failures[-1][2] if failures else exc)
             except Exception as exc:
                 # aiokafka's SCRAM code indexes the server's reply without checking for an error
@@ -205,7 +229,6 @@ class KafkaProbe:
 
     async def _query(self) -> Any:
         from aiokafka.errors import KafkaError, NodeNotReadyError, RequestTimedOutError
-        from aiokafka.protocol.metadata import MetadataRequest
 
         # Private attribute: the admin API has no Metadata call that leaves auto-creation off.
         client = self._admin._client
@@ -215,7 +238,7 @@ class KafkaProbe:
         if node is None:
             raise errors.ProtocolError(f"{self.endpoint} returned cluster metadata that lists no broker")
         # describe_topics() would send allow_auto_topic_creation=True: a probe must never create a topic.
-        request = MetadataRequest(list(self.settings.topic_names), allow_auto_topic_creation=False)
+        request = metadata_request(list(self.settings.topic_names))
         limit = budget()
         with captured_failures() as failures, anyio.move_on_after(limit) as scope:
             try:
@@ -227,7 +250,10 @@ class KafkaProbe:
                 ) from exc
             except NodeNotReadyError as exc:
                 address = self._broker_address(node)
-                error = node_error(self.settings, self.endpoint, address, failures, exc, self._request_timeout)
+                error = node_error(
+                    self.settings, self.endpoint, address, failures, exc, self._request_timeout,
+                    inferred=self.protocol_inferred,
+                )
                 raise error from (failures[-1][2] if failures else exc)
             except KafkaError as exc:
                 raise map_kafka_error(exc, self._broker_address(node), [self.settings.password]) from exc
@@ -244,6 +270,12 @@ class KafkaProbe:
 
     def _record(self, rec: Recorder, response: Any) -> None:
         md = response.to_object()
+        version = getattr(response, "API_VERSION", None)
+        if isinstance(version, int) and version < 4:
+            rec.details["metadata_note"] = (
+                f"broker speaks Metadata v{version} only (< v4, no way to turn topic auto-creation off):"
+                " the probe asked for every topic and picked the configured ones, so it created none"
+            )
         brokers = md.get("brokers") or []
         if not brokers:
             raise errors.ProtocolError(f"{self.endpoint} returned cluster metadata that lists no broker")
@@ -334,6 +366,31 @@ class KafkaProbe:
         return f"{node} at {broker.host}:{broker.port}" if broker is not None else f"{node}"
 
 
+def metadata_request(topics: list[str]) -> Any:
+    """A Metadata request that can never create a topic, whatever version the connection negotiates.
+
+    aiokafka's ``MetadataRequest`` sends ``allow_auto_topic_creation`` only from v4 on and silently drops
+    it below; a v0–v3 request that names a missing topic makes a broker with
+    ``auto.create.topics.enable=true`` create it. So below v4 this asks for *every* topic instead (v0: an
+    empty array, v1–v3: a null array; naming none creates none) and the caller filters by name.
+    """
+    return _metadata_request_class()(topics)
+
+
+@functools.cache
+def _metadata_request_class() -> type[Any]:
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    class NoAutoCreateMetadataRequest(MetadataRequest):  # type: ignore[misc]  # aiokafka is untyped here
+        def build(self, request_struct_class: Any) -> Any:
+            version = request_struct_class.API_VERSION
+            if version >= 4:
+                return request_struct_class(self._topics, False)
+            return request_struct_class([] if version == 0 else None)  # "all topics" in each version
+
+    return NoAutoCreateMetadataRequest
+
+
 AIOKAFKA_MODULES = ("aiokafka.admin", "aiokafka.errors", "aiokafka.helpers", "aiokafka.protocol.metadata")
 
 
@@ -350,6 +407,16 @@ async def _import_aiokafka() -> None:
         await anyio.to_thread.run_sync(load)
     except ImportError as exc:
         raise errors.DriverError(f"the aiokafka client library is not usable: {one_line(exc)}") from exc
+
+
+def _lost_connection(exc: errors.ProbeError) -> bool:
+    """Whether a request on a reused client failed because its connection is gone (no reply, no timeout)."""
+    from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
+
+    if isinstance(exc, errors.ProbeTimeoutError):
+        return False
+    cause = exc.__cause__
+    return isinstance(cause, KafkaConnectionError | NodeNotReadyError) or connection_reset(cause)
 
 
 def _error_name(code: int) -> str:

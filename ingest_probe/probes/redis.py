@@ -9,7 +9,17 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from ingest_probe import errors
-from ingest_probe.probes._common import bounded_close, budget, library_failure, map_os_error, one_line, resolve
+from ingest_probe.probes._common import (
+    SILENT_PEER,
+    bounded_close,
+    budget,
+    connection_reset,
+    library_failure,
+    map_os_error,
+    one_line,
+    resolve,
+    speaks_tls,
+)
 
 if TYPE_CHECKING:
     # Absolute import: this module is ``ingest_probe.probes.redis``, the library is the top-level ``redis``.
@@ -51,6 +61,8 @@ class RedisProbe:
         self._client: Redis | None = None
         #: The library timeout of the step in flight, for messages.
         self._timeout = 0.0
+        #: Whether the server answered the check in flight (PING) yet: a lost connection is retried only before.
+        self._answered = False
 
     async def check(self, rec: Recorder) -> None:
         s = self.settings
@@ -58,22 +70,31 @@ class RedisProbe:
             raise errors.ProbeError("no Redis host configured: set REDIS_URL or REDIS_HOST")
         try:
             client = await self._warm_client()
-            rec.details["reused_connection"] = client is not None
-            if client is None:
-                with rec.phase("resolve"):
-                    await resolve(s.host, s.port)
-                with rec.phase("connect"):  # TCP + TLS + AUTH + CLIENT SETNAME (+ SELECT)
-                    client = await self._connect()
-            with rec.phase("query"):
-                self._set_read_timeout(client)
-                await client.ping()
-                await self._info(client, rec)
+            if client is not None:
+                rec.details["reused_connection"] = True
+                try:
+                    await self._query(client, rec)
+                    return
+                except Exception as exc:
+                    if self._answered or not _lost_connection(exc):
+                        raise
+                # Reset or closed before any reply (a load balancer's idle timeout, a server restart the
+                # loop has not seen yet): one fresh connection within the same deadline.
+                await self._drop()
+                rec.details["reconnected"] = True
+            rec.details["reused_connection"] = False
+            with rec.phase("resolve"):
+                await resolve(s.host, s.port)
+            with rec.phase("connect"):  # TCP + TLS + AUTH + CLIENT SETNAME (+ SELECT)
+                client = await self._connect()
+            await self._query(client, rec)
         except errors.ProbeError:
             await self._drop()
             raise
         except Exception as exc:
             await self._drop()
-            mapped = self._map_error(exc, rec.current_phase) or library_failure(
+            phase = rec.current_phase
+            mapped = await self._wrong_service(exc, phase) or self._map_error(exc, phase) or library_failure(
                 exc, package="redis", protocol="Redis", endpoint=f"Redis at {self.endpoint}",
                 secrets=[s.password],
             )
@@ -84,6 +105,15 @@ class RedisProbe:
             # Cancelled (the supervisor's deadline) or interrupted: never reuse a half-used connection.
             await self._drop()
             raise
+
+    async def _query(self, client: Redis, rec: Recorder) -> None:
+        """PING, then INFO; ``_answered`` tells whether the server replied to anything yet."""
+        self._answered = False
+        with rec.phase("query"):
+            self._set_read_timeout(client)
+            await client.ping()
+            self._answered = True
+            await self._info(client, rec)
 
     async def aclose(self) -> None:
         """Close the warm client, if any: idempotent, bounded, never raises on a dead server."""
@@ -148,10 +178,13 @@ class RedisProbe:
         conn = client.connection
         stale = conn is None or not conn.is_connected
         if conn is not None and not stale:
+            from redis.exceptions import ConnectionError as RedisConnectionError
+
             try:
-                # EOF or unsolicited bytes: the server restarted or dropped us. Sends nothing.
+                # EOF or unsolicited bytes: the server restarted or dropped us. Sends nothing. A reset
+                # connection is not seen here (redis-py only looks at EOF): check() retries that one.
                 stale = await conn.can_read()
-            except OSError:
+            except (OSError, RedisConnectionError):  # redis-py wraps the OSError in its own ConnectionError
                 stale = True
         if stale:
             await self._drop()
@@ -186,6 +219,24 @@ class RedisProbe:
             await bounded_close(lambda: _shutdown(client))
 
     # ------------------------------------------------------------------------------------------ errors
+
+    async def _wrong_service(self, exc: Exception, phase: str | None) -> errors.ProbeError | None:
+        """The peer hung up on our plaintext handshake without a byte: a TLS-only Redis, or not Redis at all?
+
+        Both look the same from here (PostgreSQL, for one, drops a client whose first bytes are no startup
+        packet), so ask the port once whether it speaks TLS. None: it does (``_closed_error`` then says to
+        turn TLS on), or this is not that case.
+        """
+        s = self.settings
+        if phase != "connect" or s.tls or s.host is None or not _lost_connection(exc):
+            return None
+        if await speaks_tls(s.host, s.port):
+            return None
+        return errors.ProtocolError(
+            f"Redis at {self.endpoint} closed the connection without answering the Redis handshake, and it does"
+            " not speak TLS either: is this really a Redis port, or does a different service listen on that"
+            " port?"
+        )
 
     def _map_error(self, exc: Exception, phase: str | None) -> errors.ProbeError | None:
         """The redis-py exception table, most specific first; None for anything that is not a known failure.
@@ -227,7 +278,9 @@ class RedisProbe:
             return self._connection_error(exc, text, phase)
         if isinstance(exc, rx.InvalidResponse):
             hint = f" (a TLS-only port? {_SSL_HINT})" if not s.tls else ""
-            return errors.ProtocolError(f"{where} does not answer like Redis ({text}): check the port{hint}")
+            return errors.ProtocolError(
+                f"{where} does not answer like Redis ({text}): is this really a Redis port?{hint}"
+            )
         if isinstance(exc, rx.ResponseError):
             if "DB index is out of range" in text:
                 return errors.QueryError(f"{where} has no database {s.db} ({text}): check REDIS_DB")
@@ -240,9 +293,12 @@ class RedisProbe:
 
     def _timeout_error(self, exc: Exception, phase: str | None) -> errors.ProbeError:
         head = f"no answer from Redis at {self.endpoint} within {self._timeout:.2f} s"
-        why = "server frozen, overloaded or black-holed?"
         if phase != "connect":
-            return errors.ProbeTimeoutError(f"{head} during {phase or 'the check'}: {why}")
+            # It answered the handshake (CLIENT SETNAME) on this connection: it is Redis, just not answering.
+            return errors.ProbeTimeoutError(
+                f"{head} during {phase or 'the check'}: server frozen, overloaded or black-holed?"
+            )
+        why = SILENT_PEER
         # redis-py says "Timeout connecting" for TCP + TLS handshake, "Timeout reading" after that.
         if self.settings.tls and "connecting" in str(exc):
             return errors.ProbeTimeoutError(
@@ -303,7 +359,7 @@ class RedisProbe:
         if phase == "connect":
             return errors.ProtocolError(
                 f"{where} closed the connection during the TLS/AUTH handshake:"
-                " check the port and TLS settings"
+                " check the TLS settings — is this really a Redis port?"
             )
         return errors.RefusedError(
             f"{where} closed the connection during the check (restart, timeout or CLIENT KILL?):"
@@ -328,6 +384,18 @@ async def _shutdown(client: Redis) -> None:
         await client.aclose()  # releases the connection and disconnects the whole pool
     except (RedisError, OSError):
         pass
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """A connection reset, closed or broken under us (not refused, not a timeout, not an answer)."""
+    from redis import exceptions as rx
+
+    if isinstance(exc, rx.AuthenticationError | rx.BusyLoadingError):  # answers, though ConnectionErrors
+        return False
+    if isinstance(exc, rx.ConnectionError):
+        cause = _os_cause(exc)
+        return connection_reset(cause) if cause is not None else "closed by server" in str(exc)
+    return connection_reset(exc)
 
 
 def _os_cause(exc: BaseException) -> OSError | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,15 @@ import anyio
 
 from ingest_probe import errors
 from ingest_probe.probes import _pg_connect
-from ingest_probe.probes._common import CLOSE_BUDGET, bounded_close, budget, one_line, resolve
+from ingest_probe.probes._common import (
+    CLOSE_BUDGET,
+    bounded_close,
+    budget,
+    connection_reset,
+    in_daemon_thread,
+    one_line,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from ingest_probe.results import Recorder
@@ -98,9 +107,13 @@ class TimescaleProbe:
             try:
                 await self._query(rec, conn)
                 return
-            except errors.RefusedError:
-                # The warm connection died under us (server restarted): one fresh attempt, then report that.
+            except errors.ProbeError as exc:
                 self._drop()
+                if not _lost_connection(exc.__cause__):
+                    raise
+                # The warm connection died under us before any reply (a server restart the loop has not
+                # seen yet, a middlebox's idle-timeout RST): one fresh attempt in the same deadline.
+                rec.details["reconnected"] = True
             except BaseException:
                 self._drop()
                 raise
@@ -207,11 +220,11 @@ class TimescaleProbe:
         if not path:
             raise errors.NotFoundError("no SQLite rehearsal path configured")
         rec.current_phase = "query"
-        # abandon_on_cancel: a stuck file system must not hold the run past its deadline; the worker
-        # finishes (and closes its handle) on its own.
-        open_ms, query_ms, version = await anyio.to_thread.run_sync(
-            _sqlite_select_one, path, budget(), abandon_on_cancel=True
-        )
+        # A daemon thread, abandoned when the deadline cancels us: a stuck file system must hold neither
+        # the run past its deadline nor the process at exit (the interpreter joins anyio's worker threads).
+        # The worker finishes (and closes its handle) on its own if the call ever returns.
+        key = self.settings.url_source_key or "TIMESCALEDB_URL"
+        open_ms, query_ms, version = await in_daemon_thread(_sqlite_select_one, path, budget(), key)
         rec.current_phase = None
         rec.phases["connect"] = open_ms
         rec.phases["query"] = query_ms
@@ -221,6 +234,25 @@ class TimescaleProbe:
             f"SQLite rehearsal backend, not TimescaleDB: {path} answered SELECT 1;"
             " point TIMESCALEDB_URL at PostgreSQL/TimescaleDB for production",
         )
+
+
+def _lost_connection(exc: BaseException | None) -> bool:
+    """Whether a reused connection failed because it is gone, not because the server answered or hung.
+
+    After a restart asyncpg may still hold the old connection: the FATAL the server sent while it was idle
+    leaves its protocol in a state where the next query fails with ``InternalClientError`` ("cannot switch
+    to state 11") or an ``InterfaceError``; a middlebox's RST surfaces as a reset or broken pipe.
+    """
+    from asyncpg import exceptions as pgx
+
+    gone = (
+        pgx.InterfaceError,  # "connection is closed", "another operation is in progress"
+        pgx.InternalClientError,  # "cannot switch to state 11"
+        pgx.ConnectionDoesNotExistError,  # "connection was closed in the middle of operation"
+        pgx.ConnectionFailureError,
+        pgx.AdminShutdownError,  # the FATAL of a fast shutdown, read just now
+    )
+    return isinstance(exc, gone) or connection_reset(exc)
 
 
 def os_user() -> str:
@@ -241,21 +273,40 @@ def os_user() -> str:
         return str(os.getuid())
 
 
-def _sqlite_select_one(path: str, timeout: float) -> tuple[float, float, str]:
-    """Worker thread: open ``path`` read-only (never creates it), ``SELECT 1``; returns timings in ms."""
+def _sqlite_select_one(path: str, timeout: float, key: str) -> tuple[float, float, str]:
+    """Worker thread: open ``path`` read-only (never creates it), ``SELECT 1``; returns timings in ms.
+
+    Only a regular file is opened: SQLite would block forever opening a FIFO and read a device.
+    """
     import sqlite3
 
-    if not os.path.exists(path):
+    absolute = os.path.abspath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as exc:
+        hint = (
+            f" ({path!r} is relative to the working directory {os.getcwd()}: absolute paths need"
+            " sqlite:////abs/path)"
+            if not os.path.isabs(path)
+            else ""
+        )
         raise errors.NotFoundError(
-            f"SQLite rehearsal file {path} does not exist (not created by the probe): check the path in"
-            " TIMESCALEDB_URL"
+            f"SQLite rehearsal file {absolute} does not exist (not created by the probe): check the path in"
+            f" {key}{hint}"
+        ) from exc
+    except OSError as exc:
+        raise errors.QueryError(f"cannot stat SQLite rehearsal file {absolute}: {exc.strerror}") from exc
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise errors.ProtocolError(
+            f"SQLite rehearsal path {absolute} is {what}, not an SQLite database file: check the path in {key}"
         )
     started = time.monotonic()
-    uri = Path(path).absolute().as_uri() + "?mode=ro"
+    uri = Path(absolute).as_uri() + "?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=timeout)
     except sqlite3.Error as exc:
-        raise errors.QueryError(f"cannot open SQLite file {path} read-only: {one_line(exc)}") from exc
+        raise errors.QueryError(f"cannot open SQLite file {absolute} read-only: {one_line(exc)}") from exc
     try:
         opened = time.monotonic()
         try:
@@ -263,8 +314,8 @@ def _sqlite_select_one(path: str, timeout: float) -> tuple[float, float, str]:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header: is it SQLite?
         except sqlite3.DatabaseError as exc:
             if "not a database" in str(exc):
-                raise errors.ProtocolError(f"{path} is not an SQLite database: {one_line(exc)}") from exc
-            raise errors.QueryError(f"SELECT 1 on SQLite file {path} failed: {one_line(exc)}") from exc
+                raise errors.ProtocolError(f"{absolute} is not an SQLite database: {one_line(exc)}") from exc
+            raise errors.QueryError(f"SELECT 1 on SQLite file {absolute} failed: {one_line(exc)}") from exc
         done = time.monotonic()
     finally:
         conn.close()

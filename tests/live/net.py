@@ -1,9 +1,12 @@
-"""Loopback network helpers: free ports, black-hole and junk-answering listeners, a latency-injecting TCP proxy."""
+"""Loopback network helpers: free ports, black-hole and junk-answering listeners, latency-injecting and
+connection-resetting TCP proxies."""
 
 from __future__ import annotations
 
 import contextlib
+import selectors
 import socket
+import struct
 import threading
 import time
 
@@ -115,6 +118,128 @@ class DelayProxy:
                 s.close()
 
     def __enter__(self) -> DelayProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ResetProxy:
+    """Forwards TCP to ``127.0.0.1:target`` and drops idle connections the way a middlebox does.
+
+    ``reset_clients()``: every open connection gets an RST now. ``expire_clients()``: what a load
+    balancer or NAT gateway does to a connection idle past its timeout — it forgets it (the upstream side
+    is closed, the server sees its client go) and answers the client's next packet with an RST, so the
+    client's socket looks open until it sends. New connections are forwarded normally. ``port``: listen
+    there (a broker may have to advertise it); default a free one.
+    """
+
+    def __init__(self, target: int, *, port: int | None = None) -> None:
+        self.target = target
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", port or 0))
+        self._sock.listen(64)
+        self.port: int = self._sock.getsockname()[1]
+        self.accepted = 0
+        self.resets = 0
+        self._closed = False
+        self._lock = threading.Lock()
+        #: Per open connection: (reset now, expire, done), events its pump thread watches.
+        self._conns: list[tuple[threading.Event, threading.Event, threading.Event]] = []
+        threading.Thread(target=self._accept, name="resetproxy", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            self.accepted += 1
+            events = (threading.Event(), threading.Event(), threading.Event())
+            with self._lock:
+                self._conns.append(events)
+            threading.Thread(target=self._pump, args=(client, upstream, *events), daemon=True).start()
+
+    def _pump(
+        self,
+        client: socket.socket,
+        upstream: socket.socket,
+        reset: threading.Event,
+        expire: threading.Event,
+        done: threading.Event,
+    ) -> None:
+        """One thread per connection, both directions, so only this thread ever touches the two sockets."""
+        peer = {client: upstream, upstream: client}
+        rst = False
+        with selectors.DefaultSelector() as sel:
+            sel.register(client, selectors.EVENT_READ)
+            sel.register(upstream, selectors.EVENT_READ)
+            try:
+                while not self._closed:
+                    if reset.is_set():
+                        rst = True
+                        break
+                    if expire.is_set() and upstream in peer:
+                        sel.unregister(upstream)  # forgotten: the server sees its client go
+                        upstream.close()
+                        del peer[upstream]
+                    for key, _ in sel.select(timeout=0.02):
+                        src: socket.socket = key.fileobj  # type: ignore[assignment]
+                        if src is client and upstream not in peer:
+                            rst = True  # the client spoke on a forgotten connection: RST
+                            break
+                        data = src.recv(65536)
+                        if not data:
+                            raise ConnectionAbortedError  # one side closed: close both
+                        peer[src].sendall(data)
+                    if rst:
+                        break
+            except OSError:
+                pass
+        if rst:  # linger 0: close() sends an RST instead of a FIN
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.resets += 1
+        client.close()
+        upstream.close()
+        done.set()
+
+    def _open(self) -> list[tuple[threading.Event, threading.Event, threading.Event]]:
+        with self._lock:
+            self._conns = [c for c in self._conns if not c[2].is_set()]
+            return list(self._conns)
+
+    def reset_clients(self) -> int:
+        """RST every open client connection now (returns once they are all reset); how many there were."""
+        conns = self._open()
+        for reset, _, _ in conns:
+            reset.set()
+        for _, _, done in conns:
+            done.wait(5)
+        return len(conns)
+
+    def expire_clients(self) -> int:
+        """Forget every open connection: closed upstream now, RST to the client when it next sends."""
+        conns = self._open()
+        for _, expire, _ in conns:
+            expire.set()
+        time.sleep(0.1)  # the pump threads close the upstream sides (select timeout 0.02 s)
+        return len(conns)
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        for _, _, done in self._open():
+            done.wait(5)
+
+    def __enter__(self) -> ResetProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
