@@ -242,7 +242,8 @@ Exit codes:
 def topic_options(f: F) -> F:
     options = [
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
-                     help="Deadline of each admin step (connect, read, create, fix, re-read) in seconds."),
+                     help="Deadline of the whole run (connect, read, create, fix, re-read) in seconds; closing is"
+                          " bounded on top."),
         click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json",
                      show_default=True),
         output_option(),

@@ -316,7 +316,8 @@ def _plan_entry(before: TopicPlan, after: TopicPlan, changes: list[Change]) -> d
 
 def run(kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool = False, validate_on_broker: bool = False,
         timeout: float) -> ProvisioningSection:
-    """The CLI's one event-loop entry for provisioning; ``timeout`` bounds each admin step."""
+    """The CLI's one event-loop entry for provisioning; ``timeout`` is the deadline of the whole run
+    (connect, read, create, fix, re-read), plus a bounded close of the admin client."""
     if not kafka.configured or not kafka.bootstrap_servers:
         raise ConfigError("--ensure-topics and `topics` need Kafka bootstrap servers: set KAFKA_BROKERS"
                           " (or KAFKA_BOOTSTRAP_SERVERS / KAFKA_URL)")
@@ -326,4 +327,4 @@ def run(kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool = False, validat
     from ingest_probe._topics_admin import provision
 
     return run_command(functools.partial(provision, kafka, dry_run=dry_run, fix_drift=fix_drift,
-                                         validate_on_broker=validate_on_broker, step_timeout=timeout))
+                                         validate_on_broker=validate_on_broker, timeout=timeout))

@@ -8,10 +8,12 @@ from typing import Any
 
 import anyio
 import pytest
-from aiokafka.errors import IncompatibleBrokerVersion
+from aiokafka.errors import IncompatibleBrokerVersion, RequestTimedOutError
+from aiokafka.protocol.admin import CreatePartitionsRequest
 from live.net import free_port
 
 from ingest_probe import _topics_admin, errors
+from ingest_probe._topics_admin import IncrementalAlterConfigsRequest
 from ingest_probe.cli import main
 from ingest_probe.renderers.markdown import render as render_markdown
 from ingest_probe.report import build_report
@@ -108,7 +110,7 @@ def test_describe_configs_marks_only_topic_level_configs_explicit() -> None:
     bad = {"error_code": 29, "error_message": "denied", "resource_type": 2, "resource_name": "x",
            "config_entries": []}
     out = read_configs([v0, bad])
-    assert out["o"]["retention.ms"].explicit is True  # type: ignore[index]
+    assert out["o"]["retention.ms"].explicit is True  # type: ignore[index,union-attr]
     assert out["x"] == "DescribeConfigs TopicAuthorizationFailedError: denied"
 
 
@@ -230,25 +232,79 @@ class Obj:
 
 
 class FakeBroker:
-    """Kafka as the admin API sees it, answering with the recorded shapes; records every request."""
+    """Kafka as the admin API sees it, answering with the recorded shapes; records every request.
+
+    Like aiokafka, a request is prepared against the broker's API versions (Tansu 0.6: no CreatePartitions,
+    no IncrementalAlterConfigs) and gives up with RequestTimedOutError after the client's request timeout.
+    """
+
+    KAFKA_VERSIONS = {37: (0, 1), 44: (0, 0)}  # CreatePartitions, IncrementalAlterConfigs
 
     def __init__(self, *, tansu: bool = False) -> None:
         self.topics: dict[str, dict[str, Any]] = {}
         self.tansu = tansu
         self.calls: list[str] = []
+        self.requests: list[Any] = []
         self.down = False
         self.closed = 0
         self.race: set[str] = set()
         self.reject: dict[str, tuple[int, str]] = {}
+        self.reject_partitions: dict[str, tuple[int, str]] = {}
+        #: Calls that never get an answer (the client's request timeout ends them).
         self.hang: set[str] = set()
-        self.last_iac: Any = None
+        #: Seconds every call takes (a slow broker).
+        self.delay = 0.0
+        #: (call, request timeout in s) of every call, as the client had it set.
+        self.timeouts: list[tuple[str, float]] = []
 
-    def add(self, name: str, partitions: int = 1, rf: int = 1, **configs: str) -> None:
-        self.topics[name] = {"partitions": partitions, "rf": rf, "configs": dict(configs)}
+    @property
+    def versions(self) -> dict[int, tuple[int, int]]:
+        return {} if self.tansu else self.KAFKA_VERSIONS
+
+    def add(self, name: str, partitions: int = 1, rf: int = 1, configs: dict[str, str] | None = None) -> None:
+        self.topics[name] = {"partitions": partitions, "rf": rf, "configs": dict(configs or {})}
 
     def resource(self, name: str) -> dict[str, Any]:
         explicit = self.topics[name]["configs"]
         return tansu_resource(name, explicit) if self.tansu else kafka_resource(name, explicit)
+
+
+class FakeConn:
+    def __init__(self) -> None:
+        self._request_timeout = 30.0
+
+
+class FakeClient:
+    """The part of ``AIOKafkaClient`` the run uses: ``send``, a random node, the request timeouts."""
+
+    def __init__(self, broker: FakeBroker) -> None:
+        self.b = broker
+        self._request_timeout_ms = 30_000
+        self._conns = {("bootstrap", 0): FakeConn()}
+
+    def get_random_node(self) -> int:
+        return 1
+
+    async def answer(self, call: str) -> None:
+        """Record ``call``; take the broker's time; hang until the request timeout if the broker does."""
+        b = self.b
+        b.calls.append(call)
+        b.timeouts.append((call, self._request_timeout_ms / 1000))
+        await anyio.sleep(b.delay)
+        if call in b.hang:
+            await anyio.sleep(self._request_timeout_ms / 1000)
+            raise RequestTimedOutError()
+
+    async def send(self, node: int, request: Any) -> Obj:
+        request.prepare(self.b.versions)  # IncompatibleBrokerVersion without API key 44, as aiokafka
+        self.b.requests.append(request)
+        await self.answer(type(request).__name__.removesuffix("Request"))
+        responses = []
+        for _type, name, configs in request._resources:
+            for key, _op, value in configs:
+                self.b.topics[name]["configs"][key] = value
+            responses.append({"error_code": 0, "error_message": None, "resource_type": 2, "resource_name": name})
+        return Obj({"throttle_time_ms": 0, "responses": responses})
 
 
 class FakeAdmin:
@@ -256,17 +312,13 @@ class FakeAdmin:
         self.b = broker
         self._client = FakeClient(broker)
 
-    async def _maybe_hang(self, call: str) -> None:
-        self.b.calls.append(call)
-        if call in self.b.hang:
-            await anyio.sleep_forever()
-
     async def describe_configs(self, resources: list[Any]) -> list[Obj]:
-        await self._maybe_hang("DescribeConfigs")
+        await self._client.answer("DescribeConfigs")
         return [Obj({"throttle_time_ms": 0, "resources": [self.b.resource(r.name) for r in resources]})]
 
-    async def create_topics(self, new: list[Any], validate_only: bool = False) -> Obj:
-        await self._maybe_hang("CreateTopics(validate_only)" if validate_only else "CreateTopics")
+    async def create_topics(self, new: list[Any], timeout_ms: int | None = None, validate_only: bool = False) -> Obj:
+        self.b.requests.append(("CreateTopics", [t.name for t in new], timeout_ms))
+        await self._client.answer("CreateTopics(validate_only)" if validate_only else "CreateTopics")
         results = []
         for t in new:
             if t.name in self.b.race:
@@ -277,35 +329,22 @@ class FakeAdmin:
                 results.append({"topic": t.name, "error_code": code, "error_message": message})
             else:
                 if not validate_only or self.b.tansu:  # Tansu creates even for validate_only
-                    self.b.add(t.name, t.num_partitions, t.replication_factor, **t.topic_configs)
+                    self.b.add(t.name, t.num_partitions, t.replication_factor, t.topic_configs)
                 results.append({"topic": t.name, "error_code": 0, "error_message": None})
         return Obj({"throttle_time_ms": 0, "topic_errors": results})
 
-    async def create_partitions(self, topic_partitions: dict[str, Any]) -> Obj:
-        await self._maybe_hang("CreatePartitions")
-        if self.b.tansu:
-            raise IncompatibleBrokerVersion("CreatePartitionsRequest cannot be used if the API version is unknown")
-        for name, new in topic_partitions.items():
-            self.b.topics[name]["partitions"] = new.total_count
-        return Obj({"throttle_time_ms": 0, "topic_errors": []})
-
-
-class FakeClient:
-    def __init__(self, broker: FakeBroker) -> None:
-        self.b = broker
-
-    def get_random_node(self) -> int:
-        return 1
-
-    async def send(self, node: int, request: Any) -> Obj:
-        self.b.calls.append(type(request).__name__)
-        self.b.last_iac = request
-        responses = []
-        for _type, name, configs in request._resources:
-            for key, _op, value in configs:
-                self.b.topics[name]["configs"][key] = value
-            responses.append({"error_code": 0, "error_message": None, "resource_type": 2, "resource_name": name})
-        return Obj({"throttle_time_ms": 0, "responses": responses})
+    async def _send_to_controller(self, request: Any) -> Obj:
+        wire = request.prepare(self.b.versions).to_object()  # what goes on the wire (or the Tansu error)
+        self.b.requests.append(request)
+        await self._client.answer(type(request).__name__.removesuffix("Request"))
+        results = []
+        for item in wire["topic_partitions"]:
+            name, count = item["topic"], item["new_partitions"]["count"]
+            code, message = self.b.reject_partitions.get(name, (0, None))
+            if code == 0:
+                self.b.topics[name]["partitions"] = count
+            results.append({"topic": name, "error_code": code, "error_message": message})
+        return Obj({"throttle_time_ms": 0, "topic_errors": results})
 
 
 class FakeProbe:
@@ -317,12 +356,16 @@ class FakeProbe:
 
     async def connect(self) -> Any:
         self.b.calls.append("connect")
+        await anyio.sleep(self.b.delay)
         if self.b.down:
             raise errors.RefusedError("connection refused by fake:9092: is the server running on that port?")
         return self.client
 
     async def metadata(self) -> Obj:
-        self.b.calls.append("Metadata")
+        try:
+            await self.client._client.answer("Metadata")
+        except RequestTimedOutError as exc:  # as KafkaProbe maps it
+            raise errors.ProbeTimeoutError("Kafka broker 1 did not answer the metadata request in time") from exc
         have = self.b.topics
         topics = [md_topic(n, have[n]["partitions"], have[n]["rf"]) if n in have else md_topic(n, code=3)
                   for n in self.settings.topic_names]
@@ -344,10 +387,19 @@ def kafka(*specs: TopicSpec) -> KafkaSettings:
 
 
 async def provision(*specs: TopicSpec, dry_run: bool = False, **kw: Any) -> dict[str, Any]:
-    section = await _topics_admin.provision(kafka(*specs), dry_run=dry_run, step_timeout=kw.pop("step", 2.0), **kw)
+    section = await _topics_admin.provision(kafka(*specs), dry_run=dry_run, timeout=kw.pop("timeout", 2.0), **kw)
     doc = section.to_dict()
     doc["exit_code"] = section.exit_code
     return doc
+
+
+def sent(broker: FakeBroker, kind: type[Any]) -> list[Any]:
+    """The requests of ``kind`` the run sent."""
+    return [r for r in broker.requests if isinstance(r, kind)]
+
+
+def codes(doc: dict[str, Any]) -> list[str]:
+    return [n["code"] for n in doc["notes"]]
 
 
 def changes(doc: dict[str, Any], topic: str) -> list[tuple[str, str]]:
@@ -395,9 +447,10 @@ async def test_fix_drift_adds_partitions_on_kafka(broker: FakeBroker) -> None:
 
 async def test_fix_drift_sets_only_declared_configs_incrementally(broker: FakeBroker) -> None:
     """Config drift is fixed with IncrementalAlterConfigs SET of the declared key only; other overrides stay."""
-    broker.add("cfg", **{"retention.ms": "1000", "cleanup.policy": "compact"})
+    broker.add("cfg", configs={"retention.ms": "1000", "cleanup.policy": "compact"})
     doc = await provision(spec("cfg", retention_ms="2000"), fix_drift=True)
-    assert broker.last_iac._resources == [(2, "cfg", [("retention.ms", 0, "2000")])]
+    [request] = sent(broker, IncrementalAlterConfigsRequest)
+    assert request._resources == [(2, "cfg", [("retention.ms", 0, "2000")])]
     assert broker.topics["cfg"]["configs"] == {"retention.ms": "2000", "cleanup.policy": "compact"}
     assert doc["in_sync"] == ["cfg"]
     assert doc["exit_code"] == 0
@@ -479,15 +532,128 @@ async def test_unreachable_broker_every_topic_unknown(broker: FakeBroker) -> Non
     assert [n["code"] for n in doc["notes"]] == ["broker_unreachable"]
 
 
-async def test_each_admin_step_is_bounded(broker: FakeBroker) -> None:
-    """A CreateTopics that never answers is cut at the step timeout: failed with a precise message, closed."""
+# ----------------------------------------------------------------------- one request per kind of fix
+
+
+async def test_partition_increases_go_in_one_create_partitions_request(broker: FakeBroker) -> None:
+    """Every fixable partition increase rides one CreatePartitions; each topic's own result is read."""
+    for name in ("a", "b", "c"):
+        broker.add(name, partitions=1)
+    broker.reject_partitions["b"] = (37, "Topic already has 4 partitions.")  # INVALID_PARTITIONS
+    doc = await provision(spec("a", partitions=2), spec("b", partitions=3), spec("c", partitions=4), fix_drift=True)
+    [request] = sent(broker, CreatePartitionsRequest)
+    wire = request.prepare(FakeBroker.KAFKA_VERSIONS).to_object()
+    counts = [(t["topic"], t["new_partitions"]["count"]) for t in wire["topic_partitions"]]
+    assert counts == [("a", 2), ("b", 3), ("c", 4)]
+    assert (wire["validate_only"], 0 < wire["timeout"] < 2000) == (False, True)
+    assert [changes(doc, t) for t in "abc"] == [[("add_partitions", s)] for s in ("applied", "not_applied", "applied")]
+    [entry_b] = [p for p in doc["plan"] if p["topic"] == "b"]
+    assert entry_b["changes"][0]["reason"] == "InvalidPartitionsError: Topic already has 4 partitions."
+    assert (doc["in_sync"], list(doc["drift"]), doc["exit_code"]) == (["a", "c"], ["b"], 1)
+
+
+async def test_config_changes_go_in_one_incremental_alter_configs_request(broker: FakeBroker) -> None:
+    """Every config fix rides one IncrementalAlterConfigs: one resource per topic, SET of the declared keys."""
+    for name in ("a", "b", "c"):
+        broker.add(name, configs={"retention.ms": "1"})
+    doc = await provision(spec("a", retention_ms="2"), spec("b", retention_ms="3", cleanup_policy="compact"),
+                          spec("c", retention_ms="4"), fix_drift=True)
+    [request] = sent(broker, IncrementalAlterConfigsRequest)
+    assert request._resources == [(2, "a", [("retention.ms", 0, "2")]),
+                                  (2, "b", [("cleanup.policy", 0, "compact"), ("retention.ms", 0, "3")]),
+                                  (2, "c", [("retention.ms", 0, "4")])]
+    assert (doc["in_sync"], doc["exit_code"]) == (["a", "b", "c"], 0)
+
+
+async def test_round_trips_do_not_grow_with_the_number_of_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 or 8 topics to create, grow and reconfigure: the same eight round trips."""
+
+    async def calls(n: int) -> list[str]:
+        fake = FakeBroker()
+        monkeypatch.setattr(_topics_admin, "KafkaProbe", lambda settings: FakeProbe(fake, settings))
+        for i in range(n):
+            fake.add(f"old{i}", partitions=1)
+        await provision(*[spec(f"old{i}", partitions=2, retention_ms="5") for i in range(n)],
+                        *[spec(f"new{i}") for i in range(n)], fix_drift=True)
+        return fake.calls
+
+    assert await calls(1) == await calls(8) == [
+        "connect", "Metadata", "DescribeConfigs", "CreateTopics", "CreatePartitions", "IncrementalAlterConfigs",
+        "Metadata", "DescribeConfigs"]
+
+
+# ------------------------------------------------------------------------------- one deadline for the run
+
+
+async def test_request_timeouts_are_a_share_of_the_time_left(broker: FakeBroker) -> None:
+    """Each request's aiokafka timeout (and CreateTopics' broker-side timeout) is under the time left."""
+    broker.delay = 0.05
+    broker.add("grow", partitions=1)
+    await provision(spec("grow", partitions=2), spec("new"), fix_drift=True, timeout=2.0)
+    limits = [limit for call, limit in broker.timeouts]
+    assert limits == sorted(limits, reverse=True)  # shrinking with the time left
+    assert all(limit <= 0.85 * 2.0 for limit in limits)
+    [(_, _, create_ms)] = [r for r in broker.requests if isinstance(r, tuple)]
+    assert create_ms <= 0.85 * 2000 - 0.05 * 3 * 0.85 * 1000  # connect, Metadata, DescribeConfigs took 0.15 s
+
+
+async def test_the_deadline_spans_the_whole_run_not_each_step(broker: FakeBroker) -> None:
+    """Steps of 0.15 s each, 0.5 s in all: cut at the re-read, not four steps of 0.5 s; the topic is
+    reported created (the broker said so) but its state unknown, exit 2, the client closed."""
+    broker.delay = 0.15
+    started = time.monotonic()
+    doc = await provision(spec("new"), timeout=0.5)
+    assert time.monotonic() - started < 0.5 + 0.2
+    assert (doc["error_kind"], doc["exit_code"], doc["created"], broker.closed) == ("timeout", 2, ["new"], 1)
+    assert "cut during step reread" in doc["error"]
+    assert codes(doc) == ["deadline_exceeded", "reread_failed", "outcome_unknown"]
+    assert doc["notes"][0]["text"].startswith("step reread: the 0.5 s deadline (--timeout) ran out")
+    [entry] = doc["plan"]
+    assert (entry["action"], entry["state"]) == ("create", "unknown")
+
+
+async def test_a_stalled_create_ends_the_run_with_its_outcome_unknown(broker: FakeBroker) -> None:
+    """CreateTopics never answered: aiokafka's timeout ends the run at step create; the topics are unknown,
+    neither created nor failed; no re-read is attempted; exit 2 well within the deadline."""
     broker.hang.add("CreateTopics")
     started = time.monotonic()
-    doc = await provision(spec("slow"), step=0.2)
-    assert time.monotonic() - started < 2.0
-    assert doc["failed"] == {"slow": "CreateTopics failed: Kafka (fake:9092) did not finish CreateTopics within 0.2 s"}
-    assert doc["exit_code"] == 2
+    doc = await provision(spec("a"), spec("b"), timeout=0.5)
+    assert time.monotonic() - started < 0.5 + 0.1
+    assert (doc["created"], doc["failed"], doc["error_kind"], doc["exit_code"]) == ([], {}, "timeout", 2)
+    assert doc["error"].startswith("Kafka (fake:9092) did not answer CreateTopics within 0.4")
+    assert broker.calls.count("Metadata") == 1
+    assert codes(doc) == ["deadline_exceeded", "outcome_unknown"]
+    assert doc["notes"][0]["text"].startswith("step create:")
+    assert [p["state"] for p in doc["plan"]] == ["unknown", "unknown"]
+    assert doc["plan"][0]["message"].startswith("not re-read (CreateTopics was sent, but no answer came: outcome"
+                                                " unknown)")
     assert broker.closed == 1
+
+
+async def test_a_stalled_fix_costs_one_deadline_not_one_per_topic(broker: FakeBroker) -> None:
+    """Three topics to grow against a broker that stalls: one CreatePartitions, cut once; all three unknown,
+    the config step never sent."""
+    for name in ("a", "b", "c"):
+        broker.add(name, partitions=1)
+    broker.hang.add("CreatePartitions")
+    started = time.monotonic()
+    doc = await provision(*[spec(n, partitions=2, retention_ms="9") for n in "abc"], fix_drift=True, timeout=0.5)
+    assert time.monotonic() - started < 0.5 + 0.1
+    assert broker.calls.count("CreatePartitions") == 1
+    assert "IncrementalAlterConfigs" not in broker.calls
+    assert [p["state"] for p in doc["plan"]] == ["unknown"] * 3
+    assert doc["notes"][0]["text"].startswith("step add_partitions:")
+    assert (doc["error_kind"], doc["exit_code"]) == ("timeout", 2)
+
+
+async def test_a_dry_run_cut_at_the_read_stays_a_dry_run(broker: FakeBroker) -> None:
+    """Metadata never answered in a dry run: every topic unknown, step read named, dry_run still true, exit 2."""
+    broker.hang.add("Metadata")
+    doc = await provision(spec("a"), dry_run=True, timeout=0.3)
+    assert (doc["dry_run"], doc["error_kind"], doc["exit_code"]) == (True, "timeout", 2)
+    assert codes(doc) == ["deadline_exceeded", "broker_unreachable"]
+    assert doc["notes"][0]["text"].startswith("step read:")
+    assert [p["state"] for p in doc["plan"]] == ["unknown"]
 
 
 def test_incremental_alter_configs_v0_wire_format() -> None:

@@ -8,9 +8,12 @@ import uuid
 from typing import Any
 
 import pytest
-from live.kafka import _admin_call, _run_async, client_connections, wait_until
+from live.kafka import TansuBroker, _admin_call, _run_async, client_connections, wait_until
+from live.net import BlackHole
 
+from ingest_probe import _topics_admin
 from ingest_probe.cli import main
+from ingest_probe.probes.kafka import KafkaProbe
 
 pytestmark = pytest.mark.live
 
@@ -186,15 +189,122 @@ def test_unreachable_broker(capsys: pytest.CaptureFixture[str], tansu_broker: An
     assert [n["code"] for n in section["notes"]] == ["broker_unreachable"]
 
 
-def test_frozen_broker_is_bounded_by_the_timeout(capsys: pytest.CaptureFixture[str], tansu_broker: Any) -> None:
-    """A frozen broker (SIGSTOP) cannot hang provisioning: exit 2 with a timeout well within the deadline."""
+#: How long past --timeout a run may take: the bounded close (0.5 s + abort) and process noise, generously.
+HANG_GUARD = 2.0
+
+
+def deadline_note(section: dict[str, Any]) -> str:
+    [note] = [n["text"] for n in section["notes"] if n["code"] == "deadline_exceeded"]
+    return str(note)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["topics", "apply"], ["report", "--ensure-topics", "--connectivity"]],
+    ids=["topics-apply", "report-ensure-connectivity"],
+)
+def test_frozen_broker_is_bounded_by_one_deadline(capsys: pytest.CaptureFixture[str], tansu_broker: TansuBroker,
+                                                  command: list[str]) -> None:
+    """A frozen broker (SIGSTOP): the run ends within T plus the close budget, exit 2, step connect named.
+
+    `report` runs provisioning and then the connectivity probes, each with its own T (measured 1.9 s for
+    T = 1); the guard holds both."""
     argv = extras(tansu_broker.bootstrap, {"daily": ("a", 1, {})})
     with tansu_broker.frozen_for_a_while():
         started = time.monotonic()
+        code, doc = run(capsys, *command, "--timeout", "1", *argv)
+        elapsed = time.monotonic() - started
+    section = doc["kafka_topic_provisioning"]
+    assert (code, section["error_kind"], section["dry_run"]) == (2, "timeout", False)
+    assert elapsed < 1.0 + HANG_GUARD, elapsed
+    assert deadline_note(section).startswith("step connect: the 1 s deadline (--timeout) ran out")
+    assert [p["state"] for p in section["plan"]] == ["unknown"]
+    assert client_connections(tansu_broker.port) == 0
+
+
+def test_black_holed_broker_dry_run_is_bounded(capsys: pytest.CaptureFixture[str]) -> None:
+    """A listener that never answers: `report --ensure-topics --topics-dry-run` ends in T, dry_run still true."""
+    with BlackHole() as hole:
+        argv = extras(f"127.0.0.1:{hole.port}", {"daily": ("a", 1, {})})
+        started = time.monotonic()
+        code, section = cli(capsys, "report", "--ensure-topics", "--topics-dry-run", "--timeout", "1", *argv)
+        elapsed = time.monotonic() - started
+    assert (code, section["error_kind"], section["dry_run"]) == (2, "timeout", True)
+    assert elapsed < 1.0 + HANG_GUARD, elapsed
+    assert deadline_note(section).startswith("step connect:")
+
+
+def freeze_after(monkeypatch: pytest.MonkeyPatch, broker: TansuBroker, call: str) -> None:
+    """The broker freezes right after answering the run's first ``call`` (Metadata or DescribeConfigs)."""
+
+    class Stalling(KafkaProbe):
+        async def connect(self) -> Any:
+            admin = await super().connect()
+            describe = admin.describe_configs
+
+            async def describe_then_freeze(*args: Any) -> Any:
+                response = await describe(*args)
+                if call == "DescribeConfigs" and not broker.frozen:
+                    broker.freeze()
+                return response
+
+            admin.describe_configs = describe_then_freeze
+            return admin
+
+        async def metadata(self) -> Any:
+            response = await super().metadata()
+            if call == "Metadata" and not broker.frozen:
+                broker.freeze()
+            return response
+
+    monkeypatch.setattr(_topics_admin, "KafkaProbe", Stalling)
+
+
+def test_broker_stalling_at_create_is_cut_once(capsys: pytest.CaptureFixture[str], tansu_broker: TansuBroker,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frozen after the read: CreateTopics gets no answer; the run ends at step create within T (was: T for the
+    create plus T for the re-read), the topics unknown (never claimed created), exit 2."""
+    freeze_after(monkeypatch, tansu_broker, "Metadata")
+    argv = extras(tansu_broker.bootstrap, {"daily": (unique("stall-a"), 1, {}), "macro": (unique("stall-b"), 1, {})})
+    try:
+        started = time.monotonic()
         code, section = cli(capsys, "topics", "apply", "--timeout", "1", *argv)
         elapsed = time.monotonic() - started
+    finally:
+        tansu_broker.thaw()
+    assert (code, section["error_kind"], section["created"], section["failed"]) == (2, "timeout", [], {})
+    assert elapsed < 1.0 + HANG_GUARD, elapsed
+    assert deadline_note(section).startswith("step create:")
+    assert [(p["action"], p["state"]) for p in section["plan"]] == [("create", "unknown")] * 2
+    assert "outcome_unknown" in [n["code"] for n in section["notes"]]
+    assert client_connections(tansu_broker.port) == 0
+
+
+def test_broker_stalling_during_fix_drift_is_cut_once(capsys: pytest.CaptureFixture[str],
+                                                      tansu_broker: TansuBroker,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three drifting topics, a broker frozen after the read, --fix-drift: the run ends within T, exit 2.
+
+    On Tansu the fix itself is decided without a round trip (no CreatePartitions: `not_applied`), so the
+    re-read is the step the deadline cuts, and the topics keep the state read before (nothing was changed).
+    One CreatePartitions for all topics, whatever their number, is pinned against the request objects in
+    tests/test_topics.py (Tansu cannot show it)."""
+    names = [unique(f"stall-{dim}") for dim in ("a", "b", "c")]
+    for name in names:
+        tansu_broker.create_topic(name, partitions=1)
+    freeze_after(monkeypatch, tansu_broker, "DescribeConfigs")
+    argv = extras(tansu_broker.bootstrap, {dim: (name, 2, {}) for dim, name in zip("abc", names, strict=True)})
+    try:
+        started = time.monotonic()
+        code, section = cli(capsys, "topics", "apply", "--fix-drift", "--timeout", "1", *argv)
+        elapsed = time.monotonic() - started
+    finally:
+        tansu_broker.thaw()
     assert (code, section["error_kind"]) == (2, "timeout")
-    assert elapsed < 1.0 + 2.0  # one step's deadline plus the bounded close
+    assert elapsed < 1.0 + HANG_GUARD, elapsed
+    assert deadline_note(section).startswith("step reread:")
+    assert [c["status"] for p in section["plan"] for c in p["changes"]] == ["not_applied"] * 3
+    assert [p["state"] for p in section["plan"]] == ["drift"] * 3
     assert client_connections(tansu_broker.port) == 0
 
 
