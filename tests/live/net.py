@@ -9,6 +9,7 @@ import socket
 import struct
 import threading
 import time
+from typing import Self
 
 
 def free_port() -> int:
@@ -31,18 +32,28 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 20.0) 
             time.sleep(0.05)
 
 
-class BlackHole:
-    """Accepts TCP connections and never sends a byte (a hung server, a silent middlebox)."""
+def _dial(client: socket.socket, target: int) -> socket.socket | None:
+    """A connection to ``127.0.0.1:target`` to forward ``client`` to; None (and ``client`` closed) if refused."""
+    try:
+        return socket.create_connection(("127.0.0.1", target))
+    except OSError:
+        client.close()
+        return None
 
-    def __init__(self) -> None:
+
+class _Listener:
+    """Listens on ``127.0.0.1:port`` (default a free one); an accept thread hands each connection to
+    ``_serve``. ``close()`` closes the listener and every socket in ``_conns``."""
+
+    def __init__(self, port: int = 0) -> None:
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind(("127.0.0.1", port))
         self._sock.listen(64)
         self.port: int = self._sock.getsockname()[1]
         self._conns: list[socket.socket] = []
         self._closed = False
-        self._thread = threading.Thread(target=self._accept, name="blackhole", daemon=True)
+        self._thread = threading.Thread(target=self._accept, name=type(self).__name__.lower(), daemon=True)
         self._thread.start()
 
     def _accept(self) -> None:
@@ -51,7 +62,11 @@ class BlackHole:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            self._conns.append(conn)
+            self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        """Called on the accept thread for each new connection; by default it is just held open."""
+        self._conns.append(conn)
 
     def close(self) -> None:
         self._closed = True
@@ -59,45 +74,35 @@ class BlackHole:
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         for conn in self._conns:
-            conn.close()
+            with contextlib.suppress(OSError):
+                conn.close()
         self._thread.join(timeout=2)
 
-    def __enter__(self) -> BlackHole:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class DelayProxy:
+class BlackHole(_Listener):
+    """Accepts TCP connections and never sends a byte (a hung server, a silent middlebox)."""
+
+
+class DelayProxy(_Listener):
     """Forwards TCP to ``127.0.0.1:target`` adding ``delay`` seconds before each chunk, both directions."""
 
     def __init__(self, target: int, delay: float) -> None:
         self.target = target
         self.delay = delay
-        self._sock = socket.socket()
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self.port: int = self._sock.getsockname()[1]
-        self._closed = False
-        self._socks: list[socket.socket] = []
-        threading.Thread(target=self._accept, name="delayproxy", daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._sock.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                client.close()
-                continue
-            self._socks += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+    def _serve(self, client: socket.socket) -> None:
+        if (upstream := _dial(client, self.target)) is None:
+            return
+        self._conns += [client, upstream]
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -110,21 +115,8 @@ class DelayProxy:
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
 
-    def close(self) -> None:
-        self._closed = True
-        self._sock.close()
-        for s in self._socks:
-            with contextlib.suppress(OSError):
-                s.close()
 
-    def __enter__(self) -> DelayProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class ResetProxy:
+class ResetProxy(_Listener):
     """Forwards TCP to ``127.0.0.1:target`` and drops idle connections the way a middlebox does.
 
     ``reset_clients()``: every open connection gets an RST now. ``expire_clients()``: what a load
@@ -136,35 +128,22 @@ class ResetProxy:
 
     def __init__(self, target: int, *, port: int | None = None) -> None:
         self.target = target
-        self._sock = socket.socket()
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", port or 0))
-        self._sock.listen(64)
-        self.port: int = self._sock.getsockname()[1]
         self.accepted = 0
         self.resets = 0
-        self._closed = False
         self._lock = threading.Lock()
-        #: Per open connection: (reset now, expire, done), events its pump thread watches.
-        self._conns: list[tuple[threading.Event, threading.Event, threading.Event]] = []
-        threading.Thread(target=self._accept, name="resetproxy", daemon=True).start()
+        #: Per open connection: (reset now, expire, done), events its pump thread watches. Its sockets
+        #: stay out of ``_conns``: only the pump thread touches them.
+        self._events: list[tuple[threading.Event, threading.Event, threading.Event]] = []
+        super().__init__(port or 0)
 
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._sock.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                client.close()
-                continue
-            self.accepted += 1
-            events = (threading.Event(), threading.Event(), threading.Event())
-            with self._lock:
-                self._conns.append(events)
-            threading.Thread(target=self._pump, args=(client, upstream, *events), daemon=True).start()
+    def _serve(self, client: socket.socket) -> None:
+        if (upstream := _dial(client, self.target)) is None:
+            return
+        self.accepted += 1
+        events = (threading.Event(), threading.Event(), threading.Event())
+        with self._lock:
+            self._events.append(events)
+        threading.Thread(target=self._pump, args=(client, upstream, *events), daemon=True).start()
 
     def _pump(
         self,
@@ -211,8 +190,8 @@ class ResetProxy:
 
     def _open(self) -> list[tuple[threading.Event, threading.Event, threading.Event]]:
         with self._lock:
-            self._conns = [c for c in self._conns if not c[2].is_set()]
-            return list(self._conns)
+            self._events = [e for e in self._events if not e[2].is_set()]
+            return list(self._events)
 
     def reset_clients(self) -> int:
         """RST every open client connection now (returns once they are all reset); how many there were."""
@@ -232,21 +211,12 @@ class ResetProxy:
         return len(conns)
 
     def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
+        super().close()
         for _, _, done in self._open():
             done.wait(5)
 
-    def __enter__(self) -> ResetProxy:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class JunkServer:
+class JunkServer(_Listener):
     """Accepts TCP connections and answers every read with a garbage frame (a wrong service on the port).
 
     Each time the client sends something, the server replies with ``frame`` (default: a Kafka-style
@@ -258,26 +228,13 @@ class JunkServer:
     def __init__(self, frame: bytes | None = None, *, greeting: bytes = b"") -> None:
         self.frame = frame
         self.greeting = greeting
-        self._sock = socket.socket()
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self.port: int = self._sock.getsockname()[1]
         self.accepted = 0
-        self._conns: list[socket.socket] = []
-        self._closed = False
-        self._thread = threading.Thread(target=self._accept, name="junkserver", daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self._conns.append(conn)
-            threading.Thread(target=self._answer, args=(conn,), name="junkserver-conn", daemon=True).start()
+    def _serve(self, conn: socket.socket) -> None:
+        self.accepted += 1
+        super()._serve(conn)
+        threading.Thread(target=self._answer, args=(conn,), name="junkserver-conn", daemon=True).start()
 
     def _reply(self, request: bytes) -> bytes:
         if self.frame is not None:
@@ -296,19 +253,3 @@ class JunkServer:
                 conn.sendall(self._reply(data))
         except OSError:
             pass
-
-    def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-        for conn in self._conns:
-            with contextlib.suppress(OSError):
-                conn.close()
-        self._thread.join(timeout=2)
-
-    def __enter__(self) -> JunkServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
