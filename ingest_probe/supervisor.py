@@ -129,8 +129,9 @@ class TaskSupervisor:
                 return
             results[index] = _succeeded(probe, rec, started, task.deadline)
             task.finish("finished")
-        except BaseException:
-            task.finish("cancelled" if task.state == "running" else task.state)
+        except BaseException as exc:  # re-raised: a bug is "failed", a cancellation "cancelled"
+            if task.state == "running":
+                task.finish("failed" if isinstance(exc, Exception) else "cancelled")
             raise
         finally:
             if close:
