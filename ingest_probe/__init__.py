@@ -17,6 +17,7 @@ from ingest_probe.results import ProbeResult, Status
 if TYPE_CHECKING:
     from ingest_probe.manifest import build_manifest
     from ingest_probe.prober import Prober
+    from ingest_probe.probes._common import use_resolver
     from ingest_probe.report import Report, build_report
     from ingest_probe.settings import Settings, load_settings
     from ingest_probe.supervisor import TaskSupervisor
@@ -35,6 +36,7 @@ __all__ = [
     "build_manifest",
     "build_report",
     "load_settings",
+    "use_resolver",
 ]
 
 _LAZY = {
@@ -45,6 +47,7 @@ _LAZY = {
     "build_manifest": "ingest_probe.manifest",
     "build_report": "ingest_probe.report",
     "load_settings": "ingest_probe.settings",
+    "use_resolver": "ingest_probe.probes._common",
 }
 
 

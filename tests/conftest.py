@@ -1,3 +1,8 @@
-"""Shared fixtures; the live servers live in tests/live/ and are loaded as plugins."""
+"""Shared fixtures: the loopback guard (tests/guard/) and the live servers (tests/live/), loaded as plugins."""
 
-pytest_plugins = ["live.postgres", "live.redis", "live.kafka"]
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "guard"))
+
+pytest_plugins = ["loopback_plugin", "live.postgres", "live.redis", "live.kafka"]

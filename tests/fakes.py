@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import subprocess
 import sys
 import time
@@ -148,6 +149,19 @@ def assert_failed(result: ProbeResult, kind: str, *needles: str, status: Status 
     assert "\n" not in result.error
     for needle in needles:
         assert needle in result.error, result.error
+
+
+class UnknownNames:
+    """A resolver for ``use_resolver`` to which every name is unknown (what DNS says for NXDOMAIN): it raises
+    ``socket.gaierror(EAI_NONAME)`` and records each ``(host, port)`` asked. The machine's resolver is never
+    consulted."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append((host, port))
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
 
 async def assert_no_stray_tasks() -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from fakes import help_in_a_fresh_interpreter
+from live.kafka import wait_until
+from live.net import BlackHole
 
 from ingest_probe import drill
 from ingest_probe.cli import main
@@ -156,12 +158,20 @@ def test_unreadable_file_is_config_error(tmp_path):
 
 
 def test_cli_bad_results_file_exits_3_before_probing(capsys, tmp_path):
-    """`readiness` with an invalid results file: exit 3, one stderr line, no report, nothing probed."""
+    """`readiness` with an invalid results file: exit 3, one stderr line, no report, nothing probed (every
+    connector and the topic provisioning point at a loopback listener that counts connections: none)."""
     bad = tmp_path / "r.json"
     bad.write_text(json.dumps({"daily_bars": entry(start_ts=0)}))
-    with pytest.raises(SystemExit) as info:
-        main(["readiness", "--no-env", "--extra", "TIMESCALEDB_HOST=10.255.255.1", "--ingest-results", str(bad)])
+    with BlackHole() as hole:
+        target = f"127.0.0.1:{hole.port}"
+        with pytest.raises(SystemExit) as info:
+            main(["readiness", "--no-env", "--ingest-results", str(bad), "--ensure-topics", "--timeout", "1",
+                  "--extra", "TIMESCALEDB_HOST=127.0.0.1", "--extra", f"TIMESCALEDB_PORT={hole.port}",
+                  "--extra", f"REDIS_URL=redis://{target}/0", "--extra", f"KAFKA_BROKERS={target}",
+                  "--extra", "KAFKA_INGEST_TOPICS=daily:ingest.daily"])
+        assert not wait_until(lambda: hole.accepted > 0, timeout=0.3)
     out, err = capsys.readouterr()
+    assert hole.accepted == 0
     assert info.value.code == 3
     assert out == ""
     assert err.count("\n") == 1

@@ -9,11 +9,12 @@ import uuid
 from typing import Any
 
 import pytest
-from fakes import assert_failed, make_settings, run_once
+from fakes import UnknownNames, assert_failed, make_settings, run_once
 from live.kafka import ENV_BOOTSTRAP, NEEDS_OWNED, TansuBroker, TlsKafka, client_connections, wait_until
 from live.net import BlackHole, ResetProxy, free_port
 
 from ingest_probe.probes import build_probes
+from ingest_probe.probes._common import use_resolver
 from ingest_probe.probes.kafka import KafkaProbe, metadata_request, split_bootstrap
 from ingest_probe.results import Recorder, Status
 from ingest_probe.settings import KafkaSettings, Secret, TopicSpec
@@ -135,13 +136,19 @@ async def test_black_hole_times_out_at_the_deadline() -> None:
         assert_no_leak(hole.port)
 
 
-@pytest.mark.live
 async def test_unknown_host_is_dns() -> None:
-    """An unresolvable bootstrap host is `dns`, naming the host."""
-    probe = KafkaProbe(kafka_settings("no-such-broker.invalid:9092"))
-    result, wall = await run_once(probe, 1.0)
-    assert_failed(result, "dns", "no-such-broker.invalid")
-    assert result.phases["connect"] is None
+    """Bootstrap host names the resolver does not know (injected): `dns`, naming the host, what to check and
+    every server tried; nothing is connected to."""
+    probe = KafkaProbe(KafkaSettings(configured=True, bootstrap_servers=("no-such-broker.invalid:9092",
+                                                                        "other.invalid:9093")))
+    resolver = UnknownNames()
+    with use_resolver(resolver):
+        result, wall = await run_once(probe, 1.0)
+    assert resolver.asked == [("no-such-broker.invalid", 9092), ("other.invalid", 9093)]
+    assert_failed(result, "dns", "cannot resolve host 'no-such-broker.invalid' (Name or service not known)",
+                  "check the host name and DNS",
+                  "Kafka bootstrap servers tried: no-such-broker.invalid:9092,other.invalid:9093")
+    assert result.phases == {"resolve": None, "connect": None, "query": None}
     assert wall < 1.0 + SLACK
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
-from fakes import assert_failed, run_once
+from fakes import UnknownNames, assert_failed, run_once
 from live.net import BlackHole, ResetProxy, free_port
 from live.redis import (
     AUTH_PASSWORD,
@@ -26,6 +26,7 @@ from live.redis import (
     RedisServer,
 )
 
+from ingest_probe.probes._common import use_resolver
 from ingest_probe.probes.redis import RedisProbe
 from ingest_probe.results import Recorder, Status
 from ingest_probe.settings import RedisSettings, Secret
@@ -155,11 +156,16 @@ async def test_black_hole_times_out_within_deadline() -> None:
 
 
 async def test_unknown_host_is_dns() -> None:
-    """An unresolvable host: down/dns in the resolve phase, naming the host."""
+    """A host name the resolver does not know (injected): down/dns in the resolve phase, naming the host and
+    what to check; nothing is connected to."""
     settings = RedisSettings(configured=True, host="nonexistent.invalid", port=6379)
-    result, wall = await run_once(RedisProbe(settings), T)
-    assert_failed(result, "dns", "nonexistent.invalid")
-    assert result.phases["resolve"] is None
+    resolver = UnknownNames()
+    with use_resolver(resolver):
+        result, wall = await run_once(RedisProbe(settings), T)
+    assert resolver.asked == [("nonexistent.invalid", 6379)]
+    assert_failed(result, "dns", "cannot resolve host 'nonexistent.invalid' (Name or service not known)",
+                  "check the host name and DNS")
+    assert result.phases == {"resolve": None, "connect": None, "query": None}
     assert wall < HANG_GUARD
 
 

@@ -8,14 +8,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
-from fakes import assert_failed, assert_no_stray_tasks, pg_settings, run_once
+from fakes import UnknownNames, assert_failed, assert_no_stray_tasks, pg_settings, run_once
 from live.net import BlackHole, DelayProxy, ResetProxy, free_port
 from live.postgres import CERT_USER, PostgresServer
 
 from ingest_probe.probes import timescale as timescale_module
+from ingest_probe.probes._common import use_resolver
 from ingest_probe.probes.timescale import TimescaleProbe
 from ingest_probe.results import Status
 from ingest_probe.settings import Secret, TimescaleSettings
@@ -116,13 +118,18 @@ async def test_black_hole_times_out_within_deadline() -> None:
 
 
 async def test_unknown_host_is_dns() -> None:
-    """An unresolvable host name: down/dns in the resolve phase, naming the host."""
+    """A host name the resolver does not know (injected): down/dns in the resolve phase, naming the host and
+    what to check; nothing is connected to."""
     s = TimescaleSettings(
         configured=True, backend="postgresql", url_source_key=None, host="nonexistent.invalid"
     )
-    result, wall = await run_once(TimescaleProbe(s), T)
-    assert_failed(result, "dns", "nonexistent.invalid")
-    assert result.phases["resolve"] is None
+    resolver = UnknownNames()
+    with use_resolver(resolver):
+        result, wall = await run_once(TimescaleProbe(s), T)
+    assert resolver.asked == [("nonexistent.invalid", 5432)]
+    assert_failed(result, "dns", "cannot resolve host 'nonexistent.invalid' (Name or service not known)",
+                  "check the host name and DNS")
+    assert result.phases == {"resolve": None, "connect": None, "query": None}
     assert wall < T + HANG_GUARD
 
 
@@ -247,8 +254,12 @@ async def test_tls_required_by_client_but_not_offered(pg_server: PostgresServer)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-async def test_verify_full_with_right_ca_is_ok(pg_tls_server: PostgresServer, host: str) -> None:
-    """sslmode=verify-full with the CA that signed the server cert: ok over TLS (IP and DNS SAN)."""
+async def test_verify_full_with_right_ca_is_ok(
+    pg_tls_server: PostgresServer, host: str, loopback_hosts: Any
+) -> None:
+    """sslmode=verify-full with the CA that signed the server cert: ok over TLS (IP and DNS SAN). The name
+    ``localhost`` comes from a stub resolver (127.0.0.1), not from the machine's."""
+    loopback_hosts({"localhost": "127.0.0.1"})
     assert pg_tls_server.tls is not None
     s = pg_settings(pg_tls_server, host=host, sslmode="verify-full", sslrootcert=str(pg_tls_server.tls.ca))
     result, _ = await run_once(TimescaleProbe(s), 5.0)

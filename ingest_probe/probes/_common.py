@@ -4,6 +4,7 @@ bounded close."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import ipaddress
@@ -11,7 +12,8 @@ import math
 import re
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -78,28 +80,61 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     return await loop.run_in_executor(_DAEMON_EXECUTOR, functools.partial(fn, *args))
 
 
+#: ``fn(host, port)`` → the host's addresses, raising ``socket.gaierror`` when the name does not resolve. A
+#: blocking call: ``resolve()`` runs it in a daemon thread.
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The system's resolver (``socket.getaddrinfo``, looked up at each call), TCP addresses only."""
+    infos = socket.getaddrinfo(_encoded(host), port, 0, socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+_RESOLVER: ContextVar[Resolver] = ContextVar("ingest_probe_resolver", default=system_resolver)
+
+
+@contextlib.contextmanager
+def use_resolver(resolver: Resolver) -> Iterator[None]:
+    """Resolve host names with ``resolver`` inside this block (this context and the tasks started in it).
+
+    It decides the ``resolve`` phase of every probe (the ``dns`` error kind); the client libraries still look
+    the host up themselves when they connect. For tests (a name that must not resolve, without asking the
+    machine's DNS) and for embedders with their own name service.
+    """
+    token = _RESOLVER.set(resolver)
+    try:
+        yield
+    finally:
+        _RESOLVER.reset(token)
+
+
+def _encoded(host: str) -> bytes:
+    """The name as the resolver gets it; a ``UnicodeError`` for a name that cannot be one (an empty label)."""
+    return host.encode("ascii") if host.isascii() else host.encode("idna")
+
+
 async def resolve(host: str, port: int) -> list[str]:
     """Resolve ``host`` (the ``resolve`` phase); a failure is a ``DnsError`` that says what to check.
 
-    The lookup runs in a daemon thread (``in_daemon_thread``), abandoned when the deadline cancels us.
+    The lookup (``use_resolver``'s, by default the system's) runs in a daemon thread (``in_daemon_thread``),
+    abandoned when the deadline cancels us.
     """
     try:
         return [str(ipaddress.ip_address(host.strip("[]")))]  # a literal needs no lookup (nor a thread)
     except ValueError:
         pass
+    lookup = _RESOLVER.get()
     try:
-        encoded = host.encode("ascii") if host.isascii() else host.encode("idna")
-    except UnicodeError as exc:
-        raise errors.DnsError(f"invalid host name {host!r} ({exc}): check the host name") from exc
-    try:
-        infos = await in_daemon_thread(socket.getaddrinfo, encoded, port, 0, socket.SOCK_STREAM)
+        _encoded(host)
+        addresses = await in_daemon_thread(lookup, host, port)
     except socket.gaierror as exc:
         raise errors.DnsError(
             f"cannot resolve host {host!r} ({exc.strerror}): check the host name and DNS"
         ) from exc
     except UnicodeError as exc:  # a label longer than 63 characters, an empty label ("a..b")
         raise errors.DnsError(f"invalid host name {host!r} ({exc}): check the host name") from exc
-    return sorted({str(info[4][0]) for info in infos})
+    return sorted(set(addresses))
 
 
 def connection_reset(exc: BaseException | None) -> bool:

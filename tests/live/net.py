@@ -86,7 +86,14 @@ class _Listener:
 
 
 class BlackHole(_Listener):
-    """Accepts TCP connections and never sends a byte (a hung server, a silent middlebox)."""
+    """Accepts TCP connections and never sends a byte (a hung server, a silent middlebox); ``accepted`` counts
+    the connections it took."""
+
+    accepted = 0
+
+    def _serve(self, conn: socket.socket) -> None:
+        self.accepted += 1
+        super()._serve(conn)
 
 
 class DelayProxy(_Listener):
