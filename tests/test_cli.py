@@ -147,6 +147,17 @@ def test_config_command_shows_sources(capsys, tmp_path):
     assert rows["REDIS_DB"]["source"] == "default"
 
 
+def test_no_env_flag_reads_nothing_from_the_environment(capsys, monkeypatch):
+    """`--no-env`: a key set in the process environment is not used; without the flag it is."""
+    monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
+    monkeypatch.setenv("REDIS_PORT", "6390")
+    for flags, expected in (([], ("6390", "env")), (["--no-env"], ("6379", "default"))):
+        code, out, _ = run(capsys, "config", *flags, "--format", "json")
+        rows = {r["key"]: r for r in json.loads(out)}
+        assert code == 0
+        assert (rows["REDIS_PORT"]["value"], rows["REDIS_PORT"]["source"]) == expected, flags
+
+
 def test_canary_secret_appears_in_no_output(capsys, tmp_path, monkeypatch):
     """A canary planted in every secret-bearing key and source never shows in any format, warning or error."""
     yaml_file = write(tmp_path, "c.yaml", f"system_config:\n  KAFKA_PASSWORD: {CANARY}\n  KAFKA_USERNAME: u\n")

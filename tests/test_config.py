@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,15 +113,18 @@ def test_yaml_nested_sections_beat_top_level(tmp_path: Path) -> None:
     )
 
 
-def test_no_env_ignores_the_environment() -> None:
-    """environ=None (--no-env) reads nothing from os.environ, even known keys set there."""
-    import os
-
-    os.environ["TIMESCALE_LOOKBACK_DAYS_PROBE_CHECK"] = "x"  # harmless: not a known key
-    try:
-        raw = load_config(environ=None)
-    finally:
-        del os.environ["TIMESCALE_LOOKBACK_DAYS_PROBE_CHECK"]
+def test_no_env_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """environ=None (--no-env) reads nothing from os.environ: not a known key set there, not a close miss
+    that would warn. The same environment passed as ``environ`` is read (so this can fail)."""
+    monkeypatch.setenv(KEY, "7")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/2")
+    monkeypatch.setenv("REDIS_URLL", "x")  # a close miss of REDIS_URL: warned about when read
+    read = load_config(environ=os.environ)
+    assert value(read) == ("7", Source.ENV, "env")
+    assert "REDIS_URLL" in " ".join(read.warnings)
+    raw = load_config(environ=None)
+    assert value(raw) == ("60", Source.DEFAULT, "default")
+    assert "REDIS_URL" not in raw.values
     assert all(v.origin.source is not Source.ENV for v in raw.values.values())
     assert raw.warnings == ()
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fakes import help_in_a_fresh_interpreter
 from live.kafka import wait_until
-from live.net import BlackHole
+from live.net import BlackHole, free_port
 
 from ingest_probe import drill
 from ingest_probe.cli import main
@@ -558,6 +558,23 @@ def test_canary_secret_appears_in_no_readiness_output(capsys, tmp_path):
     assert sources == {"daily": drill.SOURCE_WITHHELD, "intraday": "https://vendor.example/bars",
                        "macro": drill.SOURCE_WITHHELD, "fx": drill.SOURCE_WITHHELD}
     assert doc_drill["components"][2]["metadata"]["error_kind"] == "refused"
+
+
+def test_drill_warning_never_hides_a_down_connector(capsys, tmp_path):
+    """A drill that only warns (stale data, no failover) beside a down Redis: exit 2, the worst of the two, and
+    one stderr line for each."""
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"daily": entry(freshness_seconds=10**6)}))
+    with pytest.raises(SystemExit) as info:
+        main(["readiness", "--no-env", "--extra", "TIMESCALE_SYMBOLS=AAPL,MSFT", "--extra", "TIMESCALE_FAILOVER_DRILL=true",
+              "--extra", f"REDIS_URL=redis://127.0.0.1:{free_port()}/0", "--ingest-results", str(results),
+              "--timeout", "2"])
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert (doc["failover_drill"]["status"], doc["status"]) == ("warn", "down")
+    assert info.value.code == 2, err
+    assert "ingest-probe: redis down [refused]" in err
+    assert "ingest-probe: failover drill warn: no failover needed, but not every dimension is healthy" in err
 
 
 def _json_once(capsys, env: Path, results: Path) -> str:

@@ -130,6 +130,38 @@ def test_overall_status_and_exit_code(statuses, overall, code):
     assert (report.document["status"], report.exit_code) == (overall, code)
 
 
+class _Section:
+    """A report section with a given exit code (what topic provisioning and the drill hand the builder)."""
+
+    def __init__(self, exit_code: int) -> None:
+        self.exit_code = exit_code
+
+    def to_dict(self) -> dict[str, int]:
+        return {"exit_code": self.exit_code}
+
+
+@pytest.mark.parametrize(
+    ("connector", "topics", "drill", "code"),
+    [
+        ("down", 1, None, 2),  # topic drift (warning) beside a down connector
+        ("down", None, 1, 2),  # drill warn beside a down connector
+        ("down", 1, 1, 2),
+        ("down", 0, 0, 2),
+        ("ok", 1, 0, 1),
+        ("degraded", 0, 2, 2),
+        ("ok", None, None, 0),
+    ],
+)
+def test_exit_code_is_the_worst_of_connectors_and_sections(connector, topics, drill, code):
+    """The exit code is the worst of the connectors' and every section's: a section that only warns never hides
+    a down connector, and a failing section counts even when every connector is fine."""
+    rs = [ProbeResult(name="redis", configured=True, status=Status(connector))]
+    sections = {"kafka_topic_provisioning": None if topics is None else _Section(topics),
+                "failover_drill": None if drill is None else _Section(drill)}
+    report = build_report(load_settings(environ={}), results=rs, sections=sections, now=NOW)
+    assert report.exit_code == code
+
+
 def test_json_is_deterministic_and_sorted():
     """The same inputs render byte-identical JSON with sorted keys and a trailing newline."""
     settings = load_settings(environ=FULL_ENV)

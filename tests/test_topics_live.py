@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from live.kafka import TansuBroker, _admin_call, _run_async, client_connections, wait_until
-from live.net import BlackHole
+from live.net import BlackHole, free_port
 
 from ingest_probe import _topics_admin
 from ingest_probe.cli import main
@@ -337,6 +337,20 @@ def test_markdown_shows_the_table(capsys: pytest.CaptureFixture[str], kafka_brok
     assert header in out
     row = f"| {daily} | create | create | 2 / — | 1 / — | — | create partitions=2, replication_factor=1: planned |"
     assert row in out
+
+
+def test_topic_warning_never_hides_a_down_connector(capsys: pytest.CaptureFixture[str], kafka_broker: Any) -> None:
+    """A dry run that would create a topic (exit 1) beside a down Redis: exit 2, and one stderr line each."""
+    daily = unique("prov-down")
+    argv = extras(kafka_broker.bootstrap, {"daily": (daily, 1, {})})
+    with pytest.raises(SystemExit) as info:
+        main(["report", "--connectivity", "--ensure-topics", "--topics-dry-run", *argv,
+              "--extra", f"REDIS_URL=redis://127.0.0.1:{free_port()}/0"])
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert (doc["kafka_topic_provisioning"]["plan"][0]["action"], doc["status"]) == ("create", "down")
+    assert info.value.code == 2, err
+    assert "ingest-probe: redis down [refused]" in err
 
 
 def test_ensure_topics_runs_before_connectivity(capsys: pytest.CaptureFixture[str], kafka_broker: Any) -> None:
