@@ -366,6 +366,15 @@ def test_required_error_reason_names_dimensions_and_why():
     assert "intraday: stale" in decision["reason"]
 
 
+@pytest.mark.parametrize(("freshness", "status"), [(86399.5, "ok"), (86400, "ok"), (86400.001, "warn")])
+def test_freshness_exactly_at_the_sla_is_fresh(freshness, status):
+    """Data exactly as old as TIMESCALE_FRESHNESS_SLA_SECONDS (default 86400) meets the SLA; older is stale."""
+    doc = snapshot({"daily": entry(freshness_seconds=freshness)}).to_dict()
+    [daily] = doc["health_report"]["dimensions"]
+    assert (daily["status"], doc["status"]) == (status, status)
+    assert any("stale" in r for r in daily["reasons"]) is (status == "warn")
+
+
 @pytest.mark.parametrize("name", ["macro", "macro_events", "fx_rates"])
 def test_dimension_without_symbols_is_judged_on_rows_and_freshness_only(name):
     """macro (or any non-symbol dimension) with no symbols is ok; TIMESCALE_SYMBOLS is not expected of it."""

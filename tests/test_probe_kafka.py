@@ -219,6 +219,18 @@ async def test_plaintext_client_against_authenticating_broker_is_auth(tansu_auth
 
 
 @pytest.mark.live
+@pytest.mark.parametrize("auth_first", [True, False], ids=["auth-first", "refused-first"])
+async def test_auth_outranks_refused_across_bootstrap_servers(tansu_auth_broker: TansuBroker, auth_first: bool) -> None:
+    """Two bootstrap servers, one refusing the connection and one requiring SASL: whatever their order, the
+    result is `auth` (the failure the operator can act on), naming both servers tried."""
+    refused = f"127.0.0.1:{free_port()}"
+    servers = (tansu_auth_broker.bootstrap, refused) if auth_first else (refused, tansu_auth_broker.bootstrap)
+    probe = KafkaProbe(KafkaSettings(configured=True, bootstrap_servers=servers))
+    result, _ = await run_once(probe, 2.0)
+    assert_failed(result, "auth", "KAFKA_SECURITY_PROTOCOL", f"tried {','.join(servers)}")
+
+
+@pytest.mark.live
 async def test_sasl_client_against_plaintext_broker_is_auth(kafka_broker: Any) -> None:
     """SASL configured but the listener offers none: `auth`, pointing at the security settings."""
     settings = kafka_settings(

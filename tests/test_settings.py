@@ -449,6 +449,35 @@ def test_empty_value_means_unset() -> None:
     assert (s.redis.configured, s.plan.lookback_days) == (False, 60)
 
 
+# ---------------------------------------------------------------------------------------------- port range
+
+#: Every place a port enters: {key: (value template, the port it yields in the settings)}.
+PORT_SOURCES = {
+    "TIMESCALEDB_PORT": ("TIMESCALEDB_HOST=127.0.0.1", "{}", lambda s: s.timescale.port),
+    "TIMESCALEDB_URL": (None, "postgresql://u@127.0.0.1:{}/x", lambda s: s.timescale.port),
+    "TIMESCALEDB_FAILOVER_PORT": ("TIMESCALEDB_FAILOVER_HOST=127.0.0.1", "{}", lambda s: s.failover.target.port),
+    "TIMESCALEDB_FAILOVER_URL": (None, "postgresql://u@127.0.0.1:{}/x", lambda s: s.failover.target.port),
+    "REDIS_PORT": ("REDIS_HOST=127.0.0.1", "{}", lambda s: s.redis.port),
+    "REDIS_URL": (None, "redis://127.0.0.1:{}/0", lambda s: s.redis.port),
+    "KAFKA_BROKERS": (None, "127.0.0.1:{}", lambda s: s.kafka.bootstrap_servers[0]),
+    "KAFKA_URL": (None, "plaintext://127.0.0.1:{}", lambda s: s.kafka.bootstrap_servers[0]),
+}
+
+
+@pytest.mark.parametrize("key", sorted(PORT_SOURCES))
+def test_port_range_is_1_to_65535_in_every_source(key: str) -> None:
+    """65535 is accepted and reaches the settings; 65536 and 0 are a ConfigError naming the key (no wrap-around,
+    no silent clamp), in a part key, a URL and a server list alike."""
+    companion, template, port_of = PORT_SOURCES[key]
+    items = [companion] if companion else []
+    items.append("TIMESCALE_FAILOVER_DRILL=true")
+    assert str(port_of(ex(*items, f"{key}={template.format(65535)}"))).endswith("65535")
+    for bad in (65536, 0):
+        with pytest.raises(ConfigError, match=rf"^{key}=.* from --extra: ") as info:
+            ex(*items, f"{key}={template.format(bad)}")
+        assert info.value.exit_code == 3
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 
