@@ -575,9 +575,9 @@ def test_drill_warning_never_hides_a_down_connector(capsys, tmp_path):
     results = tmp_path / "r.json"
     results.write_text(json.dumps({"daily": entry(freshness_seconds=10**6)}))
     with pytest.raises(SystemExit) as info:
-        main(["readiness", "--no-env", "--extra", "TIMESCALE_SYMBOLS=AAPL,MSFT", "--extra", "TIMESCALE_FAILOVER_DRILL=true",
-              "--extra", f"REDIS_URL=redis://127.0.0.1:{free_port()}/0", "--ingest-results", str(results),
-              "--timeout", "2"])
+        main(["readiness", "--no-env", "--extra", "TIMESCALE_SYMBOLS=AAPL,MSFT",
+              "--extra", "TIMESCALE_FAILOVER_DRILL=true", "--extra", f"REDIS_URL=redis://127.0.0.1:{free_port()}/0",
+              "--ingest-results", str(results), "--timeout", "2"])
     out, err = capsys.readouterr()
     doc = json.loads(out)
     assert (doc["failover_drill"]["status"], doc["status"]) == ("warn", "down")

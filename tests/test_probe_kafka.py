@@ -8,13 +8,22 @@ import time
 import uuid
 from typing import Any
 
+import anyio
 import pytest
 from fakes import UnknownNames, assert_failed, make_settings, run_once
-from live.kafka import ENV_BOOTSTRAP, NEEDS_OWNED, TansuBroker, TlsKafka, client_connections, wait_until
+from live.kafka import (
+    ENV_BOOTSTRAP,
+    NEEDS_OWNED,
+    TansuBroker,
+    TlsKafka,
+    TlsTerminator,
+    client_connections,
+    wait_until,
+)
 from live.net import BlackHole, ResetProxy, free_port
 
 from ingest_probe.probes import build_probes
-from ingest_probe.probes._common import use_resolver
+from ingest_probe.probes._common import CLOSE_BUDGET, use_resolver
 from ingest_probe.probes.kafka import KafkaProbe, metadata_request, split_bootstrap
 from ingest_probe.results import Recorder, Status
 from ingest_probe.settings import KafkaSettings, Secret, TopicSpec
@@ -310,6 +319,33 @@ async def test_tls_with_trusted_ca_is_ok(kafka_tls: TlsKafka) -> None:
     assert result.details["brokers"] == [kafka_tls.bootstrap]
     assert wall < 5.0 + SLACK
     assert_no_leak(kafka_tls.port, kafka_tls)
+
+
+@pytest.mark.live
+async def test_hung_tls_close_is_aborted_within_the_close_budget(kafka_tls: TlsKafka) -> None:
+    """The broker froze after a good check: the polite TLS close waits for a close_notify that never comes
+    (asyncio would wait 30 s). Within the owner's close budget the connection is aborted: none stays open."""
+    front = free_port()
+    with TansuBroker.start(advertised_port=front) as broker:
+        terminator = TlsTerminator(broker.port, kafka_tls.files)
+        try:
+            with ResetProxy(terminator.port, port=front) as proxy:
+                settings = kafka_settings(f"127.0.0.1:{front}", security_protocol="SSL",
+                                          ssl_cafile=str(kafka_tls.files.ca))
+                probe = KafkaProbe(settings)
+                [result] = await TaskSupervisor(timeout=5.0, jitter=0.0).run([probe], close=False)
+                assert result.status is Status.OK, result.error
+                assert client_connections(front) >= 1
+                proxy.freeze()
+                with anyio.move_on_after(CLOSE_BUDGET, shield=True):  # what the owner (supervisor) gives
+                    await probe.aclose()
+                for _ in range(25):  # an aborted transport closes its socket on the next loop turns
+                    if client_connections(front) == 0:
+                        break
+                    await asyncio.sleep(0.02)
+                assert client_connections(front) == 0
+        finally:
+            terminator.close()
 
 
 @pytest.mark.live

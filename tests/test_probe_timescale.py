@@ -13,11 +13,12 @@ from typing import Any
 import anyio
 import pytest
 from fakes import UnknownNames, assert_failed, assert_no_stray_tasks, pg_settings, run_once
+from live.kafka import client_connections
 from live.net import BlackHole, DelayProxy, ResetProxy, free_port
 from live.postgres import CERT_USER, PostgresServer
 
 from ingest_probe.probes import timescale as timescale_module
-from ingest_probe.probes._common import use_resolver
+from ingest_probe.probes._common import CLOSE_BUDGET, use_resolver
 from ingest_probe.probes.timescale import TimescaleProbe
 from ingest_probe.results import Status
 from ingest_probe.settings import Secret, TimescaleSettings
@@ -148,6 +149,24 @@ async def test_frozen_server_times_out_and_leaves_nothing(pg_server: PostgresSer
     assert later.status is Status.OK, later
     assert await server_connections(pg_server) == 0
     await assert_no_stray_tasks()
+
+
+async def test_close_to_a_frozen_server_ends_within_the_budget_and_leaves_no_socket(pg_server: PostgresServer) -> None:
+    """Frozen after a good check: the polite close (Terminate, then wait for the server to hang up) gets no
+    answer; within the owner's close budget the connection is terminated, and no socket of ours stays open."""
+    probe = TimescaleProbe(pg_settings(pg_server))
+    first, _ = await run_once(probe, 5.0, close=False)
+    assert first.status is Status.OK
+    assert client_connections(pg_server.port) == 1
+    with pg_server.frozen():
+        with anyio.move_on_after(CLOSE_BUDGET, shield=True):  # what the owner (supervisor) gives
+            await probe.aclose()
+        for _ in range(25):  # an aborted transport closes its socket on the next loop turns
+            if client_connections(pg_server.port) == 0:
+                break
+            await anyio.sleep(0.02)
+        assert client_connections(pg_server.port) == 0
+    assert await server_connections(pg_server, stable=0.3) == 0  # the backend left once thawed
 
 
 async def test_frozen_mid_run_with_warm_connection(pg_server: PostgresServer) -> None:

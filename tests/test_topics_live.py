@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import Any
 
+import anyio
 import pytest
 from live.kafka import TansuBroker, _admin_call, _run_async, client_connections, wait_until
 from live.net import BlackHole, free_port
@@ -234,8 +235,10 @@ def test_black_holed_broker_dry_run_is_bounded(capsys: pytest.CaptureFixture[str
     assert deadline_note(section).startswith("step connect:")
 
 
-def freeze_after(monkeypatch: pytest.MonkeyPatch, broker: TansuBroker, call: str) -> None:
-    """The broker freezes right after answering the run's first ``call`` (Metadata or DescribeConfigs)."""
+def freeze_after(monkeypatch: pytest.MonkeyPatch, broker: TansuBroker, call: str, *, pause: float = 0.0) -> None:
+    """The broker freezes right after answering the run's first ``call`` (Metadata or DescribeConfigs).
+
+    ``pause``: then the run spends that long before its next request (its connection stays open meanwhile)."""
 
     class Stalling(KafkaProbe):
         async def connect(self) -> Any:
@@ -246,6 +249,7 @@ def freeze_after(monkeypatch: pytest.MonkeyPatch, broker: TansuBroker, call: str
                 response = await describe(*args)
                 if call == "DescribeConfigs" and not broker.frozen:
                     broker.freeze()
+                    await anyio.sleep(pause)
                 return response
 
             admin.describe_configs = describe_then_freeze
@@ -255,6 +259,7 @@ def freeze_after(monkeypatch: pytest.MonkeyPatch, broker: TansuBroker, call: str
             response = await super().metadata()
             if call == "Metadata" and not broker.frozen:
                 broker.freeze()
+                await anyio.sleep(pause)
             return response
 
     monkeypatch.setattr(_topics_admin, "KafkaProbe", Stalling)
@@ -277,6 +282,26 @@ def test_broker_stalling_at_create_is_cut_once(capsys: pytest.CaptureFixture[str
     assert deadline_note(section).startswith("step create:")
     assert [(p["action"], p["state"]) for p in section["plan"]] == [("create", "unknown")] * 2
     assert "outcome_unknown" in [n["code"] for n in section["notes"]]
+    assert client_connections(tansu_broker.port) == 0
+
+
+def test_request_timeout_shrinks_on_connections_already_open(capsys: pytest.CaptureFixture[str],
+                                                            tansu_broker: TansuBroker,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request on a connection opened earlier gets the time left now, not the timeout the connection was
+    opened with: 1.2 s after the read, the frozen broker's CreateTopics times out *as a request* (naming it)
+    inside the 4 s deadline, instead of running into the deadline (with the read's 0.85 x 4 s it would end
+    near 1.2 + 3.4 s)."""
+    freeze_after(monkeypatch, tansu_broker, "Metadata", pause=1.2)
+    argv = extras(tansu_broker.bootstrap, {"daily": (unique("late-a"), 1, {})})
+    try:
+        code, section = cli(capsys, "topics", "apply", "--timeout", "4", *argv)
+    finally:
+        tansu_broker.thaw()
+    assert (code, section["error_kind"]) == (2, "timeout")
+    note = deadline_note(section)
+    assert note.startswith("step create:"), note
+    assert "did not answer CreateTopics within" in note, note
     assert client_connections(tansu_broker.port) == 0
 
 

@@ -129,14 +129,17 @@ class ResetProxy(_Listener):
     ``reset_clients()``: every open connection gets an RST now. ``expire_clients()``: what a load
     balancer or NAT gateway does to a connection idle past its timeout — it forgets it (the upstream side
     is closed, the server sees its client go) and answers the client's next packet with an RST, so the
-    client's socket looks open until it sends. New connections are forwarded normally. ``port``: listen
-    there (a broker may have to advertise it); default a free one.
+    client's socket looks open until it sends. New connections are forwarded normally. ``freeze()``: the
+    peer of every connection looks frozen (SIGSTOP): the kernel still takes the client's bytes, nothing is
+    forwarded and nothing comes back, until ``thaw()``. ``port``: listen there (a broker may have to
+    advertise it); default a free one.
     """
 
     def __init__(self, target: int, *, port: int | None = None) -> None:
         self.target = target
         self.accepted = 0
         self.resets = 0
+        self._frozen = threading.Event()
         self._lock = threading.Lock()
         #: Per open connection: (reset now, expire, done), events its pump thread watches. Its sockets
         #: stay out of ``_conns``: only the pump thread touches them.
@@ -171,6 +174,9 @@ class ResetProxy(_Listener):
                     if reset.is_set():
                         rst = True
                         break
+                    if self._frozen.is_set():
+                        time.sleep(0.02)
+                        continue
                     if expire.is_set() and upstream in peer:
                         sel.unregister(upstream)  # forgotten: the server sees its client go
                         upstream.close()
@@ -217,7 +223,14 @@ class ResetProxy(_Listener):
         time.sleep(0.1)  # the pump threads close the upstream sides (select timeout 0.02 s)
         return len(conns)
 
+    def freeze(self) -> None:
+        self._frozen.set()
+
+    def thaw(self) -> None:
+        self._frozen.clear()
+
     def close(self) -> None:
+        self.thaw()
         super().close()
         for _, _, done in self._open():
             done.wait(5)
