@@ -489,6 +489,48 @@ def test_partitions_without_leader_degrade() -> None:
     assert rec.details["topics_present"] == ["orders", "trades"]
 
 
+def metadata(*topics: dict[str, Any]) -> FakeMetadata:
+    """A Metadata v5 response (as aiokafka decodes it) from one broker, listing ``topics``."""
+    return FakeMetadata({"brokers": [{"node_id": 1, "host": "b", "port": 9092, "rack": None}],
+                         "cluster_id": "c1", "controller_id": 1, "topics": list(topics)})
+
+
+def topic(name: str, error_code: int = 0) -> dict[str, Any]:
+    partitions = [] if error_code else [{"error_code": 0, "partition": 0, "leader": 1, "replicas": [1],
+                                         "isr": [1], "offline_replicas": []}]
+    return {"error_code": error_code, "topic": name, "is_internal": False, "partitions": partitions}
+
+
+def test_topics_hidden_by_acls_degrade_the_result() -> None:
+    """A topic the ACLs hide (TOPIC_AUTHORIZATION_FAILED, 29) is neither present nor missing: the result is
+    degraded (`auth`), naming the topic and the grant to ask for."""
+    probe = KafkaProbe(kafka_settings("b:9092", ("orders", "secret"), username="svc"))
+    rec = Recorder(endpoint=probe.endpoint, phase_names=probe.phase_names)
+    probe._record(rec, metadata(topic("orders"), topic("secret", error_code=29)))
+    assert rec.degraded is not None
+    kind, message = rec.degraded
+    assert kind == "auth"
+    assert "not authorized to describe topics: secret" in message
+    assert "grant DESCRIBE on them to svc" in message
+    assert (rec.details["topics_present"], rec.details["topics_missing"]) == (["orders"], [])
+    assert rec.details["topics_unauthorized"] == ["secret"]
+
+
+def test_the_first_degrade_reason_is_the_headline() -> None:
+    """A missing topic and an ACL-hidden one: the result is degraded for the first reason found (missing
+    topic), not the last; a Recorder keeps the first of several degrade() calls."""
+    probe = KafkaProbe(kafka_settings("b:9092", ("gone", "secret")))
+    rec = Recorder(endpoint=probe.endpoint, phase_names=probe.phase_names)
+    probe._record(rec, metadata(topic("gone", error_code=3), topic("secret", error_code=29)))
+    assert rec.degraded is not None
+    assert rec.degraded[0] == "missing_topic"
+    assert "gone" in rec.degraded[1]
+    rec = Recorder()
+    rec.degrade("first", "one")
+    rec.degrade("second", "two")
+    assert rec.degraded == ("first", "one")
+
+
 @pytest.mark.parametrize(("max_version", "sent"), [(0, 0), (1, 1), (3, 3), (4, 4), (5, 5), (12, 5)])
 def test_metadata_request_cannot_create_topics_at_any_version(max_version: int, sent: int) -> None:
     """From Metadata v4 the topics are named with auto-creation off; below, none is named (all topics asked)."""

@@ -119,6 +119,18 @@ async def test_url_style_and_host_style_settings_both_work(redis_auth_server: Re
     assert_no_stray_tasks()
 
 
+async def test_db_out_of_range_is_a_query_error(redis_server: RedisServer) -> None:
+    """REDIS_DB past the server's `databases` (16 by default): the server answered SELECT with an error, so
+    `query` naming the db and REDIS_DB to fix — not `refused`, not retryable — and no connection left."""
+    name = unique_name()
+    result, _ = await run_once(RedisProbe(redis_server.settings(db=16, client_name=name)), T)
+    assert_failed(result, "query", f"127.0.0.1:{redis_server.port} has no database 16", "check REDIS_DB")
+    assert result.retryable is False
+    assert result.phases["connect"] is None  # SELECT is part of the handshake
+    await wait_for_clients(redis_server, name, 0)
+    assert_no_stray_tasks()
+
+
 async def test_acl_user_without_info_is_ok_without_details(redis_auth_server: RedisServer) -> None:
     """An ACL user that may PING but not INFO is usable: ok, with the missing details explained."""
     settings = redis_auth_server.settings(username=LIMITED_USER, password=Secret(LIMITED_PASSWORD))

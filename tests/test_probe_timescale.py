@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from fakes import UnknownNames, assert_failed, assert_no_stray_tasks, pg_settings, run_once
 from live.kafka import client_connections
 from live.net import BlackHole, DelayProxy, ResetProxy, free_port
-from live.postgres import CERT_USER, PostgresServer
+from live.postgres import CERT_USER, PostgresServer, _server_fixture
 
 from ingest_probe.probes import timescale as timescale_module
 from ingest_probe.probes._common import CLOSE_BUDGET, use_resolver
@@ -132,6 +133,30 @@ async def test_unknown_host_is_dns() -> None:
                   "check the host name and DNS")
     assert result.phases == {"resolve": None, "connect": None, "query": None}
     assert wall < T + HANG_GUARD
+
+
+@pytest.fixture
+def pg_one_slot() -> Iterator[PostgresServer]:
+    """A PostgreSQL with one connection slot for ordinary roles (max_connections 3, 2 kept for superusers)."""
+    yield from _server_fixture(name="pg-one-slot",
+                               conf={"max_connections": "3", "superuser_reserved_connections": "2"})
+
+
+async def test_no_free_connection_slot_is_refused_not_auth(pg_one_slot: PostgresServer) -> None:
+    """Every slot taken (SQLSTATE 53300, "remaining connection slots are reserved ..."): `refused` (retryable,
+    the server is full), not `auth` — the credentials are fine, as the probe holding the slot shows."""
+    holder = TimescaleProbe(pg_settings(pg_one_slot))
+    try:
+        held, _ = await run_once(holder, 5.0, close=False)
+        assert held.status is Status.OK, held
+        result, _ = await run_once(TimescaleProbe(pg_settings(pg_one_slot)), 5.0)
+    finally:
+        await holder.aclose()
+    assert_failed(result, "refused", f"127.0.0.1:{pg_one_slot.port} has no free connection slots",
+                  "connection slots are reserved")
+    assert result.retryable is True
+    again, _ = await run_once(TimescaleProbe(pg_settings(pg_one_slot)), 5.0)  # the slot is free again
+    assert again.status is Status.OK, again
 
 
 # ---------------------------------------------------------------------------------------- frozen server

@@ -118,11 +118,16 @@ def test_dry_run_creates_nothing(capsys: pytest.CaptureFixture[str], kafka_broke
 
 
 def test_drift_in_partitions(capsys: pytest.CaptureFixture[str], kafka_broker: Any) -> None:
-    """An existing topic with fewer partitions than declared is fixable drift, with want and have: exit 1."""
+    """An existing topic with fewer partitions than declared is fixable drift, with want and have: exit 1, and
+    one stderr line naming the drifting topic (a cron run with --output still leaves a trace)."""
     daily = unique("prov-parts")
     kafka_broker.create_topic(daily, partitions=1)
-    code, section = cli(capsys, "topics", "plan", *extras(kafka_broker.bootstrap, {"daily": (daily, 3, {})}))
-    assert code == 1
+    with pytest.raises(SystemExit) as info:
+        main(["topics", "plan", *extras(kafka_broker.bootstrap, {"daily": (daily, 3, {})})])
+    out, err = capsys.readouterr()
+    section = json.loads(out)["kafka_topic_provisioning"]
+    assert info.value.code == 1
+    assert err == f"ingest-probe: kafka topics drifting: {daily}\n"
     assert section["drift"] == {daily: {"partitions": {"want": 3, "have": 1, "classification": "fixable"},
                                         "classification": "fixable"}}
     assert section["existing"] == [daily]
