@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from live.net import BlackHole, free_port
-from live.postgres import PostgresServer, find_bindir
+from live.postgres import PostgresServer, require_postgres
 
 from ingest_probe.cli import main
 
@@ -25,10 +25,7 @@ HEALTHY = {"daily_bars": FAILING["daily_bars"] | {"rows_written": 500}}
 @pytest.fixture(scope="module")
 def primary() -> Iterator[PostgresServer]:
     """The ingest primary (its own cluster: replicas change its superuser password and add walsenders)."""
-    try:
-        find_bindir()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+    require_postgres()
     with PostgresServer.start(name="drill-primary") as server:
         yield server
 

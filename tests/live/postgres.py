@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from live import missing
 from live.net import free_port
 
 SUPERUSER = "postgres"
@@ -47,6 +48,8 @@ def find_bindir() -> Path:
     """The bin dir of the highest installed PostgreSQL (``INGEST_PROBE_PG_BINDIR`` overrides the glob)."""
     override = os.environ.get("INGEST_PROBE_PG_BINDIR")
     if override:
+        if not os.path.exists(f"{override}/pg_ctl"):
+            raise FileNotFoundError(f"no PostgreSQL server binaries in INGEST_PROBE_PG_BINDIR={override}")
         return Path(override)
 
     def version(path: str) -> tuple[int, ...]:
@@ -477,12 +480,16 @@ class PostgresServer:
 # -------------------------------------------------------------------------------------- pytest fixtures
 
 
-def _server_fixture(**kwargs: Any) -> Iterator[PostgresServer]:
+def require_postgres() -> None:
+    """Skip (fail in CI) when there are no PostgreSQL server binaries."""
     try:
-        bindir = find_bindir()
+        find_bindir()
     except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    del bindir
+        missing(str(exc))
+
+
+def _server_fixture(**kwargs: Any) -> Iterator[PostgresServer]:
+    require_postgres()
     server = PostgresServer.start(**kwargs)
     try:
         yield server

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from ingest_probe.settings import RedisSettings, Secret
+from live import missing
 from live.net import free_port
 
 REDIS_SERVER = os.environ.get("INGEST_PROBE_TEST_REDIS_SERVER", "redis-server")
@@ -271,7 +272,7 @@ def make_rdb(path: Path, *, keys: int) -> Path:
 
 def _require_redis_server() -> None:
     if shutil.which(REDIS_SERVER) is None:
-        pytest.skip(f"{REDIS_SERVER} not found on PATH (set INGEST_PROBE_TEST_REDIS_SERVER)")
+        missing(f"{REDIS_SERVER} not found on PATH (set INGEST_PROBE_TEST_REDIS_SERVER)")
 
 
 @pytest.fixture(scope="session")
@@ -309,7 +310,7 @@ def redis_tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """CA, server certificate/key (localhost, 127.0.0.1) and an unrelated second CA."""
     _require_redis_server()
     if shutil.which("openssl") is None:
-        pytest.skip("openssl not found on PATH: cannot make test certificates")
+        missing("openssl not found on PATH: cannot make test certificates")
     return make_tls_files(tmp_path_factory.mktemp("redis-tls-files"))
 
 
@@ -326,7 +327,7 @@ def redis_tls_server(
         except RuntimeError as exc:
             # A build without TLS rejects the tls-* directives at start-up ("Bad directive ...").
             if "Bad directive" in str(exc):
-                pytest.skip(f"this redis-server build has no TLS support: {exc}")
+                missing(f"this redis-server build has no TLS support: {exc}")
             raise
         yield server
 
