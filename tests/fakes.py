@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import pytest
+from live import in_ci
 
 from ingest_probe import errors
 from ingest_probe.results import ProbeResult, Recorder, Status
@@ -170,6 +174,21 @@ async def assert_no_stray_tasks() -> None:
         await asyncio.sleep(0.01)
     others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert not others, others
+
+
+#: Set to regenerate the golden files locally (review the diff); refused in CI.
+REGEN_GOLDEN = "INGEST_PROBE_REGEN_GOLDEN"
+
+
+def assert_golden(path: Path, text: str) -> None:
+    """``text`` equals the reviewed golden file. With INGEST_PROBE_REGEN_GOLDEN set the file is rewritten
+    first (locally, for a reviewed change); in CI (CI=true) that is a failure: CI never blesses its output."""
+    if os.environ.get(REGEN_GOLDEN):
+        if in_ci():
+            pytest.fail(f"{REGEN_GOLDEN} is set in CI (CI=true): golden files are regenerated locally and the"
+                        " diff reviewed, never rewritten by the run that checks them", pytrace=False)
+        path.write_text(text)
+    assert text == path.read_text()
 
 
 def help_in_a_fresh_interpreter(command: str) -> tuple[str, str]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import help_in_a_fresh_interpreter
+from fakes import assert_golden, help_in_a_fresh_interpreter
 from live.kafka import wait_until
 from live.net import BlackHole, free_port
 
@@ -520,10 +519,7 @@ def test_markdown_golden():
     report = build_report(s, results=results, sections={"failover_drill": section}, now=NOW)
     assert report.exit_code == 2
     text = get_renderer("markdown")(report)
-    golden = GOLDEN / "readiness.md"
-    if os.environ.get("INGEST_PROBE_REGEN_GOLDEN"):
-        golden.write_text(text)
-    assert text == golden.read_text()
+    assert_golden(GOLDEN / "readiness.md", text)
     assert "tok" not in text
     assert "pw=x" not in text
     assert "True" not in text

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import pytest
+from fakes import assert_golden
 
 from ingest_probe.renderers import get_renderer
 from ingest_probe.report import (
@@ -180,10 +180,22 @@ def test_markdown_golden():
     """Markdown output matches the reviewed golden file (regenerate with INGEST_PROBE_REGEN_GOLDEN=1)."""
     settings = load_settings(environ=FULL_ENV)
     text = get_renderer("markdown")(build_report(settings, results=results(), run=RUN, now=NOW))
-    golden = GOLDEN / "report.md"
-    if os.environ.get("INGEST_PROBE_REGEN_GOLDEN"):
-        golden.write_text(text)
-    assert text == golden.read_text()
+    assert_golden(GOLDEN / "report.md", text)
+
+
+def test_regenerating_golden_files_is_refused_in_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """INGEST_PROBE_REGEN_GOLDEN under CI=true fails with a message saying why and leaves the golden file as
+    reviewed; locally it rewrites the file."""
+    golden = tmp_path / "g.md"
+    golden.write_text("reviewed\n")
+    monkeypatch.setenv("INGEST_PROBE_REGEN_GOLDEN", "1")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="INGEST_PROBE_REGEN_GOLDEN is set in CI"):
+        assert_golden(golden, "new output\n")
+    assert golden.read_text() == "reviewed\n"
+    monkeypatch.delenv("CI")
+    assert_golden(golden, "new output\n")
+    assert golden.read_text() == "new output\n"
 
 
 def test_markdown_has_no_python_reprs_and_tables_stay_intact():
