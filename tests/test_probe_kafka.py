@@ -31,12 +31,6 @@ from ingest_probe.supervisor import TaskSupervisor
 
 #: Hang guard on top of the probe deadline: a bound on wall time, not a performance assertion.
 SLACK = 3.0
-TLS_SKIP = (
-    "Tansu 0.6.0 cannot serve TLS from its CLI: `broker --cert server.pem --key server.key` exits with"
-    " \"error: the argument '--cert <CERT>' cannot be used with '--key <KEY>'\", and `--cert` alone with a"
-    " cert+key PEM still serves plaintext (openssl s_client gets no handshake; broker logs 'early eof')."
-    " TLS is covered through a TLS-terminating proxy in front of Tansu (the kafka_tls fixture)."
-)
 
 
 def kafka_settings(bootstrap: str, topics: tuple[str, ...] = (), **kw: Any) -> KafkaSettings:
@@ -298,11 +292,6 @@ async def test_missing_tls_file_is_tls_error(tmp_path: Any) -> None:
     settings = kafka_settings("127.0.0.1:9", security_protocol="SSL", ssl_cafile=cafile)
     result, _ = await run_once(KafkaProbe(settings), 1.0)
     assert_failed(result, "tls", cafile, "KAFKA_SSL_CAFILE")
-
-
-@pytest.mark.skip(reason=TLS_SKIP)
-async def test_tls_served_by_tansu_itself() -> None:
-    """TLS terminated by Tansu's own listener (skipped: its CLI cannot enable TLS; see kafka_tls instead)."""
 
 
 @pytest.mark.live
