@@ -55,6 +55,18 @@ def test_swallowed_violation_fails_the_test_that_did_it(tmp_path: Path) -> None:
     assert loopback_guard.take_from_file(GUARD_FILE) == []  # the inner run kept its own record
 
 
+INET, INET6, UNIX, DGRAM = socket.AF_INET, socket.AF_INET6, socket.AF_UNIX, socket.SOCK_DGRAM
+
+
+def verdict(event: str, args: tuple[object, ...]) -> str | None:
+    """The guard's verdict on ``event``; a ``(family, type)`` first argument becomes a real (unused) socket."""
+    if not (args and isinstance(args[0], tuple) and event.startswith(("socket.connect", "socket.send"))):
+        return loopback_guard.violation(event, args)
+    family, kind = args[0]
+    with socket.socket(family, kind) as sock:
+        return loopback_guard.violation(event, (sock, *args[1:]))
+
+
 @pytest.mark.parametrize(
     ("event", "args"),
     [
@@ -65,21 +77,16 @@ def test_swallowed_violation_fails_the_test_that_did_it(tmp_path: Path) -> None:
         ("socket.gethostbyname", ("localhost",)),
         ("socket.gethostbyaddr", ("192.0.2.1",)),
         ("socket.getnameinfo", (("8.8.8.8", 53), 0)),
-        ("socket.sendto", (socket.socket(socket.AF_INET, socket.SOCK_DGRAM), ("192.0.2.1", 53))),
-        ("socket.sendmsg", (socket.socket(socket.AF_INET6, socket.SOCK_DGRAM), ("2001:db8::1", 53, 0, 0))),
-        ("socket.connect", (socket.socket(), ("localhost", 5432))),
-        ("socket.connect", (socket.socket(socket.AF_INET6), ("::ffff:192.0.2.1", 1, 0, 0))),
+        ("socket.sendto", ((INET, DGRAM), ("192.0.2.1", 53))),
+        ("socket.sendmsg", ((INET6, DGRAM), ("2001:db8::1", 53, 0, 0))),
+        ("socket.connect", ((INET, socket.SOCK_STREAM), ("localhost", 5432))),
+        ("socket.connect", ((INET6, socket.SOCK_STREAM), ("::ffff:192.0.2.1", 1, 0, 0))),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
 def test_verdict_refuses_names_and_remote_addresses(event: str, args: tuple[object, ...]) -> None:
     """Names (localhost included) and non-loopback addresses are violations, for every watched event."""
-    try:
-        assert loopback_guard.violation(event, args) is not None
-    finally:
-        for arg in args:
-            if isinstance(arg, socket.socket):
-                arg.close()
+    assert verdict(event, args) is not None
 
 
 @pytest.mark.parametrize(
@@ -91,24 +98,19 @@ def test_verdict_refuses_names_and_remote_addresses(event: str, args: tuple[obje
         ("socket.getaddrinfo", ("127.255.0.9", 80, 0, 0, 0)),
         ("socket.gethostbyaddr", ("127.0.0.1",)),
         ("socket.getnameinfo", (("::1", 5432, 0, 0), 0)),
-        ("socket.connect", (socket.socket(), ("127.0.0.1", 5432))),
-        ("socket.connect", (socket.socket(socket.AF_INET6), ("::1", 5432, 0, 0))),
-        ("socket.connect", (socket.socket(socket.AF_INET6), ("::ffff:127.0.0.1", 5432, 0, 0))),
-        ("socket.connect", (socket.socket(socket.AF_UNIX), "/tmp/.s.PGSQL.5432")),
-        ("socket.sendto", (socket.socket(socket.AF_INET, socket.SOCK_DGRAM), ("127.0.0.53", 53))),
-        ("socket.sendmsg", (socket.socket(socket.AF_INET, socket.SOCK_DGRAM), None)),
-        ("socket.bind", (socket.socket(), ("0.0.0.0", 0))),  # not watched: binding sends nothing
+        ("socket.connect", ((INET, socket.SOCK_STREAM), ("127.0.0.1", 5432))),
+        ("socket.connect", ((INET6, socket.SOCK_STREAM), ("::1", 5432, 0, 0))),
+        ("socket.connect", ((INET6, socket.SOCK_STREAM), ("::ffff:127.0.0.1", 5432, 0, 0))),
+        ("socket.connect", ((UNIX, socket.SOCK_STREAM), "/tmp/.s.PGSQL.5432")),
+        ("socket.sendto", ((INET, DGRAM), ("127.0.0.53", 53))),
+        ("socket.sendmsg", ((INET, DGRAM), None)),
+        ("socket.bind", (("ignored",), ("0.0.0.0", 0))),  # not watched: binding sends nothing
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
 def test_verdict_allows_loopback_unix_and_passive(event: str, args: tuple[object, ...]) -> None:
     """Loopback literals (v4, v6, v4-mapped), unix sockets and passive lookups pass."""
-    try:
-        assert loopback_guard.violation(event, args) is None
-    finally:
-        for arg in args:
-            if isinstance(arg, socket.socket):
-                arg.close()
+    assert verdict(event, args) is None
 
 
 def test_name_lookup_is_refused_before_the_resolver_is_asked() -> None:
