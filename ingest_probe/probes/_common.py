@@ -126,7 +126,7 @@ async def resolve(host: str, port: int) -> list[str]:
         pass
     lookup = _RESOLVER.get()
     try:
-        _encoded(host)
+        _encoded(host)  # a name that cannot be one fails here, whichever resolver is in use
         addresses = await in_daemon_thread(lookup, host, port)
     except socket.gaierror as exc:
         raise errors.DnsError(
