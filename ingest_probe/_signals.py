@@ -100,7 +100,7 @@ def cancelling(cancel: Callable[[], object]) -> Iterator[Cancelling]:
     only schedule, e.g. ``loop.call_soon_threadsafe``); a second one raises ``Interrupted(forced=True)``."""
     seen = Cancelling()
     with handled():
-        if not _state.installed:  # not the main thread: the caller owns signals
+        if not _state.installed or not _main_thread():  # signals are not ours to handle here
             yield seen
             return
         outer = (_state.cancel, _state.received)

@@ -74,8 +74,11 @@ def writable_path(ctx: click.Context, param: click.Parameter, value: Path | None
     return value
 
 
-def output_option(help: str = "Write the report here instead of stdout (`-`); a file is replaced atomically,"
-                                    " a device, FIFO or socket written in place.") -> Callable[[F], F]:
+OUTPUT_HELP = ("Write the report here instead of stdout (`-` is stdout). A file (or a symlink's target) is"
+               " replaced atomically; a device, FIFO or socket is written in place.")
+
+
+def output_option(help: str = OUTPUT_HELP) -> Callable[[F], F]:
     return click.option("--output", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
                         callback=writable_path, help=help)
 

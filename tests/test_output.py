@@ -175,6 +175,27 @@ def test_stdout_device_paths_write_to_stdout(tmp_path, target):
         assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("target", ["link to /dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_stdout_redirected_to_a_file_is_appended_to_not_replaced(tmp_path, target):
+    """`--output /dev/stdout >> log`: the report is appended to the log through the descriptor; the log is
+    not replaced by a new file (which would drop its old lines and detach the shell's descriptor)."""
+    log = tmp_path / "log"
+    log.write_text("earlier line\n")
+    inode = log.stat().st_ino
+    if target.startswith("link"):
+        (tmp_path / "out").symlink_to("/dev/stdout")
+        target = str(tmp_path / "out")
+    with log.open("a") as out:
+        done = subprocess.run([sys.executable, "-m", "ingest_probe", "report", "--no-env", "--output", target],
+                              stdout=out, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert log.stat().st_ino == inode
+    first, rest = log.read_text().split("\n", 1)
+    assert first == "earlier line"
+    assert json.loads(rest)["schema_version"] == 1
+    assert leftovers(tmp_path) == []
+
+
 # ---------------------------------------------------------------------------------------------- symlinks
 
 
