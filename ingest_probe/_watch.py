@@ -8,8 +8,14 @@ asked — the floor becomes the interval itself — so tests can run sub-second 
 
 Stopping: after ``max_failures`` consecutive failing cycles (overall status ``down``) the loop returns 2
 (0 = never stop). SIGINT/SIGTERM cancel the current cycle (its probes are cut at once, so it ends well
-within its deadline), the prober closes every client (bounded, shielded) and the loop returns 0.
-``once`` runs one cycle and returns that report's exit code (0/1/2, as ``report --connectivity``).
+within its deadline), the prober closes every client (bounded, shielded) and the loop returns 0; so does
+a stdout whose reader went away (EPIPE: ``watch | head -1``). ``once`` runs one cycle and returns that
+report's exit code (0/1/2, as ``report --connectivity``).
+
+Outputs follow ``_io``'s rules (``-`` is stdout, devices and FIFOs written in place, files replaced
+atomically). A file is replaced in a worker thread the loop waits for, even when cancelled, so no temp
+file is left; an in-place write (a FIFO whose reader stalls) runs in a daemon thread that a signal may
+abandon.
 
 Logging (stderr, one line each): the first cycle's statuses, then one line per connector status
 *transition* — not one per cycle. ``verbose`` adds a line per cycle; ``quiet`` keeps only errors (a file
@@ -18,7 +24,10 @@ that cannot be written, the stop after too many failures).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import errno
 import random
 import signal
 import sys
@@ -29,14 +38,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ingest_probe._io import write_atomic
+from ingest_probe import _io, _signals
+from ingest_probe._loop import DaemonExecutor, cancel_on_signal, install_daemon_executor
 from ingest_probe.prober import Prober
 from ingest_probe.results import Status
 
 if TYPE_CHECKING:
-    from anyio import CancelScope
-    from anyio.abc import TaskStatus
-
     from ingest_probe.probes import Probe
     from ingest_probe.report import Report
     from ingest_probe.settings import Settings
@@ -95,21 +102,27 @@ def stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def stamped(text: str) -> str:
+    """A log line: UTC time, then what happened."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return f"{now} ingest-probe watch: {text}"
+
+
 def run_watch(settings: Settings, options: WatchOptions) -> int:
     """The CLI's single event-loop entry for ``watch``; returns the process exit code.
 
     The client libraries are imported first, before the loop starts (as ``report`` does), so the first
     cycle's phases time the network and not ~0.15 s of imports.
     """
-    from ingest_probe._loop import install_daemon_executor
     from ingest_probe.probes import preload_drivers
 
     async def main() -> int:
         install_daemon_executor()  # a DNS lookup stuck in the resolver must not hold the exit
         return await watch(settings, options)
 
-    preload_drivers(settings)
-    return anyio.run(main)
+    with _signals.handled():
+        preload_drivers(settings)
+        return anyio.run(main)
 
 
 async def watch(
@@ -124,27 +137,17 @@ async def watch(
     """Run cycles until a signal (0), too many consecutive failures (2) or, with ``once``, one cycle."""
     loop = _Loop(settings, options, log=log, probes=probes, sleep=sleep,
                  rng=rng or random.Random(options.seed))
-    async with anyio.create_task_group() as tg:
-        if options.handle_signals:
-            await tg.start(_cancel_on_signal, tg.cancel_scope, loop)
-        loop.code = await loop.run()
-        tg.cancel_scope.cancel()
-    if loop.signal is not None:
-        loop.info(f"stopped by {loop.signal}; clients closed")
+    with anyio.CancelScope() as scope:
+        with cancel_on_signal(scope) if options.handle_signals else contextlib.nullcontext() as seen:
+            loop.code = await loop.run()
+    if seen is not None and seen.signum is not None:
+        loop.info(f"stopped by {signal.Signals(seen.signum).name}; clients closed")
+        return 0
+    if loop.stdout_closed:
+        loop.info("stopped: stdout was closed by its reader; clients closed")
         return 0
     assert loop.code is not None
     return loop.code
-
-
-async def _cancel_on_signal(
-    scope: CancelScope, loop: _Loop, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        task_status.started()
-        async for signum in signals:
-            loop.signal = signal.Signals(signum).name
-            scope.cancel()
-            return
 
 
 class _Loop:
@@ -164,14 +167,13 @@ class _Loop:
         self.probes = probes
         self.sleep = sleep
         self.rng = rng
-        self.signal: str | None = None
         self.code: int | None = None
+        self.stdout_closed = False
         self.cycles = 0
         self.previous: dict[str, str] | None = None
 
     def _say(self, text: str) -> None:
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        self.log(f"{now} ingest-probe watch: {text}")
+        self.log(stamped(text))
 
     def info(self, text: str) -> None:
         if self.options.verbosity > QUIET:
@@ -189,6 +191,8 @@ class _Loop:
                 report = await prober.report()
                 self.cycles += 1
                 await self._write(report)
+                if self.stdout_closed:
+                    return 0
                 self._log_statuses(report)
                 failures = failures + 1 if report.status is Status.DOWN else 0
                 if opts.once:
@@ -203,26 +207,33 @@ class _Loop:
                 await self.sleep(delay)
 
     async def _write(self, report: Report) -> None:
-        """Each requested output atomically, in a worker thread; without any, the JSON goes to stdout."""
+        """Each requested output (see the module docstring); without any, the JSON goes to stdout."""
         from ingest_probe.renderers import get_renderer
 
-        targets: list[tuple[str, Path | None]] = []
+        targets: list[tuple[str, Path]] = []
         if self.options.output is not None:
             targets.append(("json", self.options.output))
         if self.options.prometheus_file is not None:
             targets.append(("prometheus", self.options.prometheus_file))
         if not targets:
-            targets.append(("json", None))
+            targets.append(("json", _io.STDOUT))
         for fmt, path in targets:
+            stdout = _io.is_stdout(path)
             # On stdout one compact JSON document per line (JSON Lines), so a consumer can read cycle by cycle.
-            text = _json_line(report) if path is None else get_renderer(fmt)(report)
+            text = _json_line(report) if stdout and fmt == "json" else get_renderer(fmt)(report)
             try:
-                if path is None:
-                    await anyio.to_thread.run_sync(_write_stdout, text)
+                if stdout:
+                    await anyio.to_thread.run_sync(_io.write_stdout, text)
+                elif _io.in_place(path):
+                    await asyncio.wrap_future(DaemonExecutor().submit(_io.write_in_place, path, text))
                 else:
-                    await anyio.to_thread.run_sync(write_atomic, path, text)
-            except OSError as exc:  # keep watching: a full disk now is not a reason to stop probing
-                self.error(f"cannot write {path or 'stdout'}: {exc.strerror or exc}")
+                    await anyio.to_thread.run_sync(_io.write_atomic, path, text)
+            except OSError as exc:
+                if stdout and exc.errno in (errno.EPIPE, errno.EBADF):
+                    self.stdout_closed = True  # nobody reads any more: stop (`watch | head -1`)
+                    return
+                # keep watching: a full disk now is not a reason to stop probing
+                self.error(f"cannot write {'stdout' if stdout else path}: {exc.strerror or exc}")
 
     def _log_statuses(self, report: Report) -> None:
         current = {r["name"]: r["status"] for r in report.document.get("connectivity") or []}
@@ -254,7 +265,3 @@ def _json_line(report: Report) -> str:
 
     return json.dumps(report.document, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
 
-
-def _write_stdout(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()

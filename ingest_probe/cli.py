@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from ingest_probe import errors
+from ingest_probe._signals import Interrupted, handled
 from ingest_probe._version import __version__
 
 if TYPE_CHECKING:
@@ -61,34 +62,52 @@ def load(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], ex
 
 
 def writable_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    """Check an output path before anything is probed: its nearest existing ancestor must be a writable dir."""
+    """Check an output path before anything is probed (``_io.check``: a directory, a block device, a
+    symlink loop or a directory we cannot create files in is a usage error)."""
+    from ingest_probe import _io
+
     if value is None:
         return None
-    ancestor = value.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise click.BadParameter(f"{value}: {ancestor} is not a directory", ctx=ctx, param=param)
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise click.BadParameter(f"{value}: cannot write in {ancestor}", ctx=ctx, param=param)
-    if value.is_dir():
-        raise click.BadParameter(f"{value} is a directory", ctx=ctx, param=param)
+    problem = _io.check(value)
+    if problem is not None:
+        raise click.BadParameter(problem, ctx=ctx, param=param)
     return value
 
 
-def output_option(help: str = "Write the report here atomically instead of stdout.") -> Callable[[F], F]:
-    return click.option("--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+OUTPUT_HELP = ("Write the report here instead of stdout (`-` is stdout). A file (or a symlink's target) is"
+               " replaced atomically; a device, FIFO or socket is written in place.")
+
+
+def output_option(help: str = OUTPUT_HELP) -> Callable[[F], F]:
+    return click.option("--output", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
                         callback=writable_path, help=help)
 
 
-def emit(text: str, output: Path | None) -> None:
-    """The report on stdout, or atomically into ``output``."""
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        from ingest_probe._io import write_atomic
+def require_stdout(*outputs: Path | None) -> None:
+    """A report bound for stdout needs one: `report >&-` is exit 3 before anything is probed."""
+    from ingest_probe._io import STDOUT
 
-        write_atomic(output, text)
+    if sys.stdout is None and (all(o is None for o in outputs) or STDOUT in outputs):
+        raise errors.UsageError("cannot write report: stdout is closed")
+
+
+def debug(message: str) -> None:
+    """With --debug, a line on stderr saying what the run is doing (where a signal or a hang caught it)."""
+    if _debug:
+        click.echo(f"ingest-probe: debug: {message}", err=True)
+
+
+def emit(text: str, output: Path | None) -> None:
+    """The report on stdout, or into ``output`` by ``_io``'s rules; a failure is exit 3 naming the target."""
+    from ingest_probe import _io
+
+    path = output or _io.STDOUT
+    where = "stdout" if _io.is_stdout(path) else str(path)
+    debug(f"writing report to {where}")
+    try:
+        _io.write_output(path, text)
+    except OSError as exc:
+        raise errors.IngestProbeError(f"cannot write report to {where}: {exc.strerror or exc}") from exc
 
 
 def finish(built: Report, fmt: str, output: Path | None) -> NoReturn:
@@ -204,6 +223,7 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
     """Build the manifest report; with --connectivity, probe every configured connector."""
     from ingest_probe.report import build_report
 
+    require_stdout(output)
     check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                       validate_on_broker=validate_on_broker)
     if splay and not (connectivity or ensure_topics):
@@ -277,6 +297,7 @@ def topics_plan(config_file: Path | None, no_env: bool, env_files: tuple[Path, .
 
     Sends Metadata (auto-creation off) and DescribeConfigs only, unless --validate-on-broker is given.
     """
+    require_stdout(output)
     _topics_report(load(config_file, no_env, env_files, extras), fmt, output, dry_run=True, fix_drift=False,
                    validate_on_broker=validate_on_broker, timeout=timeout)
 
@@ -290,6 +311,7 @@ def topics_plan(config_file: Path | None, no_env: bool, env_files: tuple[Path, .
 def topics_apply(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
                  timeout: float, fmt: str, output: Path | None, fix_drift: bool) -> None:
     """Create the missing topics, then re-read and report what exists. Never deletes a topic."""
+    require_stdout(output)
     _topics_report(load(config_file, no_env, env_files, extras), fmt, output, dry_run=False,
                    fix_drift=fix_drift, validate_on_broker=False, timeout=timeout)
 
@@ -333,6 +355,7 @@ def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...
     from ingest_probe.readiness import run_readiness
 
     del connectivity  # always on for readiness; accepted so `report` flags work unchanged
+    require_stdout(output)
     check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                       validate_on_broker=validate_on_broker)
     settings = load(config_file, no_env, env_files, extras)
@@ -365,7 +388,7 @@ def config(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
 
 WATCH_EXIT_CODES = """\b
 Exit codes:
-  0  stopped by SIGINT/SIGTERM (clients closed)
+  0  stopped by SIGINT/SIGTERM (clients closed), or stdout's reader went away (`watch | head -1`)
   0/1/2  with --once: the cycle's report exit code (as `report --connectivity`)
   2  stopped after TIMESCALE_INGEST_MAX_FAILURES consecutive cycles with a connector down
   3  usage or configuration error, or an internal error"""
@@ -378,6 +401,7 @@ def _splay_sleep(seconds: float) -> float | None:
     from ingest_probe._watch import splay
 
     slept = splay(seconds)
+    debug(f"--splay: sleeping {slept:.3f} s before contacting anything")
     time.sleep(slept)
     return round(slept, 3)
 
@@ -394,10 +418,10 @@ def _splay_sleep(seconds: float) -> float | None:
               help="Each deadline is drawn from [T*(1-J), T].")
 @click.option("--seed", type=int, default=None, help="Seed the deadline and schedule jitter.")
 @click.option("--once", is_flag=True, help="Run a single cycle and exit with its report's exit code.")
-@output_option(help="Write each cycle's JSON report here atomically.")
-@click.option("--prometheus-file", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+@output_option(help="Write each cycle's JSON report here (as --output of `report`).")
+@click.option("--prometheus-file", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
               callback=writable_path,
-              help="Write each cycle's Prometheus textfile here atomically (node_exporter textfile).")
+              help="Write each cycle's Prometheus textfile here (node_exporter textfile; as --output).")
 @click.option("--quiet", "-q", is_flag=True, help="Log nothing but errors.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every cycle, not only status transitions.")
 def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
@@ -409,17 +433,26 @@ def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], e
     Without --output/--prometheus-file each cycle's JSON report goes to stdout. Status transitions are
     logged on stderr, one line each.
     """
-    from ingest_probe._watch import NORMAL, QUIET, VERBOSE, WatchOptions, run_watch
+    from ingest_probe._watch import NORMAL, QUIET, VERBOSE, WatchOptions, run_watch, stamped
 
     if quiet and verbose:
         raise errors.UsageError("--quiet and --verbose contradict each other")
-    settings = load(config_file, no_env, env_files, extras)
-    options = WatchOptions.from_settings(
-        settings, interval=interval, jitter_seconds=jitter_seconds, timeout=timeout, jitter=jitter, seed=seed,
-        once=once, output=output, prometheus_file=prometheus_file,
-        verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL,
-    )
-    sys.exit(run_watch(settings, options))
+    require_stdout(output, prometheus_file)
+    try:
+        settings = load(config_file, no_env, env_files, extras)
+        options = WatchOptions.from_settings(
+            settings, interval=interval, jitter_seconds=jitter_seconds, timeout=timeout, jitter=jitter,
+            seed=seed, once=once, output=output, prometheus_file=prometheus_file,
+            verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL,
+        )
+        code = run_watch(settings, options)
+    except Interrupted as exc:  # before the first cycle (loading drivers): stopped all the same, exit 0
+        if exc.forced:
+            raise
+        if not quiet:
+            click.echo(stamped(f"stopped by {exc.name}; clients closed"), err=True)
+        code = 0
+    sys.exit(code)
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -453,28 +486,49 @@ def _fail(message: str, code: int, *, debug: bool = False) -> NoReturn:
     sys.exit(code)
 
 
+def _stopped(exc: Interrupted) -> str:
+    verb = "interrupted" if exc.name == "SIGINT" else "terminated"
+    if exc.forced:
+        return f"{verb} by a second {exc.name} while closing; closing was cut short"
+    return f"{verb} by {exc.name}; every connection was closed"
+
+
+#: --debug was given (``main`` strips it from the command line, so every command accepts it anywhere).
+_debug = False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: maps every failure to one stderr line and a documented exit code.
 
     ``--debug`` may stand anywhere on the line; it adds the traceback but never changes the exit code.
+    SIGINT/SIGTERM are handled from here on (``_signals``): whenever they arrive, the exit is 130/143
+    with one line, every client closed and no temp file left.
     """
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    _quiet_library_loggers()
-    args = [a for a in args if a != "--debug"]
-    if not args:
-        _fail("missing command: try 'ingest-probe --help'", errors.UsageError.exit_code)
+    global _debug
+    with handled():
+        args = list(sys.argv[1:] if argv is None else argv)
+        _debug = "--debug" in args
+        _quiet_library_loggers()
+        args = [a for a in args if a != "--debug"]
+        if not args:
+            _fail("missing command: try 'ingest-probe --help'", errors.UsageError.exit_code)
+        _run(args, _debug)
+
+
+def _run(args: list[str], debug: bool) -> NoReturn:
     try:
         cli.main(args=args, prog_name="ingest-probe", standalone_mode=False)
+    except Interrupted as exc:
+        _fail(_stopped(exc), exc.signum + 128)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns SIGINT into Abort
+    except (click.exceptions.Abort, KeyboardInterrupt):  # SIGINT when its handler was not ours (ignored at start)
         _fail("interrupted by SIGINT; every connection was closed", 130)
     except click.ClickException as exc:  # usage errors: bad flags, bad values
         _fail(exc.format_message(), errors.UsageError.exit_code)
     except errors.IngestProbeError as exc:
         _fail(str(exc), exc.exit_code, debug=debug)
-    except OSError as exc:  # writing --output, reading a file the config layer did not own
+    except OSError as exc:  # reading a file the config layer did not own
         _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 3, debug=debug)
     except Exception as exc:  # noqa: BLE001 -- the process boundary: a bug becomes one line + exit 3 (--debug: traceback)
         leaf = _leaf(exc)

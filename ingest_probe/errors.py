@@ -3,7 +3,6 @@
     IngestProbeError                 exit 3
     ├── ConfigError                  bad input: names the key, its source and the (redacted) value
     │   └── UsageError               a flag combination that makes no sense
-    ├── Terminated                   SIGTERM arrived mid-run; clients were closed (exit 143)
     └── ProbeError                   an *expected* failure of one connector; becomes data in a result
         ├── DnsError                 the host name does not resolve
         ├── RefusedError             nothing listens / connection reset
@@ -17,7 +16,8 @@
         └── DriverError              the client library is missing or unusable
 
 Probes map client-library exceptions onto this tree at the boundary (``raise ... from exc``). Anything
-that is not a ``ProbeError`` is a bug and propagates.
+that is not a ``ProbeError`` is a bug and propagates. SIGINT/SIGTERM end a command outside this tree,
+with ``_signals.Interrupted`` (a ``SystemExit``: exit 130/143).
 """
 
 from __future__ import annotations
@@ -43,13 +43,6 @@ class UsageError(ConfigError):
     """Command-line flags that contradict each other or need another flag."""
 
     kind = "usage"
-
-
-class Terminated(IngestProbeError):
-    """SIGTERM (cron timeout, ``kill``, Kubernetes) arrived mid-run; every client was closed first."""
-
-    exit_code = 143
-    kind = "terminated"
 
 
 class ProbeError(IngestProbeError):
