@@ -22,6 +22,7 @@ import datetime as dt
 import random
 import signal
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,8 @@ class WatchOptions:
     prometheus_file: Path | None = None
     verbosity: int = NORMAL
     handle_signals: bool = True
+    #: Log the traceback behind every ``internal`` result (``--debug``).
+    debug: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> WatchOptions:
@@ -190,6 +193,9 @@ class _Loop:
                 self.cycles += 1
                 await self._write(report)
                 self._log_statuses(report)
+                if opts.debug:
+                    for exc in report.internal_errors:
+                        self.log("".join(traceback.format_exception(exc)).rstrip("\n"))
                 failures = failures + 1 if report.status is Status.DOWN else 0
                 if opts.once:
                     return report.exit_code

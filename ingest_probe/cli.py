@@ -25,7 +25,8 @@ Exit codes (Nagios meaning; with several checks the worst wins):
   0  OK: report written; every probed connector ok (or skipped), topics as declared
   1  WARNING: a connector degraded or starting; topic drift remains, or a dry run would create topics
   2  CRITICAL: a connector down; a topic creation failed or the broker is unreachable
-  3  UNKNOWN: usage or configuration error, nothing configured to probe, or an internal error
+  3  UNKNOWN: usage or configuration error, nothing configured to probe, or an internal error (a
+     connector's error_kind internal: the report still has every other result)
   130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way"""
 
 
@@ -101,7 +102,18 @@ def finish(built: Report, fmt: str, output: Path | None) -> NoReturn:
     emit(get_renderer(fmt)(built), output)
     for line in problems(built.document):
         click.echo(f"ingest-probe: {line}", err=True)
+    if debugging():
+        import traceback
+
+        for exc in built.internal_errors:
+            traceback.print_exception(exc)
     sys.exit(built.exit_code)
+
+
+def debugging() -> bool:
+    """Whether ``--debug`` was given (``main`` takes it off the command line into the context's ``obj``)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and isinstance(ctx.obj, dict) and bool(ctx.obj.get("debug"))
 
 
 def problems(doc: Mapping[str, Any]) -> list[str]:
@@ -417,7 +429,7 @@ def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], e
     options = WatchOptions.from_settings(
         settings, interval=interval, jitter_seconds=jitter_seconds, timeout=timeout, jitter=jitter, seed=seed,
         once=once, output=output, prometheus_file=prometheus_file,
-        verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL,
+        verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL, debug=debugging(),
     )
     sys.exit(run_watch(settings, options))
 
@@ -465,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args:
         _fail("missing command: try 'ingest-probe --help'", errors.UsageError.exit_code)
     try:
-        cli.main(args=args, prog_name="ingest-probe", standalone_mode=False)
+        cli.main(args=args, prog_name="ingest-probe", standalone_mode=False, obj={"debug": debug})
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):  # click turns SIGINT into Abort

@@ -4,6 +4,8 @@
     ├── ConfigError                  bad input: names the key, its source and the (redacted) value
     │   └── UsageError               a flag combination that makes no sense
     ├── Terminated                   SIGTERM arrived mid-run; clients were closed (exit 143)
+    ├── InternalError                a bug (ours, or a client library's unexpected exception) in one probe
+    │                                or in topic provisioning: that target's result, exit 3
     └── ProbeError                   an *expected* failure of one connector; becomes data in a result
         ├── DnsError                 the host name does not resolve
         ├── RefusedError             nothing listens / connection reset
@@ -17,7 +19,8 @@
         └── DriverError              the client library is missing or unusable
 
 Probes map client-library exceptions onto this tree at the boundary (``raise ... from exc``). Anything
-that is not a ``ProbeError`` is a bug and propagates.
+else a probe raises is a bug: its owner (the supervisor, topic provisioning) records it as that target's
+result, kind ``internal`` (never the end of the run), and the run exits 3. Cancellation always propagates.
 """
 
 from __future__ import annotations
@@ -50,6 +53,16 @@ class Terminated(IngestProbeError):
 
     exit_code = 143
     kind = "terminated"
+
+
+class InternalError(IngestProbeError):
+    """An unexpected exception in one probe (or topic provisioning), recorded as that target's result.
+
+    The message is one line naming the target and the exception; the exception itself (with its traceback,
+    shown under ``--debug``) travels beside the result, never in the report.
+    """
+
+    kind = "internal"
 
 
 class ProbeError(IngestProbeError):

@@ -26,7 +26,9 @@ T = TypeVar("T")
 #: Library-native timeouts get this share of the time left, so the library fails first with its own,
 #: more specific error and the supervisor's cancel scope stays the hard ceiling.
 LIBRARY_SHARE = 0.85
-#: Time a client gets to close politely, shielded from cancellation, before we stop waiting.
+#: The owner's default close budget: the time a probe's clients get to close, shielded from cancellation by
+#: the owner (supervisor, Prober, topic provisioning). Probes never shield: they close within the deadline
+#: they are given (``budget()``), so the owner's budget stays the ceiling.
 CLOSE_BUDGET = 1.0
 #: Why a peer that accepted the TCP connection may never answer the handshake. A different service on the
 #: port belongs here: most wait silently for more bytes of their own protocol (Redis for a newline, Kafka
@@ -43,7 +45,11 @@ def budget(*, share: float = LIBRARY_SHARE, floor: float = 0.05, default: float 
 
 
 async def bounded_close(close: Callable[[], Awaitable[object]], *, budget: float = CLOSE_BUDGET) -> bool:
-    """Await ``close()`` shielded from cancellation for at most ``budget`` s; True if it finished."""
+    """Await ``close()`` shielded from cancellation for at most ``budget`` s; True if it finished.
+
+    For owners only: a probe that opened its own shielded scope would make its constant, not the owner's
+    budget, the ceiling.
+    """
     with anyio.move_on_after(budget, shield=True):
         await close()
         return True

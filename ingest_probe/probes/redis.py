@@ -8,10 +8,12 @@ import os
 import ssl
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from ingest_probe import errors
 from ingest_probe.probes._common import (
+    CLOSE_BUDGET,
     SILENT_PEER,
-    bounded_close,
     budget,
     connection_reset,
     library_failure,
@@ -102,7 +104,8 @@ class RedisProbe:
                 raise  # raised in our code, not by redis-py on a bad answer: a bug, let it fail loudly
             raise mapped from exc
         except BaseException:
-            # Cancelled (the supervisor's deadline) or interrupted: never reuse a half-used connection.
+            # Cancelled (the supervisor's deadline) or interrupted: never reuse a half-used connection. The
+            # socket closes at once; what would have to wait is left to the owner's (shielded) aclose().
             await self._drop()
             raise
 
@@ -116,7 +119,7 @@ class RedisProbe:
             await self._info(client, rec)
 
     async def aclose(self) -> None:
-        """Close the warm client, if any: idempotent, bounded, never raises on a dead server."""
+        """Close the warm client, if any, within the caller's deadline: idempotent, never raises on a dead server."""
         await self._drop()
 
     # ------------------------------------------------------------------------------------------ client
@@ -214,9 +217,17 @@ class RedisProbe:
             rec.details["master_link_status"] = _str_or_none(info.get("master_link_status"))
 
     async def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await bounded_close(lambda: _shutdown(client))
+        """Close the client within the caller's deadline (the owner shields it); the socket goes first.
+
+        Cancelled before that (the deadline of a check), the client stays for the owner's ``aclose()``.
+        """
+        client = self._client
+        if client is None:
+            return
+        with anyio.move_on_after(budget(share=0.5, default=CLOSE_BUDGET / 2)):
+            await _shutdown(client)
+        if self._client is client:
+            self._client = None
 
     # ------------------------------------------------------------------------------------------ errors
 

@@ -14,7 +14,6 @@ from ingest_probe import errors
 from ingest_probe.probes import _pg_connect
 from ingest_probe.probes._common import (
     CLOSE_BUDGET,
-    bounded_close,
     budget,
     connection_reset,
     in_daemon_thread,
@@ -65,23 +64,27 @@ class TimescaleProbe:
             await self._check_postgres(rec)
 
     async def aclose(self) -> None:
-        """Close the warm connection politely (bounded, shielded), then abort it if that did not finish."""
-        conn, self._conn = self._conn, None
+        """Close the warm connection politely within the caller's deadline (the owner shields it), else abort.
+
+        asyncpg's own close timeout is a share of that deadline; cancelled or failed, the connection is
+        terminated at once (no await), so nothing is left open.
+        """
+        conn = self._conn
         if conn is None:
             return
         from asyncpg.exceptions import InterfaceError, PostgresError
 
-        async def polite() -> None:
-            # close() aborts the transport itself before re-raising, so a failure here needs no more work.
-            try:
-                await conn.close(timeout=CLOSE_BUDGET * 0.9)
-            except (OSError, PostgresError, InterfaceError):
-                pass
-
-        if not conn.is_closed():
-            await bounded_close(polite)
-        if not conn.is_closed():
-            conn.terminate()
+        try:
+            if not conn.is_closed():
+                # close() aborts the transport itself before re-raising, so a failure here needs no more work.
+                await conn.close(timeout=budget(share=0.9, default=CLOSE_BUDGET))
+        except (OSError, PostgresError, InterfaceError):  # TimeoutError is an OSError
+            pass
+        finally:
+            if not conn.is_closed():
+                conn.terminate()
+            if self._conn is conn:
+                self._conn = None
 
     # -------------------------------------------------------------------------------------- postgresql
 
