@@ -192,6 +192,19 @@ def test_library_failure_maps_only_exceptions_raised_inside_the_library() -> Non
     assert library_failure(own.value, package="redis", protocol="Redis", endpoint=None) is None
 
 
+def test_library_failure_looks_past_the_standard_library() -> None:
+    """Raised in a stdlib helper the library called (base64 on a peer's junk): still the library's failure;
+    a stdlib helper called by our code stays ours."""
+    decode = _library_function("aiokafka.conn", "__import__('base64').b64decode('x')")
+    with pytest.raises(ValueError, match="base64") as inside:
+        decode()
+    assert raised_inside(inside.value, "aiokafka")
+    ours = _library_function("ingest_probe.probes.kafka", "__import__('base64').b64decode('x')")
+    with pytest.raises(ValueError, match="base64") as own:
+        ours()
+    assert not raised_inside(own.value, "aiokafka")
+
+
 def test_library_failure_leaves_our_bugs_secrets_and_cancellation_alone() -> None:
     """Our callback raising inside a library call, a ProbeError and cancellation are not mapped; secrets blanked."""
 

@@ -11,6 +11,7 @@ import math
 import re
 import socket
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -161,19 +162,24 @@ def map_os_error(exc: BaseException, endpoint: str | None) -> errors.ProbeError 
 
 
 def raised_inside(exc: BaseException, package: str) -> bool:
-    """True when the innermost frame of ``exc``'s traceback runs code of ``package`` (``"aiokafka"``).
+    """True when the innermost frame of ``exc``'s traceback outside the standard library runs code of
+    ``package`` (``"aiokafka"``).
 
     The frame's module name decides (Cython frames of asyncpg carry it too), so our own
-    ``ingest_probe.probes.redis`` never counts as the ``redis`` package.
+    ``ingest_probe.probes.redis`` never counts as the ``redis`` package. Standard-library frames are looked
+    past: a ``binascii.Error`` from ``base64`` that aiokafka called on a peer's junk is aiokafka's failure.
     """
+    frames: list[TracebackType] = []
     tb: TracebackType | None = exc.__traceback__
-    last: TracebackType | None = None
     while tb is not None:
-        last, tb = tb, tb.tb_next
-    if last is None:
-        return False
-    module = str(last.tb_frame.f_globals.get("__name__") or "")
-    return module == package or module.startswith(package + ".")
+        frames.append(tb)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        module = str(frame.tb_frame.f_globals.get("__name__") or "")
+        if module.partition(".")[0] in sys.stdlib_module_names:
+            continue
+        return module == package or module.startswith(package + ".")
+    return False
 
 
 def library_failure(
