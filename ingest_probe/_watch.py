@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ingest_probe._io import write_atomic
+from ingest_probe._printable import json_text, printable
 from ingest_probe.prober import Prober
 from ingest_probe.results import Status
 
@@ -174,7 +175,7 @@ class _Loop:
 
     def _say(self, text: str) -> None:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        self.log(f"{now} ingest-probe watch: {text}")
+        self.log(f"{now} ingest-probe watch: {printable(text)}")
 
     def info(self, text: str) -> None:
         if self.options.verbosity > QUIET:
@@ -258,7 +259,7 @@ def _why(result: dict[str, Any]) -> str:
 def _json_line(report: Report) -> str:
     import json
 
-    return json.dumps(report.document, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    return json_text(json.dumps(report.document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)) + "\n"
 
 
 def _write_stdout(text: str) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from ingest_probe import errors
+from ingest_probe._printable import printable
 from ingest_probe._version import __version__
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def load(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], ex
         environ=None if no_env else os.environ,
     )
     for warning in settings.warnings:
-        click.echo(f"ingest-probe: warning: {warning}", err=True)
+        click.echo(f"ingest-probe: warning: {printable(warning)}", err=True)
     return settings
 
 
@@ -100,8 +101,8 @@ def finish(built: Report, fmt: str, output: Path | None) -> NoReturn:
     from ingest_probe.renderers import get_renderer
 
     emit(get_renderer(fmt)(built), output)
-    for line in problems(built.document):
-        click.echo(f"ingest-probe: {line}", err=True)
+    for line in problems(built.document):  # a server's text: its control characters shown, never obeyed
+        click.echo(f"ingest-probe: {printable(line)}", err=True)
     if debugging():
         import traceback
 
@@ -372,7 +373,7 @@ def config(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
         return
     width = max((len(k) for k, _, _ in rows), default=0)
     for key, value, source in rows:
-        click.echo(f"{key:<{width}}  {value}  [{source}]")
+        click.echo(printable(f"{key:<{width}}  {value}  [{source}]"))
 
 
 WATCH_EXIT_CODES = """\b
@@ -461,7 +462,7 @@ def _fail(message: str, code: int, *, debug: bool = False) -> NoReturn:
         import traceback
 
         traceback.print_exc()
-    click.echo(f"ingest-probe: error: {message}", err=True)
+    click.echo(f"ingest-probe: error: {printable(message)}", err=True)
     sys.exit(code)
 
 
