@@ -109,6 +109,21 @@ async def resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+def pem_is_encrypted(path: str | None) -> bool:
+    """Whether the PEM file at ``path`` holds an encrypted private key (PKCS#8 or legacy ``Proc-Type``).
+
+    Blocking file I/O: call it off the loop. Only the header is looked at; nothing of the file is shown.
+    """
+    if not path:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in head or b"Proc-Type: 4,ENCRYPTED" in head
+
+
 def connection_reset(exc: BaseException | None) -> bool:
     """A connection reset, aborted or broken under us (not refused, not a timeout)."""
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):

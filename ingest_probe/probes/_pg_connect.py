@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from ingest_probe import errors
 from ingest_probe._keys import SSLMODES
-from ingest_probe.probes._common import SILENT_PEER, in_daemon_thread, library_failure, map_os_error, one_line
+from ingest_probe.probes._common import (
+    SILENT_PEER,
+    in_daemon_thread,
+    library_failure,
+    map_os_error,
+    one_line,
+    pem_is_encrypted,
+)
 
 if TYPE_CHECKING:
     from ingest_probe.settings import TimescaleSettings
@@ -97,9 +104,16 @@ def ssl_context(s: TimescaleSettings, mode: str) -> ssl.SSLContext:
             else:
                 ctx.load_default_certs()
         if s.sslcert:
-            password = s.sslpassword.reveal() if s.sslpassword is not None else None
+            # Never None: OpenSSL would then ask for an encrypted key's pass phrase on the terminal.
+            password = s.sslpassword.reveal() if s.sslpassword is not None else ""
             ctx.load_cert_chain(s.sslcert, keyfile=s.sslkey, password=password)
     except (ssl.SSLError, OSError) as exc:
+        keyfile = s.sslkey or s.sslcert
+        if isinstance(exc, ssl.SSLError) and pem_is_encrypted(keyfile):
+            fix = ("the configured sslpassword does not decrypt it" if s.sslpassword is not None
+                   else "no sslpassword is configured (ingest-probe never prompts for it)")
+            raise errors.TlsError(f"the TLS client key {keyfile} (sslkey) is encrypted and {fix}: set sslpassword"
+                                  " or use an unencrypted key") from exc
         detail = one_line(exc, secrets=[s.sslpassword])
         raise errors.TlsError(f"cannot load TLS files ({detail}): check sslrootcert/sslcert/sslkey") from exc
     return ctx

@@ -336,6 +336,13 @@ class RedisProbe:
                 f"TLS certificate of {where} not trusted ({exc.verify_message}): set REDIS_SSL_CA_CERTS to"
                 " the CA that signed the server certificate, and use a host name the certificate names"
             )
+        if isinstance(exc, ssl.SSLError) and "PEM lib" in str(exc) and (s.ssl_keyfile or s.ssl_certfile):
+            # ssl_password="" made OpenSSL fail instead of prompting: the key is encrypted (or not a key).
+            key = s.ssl_keyfile or s.ssl_certfile
+            return errors.TlsError(
+                f"cannot load the TLS client key {key} (REDIS_SSL_KEYFILE) for {where}: is it encrypted? There is"
+                " no setting for its passphrase and ingest-probe never prompts for one; use an unencrypted key"
+            )
         if isinstance(exc, ssl.SSLError):
             reason = str(exc.reason or exc).upper()
             if any(r in reason for r in _PLAINTEXT_PEER_REASONS):
