@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import assert_failed, pg_settings
 from live.kafka import TansuBroker
+from live.net import BlackHole, ScramPeer
+
+from ingest_probe.probes.timescale import TimescaleProbe
+from ingest_probe.settings import Secret, TimescaleSettings
+from ingest_probe.supervisor import TaskSupervisor
 
 BAD_HOST = "broker..example"
+#: Slack over a deadline for cleanup: a hang guard, not a performance assertion.
+HANG_GUARD = 3.0
 
 #: Runs the CLI with an audit hook that writes every host name given to getaddrinfo to ``argv[1]``, and
 #: optionally first runs ``argv[2]`` (a patch that plants a bug). The rest of argv is the command line.
@@ -184,3 +194,75 @@ def test_watch_bug_in_one_probe_is_its_internal_result(
     statuses = {c["name"]: (c["status"], c["error_kind"]) for c in doc["connectivity"]}
     assert statuses == {"timescale": ("ok", None), "redis": ("ok", None), "kafka": ("down", "internal")}
     assert "Traceback (most recent call last):" in proc.stderr
+
+
+# ------------------------------------------------------------------------------- a SCRAM iteration bomb
+
+
+def scram_probe(port: int) -> TimescaleProbe:
+    return TimescaleProbe(TimescaleSettings(
+        configured=True, backend="postgresql", url_source_key=None, host="127.0.0.1", port=port, user="probe",
+        password=Secret("canary-pw"), sslmode="disable",
+    ))  # fmt: skip
+
+
+@pytest.mark.live
+async def test_scram_iteration_bomb_is_auth_within_the_deadline() -> None:
+    """A peer asking for 20,000,000 SCRAM iterations (PostgreSQL's default: 4096) is refused before hashing:
+    auth naming the count, within the deadline (it used to freeze the event loop for ~14 s)."""
+    deadline = 2.0
+    with ScramPeer(20_000_000) as peer:
+        started = time.monotonic()
+        [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run([scram_probe(peer.port)])
+        elapsed = time.monotonic() - started
+        assert peer.asked.is_set()
+    assert_failed(result, "auth", "20000000 SCRAM iterations", "4096")
+    assert elapsed < deadline + HANG_GUARD, elapsed
+
+
+@pytest.mark.live
+def test_scram_iteration_bomb_never_holds_off_sigterm(tmp_path: Path) -> None:
+    """SIGTERM right after the peer asked for 2,000,000,000 iterations (a black-holed Redis keeps the run
+    going): the process exits 143 promptly instead of hashing for half an hour."""
+    with ScramPeer(2_000_000_000) as peer, BlackHole() as hole:
+        values = {"TIMESCALEDB_HOST": "127.0.0.1", "TIMESCALEDB_PORT": str(peer.port), "TIMESCALEDB_USER": "probe",
+                  "TIMESCALEDB_PASSWORD": "canary-pw", "TIMESCALEDB_SSLMODE": "disable",
+                  "REDIS_URL": f"redis://127.0.0.1:{hole.port}/0"}  # fmt: skip
+        extras = [arg for k, v in values.items() for arg in ("--extra", f"{k}={v}")]
+        proc = subprocess.Popen([sys.executable, "-m", "ingest_probe", "report", "--no-env", "--connectivity",
+                                 "--timeout", "60", *extras], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+        try:
+            assert peer.asked.wait(30), "the client never reached the SCRAM challenge"
+            time.sleep(0.2)  # the challenge is read (and, before the fix, hashing has begun)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert "terminated by SIGTERM" in err
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("tls", [False, True])
+async def test_scram_cap_sits_where_asyncpg_hashes_and_only_for_the_probe(
+    tls: bool, pg_server: Any, pg_tls_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pins the asyncpg seam against a real PostgreSQL (SCRAM-SHA-256, 4096 iterations; plaintext and TLS):
+    with the cap below 4096 the probe's login is refused before hashing, while an application's own asyncpg
+    connection, opened after the cap was installed, is untouched."""
+    import asyncpg
+
+    from ingest_probe.probes import _pg_connect
+
+    monkeypatch.setattr(_pg_connect, "MAX_SCRAM_ITERATIONS", 4095)
+    settings = pg_settings(pg_tls_server, sslmode="require") if tls else pg_settings(pg_server)
+    [result] = await TaskSupervisor(timeout=5.0, jitter=0.0).run([TimescaleProbe(settings)])
+    assert_failed(result, "auth", "4096 SCRAM iterations")
+    conn = await asyncpg.connect(host=pg_server.host, port=pg_server.port, user=pg_server.user,
+                                 password=pg_server.password, database=pg_server.database, ssl=False)  # fmt: skip
+    try:
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await conn.close()

@@ -153,27 +153,28 @@ class TimescaleProbe:
 
     async def _connect_once(self, asyncpg: Any, ssl_arg: _pg_connect.SslArg) -> Any:
         s = self.settings
-        return await asyncpg.connect(
-            None,
-            host=s.host,
-            port=s.port,
-            user=self._user(),
-            password=s.password.reveal() if s.password is not None else "",
-            database=s.database,
-            ssl=ssl_arg,
-            direct_tls=False,
-            target_session_attrs="any",
-            timeout=budget(),
-            command_timeout=budget(),
-            # No named prepared statements: a probe gains nothing from caching and this keeps it
-            # working through pgbouncer in transaction mode.
-            statement_cache_size=0,
-            server_settings={
-                "application_name": s.application_name,
-                "statement_timeout": str(int(s.statement_timeout_ms)),
-            },
-            **_pg_connect.gss_kwargs(),
-        )
+        with _pg_connect.scram_capped():  # a server's absurd SCRAM iteration count is refused, not computed
+            return await asyncpg.connect(
+                None,
+                host=s.host,
+                port=s.port,
+                user=self._user(),
+                password=s.password.reveal() if s.password is not None else "",
+                database=s.database,
+                ssl=ssl_arg,
+                direct_tls=False,
+                target_session_attrs="any",
+                timeout=budget(),
+                command_timeout=budget(),
+                # No named prepared statements: a probe gains nothing from caching and this keeps it
+                # working through pgbouncer in transaction mode.
+                statement_cache_size=0,
+                server_settings={
+                    "application_name": s.application_name,
+                    "statement_timeout": str(int(s.statement_timeout_ms)),
+                },
+                **_pg_connect.gss_kwargs(),
+            )
 
     def _user(self) -> str:
         """The configured user; without one, the OS account name, as libpq does (never PGUSER or $USER)."""
