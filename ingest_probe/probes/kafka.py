@@ -29,6 +29,7 @@ from ingest_probe.probes._kafka_errors import (
     map_kafka_error,
     node_error,
 )
+from ingest_probe.probes._log_secrets import HeldSecrets
 
 if TYPE_CHECKING:
     from ingest_probe.results import Recorder
@@ -75,6 +76,8 @@ class KafkaProbe:
         self.configured = settings.configured and bool(settings.bootstrap_servers)
         self.endpoint: str | None = ",".join(s.strip() for s in settings.bootstrap_servers) or None
         self._admin: Any = None
+        #: The SASL password, scrubbed from the client libraries' log records while a client may use it.
+        self._secrets = HeldSecrets([settings.password])
         self._ssl_context: ssl.SSLContext | None = None
         #: seconds; the request timeout the current client was built with (for messages).
         self._request_timeout = 0.0
@@ -87,6 +90,7 @@ class KafkaProbe:
     # --------------------------------------------------------------------------------------------- check
 
     async def check(self, rec: Recorder) -> None:
+        self._secrets.hold()
         rec.details["reused_client"] = self._admin is not None
         try:
             response = None
@@ -122,12 +126,15 @@ class KafkaProbe:
         """Close the admin client if there is one, within the caller's deadline; idempotent, never raises on a
         dead broker."""
         await self._drop()
+        if self._admin is None:
+            self._secrets.release()
 
     async def connect(self) -> Any:
         """Start (or reuse) the admin client as ``check`` does and return it (topic provisioning).
 
         Failures are the same ``ProbeError``s as ``check``'s; the client is dropped on any failure.
         """
+        self._secrets.hold()
         try:
             if self._admin is None:
                 await _import_aiokafka()

@@ -22,6 +22,7 @@ from ingest_probe.probes._common import (
     resolve,
     speaks_tls,
 )
+from ingest_probe.probes._log_secrets import HeldSecrets
 
 if TYPE_CHECKING:
     # Absolute import: this module is ``ingest_probe.probes.redis``, the library is the top-level ``redis``.
@@ -61,6 +62,8 @@ class RedisProbe:
         self.endpoint = settings.endpoint
         self.client_name = settings.client_name or DEFAULT_CLIENT_NAME
         self._client: Redis | None = None
+        #: The password, scrubbed from the client libraries' log records while a client may use it.
+        self._secrets = HeldSecrets([settings.password])
         #: The library timeout of the step in flight, for messages.
         self._timeout = 0.0
         #: Whether the server answered the check in flight (PING) yet: a lost connection is retried only before.
@@ -70,6 +73,7 @@ class RedisProbe:
         s = self.settings
         if s.host is None:
             raise errors.ProbeError("no Redis host configured: set REDIS_URL or REDIS_HOST")
+        self._secrets.hold()
         try:
             client = await self._warm_client()
             if client is not None:
@@ -121,6 +125,8 @@ class RedisProbe:
     async def aclose(self) -> None:
         """Close the warm client, if any, within the caller's deadline: idempotent, never raises on a dead server."""
         await self._drop()
+        if self._client is None:
+            self._secrets.release()
 
     # ------------------------------------------------------------------------------------------ client
 

@@ -20,6 +20,7 @@ from ingest_probe.probes._common import (
     one_line,
     resolve,
 )
+from ingest_probe.probes._log_secrets import HeldSecrets
 
 if TYPE_CHECKING:
     from ingest_probe.results import Recorder
@@ -52,11 +53,14 @@ class TimescaleProbe:
         self.configured = settings.configured
         self.endpoint = settings.endpoint
         self._conn: Any = None  # asyncpg.Connection once a check succeeded (warm) or is connecting
+        #: The passwords, scrubbed from the client libraries' log records while a connection may use them.
+        self._secrets = HeldSecrets([settings.password, settings.sslpassword])
         self._lock = anyio.Lock()  # concurrent check() calls on one probe share one connection
 
     # ------------------------------------------------------------------------------------------ public
 
     async def check(self, rec: Recorder) -> None:
+        self._secrets.hold()
         async with self._lock:
             if self.settings.backend == "sqlite":
                 await self._check_sqlite(rec)
@@ -71,6 +75,7 @@ class TimescaleProbe:
         """
         conn = self._conn
         if conn is None:
+            self._secrets.release()
             return
         from asyncpg.exceptions import InterfaceError, PostgresError
 
@@ -85,6 +90,7 @@ class TimescaleProbe:
                 conn.terminate()
             if self._conn is conn:
                 self._conn = None
+            self._secrets.release()
 
     # -------------------------------------------------------------------------------------- postgresql
 
