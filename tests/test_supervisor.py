@@ -257,3 +257,23 @@ async def test_deadline_hint_names_a_different_service_only_before_the_handshake
     assert "a different service listens on that port" in a.error
     assert "during query" in b.error
     assert "different service" not in b.error
+
+
+async def test_internal_error_never_shows_a_secret_a_probe_holds():
+    """A bug whose message quotes a password a probe holds is reported with the password masked."""
+    from ingest_probe.probes._log_secrets import HeldSecrets
+    from ingest_probe.settings import Secret
+
+    held = HeldSecrets([Secret("hunter2-canary")])
+
+    async def bug(rec):
+        held.hold()
+        raise ValueError("cannot parse b'user\\x00user\\x00hunter2-canary'")
+
+    try:
+        (result,) = await TaskSupervisor(timeout=1.0).run([FakeProbe("kafka", bug)])
+    finally:
+        held.release()
+    assert result.error_kind == "internal"
+    assert "hunter2-canary" not in result.error
+    assert "***" in result.error
