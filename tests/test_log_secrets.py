@@ -156,3 +156,36 @@ def test_nothing_is_scrubbed_before_holding_or_after_release(debug_logging: Capt
     logger.debug("after %s", secret)
     messages = [r.getMessage() for r in debug_logging.records]
     assert messages == [f"before {secret}", "during ***", f"after {secret}"]
+
+
+def test_a_factory_chained_on_top_of_ours_keeps_working(debug_logging: Capture) -> None:
+    """An application that chains its own record factory on top of ours while a secret is held: after the
+    release ours stays in its chain, inert; holding again scrubs through the chain; no recursion."""
+    original = logging.getLogRecordFactory()
+    secret = "pw-" + uuid.uuid4().hex
+    held = HeldSecrets([Secret(secret)])
+    logger = logging.getLogger("asyncpg.connection")
+    held.hold()
+    ours = logging.getLogRecordFactory()
+
+    def app_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = ours(*args, **kwargs)
+        record.app = True
+        return record
+
+    logging.setLogRecordFactory(app_factory)
+    try:
+        held.release()
+        assert logging.getLogRecordFactory() is app_factory
+        logger.debug("released %s", secret)
+        held.hold()
+        logger.debug("held %s", secret)
+        held.release()
+    finally:
+        logging.setLogRecordFactory(ours)  # the application unchains, restoring what it found
+        held.hold()
+        held.release()  # ours is on top again: uninstalled
+    assert logging.getLogRecordFactory() is original
+    records = [r for r in debug_logging.records if r.name == "asyncpg.connection"]
+    assert [r.getMessage() for r in records] == [f"released {secret}", "held ***"]
+    assert all(getattr(r, "app", False) for r in records)

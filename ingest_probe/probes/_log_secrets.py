@@ -35,7 +35,9 @@ _lock = threading.Lock()
 _held: Counter[str] = Counter()
 #: What records are scrubbed of right now, longest first (a form inside another is replaced after it).
 _active: tuple[str, ...] = ()
-_wrapped: Callable[..., logging.LogRecord] | None = None
+#: The factory ours wraps; kept after uninstalling, as a record being made in another thread may still use it.
+_wrapped: Callable[..., logging.LogRecord] = logging.LogRecord
+_installed = False
 
 
 def forms(value: str) -> set[str]:
@@ -83,22 +85,21 @@ def scrub(text: str) -> str:
 
 def _refresh() -> None:
     """Recompute the active forms and (un)install the factory; called with ``_lock`` held."""
-    global _active, _wrapped
+    global _active, _wrapped, _installed
     for form in [f for f, n in _held.items() if n <= 0]:
         del _held[form]
     _active = tuple(sorted(_held, key=len, reverse=True))
     current = logging.getLogRecordFactory()
-    if _active and _wrapped is None:
-        _wrapped = current
+    if _active and not _installed:
+        _wrapped, _installed = current, True
         logging.setLogRecordFactory(_factory)
-    elif not _active and _wrapped is not None and current is _factory:
+    elif not _active and _installed and current is _factory:
         # Only when nobody chained a factory on top of ours: theirs would still call ours (inert now).
         logging.setLogRecordFactory(_wrapped)
-        _wrapped = None
+        _installed = False
 
 
 def _factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-    assert _wrapped is not None
     record = _wrapped(*args, **kwargs)
     secrets = _active
     if secrets and record.name.partition(".")[0] in LOGGERS:
