@@ -22,6 +22,7 @@ response, losing the others, so CreatePartitions is sent here too and every topi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -34,7 +35,8 @@ from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, String
 
 from ingest_probe import errors
-from ingest_probe.probes._common import budget, one_line
+from ingest_probe.probes._common import bounded_close, budget, one_line
+from ingest_probe.probes._log_secrets import scrub
 from ingest_probe.probes.kafka import KafkaProbe
 from ingest_probe.settings import KafkaSettings
 from ingest_probe.topics import (
@@ -120,9 +122,10 @@ async def provision(kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool = Fa
     """Plan (``dry_run``) or apply the declared topics within one deadline of ``timeout`` s.
 
     The deadline covers every step (connect, read, create, fix, re-read); closing the client afterwards is
-    bounded on its own (``KafkaProbe.aclose``), so the run takes at most ``timeout`` plus that budget.
+    bounded on its own (``CLOSE_BUDGET``), so the run takes at most ``timeout`` plus that budget.
     It takes ``timeout`` rather than living in the caller's cancel scope because a cut run still returns
     its section (which step was cut, what is known): a caller's scope would discard that with the result.
+    An unexpected exception is the section's error too (kind ``internal``, exit 3), never the run's end.
     """
     run = _Run(kafka, dry_run=dry_run, fix_drift=fix_drift, validate_on_broker=validate_on_broker,
                timeout=timeout)
@@ -132,8 +135,11 @@ async def provision(kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool = Fa
         return run.stopped(errors.ProbeTimeoutError(
             f"Kafka ({run.probe.endpoint}): topic provisioning did not finish within {timeout:g} s"
             f" (--timeout); cut during step {run.step}"))
+    except Exception as exc:  # noqa: BLE001 -- a bug (ours or aiokafka's) is the section's error, exit 3
+        return run.crashed(exc)
     finally:
-        await run.probe.aclose()  # bounded and shielded inside; also after a failure or cancellation
+        # The owner's close: bounded and shielded, also after a failure or cancellation.
+        await bounded_close(run.probe.aclose)
 
 
 def _limit_requests(admin: Any, seconds: float) -> None:
@@ -174,7 +180,7 @@ class _Run:
         self.touched: dict[str, str] = {}
 
     def section(self, before: tuple[TopicPlan, ...], after: tuple[TopicPlan, ...],
-                error: errors.ProbeError | None = None) -> ProvisioningSection:
+                error: errors.IngestProbeError | None = None) -> ProvisioningSection:
         # A topic that could not be read (not authorized, configs unreadable) is failed too.
         failed = {p.spec.name: p.message or "error" for p in after if p.action is Action.ERROR}
         failed.update(self.failed)
@@ -227,6 +233,16 @@ class _Run:
         self._settle_failures(after)
         self._note_remaining(after)
         return self.section(before, after, error)
+
+    def crashed(self, exc: Exception) -> ProvisioningSection:
+        """The section of a run that an unexpected exception ended: every topic unknown (nothing says what
+        the step under way did), the error ``internal`` with the exception beside it (exit 3)."""
+        detail = scrub(one_line(f"{type(exc).__name__}: {exc}", secrets=self._secrets()))
+        error = errors.InternalError(f"internal error in topic provisioning (step {self.step}): {detail};"
+                                     " re-run with --debug for a traceback")
+        unknown = plan_topics(self.kafka.topics, None)
+        section = self.section(unknown if self.before is None else self.before, unknown, error)
+        return dataclasses.replace(section, exception=exc)
 
     def stopped(self, exc: errors.ProbeError) -> ProvisioningSection:
         """The section of a run that ``exc`` ended at ``self.step``: what is known, and what is not."""

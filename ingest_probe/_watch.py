@@ -31,6 +31,7 @@ import errno
 import random
 import signal
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ import anyio
 
 from ingest_probe import _io, _signals
 from ingest_probe._loop import DaemonExecutor, cancel_on_signal, install_daemon_executor
+from ingest_probe._printable import json_text, printable
 from ingest_probe.prober import Prober
 from ingest_probe.results import Status
 
@@ -68,6 +70,8 @@ class WatchOptions:
     prometheus_file: Path | None = None
     verbosity: int = NORMAL
     handle_signals: bool = True
+    #: Log the traceback behind every ``internal`` result (``--debug``).
+    debug: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> WatchOptions:
@@ -173,7 +177,7 @@ class _Loop:
         self.previous: dict[str, str] | None = None
 
     def _say(self, text: str) -> None:
-        self.log(stamped(text))
+        self.log(stamped(printable(text)))
 
     def info(self, text: str) -> None:
         if self.options.verbosity > QUIET:
@@ -194,6 +198,9 @@ class _Loop:
                 if self.stdout_closed:
                     return 0
                 self._log_statuses(report)
+                if opts.debug:
+                    for exc in report.internal_errors:
+                        self.log("".join(traceback.format_exception(exc)).rstrip("\n"))
                 failures = failures + 1 if report.status is Status.DOWN else 0
                 if opts.once:
                     return report.exit_code
@@ -263,5 +270,5 @@ def _why(result: dict[str, Any]) -> str:
 def _json_line(report: Report) -> str:
     import json
 
-    return json.dumps(report.document, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    return json_text(json.dumps(report.document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)) + "\n"
 

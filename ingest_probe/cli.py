@@ -13,6 +13,7 @@ import click
 
 from ingest_probe import errors
 from ingest_probe._signals import Interrupted, handled
+from ingest_probe._printable import printable
 from ingest_probe._version import __version__
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ Exit codes (Nagios meaning; with several checks the worst wins):
   0  OK: report written; every probed connector ok (or skipped), topics as declared
   1  WARNING: a connector degraded or starting; topic drift remains, or a dry run would create topics
   2  CRITICAL: a connector down; a topic creation failed or the broker is unreachable
-  3  UNKNOWN: usage or configuration error, nothing configured to probe, or an internal error
+  3  UNKNOWN: usage or configuration error, nothing configured to probe, or an internal error (a
+     connector's error_kind internal: the report still has every other result)
   130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way"""
 
 
@@ -57,7 +59,7 @@ def load(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], ex
         environ=None if no_env else os.environ,
     )
     for warning in settings.warnings:
-        click.echo(f"ingest-probe: warning: {warning}", err=True)
+        click.echo(f"ingest-probe: warning: {printable(warning)}", err=True)
     return settings
 
 
@@ -118,9 +120,20 @@ def finish(built: Report, fmt: str, output: Path | None) -> NoReturn:
     from ingest_probe.renderers import get_renderer
 
     emit(get_renderer(fmt)(built), output)
-    for line in problems(built.document):
-        click.echo(f"ingest-probe: {line}", err=True)
+    for line in problems(built.document):  # a server's text: its control characters shown, never obeyed
+        click.echo(f"ingest-probe: {printable(line)}", err=True)
+    if debugging():
+        import traceback
+
+        for exc in built.internal_errors:
+            traceback.print_exception(exc)
     sys.exit(built.exit_code)
+
+
+def debugging() -> bool:
+    """Whether ``--debug`` was given (``main`` takes it off the command line into the context's ``obj``)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and isinstance(ctx.obj, dict) and bool(ctx.obj.get("debug"))
 
 
 def problems(doc: Mapping[str, Any]) -> list[str]:
@@ -383,7 +396,7 @@ def config(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
         return
     width = max((len(k) for k, _, _ in rows), default=0)
     for key, value, source in rows:
-        click.echo(f"{key:<{width}}  {value}  [{source}]")
+        click.echo(printable(f"{key:<{width}}  {value}  [{source}]"))
 
 
 WATCH_EXIT_CODES = """\b
@@ -443,7 +456,7 @@ def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], e
         options = WatchOptions.from_settings(
             settings, interval=interval, jitter_seconds=jitter_seconds, timeout=timeout, jitter=jitter,
             seed=seed, once=once, output=output, prometheus_file=prometheus_file,
-            verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL,
+            verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL, debug=debugging(),
         )
         code = run_watch(settings, options)
     except Interrupted as exc:  # before the first cycle (loading drivers): stopped all the same, exit 0
@@ -482,7 +495,7 @@ def _fail(message: str, code: int, *, debug: bool = False) -> NoReturn:
         import traceback
 
         traceback.print_exc()
-    click.echo(f"ingest-probe: error: {message}", err=True)
+    click.echo(f"ingest-probe: error: {printable(message)}", err=True)
     sys.exit(code)
 
 
@@ -517,7 +530,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(args: list[str], debug: bool) -> NoReturn:
     try:
-        cli.main(args=args, prog_name="ingest-probe", standalone_mode=False)
+        cli.main(args=args, prog_name="ingest-probe", standalone_mode=False, obj={"debug": debug})
     except Interrupted as exc:
         _fail(_stopped(exc), exc.signum + 128)
     except click.exceptions.Exit as exc:

@@ -3,6 +3,8 @@
     IngestProbeError                 exit 3
     ├── ConfigError                  bad input: names the key, its source and the (redacted) value
     │   └── UsageError               a flag combination that makes no sense
+    ├── InternalError                a bug (ours, or a client library's unexpected exception) in one probe
+    │                                or in topic provisioning: that target's result, exit 3
     └── ProbeError                   an *expected* failure of one connector; becomes data in a result
         ├── DnsError                 the host name does not resolve
         ├── RefusedError             nothing listens / connection reset
@@ -16,8 +18,10 @@
         └── DriverError              the client library is missing or unusable
 
 Probes map client-library exceptions onto this tree at the boundary (``raise ... from exc``). Anything
-that is not a ``ProbeError`` is a bug and propagates. SIGINT/SIGTERM end a command outside this tree,
-with ``_signals.Interrupted`` (a ``SystemExit``: exit 130/143).
+that is not a ``ProbeError`` is a bug: its owner (the supervisor, topic provisioning) records it as
+that target's result, kind ``internal`` (never the end of the run), and the run exits 3. Cancellation
+always propagates. SIGINT/SIGTERM end a command outside this tree, with ``_signals.Interrupted`` (a
+``SystemExit``: exit 130/143).
 """
 
 from __future__ import annotations
@@ -43,6 +47,16 @@ class UsageError(ConfigError):
     """Command-line flags that contradict each other or need another flag."""
 
     kind = "usage"
+
+
+class InternalError(IngestProbeError):
+    """An unexpected exception in one probe (or topic provisioning), recorded as that target's result.
+
+    The message is one line naming the target and the exception; the exception itself (with its traceback,
+    shown under ``--debug``) travels beside the result, never in the report.
+    """
+
+    kind = "internal"
 
 
 class ProbeError(IngestProbeError):

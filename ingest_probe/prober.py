@@ -18,8 +18,10 @@ Design (structured concurrency, as in trio's nurseries):
 * ``__aexit__`` cancels a check still in flight and closes every probe's client, concurrently, bounded
   and shielded from cancellation — also when the caller leaves because it was itself cancelled.
 
-A bug in a probe (anything that is not an expected ``ProbeError``) is raised to every caller waiting for
-that check; if every such caller had already given up, it is raised from ``__aexit__`` instead.
+Whatever a probe raises is that connector's result (a bug: status ``down``, kind ``internal``, the exception
+in ``ProbeResult.exception``), so a check always returns every result. A failure of the check machinery
+itself (not of a probe) is raised to every caller waiting for that check; if every such caller had already
+given up, it is raised from ``__aexit__`` instead.
 """
 
 from __future__ import annotations
@@ -131,7 +133,8 @@ class Prober:
         return None
 
     async def _close_probes(self) -> None:
-        """Close every client concurrently; each gets ``close_budget`` s, shielded from cancellation."""
+        """Close every client concurrently; each gets ``close_budget`` s, shielded from cancellation (the
+        owner's shield: probes close within the time they are given)."""
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:
                 for probe in self._probes:
@@ -195,7 +198,7 @@ class Prober:
             run["check"] = self._checks
             flight.results, flight.run = results, run
             self._last_run = run
-        except Exception as exc:  # noqa: BLE001 - a probe bug: handed to every waiter of this check, re-raised
+        except Exception as exc:  # noqa: BLE001 - not a probe's (those are results): handed to every waiter, re-raised
             flight.error = exc
             self._undelivered = exc
         finally:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ingest_probe._version import __version__
+from ingest_probe.errors import InternalError
 from ingest_probe.manifest import build_manifest, timescale_target
 from ingest_probe.results import ProbeResult, Status, overall_status
 from ingest_probe.settings import PlanSettings, Settings
@@ -30,11 +31,16 @@ class Section(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """A built report: the JSON document, the overall connector status and the process exit code."""
+    """A built report: the JSON document, the overall connector status and the process exit code.
+
+    ``internal_errors``: the unexpected exceptions behind ``internal`` results and sections (their
+    tracebacks are for ``--debug``; the document only has their one-line messages).
+    """
 
     document: Mapping[str, Any]
     status: Status | None
     exit_code: int
+    internal_errors: tuple[BaseException, ...] = ()
 
 
 def gate(plan: PlanSettings) -> tuple[bool, str | None]:
@@ -77,13 +83,18 @@ def build_report(
         "run": None if run is None else dict(run),
     }
     exit_code = 0 if status is None else status.exit_code
+    internal = [r.exception for r in results or () if r.error_kind == InternalError.kind]
+    if internal:
+        exit_code = max(exit_code, InternalError.exit_code)  # UNKNOWN: a bug decided a result, not the server
     # Every report carries the optional sections' keys, null when not computed: stable keys for diffing.
     sections = {"kafka_topic_provisioning": None, "failover_drill": None, **(sections or {})}
     for key, section in sections.items():
         doc[key] = None if section is None else section.to_dict()
         if section is not None:
             exit_code = max(exit_code, section.exit_code)
-    return Report(document=doc, status=status, exit_code=exit_code)
+            internal.append(getattr(section, "exception", None))  # only topic provisioning has one
+    errors = tuple(exc for exc in internal if exc is not None)
+    return Report(document=doc, status=status, exit_code=exit_code, internal_errors=errors)
 
 
 def _schedule(settings: Settings) -> dict[str, Any] | None:

@@ -54,6 +54,9 @@ class ProbeResult:
     retryable: bool = False
     details: Mapping[str, Any] = field(default_factory=dict)
     deadline_s: float | None = None
+    #: The unexpected exception behind an ``internal`` result (its traceback is for ``--debug``); never
+    #: part of the report.
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def healthy(self) -> bool | None:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ingest_probe import errors
-from ingest_probe.probes._common import CLOSE_BUDGET, SILENT_PEER, bounded_close
+from ingest_probe.probes._common import CLOSE_BUDGET, SILENT_PEER, bounded_close, one_line
+from ingest_probe.probes._log_secrets import scrub
 from ingest_probe.results import ProbeResult, Recorder, Status
 
 if TYPE_CHECKING:
@@ -51,9 +52,10 @@ class TaskSupervisor:
     """Owns every probe task of a run: one task group, named tasks, deadlines, bounded cleanup.
 
     The supervisor owns the ``random.Random`` that jitters deadlines; pass ``seed`` to reproduce a run.
-    Expected probe failures (``ProbeError``) and deadline overruns become results; anything else is a
-    bug and propagates out of ``run()`` after the other tasks have been cancelled and cleaned up: as itself
-    when it is the only one (the task group's ``ExceptionGroup`` is its ``__cause__``), else as the group.
+    Whatever a probe raises becomes its result, so one probe never costs the others theirs: expected
+    failures (``ProbeError``) and deadline overruns as themselves, anything else (a bug, ours or a client
+    library's) as status ``down`` with kind ``internal``, a one-line error naming the probe and the
+    exception, and the exception in ``ProbeResult.exception``. Only cancellation propagates.
     """
 
     def __init__(
@@ -78,27 +80,21 @@ class TaskSupervisor:
     async def run(self, probes: Sequence[Probe], *, close: bool = True) -> list[ProbeResult]:
         """Check every configured probe concurrently; results come back in the order given.
 
-        With ``close=True`` each probe's clients are closed (bounded, shielded) as soon as its check ends,
-        so a run lasts at most the longest deadline plus ``close_budget``.
+        With ``close=True`` each probe's clients are closed as soon as its check ends; with ``close=False``
+        (a warm client kept for the next run) only after a check that did not succeed. Closing is the
+        owner's: bounded by ``close_budget`` and shielded from cancellation (probes never shield), so a run
+        lasts at most the longest deadline plus ``close_budget``.
         """
         results: list[ProbeResult | None] = [None] * len(probes)
-        try:
-            async with anyio.create_task_group() as tg:
-                for index, probe in enumerate(probes):
-                    if not probe.configured:
-                        results[index] = ProbeResult(name=probe.name, configured=False, status=Status.SKIPPED)
-                        continue
-                    deadline = self.jitter.deadline(self.timeout, self._rng)
-                    name = f"{self.namespace}-{probe.name}"
-                    task = self._tasks[name] = _Task(name, deadline)
-                    tg.start_soon(self._guard, probe, task, results, index, close, name=name)
-        except BaseExceptionGroup as group:
-            sole = _sole_error(group)
-            if sole is None:
-                raise
-            # A bug in one probe reaches the caller as itself (KeyError…), not as "unhandled errors in a
-            # TaskGroup"; the group stays attached as the cause, with every traceback.
-            raise sole from group
+        async with anyio.create_task_group() as tg:
+            for index, probe in enumerate(probes):
+                if not probe.configured:
+                    results[index] = ProbeResult(name=probe.name, configured=False, status=Status.SKIPPED)
+                    continue
+                deadline = self.jitter.deadline(self.timeout, self._rng)
+                name = f"{self.namespace}-{probe.name}"
+                task = self._tasks[name] = _Task(name, deadline)
+                tg.start_soon(self._guard, probe, task, results, index, close, name=name)
         return [r for r in results if r is not None]
 
     async def _guard(
@@ -112,30 +108,44 @@ class TaskSupervisor:
         rec = Recorder(endpoint=probe.endpoint, phase_names=probe.phase_names)
         started = time.monotonic()
         try:
-            try:
-                with anyio.move_on_after(task.deadline) as scope:
-                    await probe.check(rec)
-            except errors.ProbeError as exc:
-                results[index] = _failed(probe, rec, exc, started, task.deadline)
-                task.finish("failed")
-                return
-            if scope.cancelled_caught:
-                timeout = errors.ProbeTimeoutError(
-                    f"no answer from {probe.endpoint or probe.name} within {task.deadline:.2f} s"
-                    f"{_stuck(rec.current_phase)}"
-                )
-                results[index] = _failed(probe, rec, timeout, started, task.deadline)
-                task.finish("cancelled")
-                return
-            results[index] = _succeeded(probe, rec, started, task.deadline)
-            task.finish("finished")
-        except BaseException as exc:  # re-raised: a bug is "failed", a cancellation "cancelled"
-            if task.state == "running":
-                task.finish("failed" if isinstance(exc, Exception) else "cancelled")
+            result, state = await self._check(probe, rec, task.deadline, started)
+        except BaseException:  # cancelled from outside (SIGTERM, the caller's scope): close, then propagate
+            task.finish("cancelled")
+            await self._close(probe)
             raise
-        finally:
-            if close:
-                await bounded_close(probe.aclose, budget=self.close_budget)
+        if close or state != "finished":
+            bug = await self._close(probe)
+            if bug is not None and result.error_kind != errors.InternalError.kind:
+                result = _internal(probe, rec, bug, started, task.deadline, doing="closing its client")
+                state = "failed"
+        results[index] = result
+        task.finish(state)
+
+    async def _check(
+        self, probe: Probe, rec: Recorder, deadline: float, started: float
+    ) -> tuple[ProbeResult, str]:
+        """One check under its deadline: its result and task state. Raises only a cancellation from outside."""
+        try:
+            with anyio.move_on_after(deadline) as scope:
+                await probe.check(rec)
+        except errors.ProbeError as exc:
+            return _failed(probe, rec, exc, started, deadline), "failed"
+        except Exception as exc:  # noqa: BLE001 -- a bug is that connector's result, never the end of the run
+            return _internal(probe, rec, exc, started, deadline), "failed"
+        if scope.cancelled_caught:
+            timeout = errors.ProbeTimeoutError(
+                f"no answer from {probe.endpoint or probe.name} within {deadline:.2f} s{_stuck(rec.current_phase)}"
+            )
+            return _failed(probe, rec, timeout, started, deadline), "cancelled"
+        return _succeeded(probe, rec, started, deadline), "finished"
+
+    async def _close(self, probe: Probe) -> Exception | None:
+        """Close the probe's clients, bounded and shielded; a bug in closing is returned, never raised."""
+        try:
+            await bounded_close(probe.aclose, budget=self.close_budget)
+        except Exception as exc:  # noqa: BLE001 -- becomes the result (see _guard)
+            return exc
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Task states (running/finished/failed/cancelled), ages and deadlines, plus counts per state."""
@@ -175,23 +185,6 @@ def _stuck(phase: str | None) -> str:
     return f"{where} (deadline from --timeout): {SILENT_PEER}"
 
 
-def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one exception in ``group`` (nested groups flattened) that is not a cancellation, else None.
-
-    None when there are several (each one matters: the group is re-raised as it is) or none.
-    """
-    cancelled = anyio.get_cancelled_exc_class()
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        elif not isinstance(exc, cancelled):
-            leaves.append(exc)
-    return leaves[0] if len(leaves) == 1 else None
-
-
 def _elapsed_ms(started: float) -> float:
     return (time.monotonic() - started) * 1000.0
 
@@ -210,6 +203,29 @@ def _succeeded(probe: Probe, rec: Recorder, started: float, deadline: float) -> 
         retryable=False,
         details=dict(rec.details),
         deadline_s=deadline,
+    )
+
+
+def _internal(
+    probe: Probe, rec: Recorder, exc: Exception, started: float, deadline: float, *, doing: str = ""
+) -> ProbeResult:
+    """An unexpected exception as the probe's result: down, kind ``internal``, one line, no secret."""
+    detail = scrub(one_line(f"{type(exc).__name__}: {exc}"))  # the secrets any probe holds right now
+    while_ = f" while {doing}" if doing else ""
+    message = f"internal error in the {probe.name} probe{while_}: {detail}; re-run with --debug for a traceback"
+    return ProbeResult(
+        name=probe.name,
+        configured=True,
+        status=Status.DOWN,
+        latency_ms=_elapsed_ms(started),
+        phases=dict(rec.phases),
+        endpoint=rec.endpoint,
+        error=message,
+        error_kind=errors.InternalError.kind,
+        retryable=False,
+        details=dict(rec.details),
+        deadline_s=deadline,
+        exception=exc,
     )
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ingest_probe.errors import ConfigError
+from ingest_probe.errors import ConfigError, InternalError
 from ingest_probe.settings import KafkaSettings, TopicSpec
 
 SECTION = "kafka_topic_provisioning"
@@ -248,11 +248,15 @@ class ProvisioningSection:
     notes: tuple[Note, ...] = ()
     error: str | None = None
     error_kind: str | None = None
+    #: The unexpected exception behind an ``internal`` error (its traceback is for ``--debug``).
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def exit_code(self) -> int:
-        """2: broker unreachable, a topic unreadable or a creation failed; 1: drift remains, or a dry
-        run would create; 0: every topic in sync."""
+        """3: an internal error; 2: broker unreachable, a topic unreadable or a creation failed; 1: drift
+        remains, or a dry run would create; 0: every topic in sync."""
+        if self.error_kind == InternalError.kind:
+            return InternalError.exit_code
         if self.error is not None or self.failed:
             return 2
         actions = {p.action for p in self.after}

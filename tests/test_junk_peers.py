@@ -2,7 +2,7 @@
 
 Client libraries assume they talk to their server; fed garbage they raise ``TypeError``/``ValueError``/…
 from deep inside their parsers. Those become ``down``/``protocol`` for that connector only, while the
-same exception types raised by *our* code still propagate (a bug must fail loudly).
+same exception types raised by *our* code are bugs: ``internal`` (exit 3), never blamed on the peer.
 """
 
 from __future__ import annotations
@@ -192,6 +192,19 @@ def test_library_failure_maps_only_exceptions_raised_inside_the_library() -> Non
     assert library_failure(own.value, package="redis", protocol="Redis", endpoint=None) is None
 
 
+def test_library_failure_looks_past_the_standard_library() -> None:
+    """Raised in a stdlib helper the library called (base64 on a peer's junk): still the library's failure;
+    a stdlib helper called by our code stays ours."""
+    decode = _library_function("aiokafka.conn", "__import__('base64').b64decode('x')")
+    with pytest.raises(ValueError, match="base64") as inside:
+        decode()
+    assert raised_inside(inside.value, "aiokafka")
+    ours = _library_function("ingest_probe.probes.kafka", "__import__('base64').b64decode('x')")
+    with pytest.raises(ValueError, match="base64") as own:
+        ours()
+    assert not raised_inside(own.value, "aiokafka")
+
+
 def test_library_failure_leaves_our_bugs_secrets_and_cancellation_alone() -> None:
     """Our callback raising inside a library call, a ProbeError and cancellation are not mapped; secrets blanked."""
 
@@ -245,8 +258,10 @@ def _bug_at_the_boundary(name: str, monkeypatch: pytest.MonkeyPatch) -> Probe:
 
 
 @pytest.mark.parametrize("name", ["timescale", "redis", "kafka"])
-async def test_type_error_from_our_code_still_propagates(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A TypeError raised by our code at a probe's library boundary is a bug: it escapes the supervisor."""
+async def test_type_error_from_our_code_is_internal_not_protocol(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TypeError raised by our code at a probe's library boundary is a bug, not the peer's fault: the
+    probe lets it out (never ``protocol``) and the supervisor records it as ``internal``."""
     probe = _bug_at_the_boundary(name, monkeypatch)
-    with pytest.raises(TypeError, match="a bug in our code"):
-        await TaskSupervisor(timeout=T, jitter=0.0).run([probe])
+    [result] = await TaskSupervisor(timeout=T, jitter=0.0).run([probe])
+    assert_failed(result, "internal", f"internal error in the {name} probe: TypeError: a bug in our code")
+    assert isinstance(result.exception, TypeError)

@@ -177,30 +177,39 @@ async def test_waiters_get_closed_resource_error_when_the_prober_closes_mid_chec
     assert all(p.closed for p in probes)
 
 
-async def test_probe_bug_propagates_to_the_caller_and_clients_still_close():
-    """A non-ProbeError exception in a probe is raised from check(), never turned into a status."""
+async def test_probe_bug_is_that_connectors_result_and_clients_still_close():
+    """A non-ProbeError exception in a probe is its connector's internal result; the others are reported."""
 
     async def buggy(rec):
         raise KeyError("bug")
 
     probes = [FakeProbe("timescale"), FakeProbe("redis", buggy), FakeProbe("kafka")]
     async with Prober(make_settings(), probes=probes) as prober:
-        with pytest.raises(KeyError, match="bug"):
-            await prober.check()
+        results = await prober.check()
+        assert [(r.status, r.error_kind) for r in results] == [
+            (Status.OK, None), (Status.DOWN, "internal"), (Status.OK, None)
+        ]
+        assert isinstance(results[1].exception, KeyError)
+        report = await prober.report()
+        assert report.exit_code == 3
+        assert [type(e) for e in report.internal_errors] == [KeyError]
         # the prober stays usable for the next check
         probes[1].behaviour = None
         assert [r.status for r in await prober.check()] == [Status.OK] * 3
     assert all(p.closed for p in probes)
 
 
-async def test_bug_nobody_waited_for_is_raised_on_exit():
-    """A probe bug in a check whose callers all gave up is raised when the block ends, not lost."""
+async def test_check_failure_nobody_waited_for_is_raised_on_exit(monkeypatch):
+    """A failure of the check itself (not a probe's: those are results) whose callers all gave up is raised
+    when the block ends, not lost."""
+    from ingest_probe.supervisor import TaskSupervisor
 
-    async def late_bug(rec):
+    async def broken_run(self, probes, *, close=True):
         await anyio.sleep(0.05)
         raise KeyError("late bug")
 
-    probes = [FakeProbe("redis", late_bug)]
+    monkeypatch.setattr(TaskSupervisor, "run", broken_run)
+    probes = [FakeProbe("redis")]
 
     async def body():
         async with Prober(make_settings(), probes=probes) as prober:

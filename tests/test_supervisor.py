@@ -96,20 +96,49 @@ async def test_unconfigured_probe_is_skipped_without_a_task():
     assert sup.describe()["tasks"] == []
 
 
-async def test_bug_in_a_probe_propagates_and_others_are_cleaned_up():
-    """A non-ProbeError (a bug) fails loudly as itself; sibling tasks are cancelled and closed, none leak."""
+async def test_bug_in_a_probe_is_its_result_and_the_others_are_reported():
+    """A non-ProbeError (a bug) is that probe's down/internal result, one line with the exception kept beside
+    it; the other probes finish normally, every client is closed and no task is left."""
 
     async def bug(rec):
-        raise TypeError("bug in our code")
+        rec.details["got_this_far"] = True
+        raise TypeError("bug in our code\nsecond line")
 
-    slow = FakeProbe("timescale", connect=hang)
-    buggy = FakeProbe("redis", bug)
-    with pytest.raises(TypeError, match="bug in our code") as info:
-        await TaskSupervisor(timeout=5.0).run([slow, buggy])
-    assert isinstance(info.value.__cause__, ExceptionGroup)  # the task group's, kept as context
-    assert slow.closed
-    assert buggy.closed
+    probes = [FakeProbe("timescale"), FakeProbe("redis", bug), FakeProbe("kafka")]
+    sup = TaskSupervisor(timeout=5.0)
+    ok, buggy, other = await sup.run(probes)
+    assert (ok.status, other.status) == (Status.OK, Status.OK)
+    assert (buggy.status, buggy.error_kind, buggy.retryable) == (Status.DOWN, "internal", False)
+    assert buggy.error == (
+        "internal error in the redis probe: TypeError: bug in our code second line; re-run with --debug for"
+        " a traceback"
+    )
+    assert isinstance(buggy.exception, TypeError)
+    assert buggy.exception.__traceback__ is not None
+    assert buggy.details == {"got_this_far": True}
+    assert "exception" not in buggy.to_dict()
+    assert sup.describe()["counts"] == {"running": 0, "finished": 2, "failed": 1, "cancelled": 0}
+    assert all(p.closed for p in probes)
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_bug_in_close_is_the_result_even_with_warm_clients_kept():
+    """A bug in aclose() becomes the result; close=False still closes a probe whose check failed."""
+
+    class BadClose(FakeProbe):
+        async def aclose(self):
+            raise RuntimeError("close bug")
+
+    async def refused(rec):
+        raise errors.RefusedError("connection refused by x:1")
+
+    (closing,) = await TaskSupervisor(timeout=1.0).run([BadClose("redis")])
+    assert (closing.status, closing.error_kind) == (Status.DOWN, "internal")
+    assert "internal error in the redis probe while closing its client: RuntimeError: close bug" in closing.error
+    failed = FakeProbe("kafka", refused)
+    (result,) = await TaskSupervisor(timeout=1.0).run([failed], close=False)
+    assert result.error_kind == "refused"
+    assert failed.closed  # the owner closed the client of the failed check
 
 
 async def test_hanging_close_is_bounded():
@@ -125,8 +154,9 @@ async def test_outer_cancellation_closes_clients_and_leaves_no_task():
     """Cancelling a run from outside (SIGINT, caller's scope) still closes every probe's client."""
     probes = [FakeProbe("timescale", connect=hang), FakeProbe("redis", connect=hang)]
     sup = TaskSupervisor(timeout=30.0)
-    with anyio.move_on_after(0.1):
+    with anyio.move_on_after(0.1) as scope:
         await sup.run(probes)
+    assert scope.cancelled_caught
     assert all(p.closed for p in probes)
     assert sup.describe()["counts"] == {"running": 0, "finished": 0, "failed": 0, "cancelled": 2}
     assert asyncio.all_tasks() == {asyncio.current_task()}
@@ -188,8 +218,8 @@ def test_bad_supervisor_arguments_are_usage_errors(kwargs, message):
         TaskSupervisor(**kwargs)
 
 
-async def test_two_bugs_stay_an_exception_group():
-    """Bugs in two probes at once are both raised, in the task group's ExceptionGroup."""
+async def test_two_bugs_are_two_results():
+    """Bugs in two probes at once are two internal results, each with its own exception."""
 
     async def key_error(rec):
         raise KeyError("first")
@@ -197,10 +227,25 @@ async def test_two_bugs_stay_an_exception_group():
     async def type_error(rec):
         raise TypeError("second")
 
-    with pytest.raises(ExceptionGroup) as info:
-        await TaskSupervisor(timeout=5.0).run([FakeProbe("redis", key_error), FakeProbe("kafka", type_error)])
-    assert info.group_contains(KeyError)
-    assert info.group_contains(TypeError)
+    a, b = await TaskSupervisor(timeout=5.0).run([FakeProbe("redis", key_error), FakeProbe("kafka", type_error)])
+    assert (a.error_kind, type(a.exception)) == ("internal", KeyError)
+    assert (b.error_kind, type(b.exception)) == ("internal", TypeError)
+
+
+async def test_cancellation_is_never_a_result():
+    """A cancellation from outside propagates out of run(), never recorded as a result, clients closed."""
+    probes = [FakeProbe("timescale", connect=hang), FakeProbe("redis", connect=hang)]
+    sup = TaskSupervisor(timeout=30.0)
+    returned = []
+    async with anyio.create_task_group() as tg:
+        async def run():
+            returned.append(await sup.run(probes))
+
+        tg.start_soon(run)
+        await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert returned == []
+    assert all(p.closed for p in probes)
 
 
 async def test_deadline_hint_names_a_different_service_only_before_the_handshake():
@@ -212,3 +257,23 @@ async def test_deadline_hint_names_a_different_service_only_before_the_handshake
     assert "a different service listens on that port" in a.error
     assert "during query" in b.error
     assert "different service" not in b.error
+
+
+async def test_internal_error_never_shows_a_secret_a_probe_holds():
+    """A bug whose message quotes a password a probe holds is reported with the password masked."""
+    from ingest_probe.probes._log_secrets import HeldSecrets
+    from ingest_probe.settings import Secret
+
+    held = HeldSecrets([Secret("hunter2-canary")])
+
+    async def bug(rec):
+        held.hold()
+        raise ValueError("cannot parse b'user\\x00user\\x00hunter2-canary'")
+
+    try:
+        (result,) = await TaskSupervisor(timeout=1.0).run([FakeProbe("kafka", bug)])
+    finally:
+        held.release()
+    assert result.error_kind == "internal"
+    assert "hunter2-canary" not in result.error
+    assert "***" in result.error

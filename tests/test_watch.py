@@ -385,3 +385,26 @@ def test_cli_report_splay_sleeps_and_is_recorded_in_the_run_block():
     run = json.loads(done.stdout)["run"]
     assert 0.0 <= run["splay_s"] <= 0.3
     assert run["seed"] == 1
+
+
+async def test_a_probe_bug_is_a_cycle_result_and_the_loop_goes_on():
+    """A bug in a probe is that connector's internal result: logged as a transition, the next cycle runs,
+    --once exits 3; with debug the traceback is logged too."""
+    calls = []
+
+    async def buggy_once(rec):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyError("planted")
+
+    h = await Harness([FakeProbe("redis", buggy_once)], cycles=3, debug=True).run()
+    assert len(calls) == 3  # the loop went on after the bug
+    assert any("redis ok -> down [internal] internal error in the redis probe: KeyError: 'planted'" in line
+               for line in h.lines), h.lines
+    assert any(line.startswith("Traceback (most recent call last):") for line in h.lines)
+
+    async def bug(rec):
+        raise KeyError("planted")
+
+    once = await Harness([FakeProbe("redis", bug)], once=True).run()
+    assert once.code == 3

@@ -12,6 +12,7 @@ import math
 import re
 import socket
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from types import TracebackType
@@ -28,7 +29,9 @@ T = TypeVar("T")
 #: Library-native timeouts get this share of the time left, so the library fails first with its own,
 #: more specific error and the supervisor's cancel scope stays the hard ceiling.
 LIBRARY_SHARE = 0.85
-#: Time a client gets to close politely, shielded from cancellation, before we stop waiting.
+#: The owner's default close budget: the time a probe's clients get to close, shielded from cancellation by
+#: the owner (supervisor, Prober, topic provisioning). Probes never shield: they close within the deadline
+#: they are given (``budget()``), so the owner's budget stays the ceiling.
 CLOSE_BUDGET = 1.0
 #: Why a peer that accepted the TCP connection may never answer the handshake. A different service on the
 #: port belongs here: most wait silently for more bytes of their own protocol (Redis for a newline, Kafka
@@ -45,7 +48,11 @@ def budget(*, share: float = LIBRARY_SHARE, floor: float = 0.05, default: float 
 
 
 async def bounded_close(close: Callable[[], Awaitable[object]], *, budget: float = CLOSE_BUDGET) -> bool:
-    """Await ``close()`` shielded from cancellation for at most ``budget`` s; True if it finished."""
+    """Await ``close()`` shielded from cancellation for at most ``budget`` s; True if it finished.
+
+    For owners only: a probe that opened its own shielded scope would make its constant, not the owner's
+    budget, the ceiling.
+    """
     with anyio.move_on_after(budget, shield=True):
         await close()
         return True
@@ -137,6 +144,21 @@ async def resolve(host: str, port: int) -> list[str]:
     return sorted(set(addresses))
 
 
+def pem_is_encrypted(path: str | None) -> bool:
+    """Whether the PEM file at ``path`` holds an encrypted private key (PKCS#8 or legacy ``Proc-Type``).
+
+    Blocking file I/O: call it off the loop. Only the header is looked at; nothing of the file is shown.
+    """
+    if not path:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in head or b"Proc-Type: 4,ENCRYPTED" in head
+
+
 def connection_reset(exc: BaseException | None) -> bool:
     """A connection reset, aborted or broken under us (not refused, not a timeout)."""
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
@@ -190,19 +212,24 @@ def map_os_error(exc: BaseException, endpoint: str | None) -> errors.ProbeError 
 
 
 def raised_inside(exc: BaseException, package: str) -> bool:
-    """True when the innermost frame of ``exc``'s traceback runs code of ``package`` (``"aiokafka"``).
+    """True when the innermost frame of ``exc``'s traceback outside the standard library runs code of
+    ``package`` (``"aiokafka"``).
 
     The frame's module name decides (Cython frames of asyncpg carry it too), so our own
-    ``ingest_probe.probes.redis`` never counts as the ``redis`` package.
+    ``ingest_probe.probes.redis`` never counts as the ``redis`` package. Standard-library frames are looked
+    past: a ``binascii.Error`` from ``base64`` that aiokafka called on a peer's junk is aiokafka's failure.
     """
+    frames: list[TracebackType] = []
     tb: TracebackType | None = exc.__traceback__
-    last: TracebackType | None = None
     while tb is not None:
-        last, tb = tb, tb.tb_next
-    if last is None:
-        return False
-    module = str(last.tb_frame.f_globals.get("__name__") or "")
-    return module == package or module.startswith(package + ".")
+        frames.append(tb)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        module = str(frame.tb_frame.f_globals.get("__name__") or "")
+        if module.partition(".")[0] in sys.stdlib_module_names:
+            continue
+        return module == package or module.startswith(package + ".")
+    return False
 
 
 def library_failure(

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ingest_probe import errors
-from ingest_probe.probes._common import in_daemon_thread, map_os_error, one_line
+from ingest_probe.probes._common import in_daemon_thread, map_os_error, one_line, pem_is_encrypted
 
 if TYPE_CHECKING:
     from ingest_probe.settings import KafkaSettings
@@ -231,6 +231,11 @@ async def load_tls_context(s: KafkaSettings) -> ssl.SSLContext:
         # Reading CA/cert/key files is blocking I/O: off the event loop, in a daemon thread (a hung mount
         # must hold neither the deadline nor the process exit).
         context: ssl.SSLContext = await in_daemon_thread(_load_tls_context, files)
+    except _EncryptedKeyError as exc:
+        raise errors.TlsError(
+            f"the Kafka TLS client key {exc} (KAFKA_SSL_KEYFILE) is encrypted: there is no setting for its"
+            " passphrase and ingest-probe never prompts for one; use an unencrypted key"
+        ) from exc.__cause__
     except OSError as exc:  # ssl.SSLError is an OSError too
         raise errors.TlsError(
             f"cannot load the Kafka TLS files ({one_line(exc)}): check KAFKA_SSL_CAFILE,"
@@ -246,12 +251,24 @@ def _load_tls_context(files: dict[str, str | None]) -> ssl.SSLContext:
     for key, path in files.items():
         if path is not None and not os.path.isfile(path):
             raise FileNotFoundError(errno.ENOENT, f"{key} file not found: {path}")
-    context: ssl.SSLContext = create_ssl_context(
-        cafile=files["KAFKA_SSL_CAFILE"],
-        certfile=files["KAFKA_SSL_CERTFILE"],
-        keyfile=files["KAFKA_SSL_KEYFILE"],
-    )
+    try:
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=files["KAFKA_SSL_CAFILE"],
+            certfile=files["KAFKA_SSL_CERTFILE"],
+            keyfile=files["KAFKA_SSL_KEYFILE"],
+            # Never None: OpenSSL would then ask for an encrypted key's pass phrase on the terminal.
+            password="",
+        )
+    except ssl.SSLError as exc:
+        keyfile = files["KAFKA_SSL_KEYFILE"] or files["KAFKA_SSL_CERTFILE"]
+        if pem_is_encrypted(keyfile):
+            raise _EncryptedKeyError(keyfile) from exc
+        raise
     return context
+
+
+class _EncryptedKeyError(Exception):
+    """Raised in the worker thread: the client key (its path is the message) is encrypted."""
 
 
 def abort_connections(admin: Any) -> None:

@@ -1,17 +1,28 @@
-"""How the Timescale probe reaches PostgreSQL: sslmode → SSL contexts, allow/prefer fallback, asyncpg error table."""
+"""How the Timescale probe reaches PostgreSQL: sslmode → SSL contexts, allow/prefer fallback, the SCRAM
+iteration cap, asyncpg error table."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import os
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ingest_probe import errors
 from ingest_probe._keys import SSLMODES
-from ingest_probe.probes._common import SILENT_PEER, in_daemon_thread, library_failure, map_os_error, one_line
+from ingest_probe.probes._common import (
+    SILENT_PEER,
+    in_daemon_thread,
+    library_failure,
+    map_os_error,
+    one_line,
+    pem_is_encrypted,
+)
 
 if TYPE_CHECKING:
     from ingest_probe.settings import TimescaleSettings
@@ -71,6 +82,75 @@ async def connect(
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+# --------------------------------------------------------------------------------------------- SCRAM
+#
+# SCRAM-SHA-256 makes the client run PBKDF2 with as many iterations as the *server* asks for. asyncpg does it
+# in its protocol's data_received(), on the event loop: a server asking for 20,000,000 froze the loop for
+# seconds (no deadline, no SIGTERM), 2,000,000,000 for half an hour. No asyncpg API bounds it, and the work
+# cannot move off the loop from outside, so absurd counts are refused before any hashing.
+#
+# The seam: asyncpg computes the salted password with ``hashlib.pbkdf2_hmac(...)``, looking ``hashlib`` up in
+# its compiled protocol module's globals at call time (asyncpg/protocol/scram.pyx,
+# ``_generate_salted_password``). That global is replaced, once, by a proxy whose ``pbkdf2_hmac`` refuses more
+# than ``MAX_SCRAM_ITERATIONS`` — only for connections this probe opens (a ContextVar, set around our connect,
+# is copied into the transport's callbacks): an embedding application's own asyncpg connections are untouched.
+# asyncpg turns the exception into ``InternalClientError`` with it as ``__cause__``. tests/test_hostile_peers.py
+# pins all of it against a real PostgreSQL and a hostile peer.
+
+#: The most SCRAM iterations a server may ask for (PostgreSQL's default is 4096; OWASP suggests 600,000):
+#: at ~0.25 µs each, about a quarter of a second of the event loop.
+MAX_SCRAM_ITERATIONS = 1_000_000
+_SCRAM_LIMIT: ContextVar[int | None] = ContextVar("ingest_probe_scram_limit", default=None)
+
+
+class ScramIterationsRefused(Exception):
+    """The server asked for more PBKDF2 iterations than ``MAX_SCRAM_ITERATIONS``; nothing was computed."""
+
+    def __init__(self, iterations: int, limit: int) -> None:
+        super().__init__(f"server asked for {iterations} SCRAM iterations (limit {limit})")
+        self.iterations = iterations
+        self.limit = limit
+
+
+class _CappedHashlib:
+    """``hashlib`` for asyncpg's protocol module, with ``pbkdf2_hmac`` capped for our connections."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(hashlib, name)
+
+    @staticmethod
+    def pbkdf2_hmac(hash_name: str, password: bytes, salt: bytes, iterations: int, dklen: int | None = None) -> bytes:
+        limit = _SCRAM_LIMIT.get()
+        if limit is not None and iterations > limit:
+            raise ScramIterationsRefused(iterations, limit)
+        return hashlib.pbkdf2_hmac(hash_name, password, salt, iterations, dklen)
+
+
+@contextlib.contextmanager
+def scram_capped() -> Iterator[None]:
+    """Around ``asyncpg.connect``: the connection it opens refuses absurd SCRAM iteration counts."""
+    from asyncpg.protocol import protocol
+
+    if not isinstance(protocol.hashlib, _CappedHashlib):
+        protocol.hashlib = _CappedHashlib()
+    token = _SCRAM_LIMIT.set(MAX_SCRAM_ITERATIONS)
+    try:
+        yield
+    finally:
+        _SCRAM_LIMIT.reset(token)
+
+
+def _scram_refused(exc: BaseException) -> ScramIterationsRefused | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ScramIterationsRefused):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def ssl_context(s: TimescaleSettings, mode: str) -> ssl.SSLContext:
     """The client context for any sslmode but disable, built only from the settings (no env, no ~).
 
@@ -97,9 +177,16 @@ def ssl_context(s: TimescaleSettings, mode: str) -> ssl.SSLContext:
             else:
                 ctx.load_default_certs()
         if s.sslcert:
-            password = s.sslpassword.reveal() if s.sslpassword is not None else None
+            # Never None: OpenSSL would then ask for an encrypted key's pass phrase on the terminal.
+            password = s.sslpassword.reveal() if s.sslpassword is not None else ""
             ctx.load_cert_chain(s.sslcert, keyfile=s.sslkey, password=password)
     except (ssl.SSLError, OSError) as exc:
+        keyfile = s.sslkey or s.sslcert
+        if isinstance(exc, ssl.SSLError) and pem_is_encrypted(keyfile):
+            fix = ("the configured sslpassword does not decrypt it" if s.sslpassword is not None
+                   else "no sslpassword is configured (ingest-probe never prompts for it)")
+            raise errors.TlsError(f"the TLS client key {keyfile} (sslkey) is encrypted and {fix}: set sslpassword"
+                                  " or use an unencrypted key") from exc
         detail = one_line(exc, secrets=[s.sslpassword])
         raise errors.TlsError(f"cannot load TLS files ({detail}): check sslrootcert/sslcert/sslkey") from exc
     return ctx
@@ -166,6 +253,14 @@ def map_pg_error(
 
     ep, db = s.endpoint, s.database
     text = one_line(exc, secrets=[s.password, s.sslpassword])  # asyncpg's str() has DETAIL/HINT too
+
+    refused = _scram_refused(exc)
+    if refused is not None:
+        return errors.AuthError(
+            f"{ep} asked for {refused.iterations} SCRAM iterations (PostgreSQL's default is 4096; more than"
+            f" {refused.limit} is refused before hashing, it would stall the probe): a hostile server, or check"
+            " scram_iterations and the role's password verifier"
+        )
 
     if isinstance(exc, pgx.InvalidPasswordError) and s.password is None:
         return errors.AuthError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import ipaddress
 import ssl
 import sys
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,6 @@ import anyio
 from ingest_probe import errors
 from ingest_probe.probes._common import (
     CLOSE_BUDGET,
-    bounded_close,
     budget,
     connection_reset,
     library_failure,
@@ -29,6 +29,7 @@ from ingest_probe.probes._kafka_errors import (
     map_kafka_error,
     node_error,
 )
+from ingest_probe.probes._log_secrets import HeldSecrets
 
 if TYPE_CHECKING:
     from ingest_probe.results import Recorder
@@ -75,6 +76,8 @@ class KafkaProbe:
         self.configured = settings.configured and bool(settings.bootstrap_servers)
         self.endpoint: str | None = ",".join(s.strip() for s in settings.bootstrap_servers) or None
         self._admin: Any = None
+        #: The SASL password, scrubbed from the client libraries' log records while a client may use it.
+        self._secrets = HeldSecrets([settings.password])
         self._ssl_context: ssl.SSLContext | None = None
         #: seconds; the request timeout the current client was built with (for messages).
         self._request_timeout = 0.0
@@ -87,6 +90,7 @@ class KafkaProbe:
     # --------------------------------------------------------------------------------------------- check
 
     async def check(self, rec: Recorder) -> None:
+        self._secrets.hold()
         rec.details["reused_client"] = self._admin is not None
         try:
             response = None
@@ -113,19 +117,24 @@ class KafkaProbe:
             self._record(rec, response)
         except BaseException:
             # Any failure, cancellation included: the client's state is unknown, so the next check starts
-            # afresh. Closing is bounded and shielded; the exception always propagates.
+            # afresh. Closing takes what is left of the deadline (cancelled: the owner's aclose() closes it);
+            # the exception always propagates.
             await self._drop()
             raise
 
     async def aclose(self) -> None:
-        """Close the admin client if there is one; idempotent, bounded, never raises on a dead broker."""
+        """Close the admin client if there is one, within the caller's deadline; idempotent, never raises on a
+        dead broker."""
         await self._drop()
+        if self._admin is None:
+            self._secrets.release()
 
     async def connect(self) -> Any:
         """Start (or reuse) the admin client as ``check`` does and return it (topic provisioning).
 
         Failures are the same ``ProbeError``s as ``check``'s; the client is dropped on any failure.
         """
+        self._secrets.hold()
         try:
             if self._admin is None:
                 await _import_aiokafka()
@@ -237,6 +246,14 @@ class KafkaProbe:
             node = "bootstrap"  # aiokafka keeps the bootstrap connection when no broker was listed yet
         if node is None:
             raise errors.ProtocolError(f"{self.endpoint} returned cluster metadata that lists no broker")
+        broker = client.cluster.broker_metadata(node)
+        if broker is not None and not usable_host_name(broker.host):
+            # Checked here, never looked up: the system resolver would fail it anyway (IDNA), but aiokafka
+            # lets that UnicodeError escape, and a name is not sent to DNS just to learn it is malformed.
+            raise errors.DnsError(
+                f"bootstrap via {self.endpoint} worked, but broker {node} advertises the host name"
+                f" {broker.host!r}, which is not a valid host name: check the broker's advertised.listeners"
+            )
         # describe_topics() would send allow_auto_topic_creation=True: a probe must never create a topic.
         request = metadata_request(list(self.settings.topic_names))
         limit = budget()
@@ -348,12 +365,19 @@ class KafkaProbe:
     # ------------------------------------------------------------------------------------------ helpers
 
     async def _drop(self) -> None:
-        admin, self._admin = self._admin, None
+        """Close the client within the caller's deadline (the owner shields it), aborting what did not close.
+
+        Cancelled before that (the deadline of a check), the client stays for the owner's ``aclose()``.
+        """
+        admin = self._admin
         if admin is None:
             return
-        # The supervisor bounds aclose() by CLOSE_BUDGET too: leave time to abort what did not close.
-        if not await bounded_close(admin.close, budget=CLOSE_BUDGET / 2):
-            abort_connections(admin)
+        # Half the time left for a polite close (a TLS shutdown to a frozen broker never ends), then abort.
+        with anyio.move_on_after(budget(share=0.5, default=CLOSE_BUDGET / 2)):
+            await admin.close()
+        abort_connections(admin)
+        if self._admin is admin:
+            self._admin = None
 
     def _library_failure(self, exc: BaseException) -> errors.ProtocolError | None:
         """``exc`` as a ProtocolError when aiokafka raised it from its own code (see ``library_failure``)."""
@@ -364,6 +388,24 @@ class KafkaProbe:
     def _broker_address(self, node: object) -> str:
         broker = self._admin._client.cluster.broker_metadata(node) if self._admin is not None else None
         return f"{node} at {broker.host}:{broker.port}" if broker is not None else f"{node}"
+
+
+def usable_host_name(host: str) -> bool:
+    """Whether ``host`` (as a broker advertises it) is an IP address or a name the resolver would accept.
+
+    The same test as ``socket.getaddrinfo``'s own before any lookup: IDNA encoding (empty or over-long labels
+    fail); nothing is resolved.
+    """
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return bool(host)
 
 
 def metadata_request(topics: list[str]) -> Any:

@@ -8,10 +8,12 @@ import os
 import ssl
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from ingest_probe import errors
 from ingest_probe.probes._common import (
+    CLOSE_BUDGET,
     SILENT_PEER,
-    bounded_close,
     budget,
     connection_reset,
     library_failure,
@@ -20,6 +22,7 @@ from ingest_probe.probes._common import (
     resolve,
     speaks_tls,
 )
+from ingest_probe.probes._log_secrets import HeldSecrets
 
 if TYPE_CHECKING:
     # Absolute import: this module is ``ingest_probe.probes.redis``, the library is the top-level ``redis``.
@@ -59,6 +62,8 @@ class RedisProbe:
         self.endpoint = settings.endpoint
         self.client_name = settings.client_name or DEFAULT_CLIENT_NAME
         self._client: Redis | None = None
+        #: The password, scrubbed from the client libraries' log records while a client may use it.
+        self._secrets = HeldSecrets([settings.password])
         #: The library timeout of the step in flight, for messages.
         self._timeout = 0.0
         #: Whether the server answered the check in flight (PING) yet: a lost connection is retried only before.
@@ -68,6 +73,7 @@ class RedisProbe:
         s = self.settings
         if s.host is None:
             raise errors.ProbeError("no Redis host configured: set REDIS_URL or REDIS_HOST")
+        self._secrets.hold()
         try:
             client = await self._warm_client()
             if client is not None:
@@ -102,7 +108,8 @@ class RedisProbe:
                 raise  # raised in our code, not by redis-py on a bad answer: a bug, let it fail loudly
             raise mapped from exc
         except BaseException:
-            # Cancelled (the supervisor's deadline) or interrupted: never reuse a half-used connection.
+            # Cancelled (the supervisor's deadline) or interrupted: never reuse a half-used connection. The
+            # socket closes at once; what would have to wait is left to the owner's (shielded) aclose().
             await self._drop()
             raise
 
@@ -116,8 +123,10 @@ class RedisProbe:
             await self._info(client, rec)
 
     async def aclose(self) -> None:
-        """Close the warm client, if any: idempotent, bounded, never raises on a dead server."""
+        """Close the warm client, if any, within the caller's deadline: idempotent, never raises on a dead server."""
         await self._drop()
+        if self._client is None:
+            self._secrets.release()
 
     # ------------------------------------------------------------------------------------------ client
 
@@ -214,9 +223,17 @@ class RedisProbe:
             rec.details["master_link_status"] = _str_or_none(info.get("master_link_status"))
 
     async def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await bounded_close(lambda: _shutdown(client))
+        """Close the client within the caller's deadline (the owner shields it); the socket goes first.
+
+        Cancelled before that (the deadline of a check), the client stays for the owner's ``aclose()``.
+        """
+        client = self._client
+        if client is None:
+            return
+        with anyio.move_on_after(budget(share=0.5, default=CLOSE_BUDGET / 2)):
+            await _shutdown(client)
+        if self._client is client:
+            self._client = None
 
     # ------------------------------------------------------------------------------------------ errors
 
@@ -324,6 +341,13 @@ class RedisProbe:
             return errors.TlsError(
                 f"TLS certificate of {where} not trusted ({exc.verify_message}): set REDIS_SSL_CA_CERTS to"
                 " the CA that signed the server certificate, and use a host name the certificate names"
+            )
+        if isinstance(exc, ssl.SSLError) and "PEM lib" in str(exc) and (s.ssl_keyfile or s.ssl_certfile):
+            # ssl_password="" made OpenSSL fail instead of prompting: the key is encrypted (or not a key).
+            key = s.ssl_keyfile or s.ssl_certfile
+            return errors.TlsError(
+                f"cannot load the TLS client key {key} (REDIS_SSL_KEYFILE) for {where}: is it encrypted? There is"
+                " no setting for its passphrase and ingest-probe never prompts for one; use an unencrypted key"
             )
         if isinstance(exc, ssl.SSLError):
             reason = str(exc.reason or exc).upper()

@@ -14,13 +14,13 @@ from ingest_probe import errors
 from ingest_probe.probes import _pg_connect
 from ingest_probe.probes._common import (
     CLOSE_BUDGET,
-    bounded_close,
     budget,
     connection_reset,
     in_daemon_thread,
     one_line,
     resolve,
 )
+from ingest_probe.probes._log_secrets import HeldSecrets
 
 if TYPE_CHECKING:
     from ingest_probe.results import Recorder
@@ -53,11 +53,14 @@ class TimescaleProbe:
         self.configured = settings.configured
         self.endpoint = settings.endpoint
         self._conn: Any = None  # asyncpg.Connection once a check succeeded (warm) or is connecting
+        #: The passwords, scrubbed from the client libraries' log records while a connection may use them.
+        self._secrets = HeldSecrets([settings.password, settings.sslpassword])
         self._lock = anyio.Lock()  # concurrent check() calls on one probe share one connection
 
     # ------------------------------------------------------------------------------------------ public
 
     async def check(self, rec: Recorder) -> None:
+        self._secrets.hold()
         async with self._lock:
             if self.settings.backend == "sqlite":
                 await self._check_sqlite(rec)
@@ -65,23 +68,29 @@ class TimescaleProbe:
             await self._check_postgres(rec)
 
     async def aclose(self) -> None:
-        """Close the warm connection politely (bounded, shielded), then abort it if that did not finish."""
-        conn, self._conn = self._conn, None
+        """Close the warm connection politely within the caller's deadline (the owner shields it), else abort.
+
+        asyncpg's own close timeout is a share of that deadline; cancelled or failed, the connection is
+        terminated at once (no await), so nothing is left open.
+        """
+        conn = self._conn
         if conn is None:
+            self._secrets.release()
             return
         from asyncpg.exceptions import InterfaceError, PostgresError
 
-        async def polite() -> None:
-            # close() aborts the transport itself before re-raising, so a failure here needs no more work.
-            try:
-                await conn.close(timeout=CLOSE_BUDGET * 0.9)
-            except (OSError, PostgresError, InterfaceError):
-                pass
-
-        if not conn.is_closed():
-            await bounded_close(polite)
-        if not conn.is_closed():
-            conn.terminate()
+        try:
+            if not conn.is_closed():
+                # close() aborts the transport itself before re-raising, so a failure here needs no more work.
+                await conn.close(timeout=budget(share=0.9, default=CLOSE_BUDGET))
+        except (OSError, PostgresError, InterfaceError):  # TimeoutError is an OSError
+            pass
+        finally:
+            if not conn.is_closed():
+                conn.terminate()
+            if self._conn is conn:
+                self._conn = None
+            self._secrets.release()
 
     # -------------------------------------------------------------------------------------- postgresql
 
@@ -150,27 +159,28 @@ class TimescaleProbe:
 
     async def _connect_once(self, asyncpg: Any, ssl_arg: _pg_connect.SslArg) -> Any:
         s = self.settings
-        return await asyncpg.connect(
-            None,
-            host=s.host,
-            port=s.port,
-            user=self._user(),
-            password=s.password.reveal() if s.password is not None else "",
-            database=s.database,
-            ssl=ssl_arg,
-            direct_tls=False,
-            target_session_attrs="any",
-            timeout=budget(),
-            command_timeout=budget(),
-            # No named prepared statements: a probe gains nothing from caching and this keeps it
-            # working through pgbouncer in transaction mode.
-            statement_cache_size=0,
-            server_settings={
-                "application_name": s.application_name,
-                "statement_timeout": str(int(s.statement_timeout_ms)),
-            },
-            **_pg_connect.gss_kwargs(),
-        )
+        with _pg_connect.scram_capped():  # a server's absurd SCRAM iteration count is refused, not computed
+            return await asyncpg.connect(
+                None,
+                host=s.host,
+                port=s.port,
+                user=self._user(),
+                password=s.password.reveal() if s.password is not None else "",
+                database=s.database,
+                ssl=ssl_arg,
+                direct_tls=False,
+                target_session_attrs="any",
+                timeout=budget(),
+                command_timeout=budget(),
+                # No named prepared statements: a probe gains nothing from caching and this keeps it
+                # working through pgbouncer in transaction mode.
+                statement_cache_size=0,
+                server_settings={
+                    "application_name": s.application_name,
+                    "statement_timeout": str(int(s.statement_timeout_ms)),
+                },
+                **_pg_connect.gss_kwargs(),
+            )
 
     def _user(self) -> str:
         """The configured user; without one, the OS account name, as libpq does (never PGUSER or $USER)."""

@@ -6,11 +6,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ingest_probe._printable import printable
+
 _WS = re.compile(r"\s+")
 
 
 def fmt(value: Any) -> str:
-    """A value as a person reads it: yes/no, an em dash for nothing, lists comma-joined."""
+    """A value as a person reads it: yes/no, an em dash for nothing, lists comma-joined; one line, control
+    characters (a server's ESC sequences) shown as escapes."""
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -18,10 +21,10 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{round(value, 2):g}"
     if isinstance(value, Mapping):
-        return "; ".join(f"{k}={fmt(v)}" for k, v in value.items()) or "—"
+        return "; ".join(f"{fmt(k)}={fmt(v)}" for k, v in value.items()) or "—"
     if isinstance(value, list | tuple):
         return ", ".join(fmt(v) for v in value) or "—"
-    return _WS.sub(" ", str(value)).strip()
+    return printable(_WS.sub(" ", str(value)).strip())
 
 
 def cell(value: Any) -> str:
@@ -41,8 +44,8 @@ def bullets(data: Mapping[str, Any], indent: int = 0) -> list[str]:
     lines: list[str] = []
     for key, value in data.items():
         if isinstance(value, Mapping) and value:
-            lines.append(f"{pad}- {key}:")
+            lines.append(f"{pad}- {fmt(key)}:")
             lines += bullets(value, indent + 1)
         else:
-            lines.append(f"{pad}- {key}: {fmt(value)}")
+            lines.append(f"{pad}- {fmt(key)}: {fmt(value)}")
     return lines

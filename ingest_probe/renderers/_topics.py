@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ingest_probe.renderers._md import bullets, table
+from ingest_probe.renderers._md import bullets, fmt, table
 
 
 def kafka_topic_provisioning(section: Mapping[str, Any]) -> list[str]:
@@ -17,7 +17,7 @@ def kafka_topic_provisioning(section: Mapping[str, Any]) -> list[str]:
                    f" {len(section['drift'])} drifting, {len(section['failed'])} failed",
     })
     if section.get("error"):
-        out.append(f"- error: {section['error_kind']}: {section['error']}")
+        out.append(f"- error: {fmt(section['error_kind'])}: {fmt(section['error'])}")
     rows = []
     for entry in section.get("plan") or []:
         have = entry["have"] or {}
@@ -37,7 +37,7 @@ def kafka_topic_provisioning(section: Mapping[str, Any]) -> list[str]:
                         "Drift", "Changes", "Error"], rows)]
     if section["notes"]:
         out += ["", "Notes:", ""]
-        out += [f"- {n['code']}: {' '.join(str(n['text']).split())}" for n in section["notes"]]
+        out += [f"- {fmt(n['code'])}: {fmt(n['text'])}" for n in section["notes"]]
     return out
 
 

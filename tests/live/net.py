@@ -273,3 +273,99 @@ class JunkServer(_Listener):
                 conn.sendall(self._reply(data))
         except OSError:
             pass
+
+
+class ScramPeer(_Listener):
+    """A hostile PostgreSQL peer: answers the startup with SCRAM-SHA-256 and asks for ``iterations`` rounds.
+
+    It speaks just enough protocol for a client to start hashing the password: an SSLRequest gets ``N``,
+    the StartupMessage gets AuthenticationSASL, the client-first message gets AuthenticationSASLContinue
+    with ``i=<iterations>``; then it waits. ``asked`` is set once that challenge is on the wire.
+    """
+
+    def __init__(self, iterations: int) -> None:
+        self.iterations = iterations
+        self.asked = threading.Event()
+        super().__init__()
+
+    def _serve(self, conn: socket.socket) -> None:
+        super()._serve(conn)
+        threading.Thread(target=self._talk, args=(conn,), name="scrampeer-conn", daemon=True).start()
+
+    @staticmethod
+    def _read(conn: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionAbortedError
+            data += chunk
+        return data
+
+    def _talk(self, conn: socket.socket) -> None:
+        try:
+            while True:  # SSLRequest / GSSENCRequest (refused with N), then the StartupMessage
+                length, code = struct.unpack("!ii", self._read(conn, 8))
+                self._read(conn, length - 8)
+                if code not in (80877103, 80877104):
+                    break
+                conn.sendall(b"N")
+            mechanisms = b"SCRAM-SHA-256\x00\x00"
+            conn.sendall(b"R" + struct.pack("!ii", 4 + 4 + len(mechanisms), 10) + mechanisms)
+            _, length = struct.unpack("!ci", self._read(conn, 5))  # SASLInitialResponse ('p')
+            body = self._read(conn, length - 4)
+            first = body[body.index(b"\x00") + 1 + 4 :]  # mechanism name, int32 length, client-first
+            nonce = first.split(b"r=", 1)[1].split(b",", 1)[0]
+            challenge = b"r=" + nonce + b"srv,s=c2FsdHNhbHQ=,i=" + str(self.iterations).encode()
+            conn.sendall(b"R" + struct.pack("!ii", 4 + 4 + len(challenge), 11) + challenge)
+            self.asked.set()
+            while conn.recv(65536):  # whatever comes next (a proof, if the client computed one): ignored
+                pass
+        except OSError:
+            pass
+
+
+class KafkaSaslPlainPeer(_Listener):
+    """A Kafka peer that offers SASL PLAIN and rejects every login (for what a client sends and logs).
+
+    It answers ApiVersions v0 (ApiVersions, SaslHandshake v0-1, SaslAuthenticate v0-1), SaslHandshake with
+    PLAIN enabled, and SaslAuthenticate with SASL_AUTHENTICATION_FAILED; ``tokens`` collects the
+    authentication bytes it received (PLAIN: ``authzid\\x00user\\x00password``).
+    """
+
+    _API_KEYS = ((18, 0, 0), (17, 0, 1), (36, 0, 1))
+
+    def __init__(self) -> None:
+        self.tokens: list[bytes] = []
+        super().__init__()
+
+    def _serve(self, conn: socket.socket) -> None:
+        super()._serve(conn)
+        threading.Thread(target=self._talk, args=(conn,), name="kafkasaslpeer-conn", daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        try:
+            while True:
+                (size,) = struct.unpack("!i", ScramPeer._read(conn, 4))
+                request = ScramPeer._read(conn, size)
+                key, version, correlation = struct.unpack("!hhi", request[:8])
+                (client_id_len,) = struct.unpack("!h", request[8:10])
+                body = request[10 + max(client_id_len, 0) :]
+                if key == 18:  # ApiVersions v0
+                    reply = struct.pack("!hi", 0, len(self._API_KEYS))
+                    reply += b"".join(struct.pack("!hhh", *entry) for entry in self._API_KEYS)
+                elif key == 17:  # SaslHandshake: PLAIN is enabled
+                    reply = struct.pack("!hih", 0, 1, 5) + b"PLAIN"
+                elif key == 36:  # SaslAuthenticate: remember the token, reject it
+                    (length,) = struct.unpack("!i", body[:4])
+                    self.tokens.append(body[4 : 4 + length])
+                    message = b"Authentication failed: invalid credentials"
+                    reply = struct.pack("!hh", 58, len(message)) + message + struct.pack("!i", 0)
+                    if version >= 1:
+                        reply += struct.pack("!q", 0)  # session_lifetime_ms
+                else:
+                    return
+                frame = struct.pack("!i", correlation) + reply
+                conn.sendall(struct.pack("!i", len(frame)) + frame)
+        except OSError:
+            pass
