@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from ingest_probe import errors
-from ingest_probe._signals import Interrupted, handled
 from ingest_probe._printable import printable
+from ingest_probe._signals import Interrupted, handled
 from ingest_probe._version import __version__
 
 if TYPE_CHECKING:
