@@ -10,6 +10,7 @@ only reads.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -72,8 +73,8 @@ class RawValue:
 
     @property
     def shown(self) -> str:
-        """The value for an error message: quoted, or ``***`` for a secret-bearing key."""
-        return "***" if self.secret else repr(self.value)
+        """The value for an error message: quoted and capped (``quoted``), or ``***`` for a secret-bearing key."""
+        return "***" if self.secret else quoted(self.value)
 
     def __repr__(self) -> str:
         return f"RawValue(key={self.key!r}, value={self.shown}, origin={self.origin.location!r})"
@@ -93,6 +94,12 @@ class RawConfig:
         """The value of ``key`` unless it is only the built-in default."""
         raw = self.values.get(key)
         return None if raw is None or raw.origin.source is Source.DEFAULT else raw
+
+
+def quoted(text: str, limit: int = 80) -> str:
+    """``repr(text)`` for a one-line message, cut to ``limit`` characters: a bad value may be megabytes."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 class ConfigRow(NamedTuple):
@@ -126,7 +133,10 @@ def load_config(
     if config_file is not None:
         layers.append(_read_yaml(config_file))
     if environ is not None:
-        layers.append(_read_environ(environ))
+        entries, links = _read_environ(environ)
+        layers.append(entries)
+        if links:
+            warnings.append(_service_link_warning(links))
     layers += [_read_env_file(path) for path in env_files]
     layers.append(_read_extras(extras))
     for layer in layers:
@@ -145,47 +155,124 @@ def _unknown_key_warning(key: str, origin: Origin) -> str | None:
 
     From the process environment only a close miss warns: container images set variables of their own
     with our prefixes (``REDIS_VERSION``, ``KAFKA_HEAP_OPTS``, ...) that the operator never chose. A key in
-    a YAML file, an env file or ``--extra`` was put there on purpose, so it always warns.
+    a YAML file, an env file or ``--extra`` was put there on purpose, so it always warns. A key that is not
+    even a variable name (``REDIS_PASSWORD hunter2``) is not quoted: the rest of it may be a value.
     """
     guess = _keys.closest_known(key)
     if guess is None and origin.source is Source.ENV:
         return None
+    if not _ENV_KEY.fullmatch(key):
+        return f"a key from {origin.location} that is not a valid variable name is ignored ({_bad_name(key)})"
     hint = f"; did you mean {guess}?" if guess else "; no similar known key"
     return f"unknown key {key} from {origin.location} is ignored{hint}"
 
 
-def _read_environ(environ: Mapping[str, str]) -> list[_Entry]:
-    """Only known keys and key patterns; of an unknown key with our prefix only the name (for a warning)."""
+#: Kubernetes "service links": for every Service ``foo`` in the namespace a pod gets ``FOO_SERVICE_HOST``,
+#: ``FOO_SERVICE_PORT[_NAME]``, ``FOO_PORT=tcp://10.0.0.11:6379`` and ``FOO_PORT_6379_TCP[_PROTO|_PORT|_ADDR]``.
+_SERVICE_LINK_NAME = re.compile(r"\w+_(?:SERVICE_HOST|SERVICE_PORT(?:_\w+)?|PORT_\d+_(?:TCP|UDP|SCTP)(?:_\w+)?)")
+_SERVICE_LINK_VALUE = re.compile(r"(?:tcp|udp|sctp)://[^\s/]+:\d+")
+
+
+def _read_environ(environ: Mapping[str, str]) -> tuple[list[_Entry], list[str]]:
+    """Only known keys and key patterns; of an unknown key with our prefix only the name (for a warning).
+
+    Kubernetes service links are never configuration: ``*_SERVICE_HOST``/``*_SERVICE_PORT*``/``*_PORT_<n>_*``
+    names are skipped, and a ``tcp://host:port`` value of a ``*_PORT`` key (``REDIS_PORT`` when the namespace
+    has a Service named ``redis``) is set aside and returned by name, for one warning.
+    """
     origin = Origin(source=Source.ENV, location="env")
     entries: list[_Entry] = []
+    links: list[str] = []
     for key in sorted(environ):
+        if _SERVICE_LINK_NAME.fullmatch(key):
+            continue
         if spec_for(key) is not None:
+            if key.endswith("PORT") and _SERVICE_LINK_VALUE.fullmatch(environ[key].strip()):
+                links.append(key)
+                continue
             entries.append((key, environ[key], origin))
         elif _keys.is_ours(key):
             entries.append((key, "", origin))
-    return entries
+    return entries, links
+
+
+def _service_link_warning(links: list[str]) -> str:
+    names = ", ".join(links)
+    verb = "look like Kubernetes service links" if len(links) > 1 else "looks like a Kubernetes service link"
+    return (f"{names} from env {verb} (tcp://host:port, set for a Service of that name), not a port, and "
+            f"{'are' if len(links) > 1 else 'is'} ignored; set the port in the URL, an env file or --extra")
 
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_LEADING_NAME = re.compile(r"\s*(?:export\s+)?[\"']?([A-Za-z_][A-Za-z0-9_.]*)")
+
+
+def known_name_at(text: str) -> str | None:
+    """The known key a line of a file starts with (``REDIS_PORT: x`` → REDIS_PORT), else None.
+
+    Only a *known* key name is ever quoted from a broken line: anything else on it may be a secret.
+    """
+    match = _LEADING_NAME.match(text)
+    if match is None:
+        return None
+    for name in (match.group(1), match.group(1).upper()):
+        if spec_for(name) is not None:
+            return name
+    return None
+
+
+def _char(ch: str) -> str:
+    """A description of one character for an error, quoting it only when it is punctuation."""
+    if ch == " ":
+        return "a space"
+    if ch.isspace():
+        return f"a whitespace character (U+{ord(ch):04X})"
+    if ch.isascii() and ch.isprintable() and not ch.isalnum():
+        return repr(ch)
+    if ch == "\ufeff":
+        return "a byte-order mark (U+FEFF)"
+    if not ch.isprintable() or "\ud800" <= ch <= "\udfff":
+        return f"a control or invalid character (U+{ord(ch):04X})"
+    return "a non-ASCII character" if not ch.isascii() else "a letter or digit"
+
+
+def _bad_name(name: str) -> str:
+    """Why ``name`` is not a variable name (letters, digits, ``_``, ``.``), without quoting it."""
+    if not name:
+        return "it is empty"
+    match = re.match(r"[A-Za-z_][A-Za-z0-9_.]*", name)
+    if match is None:
+        return f"it starts with {_char(name[0])}"
+    known = known_name_at(match.group())
+    lead = f"{known} is followed by" if known == match.group() else "it contains"
+    return f"{lead} {_char(name[match.end()])}"
 
 
 def _read_text(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{what} {path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{what} {path}: cannot read ({reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        number = data.count(b"\n", 0, exc.start) + 1
+        key = known_name_at(data.split(b"\n")[number - 1].decode("utf-8", "replace"))
+        at = f" in the value of {key}" if key else ""
+        raise ConfigError(f"{path}:{number}: bytes that are not UTF-8 text{at}") from None
 
 
 def _read_env_file(path: Path) -> list[_Entry]:
     """Dotenv: ``#`` comments, blank lines, optional ``export``, matching quotes stripped, no expansion.
 
     An unquoted value ends at `` #`` (an inline comment, as python-dotenv and docker compose read it).
+    Lines end at ``\n`` only (``str.splitlines`` would also cut at a form feed or U+2028 inside a value).
+    A malformed line is described, never quoted: ``TIMESCALEDB_URL: postgresql://u:pw@db/x`` holds a password.
     """
     entries: list[_Entry] = []
-    for number, line in enumerate(_read_text(path, "env file").splitlines(), start=1):
+    for number, line in enumerate(_read_text(path, "env file").split("\n"), start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -195,12 +282,20 @@ def _read_env_file(path: Path) -> list[_Entry]:
         key = key.strip()
         where = f"{path}:{number}"
         if not eq:
-            raise ConfigError(f"{where}: expected KEY=VALUE, found a line without '='")
+            raise ConfigError(f"{where}: expected KEY=VALUE, found a line without '='{_yaml_hint(text)}")
         if not _ENV_KEY.fullmatch(key):
-            raise ConfigError(f"{where}: {key!r} is not a valid variable name")
+            raise ConfigError(f"{where}: not a valid variable name before '=' ({_bad_name(key)}); expected "
+                              f"KEY=VALUE{_yaml_hint(key)}")
         entries.append((key, _dotenv_value(value.strip(), key, where), Origin(source=Source.ENV_FILE,
                                                                                location=where)))
     return entries
+
+
+def _yaml_hint(text: str) -> str:
+    key = known_name_at(text)
+    if key is None or not text.lstrip()[len(key):].lstrip().startswith(":"):
+        return ""
+    return f" ({key}: ... is YAML syntax; an env file needs {key}=...)"
 
 
 def _dotenv_value(value: str, key: str, where: str) -> str:
@@ -209,7 +304,8 @@ def _dotenv_value(value: str, key: str, where: str) -> str:
         end = value.find(quote, 1)
         rest = value[end + 1 :].strip() if end > 0 else ""
         if end < 0 or (rest and not rest.startswith("#")):
-            raise ConfigError(f"{where}: the value of {key} has an unterminated or misplaced {quote} quote")
+            name = key if known_name_at(key) == key or _keys.is_ours(key) else "the variable"
+            raise ConfigError(f"{where}: the value of {name} has an unterminated or misplaced {quote} quote")
         return value[1:end]
     comment = re.search(r"\s#", value)
     return value[: comment.start()].rstrip() if comment else value
@@ -221,9 +317,11 @@ def _read_extras(extras: Sequence[str]) -> list[_Entry]:
     for index, item in enumerate(extras, start=1):
         key, eq, value = item.partition("=")
         key = key.strip()
+        # The argument is never echoed: a mistyped ``--extra`` may well be a password.
         if not eq or not key:
-            # The argument is not echoed: a mistyped ``--extra`` may well be a password.
             raise ConfigError(f"--extra #{index}: expected KEY=VALUE")
+        if not _ENV_KEY.fullmatch(key):
+            raise ConfigError(f"--extra #{index}: not a valid variable name before '=' ({_bad_name(key)})")
         entries.append((key, value, origin))
     return entries
 
@@ -240,23 +338,25 @@ def _read_yaml(path: Path) -> list[_Entry]:
     Values are read from the *composed* node tree, not from ``safe_load``: a scalar's value is its source
     text (``0123``, ``1:20``, ``1_000``, ``0x10`` and dates stay as written; YAML 1.1 would turn them into
     83, 80, 1000, 16 and date objects). Only a bool key's ``yes``/``on``/``True`` ... is normalised to
-    ``true``/``false``; int and float keys parse the text as written. Merge keys (``<<: *base``) still work.
+    ``true``/``false``; int and float keys parse the text as written. Merge keys (``<<: *base``) and
+    aliases still work, within ``MAX_ALIAS_NODES`` added nodes and ``MAX_DEPTH`` levels (see ``_check_size``).
     """
     import yaml  # lazily: ``--help`` and env-only runs never pay for it
 
     text = _read_text(path, "config file")
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = _loader_class()(text)  # its reader refuses control characters at once
         node = loader.get_single_node()
+        _check_size(path, node, budget=MAX_ALIAS_NODES + len(text))
         _flatten_merges(loader, node, set())
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        # Only the parser's problem text, never its context snippet (which quotes the file).
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+        raise _yaml_error(path, text, exc) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"{path}: invalid YAML: collections nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None or node.tag == _TAG + "null":
         return []
     if not isinstance(node, yaml.MappingNode):
@@ -273,6 +373,97 @@ def _read_yaml(path: Path) -> list[_Entry]:
                               f"got {_node_type(child)}")
         entries += _yaml_entries(path, child, section)
     return entries
+
+
+#: Nodes that aliases may add when expanded (each use counted), beyond one per character of the file (a
+#: file without aliases never has more): a real file adds a few dozen; "billion laughs" adds billions.
+MAX_ALIAS_NODES = 10_000
+MAX_DEPTH = 50
+#: A quoted token in a PyYAML problem text that is kept: its own token names and single punctuation marks.
+_KEPT_TOKEN = re.compile(r"'(?:<[a-z ]+>| |[^\w\s'\\]|\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|[a-z]))'")
+_QUOTED = re.compile(r"""\s*(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+
+@functools.cache
+def _loader_class() -> type[yaml.SafeLoader]:
+    """``SafeLoader`` refusing flow collections nested past ``MAX_DEPTH``.
+
+    PyYAML's scanner looks ahead over every ``[`` for a possible simple key, with work per token that grows
+    with the nesting: 5,000 ``[`` (10 KB) took 2 s before the composer's recursion limit could stop it.
+    """
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def fetch_flow_collection_start(self, TokenClass: type) -> None:  # noqa: N803 -- PyYAML's name
+            if self.flow_level >= MAX_DEPTH:
+                raise yaml.scanner.ScannerError(None, None, f"collections nested more than {MAX_DEPTH} levels deep",
+                                                self.get_mark())
+            super().fetch_flow_collection_start(TokenClass)
+
+    return Loader
+
+
+def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> ConfigError:
+    """file:line, the known key on that line if any, and PyYAML's problem with every quoted token dropped.
+
+    PyYAML quotes the file in its messages ("found undefined alias 'hunter2'"); only its own token names
+    (``'<scalar>'``) and single punctuation marks survive, and the context snippet is never shown.
+    """
+    import yaml
+
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else 0
+        kind = "an invalid character (undecodable bytes?)" if 0xD800 <= code <= 0xDFFF else "a control character"
+        problem = f"{kind} (U+{code:04X}) is not allowed; write it as an escape in a double-quoted string"
+    else:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        raw = str(getattr(exc, "problem", None) or "invalid YAML")
+        problem = _QUOTED.sub(lambda m: m.group() if _KEPT_TOKEN.fullmatch(m.group().strip()) else "", raw)
+        problem = problem.strip()[:120]
+    where = f"{path}:{line}" if line else str(path)
+    key = known_name_at(text.split("\n")[line - 1]) if line else None
+    return ConfigError(f"{where}: invalid YAML{f' at key {key}' if key else ''}: {problem}")
+
+
+def _check_size(path: Path, root: yaml.Node | None, *, budget: int) -> None:
+    """Refuse a document whose aliases expand past ``budget`` nodes (or loop back), or that nests too deeply.
+
+    Computed once per distinct node (memoised), so the check itself costs what the file's text does, and
+    so does everything after it: expanding merge keys and walking values never meets more than ``budget``.
+    """
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        where = f"{path}:{node.start_mark.line + 1}"
+        if id(node) in open_nodes:
+            raise ConfigError(f"{where}: invalid YAML: an alias refers to a collection that contains it")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{where}: invalid YAML: collections nested more than {MAX_DEPTH} levels deep")
+        open_nodes.add(id(node))
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > budget:
+                raise ConfigError(f"{where}: invalid YAML: anchors and aliases expand to more than {budget} "
+                                  "values (an alias bomb?); write the values out")
+        open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    if root is not None:
+        size(root, 0)
 
 
 def _flatten_merges(loader: yaml.SafeLoader, node: yaml.Node | None, seen: set[int]) -> None:
