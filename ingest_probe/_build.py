@@ -113,8 +113,7 @@ def _url_settings(r: Reader, url_raw: RawValue, prefix: str, timeouts: dict[str,
                   params: dict[str, str]) -> None:
     """``application_name`` and ``connect_timeout`` in the URL win over TIMESCALEDB_APP/_CONNECT_TIMEOUT."""
     if "connect_timeout" in params:
-        spec = spec_for("TIMESCALEDB_CONNECT_TIMEOUT")
-        seconds = parse_number(params["connect_timeout"], maximum=spec.maximum if spec and spec.maximum else 3600)
+        seconds = parse_number(params["connect_timeout"], maximum=_keys.MAX_CONNECT_TIMEOUT)
         if isinstance(seconds, str):
             raise bad(url_raw, f"connect_timeout in the URL: {seconds} (seconds)")
         timeouts["connect_timeout"] = seconds
@@ -196,14 +195,6 @@ def _first_int(*values: int | None) -> int:
     return next((v for v in values if v is not None), 0)
 
 
-def _half_credentials(has_user: bool, raw: RawValue, protocol: str) -> str:
-    """One line naming the key that holds half a SASL login and the one that is missing (never a value)."""
-    have, missing = ("user", "KAFKA_PASSWORD") if has_user else ("password", "KAFKA_USERNAME")
-    effect = (f"the {protocol} login will fail" if protocol.startswith("SASL")
-              else f"no SASL is used (security protocol {protocol})")
-    return f"{raw.key} from {raw.origin.location} sets a Kafka {have} but no {missing} is set: {effect}"
-
-
 # ------------------------------------------------------------------------------------------------ Kafka
 
 _Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -248,6 +239,14 @@ def kafka(r: Reader) -> KafkaSettings:
         streaming_enabled=r.flag("KAFKA_INGEST_ENABLE_STREAMING"),
         consumer_enabled=r.flag("KAFKA_INGEST_CONSUMER_ENABLED"),
     )
+
+
+def _half_credentials(has_user: bool, raw: RawValue, protocol: str) -> str:
+    """One line naming the key that holds half a SASL login and the one that is missing (never a value)."""
+    have, missing = ("user", "KAFKA_PASSWORD") if has_user else ("password", "KAFKA_USERNAME")
+    effect = (f"the {protocol} login will fail" if protocol.startswith("SASL")
+              else f"no SASL is used (security protocol {protocol})")
+    return f"{raw.key} from {raw.origin.location} sets a Kafka {have} but no {missing} is set: {effect}"
 
 
 # ------------------------------------------------------------------------------------------------ whole

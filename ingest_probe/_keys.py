@@ -78,6 +78,7 @@ URL_PARTS_RULE = ("a part key overrides what a URL sets only from the same or a 
                   "source it only fills in what the URL leaves out")
 #: Caps that keep absurd values from reaching a broker (2**31-1 partitions aborted one).
 MAX_PARTITIONS = 10_000
+MAX_CONNECT_TIMEOUT = 3600
 MAX_REPLICATION_FACTOR = 32
 
 
@@ -143,7 +144,7 @@ KEYS: tuple[KeySpec, ...] = (
     *_timescale_parts(_T, ("TIMESCALEDB", "TIMESCALE"), pg_aliases=True),
     _k("TIMESCALEDB_APP", "str", "ingest-probe", "application_name", section=_T),
     _k("TIMESCALEDB_CONNECT_TIMEOUT", "float", "5", "seconds each connection attempt (TCP, TLS, authentication) "
-       "may take, capped by the probe deadline", section=_T, minimum=0, maximum=3600),
+       "may take, capped by the probe deadline", section=_T, minimum=0, maximum=MAX_CONNECT_TIMEOUT),
     _k("TIMESCALEDB_STATEMENT_TIMEOUT_MS", "int", "10000", "statement timeout in ms", section=_T, minimum=0),
     _k("TIMESCALEDB_REQUIRE_EXTENSION", "bool", "false", "a missing timescaledb extension is `down`",
        section=_T),
@@ -244,6 +245,23 @@ def spec_for(key: str) -> KeySpec | None:
     if match is None:
         return None
     return _PATTERNS[match.group(2) or ""]
+
+
+_LEADING_NAME = re.compile(r"\s*(?:export\s+)?[\"']?([A-Za-z_][A-Za-z0-9_.]*)")
+
+
+def known_name_at(text: str) -> str | None:
+    """The known key a line of a file starts with (``REDIS_PORT: x`` → REDIS_PORT), else None.
+
+    Only a *known* key name is ever quoted from a broken line: anything else on it may be a secret.
+    """
+    match = _LEADING_NAME.match(text)
+    if match is None:
+        return None
+    for name in (match.group(1), match.group(1).upper()):
+        if spec_for(name) is not None:
+            return name
+    return None
 
 
 def topic_key_parts(key: str) -> tuple[str, str] | None:

@@ -21,7 +21,8 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 
 def bad(raw: RawValue, reason: str) -> ConfigError:
     """``KEY='value' from location: reason`` (``***`` instead of the value of a secret-bearing key)."""
-    return ConfigError(f"{raw.key}={raw.shown} from {raw.origin.location}: {reason}")
+    key = raw.key if len(raw.key) <= 80 else raw.key[:79] + "…"  # a pattern key may be any length
+    return ConfigError(f"{key}={raw.shown} from {raw.origin.location}: {reason}")
 
 
 class Reader:

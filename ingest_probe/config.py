@@ -4,29 +4,24 @@ Precedence, lowest first: built-in defaults < YAML (``--config``) < process envi
 (in the order given) < ``--extra KEY=VALUE``. Within the YAML file, top-level keys < ``system_config:`` <
 ``extras:`` < ``system_config: {extras: ...}``. Only keys in the registry (``_keys.KEYS``) are kept; from
 the environment nothing else is even read. An unknown key with one of our prefixes warns (from the
-environment only when it is a close miss of a known key). Validation belongs to ``settings``; this module
-only reads.
+environment only when it is a close miss of a known key; Kubernetes service links never count). The YAML
+file itself is read by ``_yaml``. Validation belongs to ``settings``; this module only reads, and never
+quotes a malformed line of a file (it may hold a password).
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import math
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from ingest_probe import _keys
-from ingest_probe._keys import KEYS, KeySpec, spec_for
+from ingest_probe import _keys, _yaml
+from ingest_probe._keys import KEYS, known_name_at, spec_for
 from ingest_probe.errors import ConfigError
-
-if TYPE_CHECKING:
-    import yaml
 
 __all__ = ["ConfigRow", "Origin", "RawConfig", "RawValue", "Source", "load_config"]
 
@@ -204,23 +199,6 @@ def _service_link_warning(links: list[str]) -> str:
 
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-_LEADING_NAME = re.compile(r"\s*(?:export\s+)?[\"']?([A-Za-z_][A-Za-z0-9_.]*)")
-
-
-def known_name_at(text: str) -> str | None:
-    """The known key a line of a file starts with (``REDIS_PORT: x`` → REDIS_PORT), else None.
-
-    Only a *known* key name is ever quoted from a broken line: anything else on it may be a secret.
-    """
-    match = _LEADING_NAME.match(text)
-    if match is None:
-        return None
-    for name in (match.group(1), match.group(1).upper()):
-        if spec_for(name) is not None:
-            return name
-    return None
-
-
 def _char(ch: str) -> str:
     """A description of one character for an error, quoting it only when it is punctuation."""
     if ch == " ":
@@ -311,6 +289,12 @@ def _dotenv_value(value: str, key: str, where: str) -> str:
     return value[: comment.start()].rstrip() if comment else value
 
 
+def _read_yaml(path: Path) -> list[_Entry]:
+    """The YAML file's entries (``_yaml.read_entries``), each with its ``file:line (section)`` origin."""
+    return [(key, value, Origin(source=Source.YAML, location=where))
+            for key, value, where in _yaml.read_entries(path, _read_text(path, "config file"))]
+
+
 def _read_extras(extras: Sequence[str]) -> list[_Entry]:
     origin = Origin(source=Source.EXTRA, location="--extra")
     entries: list[_Entry] = []
@@ -324,254 +308,6 @@ def _read_extras(extras: Sequence[str]) -> list[_Entry]:
             raise ConfigError(f"--extra #{index}: not a valid variable name before '=' ({_bad_name(key)})")
         entries.append((key, value, origin))
     return entries
-
-
-# -------------------------------------------------------------------------------------------------- YAML
-
-_SECTIONS = (("system_config",), ("extras",), ("system_config", "extras"))
-_TAG = "tag:yaml.org,2002:"
-
-
-def _read_yaml(path: Path) -> list[_Entry]:
-    """Top-level keys, then ``system_config``, ``extras`` and ``system_config.extras`` (later wins).
-
-    Values are read from the *composed* node tree, not from ``safe_load``: a scalar's value is its source
-    text (``0123``, ``1:20``, ``1_000``, ``0x10`` and dates stay as written; YAML 1.1 would turn them into
-    83, 80, 1000, 16 and date objects). Only a bool key's ``yes``/``on``/``True`` ... is normalised to
-    ``true``/``false``; int and float keys parse the text as written. Merge keys (``<<: *base``) and
-    aliases still work, within ``MAX_ALIAS_NODES`` added nodes and ``MAX_DEPTH`` levels (see ``_check_size``).
-    """
-    import yaml  # lazily: ``--help`` and env-only runs never pay for it
-
-    text = _read_text(path, "config file")
-    loader = None
-    try:
-        loader = _loader_class()(text)  # its reader refuses control characters at once
-        node = loader.get_single_node()
-        _check_size(path, node, budget=MAX_ALIAS_NODES + len(text))
-        _flatten_merges(loader, node, set())
-    except yaml.YAMLError as exc:
-        raise _yaml_error(path, text, exc) from None
-    except RecursionError:  # PyYAML composes nested collections recursively
-        raise ConfigError(f"{path}: invalid YAML: collections nested too deeply") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    if node is None or node.tag == _TAG + "null":
-        return []
-    if not isinstance(node, yaml.MappingNode):
-        raise ConfigError(f"{path}: expected a mapping of KEY: value at the top level, got {_node_type(node)}")
-    entries = list(_yaml_entries(path, node, ()))
-    for section in _SECTIONS:
-        child: yaml.Node | None = node
-        for name in section:
-            child = _child_node(child, name)
-        if child is None or child.tag == _TAG + "null":
-            continue
-        if not isinstance(child, yaml.MappingNode):
-            raise ConfigError(f"{path}: key {'.'.join(section)!r}: expected a mapping of KEY: value, "
-                              f"got {_node_type(child)}")
-        entries += _yaml_entries(path, child, section)
-    return entries
-
-
-#: Nodes that aliases may add when expanded (each use counted), beyond one per character of the file (a
-#: file without aliases never has more): a real file adds a few dozen; "billion laughs" adds billions.
-MAX_ALIAS_NODES = 10_000
-MAX_DEPTH = 50
-#: A quoted token in a PyYAML problem text that is kept: its own token names and single punctuation marks.
-_KEPT_TOKEN = re.compile(r"'(?:<[a-z ]+>| |[^\w\s'\\]|\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|[a-z]))'")
-_QUOTED = re.compile(r"""\s*(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
-
-
-@functools.cache
-def _loader_class() -> type[yaml.SafeLoader]:
-    """``SafeLoader`` refusing flow collections nested past ``MAX_DEPTH``.
-
-    PyYAML's scanner looks ahead over every ``[`` for a possible simple key, with work per token that grows
-    with the nesting: 5,000 ``[`` (10 KB) took 2 s before the composer's recursion limit could stop it.
-    """
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        def fetch_flow_collection_start(self, TokenClass: type) -> None:  # noqa: N803 -- PyYAML's name
-            if self.flow_level >= MAX_DEPTH:
-                raise yaml.scanner.ScannerError(None, None, f"collections nested more than {MAX_DEPTH} levels deep",
-                                                self.get_mark())
-            super().fetch_flow_collection_start(TokenClass)
-
-    return Loader
-
-
-def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> ConfigError:
-    """file:line, the known key on that line if any, and PyYAML's problem with every quoted token dropped.
-
-    PyYAML quotes the file in its messages ("found undefined alias 'hunter2'"); only its own token names
-    (``'<scalar>'``) and single punctuation marks survive, and the context snippet is never shown.
-    """
-    import yaml
-
-    if isinstance(exc, yaml.reader.ReaderError):
-        line = text.count("\n", 0, exc.position) + 1
-        code = exc.character if isinstance(exc.character, int) else 0
-        kind = "an invalid character (undecodable bytes?)" if 0xD800 <= code <= 0xDFFF else "a control character"
-        problem = f"{kind} (U+{code:04X}) is not allowed; write it as an escape in a double-quoted string"
-    else:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 0
-        raw = str(getattr(exc, "problem", None) or "invalid YAML")
-        problem = _QUOTED.sub(lambda m: m.group() if _KEPT_TOKEN.fullmatch(m.group().strip()) else "", raw)
-        problem = problem.strip()[:120]
-    where = f"{path}:{line}" if line else str(path)
-    key = known_name_at(text.split("\n")[line - 1]) if line else None
-    return ConfigError(f"{where}: invalid YAML{f' at key {key}' if key else ''}: {problem}")
-
-
-def _check_size(path: Path, root: yaml.Node | None, *, budget: int) -> None:
-    """Refuse a document whose aliases expand past ``budget`` nodes (or loop back), or that nests too deeply.
-
-    Computed once per distinct node (memoised), so the check itself costs what the file's text does, and
-    so does everything after it: expanding merge keys and walking values never meets more than ``budget``.
-    """
-    import yaml
-
-    sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()
-
-    def size(node: yaml.Node, depth: int) -> int:
-        if id(node) in sizes:
-            return sizes[id(node)]
-        where = f"{path}:{node.start_mark.line + 1}"
-        if id(node) in open_nodes:
-            raise ConfigError(f"{where}: invalid YAML: an alias refers to a collection that contains it")
-        if depth > MAX_DEPTH:
-            raise ConfigError(f"{where}: invalid YAML: collections nested more than {MAX_DEPTH} levels deep")
-        open_nodes.add(id(node))
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.MappingNode):
-            children = [child for pair in node.value for child in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        total = 1
-        for child in children:
-            total += size(child, depth + 1)
-            if total > budget:
-                raise ConfigError(f"{where}: invalid YAML: anchors and aliases expand to more than {budget} "
-                                  "values (an alias bomb?); write the values out")
-        open_nodes.discard(id(node))
-        sizes[id(node)] = total
-        return total
-
-    if root is not None:
-        size(root, 0)
-
-
-def _flatten_merges(loader: yaml.SafeLoader, node: yaml.Node | None, seen: set[int]) -> None:
-    """Apply ``<<`` merge keys in every mapping (what ``construct_document`` would do), once per node."""
-    import yaml
-
-    if node is None or id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
-        for key, value in node.value:
-            _flatten_merges(loader, key, seen)
-            _flatten_merges(loader, value, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _flatten_merges(loader, item, seen)
-
-
-def _yaml_entries(path: Path, node: yaml.MappingNode, section: tuple[str, ...]) -> Iterator[_Entry]:
-    import yaml
-
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode):
-            continue  # a complex key is never one of ours
-        key = str(key_node.value)
-        if not section and key in ("system_config", "extras"):
-            continue
-        if section == ("system_config",) and key == "extras":
-            continue
-        if spec_for(key) is None and spec_for(key.upper()) is not None:
-            key = key.upper()
-        location = f"{path}:{key_node.start_mark.line + 1}"
-        if section:
-            location += f" ({'.'.join(section)})"
-        spec = spec_for(key)
-        origin = Origin(source=Source.YAML, location=location)
-        if spec is None:
-            if _keys.is_ours(key):
-                yield key, "", origin  # unknown: only its name matters, for the warning
-            continue
-        if value_node.tag != _TAG + "null":
-            yield key, _yaml_value(value_node, spec, f"{location}: key {key!r}"), origin
-
-
-def _yaml_value(node: yaml.Node, spec: KeySpec, where: str) -> str:
-    """A value's source text; a list of plain values as CSV; a mapping as JSON for ``json`` keys."""
-    import yaml
-
-    if isinstance(node, yaml.ScalarNode):
-        if spec.kind == "bool" and node.tag == _TAG + "bool":
-            return "true" if str(node.value).lower() in ("true", "yes", "on") else "false"
-        return str(node.value)
-    if isinstance(node, yaml.SequenceNode):
-        if spec.kind not in ("csv", "servers"):
-            raise ConfigError(f"{where}: expected a single value, got a list")
-        items = node.value
-        if not all(isinstance(i, yaml.ScalarNode) and i.tag != _TAG + "null" for i in items):
-            raise ConfigError(f"{where}: expected a list of plain values")
-        return ",".join(str(item.value) for item in items)
-    if spec.kind == "json":
-        return json.dumps(_json_value(node, where, 0), sort_keys=True)
-    raise ConfigError(f"{where}: expected a single value, got a mapping")
-
-
-def _json_value(node: yaml.Node, where: str, depth: int) -> object:
-    """A node as JSON data: plain scalars that are JSON numbers/booleans stay typed, the rest is text."""
-    import yaml
-
-    if depth > 20:
-        raise ConfigError(f"{where}: the mapping is nested too deeply")
-    if isinstance(node, yaml.MappingNode):
-        if not all(isinstance(k, yaml.ScalarNode) for k, _ in node.value):
-            raise ConfigError(f"{where}: mapping keys must be plain values")
-        return {str(k.value): _json_value(v, where, depth + 1) for k, v in node.value}
-    if isinstance(node, yaml.SequenceNode):
-        return [_json_value(item, where, depth + 1) for item in node.value]
-    if node.tag == _TAG + "null":
-        return None
-    if isinstance(node, yaml.ScalarNode) and node.style is None:  # plain, unquoted
-        try:
-            data = json.loads(node.value)
-        except ValueError:
-            data = None
-        if isinstance(data, bool | int) or (isinstance(data, float) and math.isfinite(data)):
-            return data
-    return str(node.value)
-
-
-def _child_node(node: yaml.Node | None, name: str) -> yaml.Node | None:
-    """The value of key ``name`` in a mapping node (the last one, as a dict would keep)."""
-    import yaml
-
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    found = [v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == name]
-    return found[-1] if found else None
-
-
-def _node_type(node: yaml.Node) -> str:
-    import yaml
-
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    kind = str(node.tag).rpartition(":")[2]
-    return "a string" if kind == "str" else kind
 
 
 def main(argv: Sequence[str] | None = None) -> int:
