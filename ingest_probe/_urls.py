@@ -101,7 +101,7 @@ def check_host(host: str) -> str:
     labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
     if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         raise UrlError(BAD_HOST + (" (Unix-socket paths are not supported)" if "/" in host else ""))
-    if all(_DIGITS.fullmatch(label) for label in labels):  # looks like an IPv4 address: it must be one
+    if all(label.isascii() and label.isdigit() for label in labels):  # looks like IPv4: it must be one
         try:
             ipaddress.IPv4Address(host)
         except ValueError:

@@ -105,6 +105,7 @@ def test_yaml_errors_never_echo_file_content(tmp_path: Path, text: str) -> None:
     ("pw", "bad DSN password=pw host=h", "bad DSN password=*** host=h"),
     ("zz", "dsn contains password=other, pwd=zz!", "dsn contains password=***, pwd=***"),
     ("p\\q", "password \"p\\q\" (repr 'p\\\\q')", "password \"***\" (repr '***')"),
+    ("p@1", "{\"user\": \"u\\u0000p@1\"} dsn=postgres://db?x=p%401", "{\"user\": \"u\\u0000***\"} dsn=postgres://db?x=***"),
 ])
 def test_driver_message_redaction_is_by_position_not_substring(password: str, message: str, expected: str) -> None:
     """A short password is masked only as a whole token (or where a URL/key=value puts a secret), never

@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 
@@ -58,8 +59,8 @@ _PAIR_PASSWORD = re.compile(
     r"(?:'[^']*'|\"[^\"]*\"|[^\s,;&'\"]+)",
     re.IGNORECASE,
 )
-#: An escape sequence in a repr (``b'user\x00user\x00pw'``, ``'a\nb'``): a separator, like a space.
-_ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|[0abfnrtv])")
+#: An escape sequence in a repr or JSON (``b'user\x00user\x00pw'``, ``'a\nb'``): a separator, like a space.
+_ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|[0abfnrtv])")
 
 
 def _word(ch: str) -> bool:
@@ -69,7 +70,7 @@ def _word(ch: str) -> bool:
 def _whole(text: str, start: int, end: int) -> bool:
     """Whether ``text[start:end]`` stands alone: no word character runs on into it from either side."""
     before = (start == 0 or not _word(text[start]) or not _word(text[start - 1])
-              or any(_ESCAPE.fullmatch(text, start - n, start) for n in (2, 4) if start >= n))
+              or any(_ESCAPE.fullmatch(text, start - n, start) for n in (2, 4, 6) if start >= n))
     after = end == len(text) or not _word(text[end - 1]) or not _word(text[end]) or bool(_ESCAPE.match(text, end))
     return before and after
 
@@ -78,7 +79,7 @@ def redact(text: str, secrets: Iterable[Secret | None] = ()) -> str:
     """``text`` with every secret blanked by position, never by bare substring search.
 
     Where a message's shape says where a password is (URL userinfo, ``password=...``), that span is blanked
-    whatever it holds. Elsewhere a known secret (as given, as a ``repr`` shows it, as a ``bytes`` repr shows
+    whatever it holds. Elsewhere a known secret (as given, as a ``repr``, a ``bytes`` repr or a URL shows
     it) is blanked only where it stands as a whole token: a 2-character password ``ab`` never turns
     "disabled" into "dis***led", but ``'ab'``, ``(password ab)`` and ``b'user\x00user\x00ab'`` lose it.
     """
@@ -88,7 +89,8 @@ def redact(text: str, secrets: Iterable[Secret | None] = ()) -> str:
     for secret in secrets:
         value = secret.reveal() if secret is not None else ""
         if value:
-            forms |= {value, repr(value)[1:-1], repr(value.encode("utf-8", "surrogateescape"))[2:-1]}
+            forms |= {value, repr(value)[1:-1], repr(value.encode("utf-8", "surrogateescape"))[2:-1],
+                      quote(value, safe="")}
     for form in sorted(forms, key=len, reverse=True):
         out, position = [], 0
         while (found := text.find(form, position)) >= 0:
