@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Literal, cast
 
 from ingest_probe import _keys
 from ingest_probe._keys import KEYS, spec_for
-from ingest_probe._reader import Reader, bad, fallback_warning, libpq_fallbacks, validate_all
+from ingest_probe._reader import (
+    Reader,
+    bad,
+    fallback_warning,
+    libpq_fallbacks,
+    parse_bool,
+    parse_choice,
+    parse_host,
+    parse_int,
+    parse_number,
+    validate_all,
+)
 from ingest_probe._topics import build_topics
-from ingest_probe._urls import UrlError, parse_pg_url, parse_redis_url, parse_servers
+from ingest_probe._urls import KafkaServers, RedisTarget, UrlError, parse_pg_url, parse_redis_url, parse_servers
 from ingest_probe.config import ConfigRow, RawConfig, RawValue, Source
 from ingest_probe.settings import (
     FailoverSettings,
@@ -103,12 +113,9 @@ def _url_settings(r: Reader, url_raw: RawValue, prefix: str, timeouts: dict[str,
                   params: dict[str, str]) -> None:
     """``application_name`` and ``connect_timeout`` in the URL win over TIMESCALEDB_APP/_CONNECT_TIMEOUT."""
     if "connect_timeout" in params:
-        try:
-            seconds = float(params["connect_timeout"])
-        except ValueError:
-            seconds = math.nan
-        if not math.isfinite(seconds) or seconds <= 0:
-            raise bad(url_raw, "connect_timeout in the URL must be a number of seconds > 0")
+        seconds = parse_number(params["connect_timeout"], maximum=_keys.MAX_CONNECT_TIMEOUT)
+        if isinstance(seconds, str):
+            raise bad(url_raw, f"connect_timeout in the URL: {seconds} (seconds)")
         timeouts["connect_timeout"] = seconds
     if prefix != "TIMESCALEDB":  # the standby shares these keys; only the primary's URL is shown for them
         return
@@ -137,27 +144,33 @@ _REDIS_POLICY = ("REDIS_CACHE_STRATEGY", "REDIS_CACHE_TTL_SECONDS", "REDIS_CACHE
 
 
 def redis(r: Reader) -> RedisSettings:
-    """URL parts, each overridden by its explicit key (``REDIS_HOST`` ... ``REDIS_SSL``)."""
-    url_raw, host = r.pick("REDIS_URL"), r.text("REDIS_HOST")
-    if url_raw is None and host is None:
+    """URL parts, each overridden by its part key (``REDIS_HOST`` ... ``REDIS_SSL``) from the same or a higher
+    source; a part key from a lower source only fills in what the URL leaves out (``Reader.over_url``)."""
+    url_raw = r.pick("REDIS_URL")
+    if url_raw is None and r.pick("REDIS_HOST") is None:
         r.ignore(_REDIS_CONN, "no REDIS_URL or REDIS_HOST is set", warn=False)
         return RedisSettings(configured=False)
-    url_port = url_db = url_user = url_password = None
-    url_tls = False
+    url = RedisTarget(tls=False, host=None, port=None, db=None, username=None, password=None)
     if url_raw is not None:
         try:
-            target = parse_redis_url(url_raw.value)
+            url = parse_redis_url(url_raw.value)
         except UrlError as exc:
             raise bad(url_raw, str(exc)) from None
-        url_port, url_db, url_user, url_password, url_tls = (target.port, target.db, target.username,
-                                                              target.password, target.tls)
-        host = host or target.host
-        r.warnings += [f"{url_raw.key} from {url_raw.origin.location}: {text}" for text in target.dropped]
-        for key, value in (("REDIS_PORT", url_port), ("REDIS_DB", url_db)):
-            if value is not None and r.pick(key, explicit=True) is None:
+        r.warnings += [f"{url_raw.key} from {url_raw.origin.location}: {text}" for text in url.dropped]
+
+    def part(name: str, stated: object, what: str) -> RawValue | None:
+        return r.over_url(name, url_raw, stated is not None and url_raw is not None, what)
+
+    host_raw = part("REDIS_HOST", url.host, "host")
+    port_raw, db_raw = part("REDIS_PORT", url.port, "port"), part("REDIS_DB", url.db, "database number")
+    user_raw = part("REDIS_USERNAME", url.username, "user")
+    password_raw = part("REDIS_PASSWORD", url.password, "password")
+    tls_raw = part("REDIS_SSL", True if url_raw is not None else None, "TLS mode (by its scheme)")
+    assert url_raw is not None or host_raw is not None  # checked above
+    if url_raw is not None:
+        for key, value, raw in (("REDIS_PORT", url.port, port_raw), ("REDIS_DB", url.db, db_raw)):
+            if value is not None and raw is None:
                 r.supply(key, value, url_raw)
-    password = r.secret("REDIS_PASSWORD") or (Secret(url_password) if url_password else None)
-    tls = r.boolean("REDIS_SSL", explicit=True)
     policy = None
     if any(r.pick(name, explicit=True) for name in _REDIS_POLICY):
         policy = RedisCachePolicy(
@@ -166,11 +179,12 @@ def redis(r: Reader) -> RedisSettings:
             invalidate_prefixes=r.csv(_REDIS_POLICY[4]),
         )
     return RedisSettings(
-        configured=True, host=host or "localhost",
-        port=r.integer("REDIS_PORT", explicit=True) or url_port or cast(int, r.integer("REDIS_PORT")),
-        db=_first_int(r.integer("REDIS_DB", explicit=True), url_db, r.integer("REDIS_DB")),
-        username=r.text("REDIS_USERNAME") or url_user, password=password,
-        tls=url_tls if tls is None else tls,
+        configured=True, host=parse_host(host_raw) if host_raw else url.host or "localhost",
+        port=parse_int(port_raw) if port_raw else url.port or cast(int, r.integer("REDIS_PORT")),
+        db=parse_int(db_raw) if db_raw else _first_int(url.db, r.integer("REDIS_DB")),
+        username=user_raw.value.strip() if user_raw else url.username,
+        password=Secret(password_raw.value) if password_raw else Secret(url.password) if url.password else None,
+        tls=parse_bool(tls_raw) if tls_raw else url.tls,
         ssl_ca_certs=r.text("REDIS_SSL_CA_CERTS"), ssl_certfile=r.text("REDIS_SSL_CERTFILE"),
         ssl_keyfile=r.text("REDIS_SSL_KEYFILE"), client_name=r.text("REDIS_CLIENT_NAME"),
         socket_timeout=r.number("REDIS_SOCKET_TIMEOUT"), policy=policy,
@@ -188,27 +202,33 @@ _Mechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 def kafka(r: Reader) -> KafkaSettings:
+    """Servers from KAFKA_BROKERS; credentials and protocol from their keys or the URL form (as for Redis)."""
     servers_raw = r.pick("KAFKA_BROKERS")
-    servers: tuple[str, ...] = ()
-    url_user = url_password = url_protocol = None
+    parsed = KafkaServers(servers=())
     if servers_raw is not None:
         try:
             parsed = parse_servers(servers_raw.value)
         except UrlError as exc:
             raise bad(servers_raw, str(exc)) from None
-        servers, url_user, url_password = parsed.servers, parsed.username, parsed.password
-        url_protocol = parsed.protocol
-    username = r.text("KAFKA_USERNAME") or url_user
-    password = r.secret("KAFKA_PASSWORD") or (Secret(url_password) if url_password else None)
-    protocol = r.choice("KAFKA_SECURITY_PROTOCOL") or url_protocol
+    user_raw = r.over_url("KAFKA_USERNAME", servers_raw, parsed.username is not None, "SASL user")
+    password_raw = r.over_url("KAFKA_PASSWORD", servers_raw, parsed.password is not None, "SASL password")
+    protocol_raw = r.over_url("KAFKA_SECURITY_PROTOCOL", servers_raw, parsed.protocol is not None,
+                              "security protocol (by its scheme)")
+    username = (user_raw.value.strip() or None) if user_raw else parsed.username
+    secret = password_raw.value if password_raw else parsed.password
+    password = Secret(secret) if secret else None
+    protocol = parse_choice(protocol_raw) if protocol_raw else parsed.protocol
     if protocol is None:
         protocol = "SASL_SSL" if username and password else "PLAINTEXT"
+    if bool(username) != bool(password) and servers_raw is not None:
+        r.warnings.append(_half_credentials(username is not None, user_raw or password_raw or servers_raw,
+                                            protocol))
     mechanism = r.choice("KAFKA_SASL_MECHANISM")
     if mechanism is None and protocol.startswith("SASL"):
         mechanism = "PLAIN"
     topics, consumer_topics = build_topics(r)
     return KafkaSettings(
-        configured=bool(servers), bootstrap_servers=servers,
+        configured=bool(parsed.servers), bootstrap_servers=parsed.servers,
         bootstrap_source_key=servers_raw.key if servers_raw else None,
         security_protocol=cast(_Protocol, protocol), sasl_mechanism=cast(_Mechanism | None, mechanism),
         username=username, password=password, ssl_cafile=r.text("KAFKA_SSL_CAFILE"),
@@ -219,6 +239,14 @@ def kafka(r: Reader) -> KafkaSettings:
         streaming_enabled=r.flag("KAFKA_INGEST_ENABLE_STREAMING"),
         consumer_enabled=r.flag("KAFKA_INGEST_CONSUMER_ENABLED"),
     )
+
+
+def _half_credentials(has_user: bool, raw: RawValue, protocol: str) -> str:
+    """One line naming the key that holds half a SASL login and the one that is missing (never a value)."""
+    have, missing = ("user", "KAFKA_PASSWORD") if has_user else ("password", "KAFKA_USERNAME")
+    effect = (f"the {protocol} login will fail" if protocol.startswith("SASL")
+              else f"no SASL is used (security protocol {protocol})")
+    return f"{raw.key} from {raw.origin.location} sets a Kafka {have} but no {missing} is set: {effect}"
 
 
 # ------------------------------------------------------------------------------------------------ whole

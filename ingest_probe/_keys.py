@@ -52,7 +52,8 @@ def _k(
 
 _TIMESCALE_PARTS: tuple[tuple[str, Kind, str | None, str, tuple[str, ...]], ...] = (
     ("HOST", "host", None, "host name or address", ()),
-    ("PORT", "int", "5432", "port (default 5432)", ()),
+    ("PORT", "int", "5432", "port (default 5432; a Kubernetes service link `tcp://…` in the environment is "
+             "ignored with a warning)", ()),
     ("USER", "str", None, "user name", ("USERNAME",)),
     ("PASSWORD", "str", None, "password", ()),
     ("DB", "str", "postgres", "database name (default postgres)", ("DATABASE",)),
@@ -72,6 +73,13 @@ LIBPQ_FALLBACKS = ("DATABASE_URL", *sorted(_PG_ENV.values()))
 TIMESCALE_TARGETS = ("TIMESCALEDB_URL", "TIMESCALE_URL", "TIMESCALEDB_HOST", "TIMESCALE_HOST")
 FALLBACK_RULE = ("PG* and DATABASE_URL apply only when no TIMESCALEDB_*/TIMESCALE_* URL or host is set in "
                  "any source")
+#: How a URL and its part keys combine (Redis; Kafka credentials and protocol), for warnings and the README.
+URL_PARTS_RULE = ("a part key overrides what a URL sets only from the same or a higher source; from a lower "
+                  "source it only fills in what the URL leaves out")
+#: Caps that keep absurd values from reaching a broker (2**31-1 partitions aborted one).
+MAX_PARTITIONS = 10_000
+MAX_CONNECT_TIMEOUT = 3600
+MAX_REPLICATION_FACTOR = 32
 
 
 def _timescale_parts(section: str, prefixes: tuple[str, ...], pg_aliases: bool) -> list[KeySpec]:
@@ -105,15 +113,17 @@ KEYS: tuple[KeySpec, ...] = (
     _k("EMP_TIER", "choice", "tier_0", "gating tier (`tier-1` spelling accepted)", section=_G,
        choices=("tier_0", "tier_1", "tier_2")),
     _k("TIMESCALE_SYMBOLS", "csv", None, "symbols to ingest; enables the `daily` dimension", section=_G),
-    _k("TIMESCALE_LOOKBACK_DAYS", "int", "60", "daily lookback in days", section=_G, minimum=1),
+    _k("TIMESCALE_LOOKBACK_DAYS", "int", "60", "daily lookback in days", section=_G, minimum=1, maximum=36500),
     _k("TIMESCALE_ENABLE_INTRADAY", "bool", "false", "enables the `intraday` dimension", section=_G),
     _k("TIMESCALE_INTRADAY_INTERVAL", "str", "1m", "intraday bar interval", section=_G),
-    _k("TIMESCALE_INTRADAY_LOOKBACK_DAYS", "int", "2", "intraday lookback in days", section=_G, minimum=1),
+    _k("TIMESCALE_INTRADAY_LOOKBACK_DAYS", "int", "2", "intraday lookback in days", section=_G, minimum=1,
+       maximum=36500),
     _k("TIMESCALE_ENABLE_MACRO", "bool", "false", "enables the `macro` dimension", section=_G),
     _k("TIMESCALE_INGEST_SCHEDULE", "bool", "false", "ingest runs on a schedule", section=_S),
-    _k("TIMESCALE_INGEST_INTERVAL_SECONDS", "int", "3600", "schedule interval (min 60)", section=_S,
-       minimum=60),
-    _k("TIMESCALE_INGEST_JITTER_SECONDS", "int", "120", "schedule jitter", section=_S, minimum=0),
+    _k("TIMESCALE_INGEST_INTERVAL_SECONDS", "int", "3600", "schedule interval (60 s to 31 days)", section=_S,
+       minimum=60, maximum=31 * 86400),
+    _k("TIMESCALE_INGEST_JITTER_SECONDS", "int", "120", "schedule jitter (at most a day)", section=_S, minimum=0,
+       maximum=86400),
     _k("TIMESCALE_INGEST_MAX_FAILURES", "int", "3", "consecutive failures before the schedule stops "
        "(0 = never stop)", section=_S, minimum=0),
     _k("TIMESCALE_FAILOVER_DRILL", "bool", "false", "failover drill enabled", section=_F),
@@ -126,13 +136,15 @@ KEYS: tuple[KeySpec, ...] = (
     _k("TIMESCALE_FRESHNESS_SLA_SECONDS", "int", "86400", "data older than this is stale", section=_F,
        minimum=0),
     _k("TIMESCALEDB_URL", "url", None, "PostgreSQL/TimescaleDB URL (SQLAlchemy forms accepted) or "
-       "`sqlite:///path` for a rehearsal; wins over the parts below. Query: `sslmode`, `sslrootcert`, "
+       "`sqlite:///path` for a rehearsal (a file: `sqlite:///:memory:` is refused); wins over the parts below "
+       "whatever their sources. Query: `sslmode`, `sslrootcert`, "
        "`sslcert`, `sslkey`, `sslpassword`, `password`, `user`, `host`, `port`, `dbname`, `application_name`, "
        "`connect_timeout` are used, any other parameter is warned about and ignored; `DATABASE_URL` is a "
        "libpq fallback (see above)", section=_T, secret=True, aliases=("TIMESCALE_URL", "DATABASE_URL")),
     *_timescale_parts(_T, ("TIMESCALEDB", "TIMESCALE"), pg_aliases=True),
     _k("TIMESCALEDB_APP", "str", "ingest-probe", "application_name", section=_T),
-    _k("TIMESCALEDB_CONNECT_TIMEOUT", "float", "5", "connect timeout in seconds", section=_T, minimum=0),
+    _k("TIMESCALEDB_CONNECT_TIMEOUT", "float", "5", "seconds each connection attempt (TCP, TLS, authentication) "
+       "may take, capped by the probe deadline", section=_T, minimum=0, maximum=MAX_CONNECT_TIMEOUT),
     _k("TIMESCALEDB_STATEMENT_TIMEOUT_MS", "int", "10000", "statement timeout in ms", section=_T, minimum=0),
     _k("TIMESCALEDB_REQUIRE_EXTENSION", "bool", "false", "a missing timescaledb extension is `down`",
        section=_T),
@@ -148,32 +160,41 @@ KEYS: tuple[KeySpec, ...] = (
     _k("REDIS_URL", "url", None, "`redis://` or `rediss://` (TLS) URL; `?password=`, `?username=`, `?db=` "
        "honoured, any other query parameter is warned about and ignored", section=_R,
        secret=True, aliases=("REDIS_URI", "REDISCLOUD_URL")),
-    _k("REDIS_HOST", "host", None, "host (wins over the URL)", section=_R, aliases=("CACHE_HOST",)),
-    _k("REDIS_PORT", "int", "6379", "port (wins over the URL)", section=_R, minimum=1, maximum=65535),
-    _k("REDIS_DB", "int", "0", "database number (wins over the URL)", section=_R, minimum=0),
-    _k("REDIS_USERNAME", "str", None, "ACL user (wins over the URL)", section=_R, aliases=("REDIS_USER",)),
-    _k("REDIS_PASSWORD", "str", None, "password (wins over the URL)", section=_R, secret=True,
+    _k("REDIS_HOST", "host", None, "host (overrides the URL's, see above)", section=_R, aliases=("CACHE_HOST",)),
+    _k("REDIS_PORT", "int", "6379", "port (overrides the URL's, see above; a Kubernetes service link "
+       "`tcp://…` in the environment is ignored with a warning)", section=_R, minimum=1, maximum=65535),
+    _k("REDIS_DB", "int", "0", "database number (overrides the URL's, see above)", section=_R, minimum=0),
+    _k("REDIS_USERNAME", "str", None, "ACL user (overrides the URL's, see above)", section=_R,
+       aliases=("REDIS_USER",)),
+    _k("REDIS_PASSWORD", "str", None, "password (overrides the URL's, see above)", section=_R, secret=True,
        aliases=("REDIS_PASS",)),
-    _k("REDIS_SSL", "bool", None, "TLS (`rediss://` implies it)", section=_R),
+    _k("REDIS_SSL", "bool", None, "TLS (overrides the URL's scheme, see above; `rediss://` implies it)",
+       section=_R),
     _k("REDIS_SSL_CA_CERTS", "str", None, "CA bundle", section=_R),
     _k("REDIS_SSL_CERTFILE", "str", None, "client certificate", section=_R),
     _k("REDIS_SSL_KEYFILE", "str", None, "client private key", section=_R),
     _k("REDIS_CLIENT_NAME", "str", None, "CLIENT SETNAME value", section=_R),
-    _k("REDIS_SOCKET_TIMEOUT", "float", None, "socket timeout in seconds", section=_R, minimum=0),
+    _k("REDIS_SOCKET_TIMEOUT", "float", None, "socket timeout in seconds", section=_R, minimum=0, maximum=3600),
     _k("REDIS_CACHE_STRATEGY", "str", None, "cache policy: strategy (manifest only)", section=_R),
     _k("REDIS_CACHE_TTL_SECONDS", "int", None, "cache policy: TTL", section=_R, minimum=0),
     _k("REDIS_CACHE_MAX_KEYS", "int", None, "cache policy: max keys", section=_R, minimum=0),
     _k("REDIS_CACHE_NAMESPACE", "str", None, "cache policy: key namespace", section=_R),
     _k("REDIS_CACHE_INVALIDATE_PREFIXES", "csv", None, "cache policy: invalidation prefixes", section=_R),
-    _k("KAFKA_BROKERS", "servers", None, "bootstrap servers, CSV of host:port (URL forms: scheme and "
-       "credentials stripped)", section=_K, secret=True, aliases=("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_URL")),
+    _k("KAFKA_BROKERS", "servers", None, "bootstrap servers, CSV of host:port. URL forms "
+       "(`sasl_ssl://user:password@host:port,host2:port`): scheme and credentials are stripped and used; the "
+       "credentials of a URL end at its last `@`, so a `,` before it is part of the password "
+       "(`sasl_plaintext://u:12,34@h:9092` is one server). Without a scheme, or with a `,` between two `@`, "
+       "that is ambiguous and refused: percent-encode `,` as `%2C` in credentials", section=_K, secret=True,
+       aliases=("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_URL")),
     _k("KAFKA_SECURITY_PROTOCOL", "choice", None, "default SASL_SSL when user and password are set, "
-       "else PLAINTEXT (or the scheme of a URL form)", section=_K,
+       "else PLAINTEXT (or the scheme of a URL form; overrides it, see above)", section=_K,
        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
     _k("KAFKA_SASL_MECHANISM", "choice", None, "default PLAIN when the protocol is SASL_*", section=_K,
        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
-    _k("KAFKA_USERNAME", "str", None, "SASL user", section=_K, aliases=("KAFKA_USER",)),
-    _k("KAFKA_PASSWORD", "str", None, "SASL password", section=_K, secret=True, aliases=("KAFKA_PASS",)),
+    _k("KAFKA_USERNAME", "str", None, "SASL user (overrides URL credentials, see above); a user without a "
+       "password (or the reverse) is warned about", section=_K, aliases=("KAFKA_USER",)),
+    _k("KAFKA_PASSWORD", "str", None, "SASL password (overrides URL credentials, see above)", section=_K,
+       secret=True, aliases=("KAFKA_PASS",)),
     _k("KAFKA_SSL_CAFILE", "str", None, "CA bundle", section=_K),
     _k("KAFKA_SSL_CERTFILE", "str", None, "client certificate", section=_K),
     _k("KAFKA_SSL_KEYFILE", "str", None, "client private key", section=_K),
@@ -184,20 +205,21 @@ KEYS: tuple[KeySpec, ...] = (
        "error, not a dimension", section=_KT),
     _k("KAFKA_INGEST_DEFAULT_TOPIC", "str", None, "topic of the `default` dimension", section=_KT),
     _k("KAFKA_INGEST_CONSUMER_TOPICS", "csv", None, "topics consumed (dimension `consumer`)", section=_KT),
-    _k("KAFKA_INGEST_TOPIC_PARTITIONS", "int", "1", "partitions of every topic", section=_KT, minimum=1),
-    _k("KAFKA_INGEST_TOPIC_REPLICATION_FACTOR", "int", "1", "replication factor of every topic",
-       section=_KT, minimum=1),
+    _k("KAFKA_INGEST_TOPIC_PARTITIONS", "int", "1", f"partitions of every topic (at most {MAX_PARTITIONS})",
+       section=_KT, minimum=1, maximum=MAX_PARTITIONS),
+    _k("KAFKA_INGEST_TOPIC_REPLICATION_FACTOR", "int", "1", "replication factor of every topic (at most "
+       f"{MAX_REPLICATION_FACTOR})", section=_KT, minimum=1, maximum=MAX_REPLICATION_FACTOR),
     _k("KAFKA_INGEST_TOPIC_CONFIG", "json", "{}", "topic configs of every topic (JSON object)", section=_KT),
     _k("KAFKA_INGEST_TOPIC_<DIM>_PARTITIONS", "int", None, "partitions for one dimension's topic",
-       section=_KT, minimum=1),
+       section=_KT, minimum=1, maximum=MAX_PARTITIONS),
     _k("KAFKA_INGEST_TOPIC_<DIM>_REPLICATION_FACTOR", "int", None, "replication factor for one dimension",
-       section=_KT, minimum=1),
+       section=_KT, minimum=1, maximum=MAX_REPLICATION_FACTOR),
     _k("KAFKA_INGEST_TOPIC_<DIM>_CONFIG", "json", None, "topic configs for one dimension (JSON object, "
        "merged over the global one)", section=_KT),
     _k("KAFKA_INGEST_DEFAULT_TOPIC_PARTITIONS", "int", None, "partitions of the default topic",
-       section=_KT, minimum=1),
+       section=_KT, minimum=1, maximum=MAX_PARTITIONS),
     _k("KAFKA_INGEST_DEFAULT_TOPIC_REPLICATION_FACTOR", "int", None, "replication factor of the default "
-       "topic", section=_KT, minimum=1),
+       "topic", section=_KT, minimum=1, maximum=MAX_REPLICATION_FACTOR),
     _k("KAFKA_INGEST_DEFAULT_TOPIC_CONFIG", "json", None, "topic configs of the default topic", section=_KT),
     _k("KAFKA_INGEST_CONSUMER_GROUP", "str", None, "consumer group id", section=_KT),
     _k("KAFKA_INGEST_CONSUMER_OFFSET_RESET", "choice", None, "auto.offset.reset", section=_KT,
@@ -223,6 +245,23 @@ def spec_for(key: str) -> KeySpec | None:
     if match is None:
         return None
     return _PATTERNS[match.group(2) or ""]
+
+
+_LEADING_NAME = re.compile(r"\s*(?:export\s+)?[\"']?([A-Za-z_][A-Za-z0-9_.]*)")
+
+
+def known_name_at(text: str) -> str | None:
+    """The known key a line of a file starts with (``REDIS_PORT: x`` → REDIS_PORT), else None.
+
+    Only a *known* key name is ever quoted from a broken line: anything else on it may be a secret.
+    """
+    match = _LEADING_NAME.match(text)
+    if match is None:
+        return None
+    for name in (match.group(1), match.group(1).upper()):
+        if spec_for(name) is not None:
+            return name
+    return None
 
 
 def topic_key_parts(key: str) -> tuple[str, str] | None:
@@ -318,7 +357,10 @@ _INTRO = (
     "sources (a `--extra TIMESCALE_URL=…` loses to `TIMESCALEDB_URL` from the YAML file, with a warning); "
     "to override, set the first name. Precedence between sources applies to one and the same name. Type "
     "`host`: a DNS name (underscores allowed) or an IPv4/IPv6 literal, without brackets; anything else "
-    "(spaces, `/`, `|`, Unix-socket paths) is an error."
+    "(spaces, `/`, `|`, Unix-socket paths) is an error. Type `int`: decimal ASCII digits (no `²`, `1_000` or "
+    "`0x10`), within the range given, else at most 2147483647; type `float`: a finite decimal number of "
+    "seconds > 0 (at most a day unless stated). No value may hold a control character, a byte-order mark "
+    "or bytes that are not UTF-8."
 )
 _SECTION_NOTES = {
     _T: "The generic libpq variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, "
@@ -326,6 +368,12 @@ _SECTION_NOTES = {
         "they apply only when no `TIMESCALEDB_*`/`TIMESCALE_*` URL or host is set in any source "
         "(`TIMESCALEDB_URL`, `TIMESCALE_URL`, `TIMESCALEDB_HOST`, `TIMESCALE_HOST`). When such a target is "
         "set they are all ignored, with one warning naming them; ignored values are not validated.",
+    _R: f"`REDIS_URL` and the part keys below combine by source: {URL_PARTS_RULE} (with a warning naming the "
+        "key set aside). Example: with `REDIS_URL=redis://cache:6380/1` in `--env-file prod.env`, a "
+        "`REDIS_HOST=old` left in the shell is ignored (a warning says so) while `--extra REDIS_HOST=other` "
+        "wins; a `REDIS_PASSWORD` from the environment still supplies the password that URL leaves out.",
+    _K: f"URL credentials and scheme in `KAFKA_BROKERS` and the keys `KAFKA_USERNAME`, `KAFKA_PASSWORD`, "
+        f"`KAFKA_SECURITY_PROTOCOL` combine as for Redis: {URL_PARTS_RULE}.",
 }
 
 

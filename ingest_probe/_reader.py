@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import unicodedata
 from collections.abc import Collection
 
 from ingest_probe import _keys
 from ingest_probe._keys import spec_for
 from ingest_probe._urls import UrlError, check_host, parse_pg_url, parse_redis_url, parse_servers
-from ingest_probe.config import DEFAULT_ORIGIN, RawConfig, RawValue, Source
+from ingest_probe.config import DEFAULT_ORIGIN, RawConfig, RawValue, Source, quoted
 from ingest_probe.errors import ConfigError
 from ingest_probe.settings import Secret
 
@@ -19,7 +21,8 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 
 def bad(raw: RawValue, reason: str) -> ConfigError:
     """``KEY='value' from location: reason`` (``***`` instead of the value of a secret-bearing key)."""
-    return ConfigError(f"{raw.key}={raw.shown} from {raw.origin.location}: {reason}")
+    key = raw.key if len(raw.key) <= 80 else raw.key[:79] + "…"  # a pattern key may be any length
+    return ConfigError(f"{key}={raw.shown} from {raw.origin.location}: {reason}")
 
 
 class Reader:
@@ -37,6 +40,23 @@ class Reader:
     def supply(self, name: str, value: object, url: RawValue) -> None:
         """Record that the part ``name`` is taken from the URL in ``url`` (never for a secret part)."""
         self.supplied[name] = (str(value), f"{url.key} ({url.origin.location})")
+
+    def over_url(self, name: str, url: RawValue | None, stated: bool, what: str) -> RawValue | None:
+        """The explicitly set part key ``name`` if it overrides the URL in ``url``, else None.
+
+        A part key set in the same or a higher source than the URL wins over the URL's part. From a lower
+        source it only fills in what the URL leaves out (``stated`` False): a ``REDIS_HOST`` left in the
+        shell must not re-target the ``REDIS_URL`` of ``--env-file prod.env``; it is noted and warned about.
+        """
+        raw = self.pick(name, explicit=True)
+        if raw is None or url is None or not stated or rank(raw) >= rank(url):
+            return raw
+        self.notes[raw.key] = f"ignored: {url.key} from a higher source sets it"
+        self.warnings.append(
+            f"{raw.key} from {raw.origin.location} is ignored: {url.key} from {url.origin.location} sets the "
+            f"{what} and comes from a higher source ({_keys.URL_PARTS_RULE})"
+        )
+        return None
 
     def pick(self, name: str, *, explicit: bool = False) -> RawValue | None:
         """The first of ``name`` and its aliases with a non-empty value, else the default (unless explicit).
@@ -114,6 +134,11 @@ class Reader:
 _SOURCES = list(Source)
 
 
+def rank(raw: RawValue) -> int:
+    """The precedence of the source of ``raw`` (default 0 ... --extra 4)."""
+    return _SOURCES.index(raw.origin.source)
+
+
 def _shadowed(other: RawValue, first: RawValue, names: tuple[str, ...]) -> str:
     rule = f"an alias never overrides across sources: {' > '.join(names)} whatever their sources"
     if _SOURCES.index(other.origin.source) > _SOURCES.index(first.origin.source):
@@ -149,48 +174,78 @@ def fallback_warning(target: RawValue, ignored: tuple[RawValue, ...]) -> str:
 def json_object(raw: RawValue) -> dict[str, str]:
     """A topic-config JSON object with string values (numbers and booleans converted)."""
     try:
-        data = json.loads(raw.value)
+        data = json.loads(raw.value, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise bad(raw, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise bad(raw, "invalid JSON (nested too deeply)") from None
+    except ValueError as exc:  # NaN, Infinity (from _no_constant)
+        raise bad(raw, str(exc)) from None
     if not isinstance(data, dict):
         raise bad(raw, f"expected a JSON object, got {type(data).__name__}")
     out: dict[str, str] = {}
     for key, value in data.items():
         if isinstance(value, bool):
             out[key] = "true" if value else "false"
+        elif isinstance(value, float) and not math.isfinite(value):  # 1e400
+            raise bad(raw, f"config {quoted(key)} must be a finite number")
         elif isinstance(value, int | float | str):
             out[key] = str(value)
         else:
-            raise bad(raw, f"config {key!r} must be a string, number or boolean")
+            raise bad(raw, f"config {quoted(key)} must be a string, number or boolean")
     return out
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"invalid JSON ({name} is not a number a broker accepts)")
 
 
 # ---------------------------------------------------------------------------------- one value, by kind
 
 
+#: Decimal text only: ``int()``/``float()`` also take "²"-free Unicode digits (``٣``, ``１``), ``1_000``,
+#: ``nan``, ``infinity`` and surrounding whitespace, none of which an operator means as a number here.
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: The ceiling of an int key without its own maximum: every integer we pass on fits a 32-bit field.
+INT_MAX = 2**31 - 1
+#: The ceiling of a float key (seconds) without its own maximum: a day.
+FLOAT_MAX = 86400
+
+
 def parse_int(raw: RawValue) -> int:
-    try:
-        value = int(raw.value.strip())
-    except ValueError:
-        raise bad(raw, "expected an integer") from None
+    text = raw.value.strip()
+    if not _INT.fullmatch(text):
+        raise bad(raw, "expected an integer")
     spec = spec_for(raw.key)
-    if spec is not None and spec.minimum is not None and value < spec.minimum:
-        raise bad(raw, f"expected an integer >= {spec.minimum}")
-    if spec is not None and spec.maximum is not None and value > spec.maximum:
-        raise bad(raw, f"expected an integer <= {spec.maximum}")
+    minimum = spec.minimum if spec is not None else None
+    maximum = spec.maximum if spec is not None and spec.maximum is not None else INT_MAX
+    value = int(text) if len(text) <= 20 else int(text[0] + "1" + "0" * 20)  # int() refuses 4301+ digits
+    if minimum is not None and value < minimum:
+        raise bad(raw, f"expected an integer >= {minimum}")
+    if value > maximum:
+        raise bad(raw, f"expected an integer <= {maximum}")
     return value
 
 
+def parse_number(text: str, *, maximum: float) -> float | str:
+    """A decimal number in (0, maximum], else the reason: no NaN, infinity, ``1_0``, hex, non-ASCII digits."""
+    text = text.strip()
+    if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        return "expected a finite number"
+    if not _FLOAT.fullmatch(text):
+        return "expected a number"
+    value = float(text)
+    if value <= 0:
+        return "expected a number > 0"
+    return value if value <= maximum else f"expected a number <= {maximum:g}"
+
+
 def parse_float(raw: RawValue) -> float:
-    try:
-        value = float(raw.value.strip())
-    except ValueError:
-        raise bad(raw, "expected a number") from None
-    if not math.isfinite(value):
-        raise bad(raw, "expected a finite number")
     spec = spec_for(raw.key)
-    if spec is not None and spec.minimum == 0 and value <= 0:
-        raise bad(raw, "expected a number > 0")
+    value = parse_number(raw.value, maximum=spec.maximum if spec is not None and spec.maximum else FLOAT_MAX)
+    if isinstance(value, str):
+        raise bad(raw, value)
     return value
 
 
@@ -220,6 +275,23 @@ def parse_host(raw: RawValue) -> str:
         raise bad(raw, str(exc)) from None
 
 
+#: Characters no value may hold: C0/C1 controls but tab (a terminal escape, a NUL a C driver cuts at),
+#: lone surrogates (bytes that were not UTF-8, kept by ``surrogateescape``), BOMs and line separators.
+_FORBIDDEN = frozenset({"Cc", "Cs"})
+_ODD = frozenset("\ufeff\u2028\u2029")
+
+
+def check_text(raw: RawValue) -> None:
+    """A value holding a control character, undecodable bytes or a BOM is an error naming the key."""
+    for ch in raw.value:
+        if ch == "\t" or (ch not in _ODD and unicodedata.category(ch) not in _FORBIDDEN):
+            continue
+        if "\ud800" <= ch <= "\udfff":
+            raise bad(raw, "holds bytes that are not UTF-8 text")
+        what = "a byte-order mark" if ch == "\ufeff" else "a control character"
+        raise bad(raw, f"holds {what} (U+{ord(ch):04X})")
+
+
 def validate_all(raw: RawConfig, skip: Collection[str] = ()) -> None:
     """Parse every explicitly set value by its kind, used or not: bad input is never silently ignored.
 
@@ -246,6 +318,7 @@ def validate_all(raw: RawConfig, skip: Collection[str] = ()) -> None:
     for value in effective.values():
         spec = spec_for(value.key)
         assert spec is not None  # filtered above
+        check_text(value)
         parser = parsers.get(spec.kind)
         if parser is not None:
             parser(value)

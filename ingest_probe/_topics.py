@@ -6,7 +6,7 @@ import re
 
 from ingest_probe import _keys
 from ingest_probe._reader import Reader, bad, json_object
-from ingest_probe.config import RawValue
+from ingest_probe.config import RawValue, quoted
 from ingest_probe.errors import ConfigError
 from ingest_probe.settings import TopicSpec
 
@@ -31,7 +31,7 @@ def build_topics(r: Reader) -> tuple[tuple[TopicSpec, ...], tuple[str, ...]]:
             cut = min((i for i in (item.find(":"), item.find("=")) if i >= 0), default=-1)
             dim, topic = item[:cut].strip().lower(), item[cut + 1 :].strip()
             if cut < 0 or not dim or not topic:
-                raise bad(listed, f"entry {item!r} is not dimension:topic (or dimension=topic)")
+                raise bad(listed, f"entry {quoted(item)} is not dimension:topic (or dimension=topic)")
             by_dim[dim] = (_checked(topic, listed), listed)  # checked even if a _TOPIC_<DIM> key replaces it
     specific: dict[tuple[str, str], RawValue] = {}
     for key, raw in sorted(r.raw.values.items()):
@@ -68,7 +68,7 @@ def build_topics(r: Reader) -> tuple[tuple[TopicSpec, ...], tuple[str, ...]]:
 
 def _checked(topic: str, raw: RawValue) -> str:
     if not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
-        raise bad(raw, f"{topic!r} is not a valid Kafka topic name (letters, digits, '.', '_', '-'; "
+        raise bad(raw, f"{quoted(topic)} is not a valid Kafka topic name (letters, digits, '.', '_', '-'; "
                        "at most 249)")
     return topic
 
@@ -96,7 +96,7 @@ def _spec(r: Reader, name: str, dims: list[str], specific: dict[tuple[str, str],
             continue
         for key, value in json_object(raw).items():
             if key in owner and configs[key] != value:
-                raise ConfigError(f"topic {name!r}: config {key!r} differs between {owner[key].key} from "
+                raise ConfigError(f"topic {name!r}: config {quoted(key)} differs between {owner[key].key} from "
                                   f"{owner[key].origin.location} and {raw.key} from {raw.origin.location}")
             owner[key] = raw
             configs[key] = value

@@ -58,6 +58,18 @@ def split_scheme(url: str) -> tuple[str, str]:
     return scheme.lower(), rest
 
 
+_SCHEME = re.compile(r"[a-z][a-z0-9+._-]{0,19}")
+
+
+def unsupported_scheme(scheme: str, expected: str) -> UrlError:
+    """Quote the scheme only when it looks like one: ``postgresql//u:pw://h`` puts a password before ``://``."""
+    shown = f" {scheme!r}" if _SCHEME.fullmatch(scheme) else " (not shown: it is not a plain scheme name)"
+    return UrlError(f"unsupported scheme{shown} (expected {expected})")
+
+
+_DIGITS = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() is true for '²' and int() takes '٣'
+
+
 def parse_authority(text: str) -> Authority:
     userinfo, at, hostport = text.rpartition("@")
     user = password = None
@@ -89,7 +101,7 @@ def check_host(host: str) -> str:
     labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
     if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         raise UrlError(BAD_HOST + (" (Unix-socket paths are not supported)" if "/" in host else ""))
-    if all(label.isdigit() for label in labels):  # looks like an IPv4 address: it must be one
+    if all(label.isascii() and label.isdigit() for label in labels):  # looks like IPv4: it must be one
         try:
             ipaddress.IPv4Address(host)
         except ValueError:
@@ -110,7 +122,7 @@ def parse_hostport(text: str) -> tuple[str | None, int | None]:
         host, _, port_text = text.partition(":")
     port = None
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not _DIGITS.fullmatch(port_text) or not 0 < int(port_text) < 65536:
             raise UrlError("port is not an integer in 1..65535")
         port = int(port_text)
     host = unquote(host)
@@ -195,9 +207,12 @@ def parse_pg_url(url: str) -> PgTarget:
         path = rest.partition("?")[0]
         if not path.startswith("/") or len(path) < 2:
             raise UrlError("a sqlite URL needs a file path: sqlite:///relative or sqlite:////absolute")
+        if unquote(path[1:]) == ":memory:":
+            raise UrlError("an in-memory SQLite database is empty and gone when the probe ends: a rehearsal "
+                           "needs a file (sqlite:///relative or sqlite:////absolute)")
         return PgTarget(backend="sqlite", sqlite_path=unquote(path[1:]))
     if base not in ("postgresql", "postgres", "timescaledb"):
-        raise UrlError(f"unsupported scheme {scheme!r} (expected postgresql://, postgres:// or sqlite:///)")
+        raise unsupported_scheme(scheme, "postgresql://, postgres:// or sqlite:///")
     parsed = parse_url(url)
     query = {k: v for k, v in parsed.query.items() if k in PG_QUERY_PARTS}
     auth = parsed.authority
@@ -244,10 +259,10 @@ def parse_redis_url(url: str) -> RedisTarget:
     """``redis[s]://[user[:password]@]host[:port][/db][?password=...&db=...]`` into parts."""
     parsed = parse_url(url)
     if parsed.scheme not in ("redis", "rediss"):
-        raise UrlError(f"unsupported scheme {parsed.scheme!r} (expected redis:// or rediss://)")
+        raise unsupported_scheme(parsed.scheme, "redis:// or rediss://")
     db_text = parsed.query.get("db") or parsed.path
-    if db_text and not db_text.isdigit():
-        raise UrlError("the database number is not a non-negative integer")
+    if db_text and not (_DIGITS.fullmatch(db_text) and int(db_text) < 2**31):
+        raise UrlError("the database number is not an integer in 0..2147483647")
     auth = parsed.authority
     password = parsed.query["password"] if "password" in parsed.query else auth.password
     return RedisTarget(
@@ -274,28 +289,59 @@ class KafkaServers:
     protocol: str | None = None
 
 
+#: Where a URL item of a bootstrap list starts: at the beginning or after a ',' (its scheme ends at ``://``).
+_ITEM_SCHEME = re.compile(r"(?:^|,)\s*([A-Za-z][A-Za-z0-9+._-]*)://")
+_COMMA_AMBIGUOUS = ("ambiguous ',' in bootstrap-server credentials: percent-encode ',' in a user name or "
+                    "password as %2C (and '@' as %40)")
+
+
+def _segments(value: str) -> list[tuple[str | None, str]]:
+    """The list cut where a ``scheme://`` item starts: (scheme or None, the text up to the next one)."""
+    starts = list(_ITEM_SCHEME.finditer(value))
+    out: list[tuple[str | None, str]] = []
+    if not starts or starts[0].start() > 0:
+        out.append((None, value[: starts[0].start() if starts else len(value)]))
+    for number, match in enumerate(starts):
+        end = starts[number + 1].start() if number + 1 < len(starts) else len(value)
+        out.append((match.group(1).lower(), value[match.end() : end]))
+    return out
+
+
 def parse_servers(value: str) -> KafkaServers:
-    """CSV of ``host:port`` or URL forms; schemes and credentials are stripped (credentials returned)."""
+    """CSV of ``host:port`` or URL forms; schemes and credentials are stripped (credentials returned).
+
+    Credentials are parsed before the list is split: in ``scheme://user:password@host,host2`` they run from
+    ``://`` to the last ``@`` before the next ``scheme://`` item, so a ``,`` in a password stays in it
+    (``sasl_plaintext://u:12,34@h:9092`` is one server, never a server ``u:12`` and a user ``34``). Where a
+    ``,`` could as well separate servers (no scheme, or a ``,`` between two ``@``) the value is refused.
+    """
     servers: list[str] = []
     users: set[tuple[str | None, str | None]] = set()
     protocols: set[str] = set()
-    for item in (part.strip() for part in value.split(",")):
-        if not item:
-            continue
-        if "://" in item:
-            scheme, item = split_scheme(item)
+    for number, (scheme, text) in enumerate(_segments(value)):
+        if scheme is not None:
             if scheme not in _KAFKA_SCHEMES:
-                raise UrlError(f"unsupported scheme {scheme!r} in a bootstrap server")
+                expected = "kafka://, plaintext://, ssl://, sasl_plaintext://, sasl_ssl:// or host:port"
+                if number == 0:
+                    raise unsupported_scheme(scheme, expected)
+                # Not quoted: after a ',' it may be the end of a password that holds "://".
+                raise UrlError(f"unsupported scheme in a bootstrap server (expected {expected})")
             if _KAFKA_SCHEMES[scheme]:
                 protocols.add(str(_KAFKA_SCHEMES[scheme]))
-            item = item.rstrip("/")
-        auth = parse_authority(item)
-        if auth.host is None:
-            raise UrlError("a bootstrap server has no host")
-        if auth.user is not None or auth.password is not None:
-            users.add((auth.user, auth.password))
-        host = f"[{auth.host}]" if ":" in auth.host else auth.host
-        servers.append(f"{host}:{auth.port or 9092}")
+        userinfo, at, hosts = text.rpartition("@")
+        if at:
+            if "," in userinfo and (scheme is None or "@" in userinfo):
+                raise UrlError(_COMMA_AMBIGUOUS)
+            auth = parse_authority(f"{userinfo}@x")
+            if auth.user is not None or auth.password is not None:
+                users.add((auth.user, auth.password))
+        for item in (part.strip().rstrip("/") for part in hosts.split(",")):
+            if not item:
+                continue
+            host, port = parse_hostport(item)
+            if host is None:
+                raise UrlError("a bootstrap server has no host")
+            servers.append(f"[{host}]:{port or 9092}" if ":" in host else f"{host}:{port or 9092}")
     if not servers:
         raise UrlError("no bootstrap server given")
     if len(users) > 1:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +32,40 @@ Exit codes (Nagios meaning; with several checks the worst wins):
   3  UNKNOWN: usage or configuration error, nothing configured to probe, or an internal error (a
      connector's error_kind internal: the report still has every other result)
   130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way"""
+
+
+class Number(click.ParamType[float]):
+    """A finite decimal number within bounds, for every numeric flag (--timeout, --interval, --splay ...).
+
+    click's ``FloatRange`` takes ``nan`` (every comparison with it is false), ``inf``, ``1e300``, ``1_0`` and
+    non-ASCII digits (``٣``); a deadline of 1e300 s overflows the event loop's clock arithmetic.
+    """
+
+    _TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+    def __init__(self, low: float, high: float, *, low_open: bool = False, high_open: bool = False,
+                 name: str = "seconds") -> None:
+        self.low, self.high, self.low_open, self.high_open, self.name = low, high, low_open, high_open, name
+
+    def describe(self) -> str:
+        low, high = (int(x) if x == int(x) else x for x in (self.low, self.high))
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):  # a default
+            return value
+        text = str(value).strip()
+        number = float(text) if self._TEXT.fullmatch(text) else math.nan
+        low_ok = number > self.low if self.low_open else number >= self.low
+        high_ok = number < self.high if self.high_open else number <= self.high
+        if not (low_ok and high_ok):  # NaN fails both
+            self.fail(f"{str(value)[:40]!r} is not a decimal number in {self.describe()}", param, ctx)
+        return number
+
+
+#: Bounds of the numeric flags: a deadline of an hour, a watch interval of a month are already generous.
+TIMEOUT = Number(0, 3600, low_open=True)
+JITTER = Number(0, 1, high_open=True, name="fraction")
 
 
 def config_options(f: F) -> F:
@@ -160,9 +196,9 @@ def problems(doc: Mapping[str, Any]) -> list[str]:
 def probe_options(f: F) -> F:
     options = [
         click.option("--connectivity", is_flag=True, help="Probe every configured connector concurrently."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+        click.option("--timeout", type=TIMEOUT, default=5.0, show_default=True,
                      help="Per-probe deadline ceiling in seconds."),
-        click.option("--jitter", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+        click.option("--jitter", type=JITTER, default=0.1, show_default=True,
                      help="Each deadline is drawn from [T*(1-J), T]."),
         click.option("--seed", type=int, default=None, help="Seed the deadline jitter (reproducible runs)."),
     ]
@@ -196,7 +232,7 @@ def report_options(f: F) -> F:
         click.option("--format", "fmt", type=click.Choice(["json", "markdown", "prometheus"]), default="json",
                      show_default=True),
         output_option(),
-        click.option("--splay", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+        click.option("--splay", type=Number(0, 3600), default=0.0, metavar="SECONDS",
                      help="Before contacting anything, sleep a random 0..S s, so many hosts' cron runs spread out."),
     ]
     for option in reversed(options):
@@ -274,7 +310,7 @@ Exit codes:
 
 def topic_options(f: F) -> F:
     options = [
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+        click.option("--timeout", type=TIMEOUT, default=5.0, show_default=True,
                      help="Deadline of the whole run (connect, read, create, fix, re-read) in seconds; closing is"
                           " bounded on top."),
         click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json",
@@ -421,13 +457,13 @@ def _splay_sleep(seconds: float) -> float | None:
 
 @cli.command(epilog=WATCH_EXIT_CODES, short_help="Probe on the ingest schedule with warm clients.")
 @config_options
-@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+@click.option("--interval", type=Number(0, 31 * 86400, low_open=True), default=None, metavar="SECONDS",
               help="Pause from a cycle's end to the next start [default: TIMESCALE_INGEST_INTERVAL_SECONDS].")
-@click.option("--jitter-seconds", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+@click.option("--jitter-seconds", type=Number(0, 86400), default=None, metavar="SECONDS",
               help="Uniform ± jitter on the interval, floor 1 s [default: TIMESCALE_INGEST_JITTER_SECONDS].")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+@click.option("--timeout", type=TIMEOUT, default=5.0, show_default=True,
               help="Per-probe deadline ceiling in seconds.")
-@click.option("--jitter", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+@click.option("--jitter", type=JITTER, default=0.1, show_default=True,
               help="Each deadline is drawn from [T*(1-J), T].")
 @click.option("--seed", type=int, default=None, help="Seed the deadline and schedule jitter.")
 @click.option("--once", is_flag=True, help="Run a single cycle and exit with its report's exit code.")
@@ -495,7 +531,8 @@ def _fail(message: str, code: int, *, debug: bool = False) -> NoReturn:
         import traceback
 
         traceback.print_exc()
-    click.echo(f"ingest-probe: error: {printable(message)}", err=True)
+    line = " ".join(message.split())  # one line, whatever the message (click's, a file name's newline)
+    click.echo(f"ingest-probe: error: {printable(line)}", err=True)
     sys.exit(code)
 
 

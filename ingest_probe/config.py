@@ -4,28 +4,24 @@ Precedence, lowest first: built-in defaults < YAML (``--config``) < process envi
 (in the order given) < ``--extra KEY=VALUE``. Within the YAML file, top-level keys < ``system_config:`` <
 ``extras:`` < ``system_config: {extras: ...}``. Only keys in the registry (``_keys.KEYS``) are kept; from
 the environment nothing else is even read. An unknown key with one of our prefixes warns (from the
-environment only when it is a close miss of a known key). Validation belongs to ``settings``; this module
-only reads.
+environment only when it is a close miss of a known key; Kubernetes service links never count). The YAML
+file itself is read by ``_yaml``. Validation belongs to ``settings``; this module only reads, and never
+quotes a malformed line of a file (it may hold a password).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from ingest_probe import _keys
-from ingest_probe._keys import KEYS, KeySpec, spec_for
+from ingest_probe import _keys, _yaml
+from ingest_probe._keys import KEYS, known_name_at, spec_for
 from ingest_probe.errors import ConfigError
-
-if TYPE_CHECKING:
-    import yaml
 
 __all__ = ["ConfigRow", "Origin", "RawConfig", "RawValue", "Source", "load_config"]
 
@@ -72,8 +68,8 @@ class RawValue:
 
     @property
     def shown(self) -> str:
-        """The value for an error message: quoted, or ``***`` for a secret-bearing key."""
-        return "***" if self.secret else repr(self.value)
+        """The value for an error message: quoted and capped (``quoted``), or ``***`` for a secret-bearing key."""
+        return "***" if self.secret else quoted(self.value)
 
     def __repr__(self) -> str:
         return f"RawValue(key={self.key!r}, value={self.shown}, origin={self.origin.location!r})"
@@ -93,6 +89,12 @@ class RawConfig:
         """The value of ``key`` unless it is only the built-in default."""
         raw = self.values.get(key)
         return None if raw is None or raw.origin.source is Source.DEFAULT else raw
+
+
+def quoted(text: str, limit: int = 80) -> str:
+    """``repr(text)`` for a one-line message, cut to ``limit`` characters: a bad value may be megabytes."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 class ConfigRow(NamedTuple):
@@ -126,7 +128,10 @@ def load_config(
     if config_file is not None:
         layers.append(_read_yaml(config_file))
     if environ is not None:
-        layers.append(_read_environ(environ))
+        entries, links = _read_environ(environ)
+        layers.append(entries)
+        if links:
+            warnings.append(_service_link_warning(links))
     layers += [_read_env_file(path) for path in env_files]
     layers.append(_read_extras(extras))
     for layer in layers:
@@ -145,47 +150,107 @@ def _unknown_key_warning(key: str, origin: Origin) -> str | None:
 
     From the process environment only a close miss warns: container images set variables of their own
     with our prefixes (``REDIS_VERSION``, ``KAFKA_HEAP_OPTS``, ...) that the operator never chose. A key in
-    a YAML file, an env file or ``--extra`` was put there on purpose, so it always warns.
+    a YAML file, an env file or ``--extra`` was put there on purpose, so it always warns. A key that is not
+    even a variable name (``REDIS_PASSWORD hunter2``) is not quoted: the rest of it may be a value.
     """
     guess = _keys.closest_known(key)
     if guess is None and origin.source is Source.ENV:
         return None
+    if not _ENV_KEY.fullmatch(key):
+        return f"a key from {origin.location} that is not a valid variable name is ignored ({_bad_name(key)})"
     hint = f"; did you mean {guess}?" if guess else "; no similar known key"
     return f"unknown key {key} from {origin.location} is ignored{hint}"
 
 
-def _read_environ(environ: Mapping[str, str]) -> list[_Entry]:
-    """Only known keys and key patterns; of an unknown key with our prefix only the name (for a warning)."""
+#: Kubernetes "service links": for every Service ``foo`` in the namespace a pod gets ``FOO_SERVICE_HOST``,
+#: ``FOO_SERVICE_PORT[_NAME]``, ``FOO_PORT=tcp://10.0.0.11:6379`` and ``FOO_PORT_6379_TCP[_PROTO|_PORT|_ADDR]``.
+_SERVICE_LINK_NAME = re.compile(r"\w+_(?:SERVICE_HOST|SERVICE_PORT(?:_\w+)?|PORT_\d+_(?:TCP|UDP|SCTP)(?:_\w+)?)")
+_SERVICE_LINK_VALUE = re.compile(r"(?:tcp|udp|sctp)://[^\s/]+:\d+")
+
+
+def _read_environ(environ: Mapping[str, str]) -> tuple[list[_Entry], list[str]]:
+    """Only known keys and key patterns; of an unknown key with our prefix only the name (for a warning).
+
+    Kubernetes service links are never configuration: ``*_SERVICE_HOST``/``*_SERVICE_PORT*``/``*_PORT_<n>_*``
+    names are skipped, and a ``tcp://host:port`` value of a ``*_PORT`` key (``REDIS_PORT`` when the namespace
+    has a Service named ``redis``) is set aside and returned by name, for one warning.
+    """
     origin = Origin(source=Source.ENV, location="env")
     entries: list[_Entry] = []
+    links: list[str] = []
     for key in sorted(environ):
+        if _SERVICE_LINK_NAME.fullmatch(key):
+            continue
         if spec_for(key) is not None:
+            if key.endswith("PORT") and _SERVICE_LINK_VALUE.fullmatch(environ[key].strip()):
+                links.append(key)
+                continue
             entries.append((key, environ[key], origin))
         elif _keys.is_ours(key):
             entries.append((key, "", origin))
-    return entries
+    return entries, links
+
+
+def _service_link_warning(links: list[str]) -> str:
+    names = ", ".join(links)
+    verb = "look like Kubernetes service links" if len(links) > 1 else "looks like a Kubernetes service link"
+    return (f"{names} from env {verb} (tcp://host:port, set for a Service of that name), not a port, and "
+            f"{'are' if len(links) > 1 else 'is'} ignored; set the port in the URL, an env file or --extra")
 
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+def _char(ch: str) -> str:
+    """A description of one character for an error, quoting it only when it is punctuation."""
+    if ch == " ":
+        return "a space"
+    if ch.isspace():
+        return f"a whitespace character (U+{ord(ch):04X})"
+    if ch.isascii() and ch.isprintable() and not ch.isalnum():
+        return repr(ch)
+    if ch == "\ufeff":
+        return "a byte-order mark (U+FEFF)"
+    if not ch.isprintable() or "\ud800" <= ch <= "\udfff":
+        return f"a control or invalid character (U+{ord(ch):04X})"
+    return "a non-ASCII character" if not ch.isascii() else "a letter or digit"
+
+
+def _bad_name(name: str) -> str:
+    """Why ``name`` is not a variable name (letters, digits, ``_``, ``.``), without quoting it."""
+    if not name:
+        return "it is empty"
+    match = re.match(r"[A-Za-z_][A-Za-z0-9_.]*", name)
+    if match is None:
+        return f"it starts with {_char(name[0])}"
+    known = known_name_at(match.group())
+    lead = f"{known} is followed by" if known == match.group() else "it contains"
+    return f"{lead} {_char(name[match.end()])}"
 
 
 def _read_text(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{what} {path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{what} {path}: cannot read ({reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        number = data.count(b"\n", 0, exc.start) + 1
+        key = known_name_at(data.split(b"\n")[number - 1].decode("utf-8", "replace"))
+        at = f" in the value of {key}" if key else ""
+        raise ConfigError(f"{path}:{number}: bytes that are not UTF-8 text{at}") from None
 
 
 def _read_env_file(path: Path) -> list[_Entry]:
     """Dotenv: ``#`` comments, blank lines, optional ``export``, matching quotes stripped, no expansion.
 
     An unquoted value ends at `` #`` (an inline comment, as python-dotenv and docker compose read it).
+    Lines end at ``\n`` only (``str.splitlines`` would also cut at a form feed or U+2028 inside a value).
+    A malformed line is described, never quoted: ``TIMESCALEDB_URL: postgresql://u:pw@db/x`` holds a password.
     """
     entries: list[_Entry] = []
-    for number, line in enumerate(_read_text(path, "env file").splitlines(), start=1):
+    for number, line in enumerate(_read_text(path, "env file").split("\n"), start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -195,12 +260,20 @@ def _read_env_file(path: Path) -> list[_Entry]:
         key = key.strip()
         where = f"{path}:{number}"
         if not eq:
-            raise ConfigError(f"{where}: expected KEY=VALUE, found a line without '='")
+            raise ConfigError(f"{where}: expected KEY=VALUE, found a line without '='{_yaml_hint(text)}")
         if not _ENV_KEY.fullmatch(key):
-            raise ConfigError(f"{where}: {key!r} is not a valid variable name")
+            raise ConfigError(f"{where}: not a valid variable name before '=' ({_bad_name(key)}); expected "
+                              f"KEY=VALUE{_yaml_hint(key)}")
         entries.append((key, _dotenv_value(value.strip(), key, where), Origin(source=Source.ENV_FILE,
                                                                                location=where)))
     return entries
+
+
+def _yaml_hint(text: str) -> str:
+    key = known_name_at(text)
+    if key is None or not text.lstrip()[len(key):].lstrip().startswith(":"):
+        return ""
+    return f" ({key}: ... is YAML syntax; an env file needs {key}=...)"
 
 
 def _dotenv_value(value: str, key: str, where: str) -> str:
@@ -209,10 +282,17 @@ def _dotenv_value(value: str, key: str, where: str) -> str:
         end = value.find(quote, 1)
         rest = value[end + 1 :].strip() if end > 0 else ""
         if end < 0 or (rest and not rest.startswith("#")):
-            raise ConfigError(f"{where}: the value of {key} has an unterminated or misplaced {quote} quote")
+            name = key if known_name_at(key) == key or _keys.is_ours(key) else "the variable"
+            raise ConfigError(f"{where}: the value of {name} has an unterminated or misplaced {quote} quote")
         return value[1:end]
     comment = re.search(r"\s#", value)
     return value[: comment.start()].rstrip() if comment else value
+
+
+def _read_yaml(path: Path) -> list[_Entry]:
+    """The YAML file's entries (``_yaml.read_entries``), each with its ``file:line (section)`` origin."""
+    return [(key, value, Origin(source=Source.YAML, location=where))
+            for key, value, where in _yaml.read_entries(path, _read_text(path, "config file"))]
 
 
 def _read_extras(extras: Sequence[str]) -> list[_Entry]:
@@ -221,166 +301,13 @@ def _read_extras(extras: Sequence[str]) -> list[_Entry]:
     for index, item in enumerate(extras, start=1):
         key, eq, value = item.partition("=")
         key = key.strip()
+        # The argument is never echoed: a mistyped ``--extra`` may well be a password.
         if not eq or not key:
-            # The argument is not echoed: a mistyped ``--extra`` may well be a password.
             raise ConfigError(f"--extra #{index}: expected KEY=VALUE")
+        if not _ENV_KEY.fullmatch(key):
+            raise ConfigError(f"--extra #{index}: not a valid variable name before '=' ({_bad_name(key)})")
         entries.append((key, value, origin))
     return entries
-
-
-# -------------------------------------------------------------------------------------------------- YAML
-
-_SECTIONS = (("system_config",), ("extras",), ("system_config", "extras"))
-_TAG = "tag:yaml.org,2002:"
-
-
-def _read_yaml(path: Path) -> list[_Entry]:
-    """Top-level keys, then ``system_config``, ``extras`` and ``system_config.extras`` (later wins).
-
-    Values are read from the *composed* node tree, not from ``safe_load``: a scalar's value is its source
-    text (``0123``, ``1:20``, ``1_000``, ``0x10`` and dates stay as written; YAML 1.1 would turn them into
-    83, 80, 1000, 16 and date objects). Only a bool key's ``yes``/``on``/``True`` ... is normalised to
-    ``true``/``false``; int and float keys parse the text as written. Merge keys (``<<: *base``) still work.
-    """
-    import yaml  # lazily: ``--help`` and env-only runs never pay for it
-
-    text = _read_text(path, "config file")
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        _flatten_merges(loader, node, set())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        # Only the parser's problem text, never its context snippet (which quotes the file).
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    finally:
-        loader.dispose()
-    if node is None or node.tag == _TAG + "null":
-        return []
-    if not isinstance(node, yaml.MappingNode):
-        raise ConfigError(f"{path}: expected a mapping of KEY: value at the top level, got {_node_type(node)}")
-    entries = list(_yaml_entries(path, node, ()))
-    for section in _SECTIONS:
-        child: yaml.Node | None = node
-        for name in section:
-            child = _child_node(child, name)
-        if child is None or child.tag == _TAG + "null":
-            continue
-        if not isinstance(child, yaml.MappingNode):
-            raise ConfigError(f"{path}: key {'.'.join(section)!r}: expected a mapping of KEY: value, "
-                              f"got {_node_type(child)}")
-        entries += _yaml_entries(path, child, section)
-    return entries
-
-
-def _flatten_merges(loader: yaml.SafeLoader, node: yaml.Node | None, seen: set[int]) -> None:
-    """Apply ``<<`` merge keys in every mapping (what ``construct_document`` would do), once per node."""
-    import yaml
-
-    if node is None or id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
-        for key, value in node.value:
-            _flatten_merges(loader, key, seen)
-            _flatten_merges(loader, value, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _flatten_merges(loader, item, seen)
-
-
-def _yaml_entries(path: Path, node: yaml.MappingNode, section: tuple[str, ...]) -> Iterator[_Entry]:
-    import yaml
-
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode):
-            continue  # a complex key is never one of ours
-        key = str(key_node.value)
-        if not section and key in ("system_config", "extras"):
-            continue
-        if section == ("system_config",) and key == "extras":
-            continue
-        if spec_for(key) is None and spec_for(key.upper()) is not None:
-            key = key.upper()
-        location = f"{path}:{key_node.start_mark.line + 1}"
-        if section:
-            location += f" ({'.'.join(section)})"
-        spec = spec_for(key)
-        origin = Origin(source=Source.YAML, location=location)
-        if spec is None:
-            if _keys.is_ours(key):
-                yield key, "", origin  # unknown: only its name matters, for the warning
-            continue
-        if value_node.tag != _TAG + "null":
-            yield key, _yaml_value(value_node, spec, f"{location}: key {key!r}"), origin
-
-
-def _yaml_value(node: yaml.Node, spec: KeySpec, where: str) -> str:
-    """A value's source text; a list of plain values as CSV; a mapping as JSON for ``json`` keys."""
-    import yaml
-
-    if isinstance(node, yaml.ScalarNode):
-        if spec.kind == "bool" and node.tag == _TAG + "bool":
-            return "true" if str(node.value).lower() in ("true", "yes", "on") else "false"
-        return str(node.value)
-    if isinstance(node, yaml.SequenceNode):
-        if spec.kind not in ("csv", "servers"):
-            raise ConfigError(f"{where}: expected a single value, got a list")
-        items = node.value
-        if not all(isinstance(i, yaml.ScalarNode) and i.tag != _TAG + "null" for i in items):
-            raise ConfigError(f"{where}: expected a list of plain values")
-        return ",".join(str(item.value) for item in items)
-    if spec.kind == "json":
-        return json.dumps(_json_value(node, where, 0), sort_keys=True)
-    raise ConfigError(f"{where}: expected a single value, got a mapping")
-
-
-def _json_value(node: yaml.Node, where: str, depth: int) -> object:
-    """A node as JSON data: plain scalars that are JSON numbers/booleans stay typed, the rest is text."""
-    import yaml
-
-    if depth > 20:
-        raise ConfigError(f"{where}: the mapping is nested too deeply")
-    if isinstance(node, yaml.MappingNode):
-        if not all(isinstance(k, yaml.ScalarNode) for k, _ in node.value):
-            raise ConfigError(f"{where}: mapping keys must be plain values")
-        return {str(k.value): _json_value(v, where, depth + 1) for k, v in node.value}
-    if isinstance(node, yaml.SequenceNode):
-        return [_json_value(item, where, depth + 1) for item in node.value]
-    if node.tag == _TAG + "null":
-        return None
-    if isinstance(node, yaml.ScalarNode) and node.style is None:  # plain, unquoted
-        try:
-            data = json.loads(node.value)
-        except ValueError:
-            data = None
-        if isinstance(data, bool | int) or (isinstance(data, float) and math.isfinite(data)):
-            return data
-    return str(node.value)
-
-
-def _child_node(node: yaml.Node | None, name: str) -> yaml.Node | None:
-    """The value of key ``name`` in a mapping node (the last one, as a dict would keep)."""
-    import yaml
-
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    found = [v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == name]
-    return found[-1] if found else None
-
-
-def _node_type(node: yaml.Node) -> str:
-    import yaml
-
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    kind = str(node.tag).rpartition(":")[2]
-    return "a string" if kind == "str" else kind
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,9 +38,13 @@ class IngestProbeError(Exception):
 
 
 class ConfigError(IngestProbeError):
-    """Configuration input is missing, malformed or out of range."""
+    """Configuration input is missing, malformed or out of range. Its message is always one line."""
 
     kind = "config"
+
+    def __str__(self) -> str:
+        # One place for "one line each": a file name or a library's text may hold a newline.
+        return " ".join(super().__str__().split())
 
 
 class UsageError(ConfigError):

@@ -180,13 +180,30 @@ def test_canary_secret_appears_in_no_output(capsys, tmp_path, monkeypatch):
         ["config", *common],
         ["config", *common, "--format", "json"],
         ["report", *common, "--extra", f"TIMESCALEDB_URL=postgresql://u:{CANARY}@db:notaport/x"],  # an error
+        # A ',' in a Kafka URL password: neither half may surface as a host or a user.
+        ["report", *common, "--extra", f"KAFKA_URL=sasl_plaintext://ku:{CANARY},{CANARY}@broker:9093,b2"],
+        ["config", *common, "--extra", f"KAFKA_URL=sasl_plaintext://ku:{CANARY},{CANARY}@broker:9093,b2"],
     ):
         code, out, err = run(capsys, *argv)
         outputs.append((argv, code, out, err))
         assert CANARY not in out, argv
         assert CANARY not in err, argv
     assert "REDIS_PASSWROD" in outputs[0][3]  # the warning was emitted
-    assert outputs[-1][1] == 3
+    assert outputs[4][1] == 3
+    assert "broker:9093,b2:9092" in outputs[-1][2]
+    # Malformed input that holds the canary: an env-file line in YAML syntax or with a space in its key, a
+    # YAML alias or control character next to it, an --extra with a space in its key. Each is exit 3.
+    bad_env = write(tmp_path, "bad.env", f"REDIS_HOST=r\nTIMESCALEDB_URL: postgresql://u:{CANARY}@db/x\n")
+    spaced_env = write(tmp_path, "spaced.env", f"REDIS_PASSWORD {CANARY}=x\n")
+    alias_yaml = write(tmp_path, "alias.yaml", f"REDIS_PASSWORD: *{CANARY}\n")
+    control_yaml = write(tmp_path, "control.yaml", f"REDIS_PASSWORD: {CANARY}\x01\n")
+    for argv in (["config", "--env-file", bad_env], ["config", "--env-file", spaced_env],
+                 ["report", "--config", alias_yaml], ["report", "--config", control_yaml],
+                 ["config", "--extra", f"REDIS_PASSWORD {CANARY}=x"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 3, (argv, err)
+        assert CANARY not in out + err, argv
+        assert len(err.splitlines()) == 1, err
 
 
 def test_debug_adds_a_traceback_but_keeps_the_exit_code(capsys):

@@ -382,6 +382,12 @@ def test_markdown_key_table_lists_every_key() -> None:
             assert f"`{alias}`" in table
 
 
+def test_readme_key_table_is_the_generated_one() -> None:
+    """README.md holds the key table exactly as `python -m ingest_probe.config --markdown-keys` prints it."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert _keys.markdown_table() in readme, "regenerate: python -m ingest_probe.config --markdown-keys"
+
+
 def test_markdown_keys_command() -> None:
     """python -m ingest_probe.config --markdown-keys prints the table."""
     out = subprocess.run(

@@ -119,6 +119,19 @@ async def test_black_hole_times_out_within_deadline() -> None:
     await assert_no_stray_tasks()
 
 
+async def test_connect_timeout_setting_cuts_the_connect_before_the_deadline() -> None:
+    """TIMESCALEDB_CONNECT_TIMEOUT=0.5 under a 6 s deadline: a black hole is cut after ~0.5 s, and the error
+    says which setting cut it (it used to be shown in the manifest and ignored: 4.3 s with 1 and --timeout 5)."""
+    with BlackHole() as hole:
+        s = TimescaleSettings(configured=True, backend="postgresql", url_source_key=None, host="127.0.0.1",
+                              port=hole.port, connect_timeout=0.5)
+        result, wall = await run_once(TimescaleProbe(s), 6.0)
+    assert_failed(result, "timeout", f"127.0.0.1:{hole.port}", "timed out after 0.5 s", "connect_timeout")
+    assert result.phases["connect"] is None
+    assert wall < 6.0 / 2, wall  # relative: without the setting asyncpg waits 85% of the deadline
+    await assert_no_stray_tasks()
+
+
 async def test_unknown_host_is_dns() -> None:
     """A host name the resolver does not know (injected): down/dns in the resolve phase, naming the host and
     what to check; nothing is connected to."""

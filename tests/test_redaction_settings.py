@@ -172,6 +172,48 @@ def test_file_errors_never_contain_the_secret(tmp_path: Path) -> None:
         assert "s3cr3t" not in str(info.value)
 
 
+@pytest.mark.parametrize(("name", "text"), [
+    ("x.env", f"TIMESCALEDB_URL: postgresql://u:{C}@db/x\n"),  # YAML syntax in an env file
+    ("x.env", f"TIMESCALEDB_URL: postgresql://u:{C}@db/x?sslmode=require\n"),  # ... with an '='
+    ("x.env", f"REDIS_PASSWORD {C}=x\n"),  # a space in the key
+    ("x.env", f"REDIS_PASSWORD=\x00{C}\n"),  # a control character in a secret's value
+    ("x.yaml", f"REDIS_PASSWORD: *{C}\n"),  # an undefined alias: PyYAML quotes its name
+    ("x.yaml", f"REDIS_PASSWORD: &{C} a\nKAFKA_PASSWORD: &{C} b\n"),  # a duplicate anchor
+    ("x.yaml", f"REDIS_PASSWORD: {C}\x01\n"),  # a raw control character
+    ("x.yaml", f'REDIS_PASSWORD: "\\q{C}"\n'),  # an unknown escape
+])
+def test_malformed_files_never_echo_the_secret(tmp_path: Path, name: str, text: str) -> None:
+    """Every malformed env-file line and YAML syntax error names file:line, never the text around it."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    kwargs = {"config_file": path} if name.endswith(".yaml") else {"env_files": [path]}
+    with pytest.raises(ConfigError) as info:
+        load_settings(**kwargs, extras=["REDIS_HOST=r"])  # type: ignore[arg-type]
+    assert C not in str(info.value)
+    assert "s3cr3t" not in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_comma_in_a_kafka_url_password_never_leaks() -> None:
+    """`sasl_plaintext://kuser:<a>,<b>@host:9092`: neither half of the password becomes a host or a user."""
+    s = load_settings(extras=[f"KAFKA_URL=sasl_plaintext://kuser:{C}-a,{C}-b@host:9092"])
+    assert_clean(s)
+    assert s.kafka.password == Secret(f"{C}-a,{C}-b")
+    assert (s.kafka.username, s.kafka.bootstrap_servers) == ("kuser", ("host:9092",))
+
+
+@pytest.mark.parametrize("password", ["a", "ab", "dis", C])
+def test_driver_messages_lose_every_whole_occurrence_of_a_short_or_long_password(password: str) -> None:
+    """1-3 character passwords are blanked where a driver quotes them, never inside other words."""
+    from ingest_probe.probes._common import one_line
+
+    message = (f"invalid username-password pair or user is disabled; AUTH '{password}'; "
+               f"SaslAuthenticateRequest(sasl_auth_bytes=b'kuser\\x00kuser\\x00{password}') {password}")
+    line = one_line(message, secrets=[Secret(password)])
+    assert line.startswith("invalid username-password pair or user is disabled; AUTH '***';"), line
+    assert line.endswith("\\x00***') ***"), line
+
+
 def test_warnings_never_contain_the_secret() -> None:
     """Unknown-key and shadowed-alias warnings name keys and locations, never values."""
     s = load_settings(extras=[f"REDIS_PASWORD={C}", f"TIMESCALEDB_PASSWORD={C}1", f"PGPASSWORD={C}2",

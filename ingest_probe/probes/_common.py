@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 
@@ -60,14 +61,62 @@ async def bounded_close(close: Callable[[], Awaitable[object]], *, budget: float
 
 
 _WS = re.compile(r"\s+")
+#: A password where its position is known, whatever its value: URL userinfo and ``password=...`` pairs.
+_URL_PASSWORD = re.compile(r"(?P<keep>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@]+(?=@)")
+_PAIR_PASSWORD = re.compile(
+    r"(?P<keep>\b(?:sasl_plain_password|sslpassword|password|passwd|pwd|pass)\s*=\s*)"
+    r"(?:'[^']*'|\"[^\"]*\"|[^\s,;&'\"]+)",
+    re.IGNORECASE,
+)
+#: An escape sequence in a repr or JSON (``b'user\x00user\x00pw'``, ``'a\nb'``): a separator, like a space.
+_ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|[0abfnrtv])")
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _whole(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` stands alone: no word character runs on into it from either side."""
+    before = (start == 0 or not _word(text[start]) or not _word(text[start - 1])
+              or any(_ESCAPE.fullmatch(text, start - n, start) for n in (2, 4, 6) if start >= n))
+    after = end == len(text) or not _word(text[end - 1]) or not _word(text[end]) or bool(_ESCAPE.match(text, end))
+    return before and after
+
+
+def redact(text: str, secrets: Iterable[Secret | None] = ()) -> str:
+    """``text`` with every secret blanked by position, never by bare substring search.
+
+    Where a message's shape says where a password is (URL userinfo, ``password=...``), that span is blanked
+    whatever it holds. Elsewhere a known secret (as given, as a ``repr``, a ``bytes`` repr or a URL shows
+    it) is blanked only where it stands as a whole token: a 2-character password ``ab`` never turns
+    "disabled" into "dis***led", but ``'ab'``, ``(password ab)`` and ``b'user\x00user\x00ab'`` lose it.
+    """
+    text = _URL_PASSWORD.sub(r"\g<keep>***", text)
+    text = _PAIR_PASSWORD.sub(r"\g<keep>***", text)
+    forms: set[str] = set()
+    for secret in secrets:
+        value = secret.reveal() if secret is not None else ""
+        if value:
+            forms |= {value, repr(value)[1:-1], repr(value.encode("utf-8", "surrogateescape"))[2:-1],
+                      quote(value, safe="")}
+    for form in sorted(forms, key=len, reverse=True):
+        out, position = [], 0
+        while (found := text.find(form, position)) >= 0:
+            end = found + len(form)
+            if _whole(text, found, end):
+                out += [text[position:found], "***"]
+                position = end
+            else:
+                out.append(text[position : found + 1])
+                position = found + 1
+        text = "".join(out) + text[position:]
+    return text
 
 
 def one_line(text: object, *, secrets: Iterable[Secret | None] = (), limit: int = 240) -> str:
-    """Collapse a driver message to one line, blank out any known secret, cap its length."""
-    line = _WS.sub(" ", str(text)).strip()
-    for secret in secrets:
-        if secret is not None and secret.reveal():
-            line = line.replace(secret.reveal(), "***")
+    """Collapse a driver message to one line, blank out any secret (``redact``), cap its length."""
+    line = _WS.sub(" ", redact(str(text), secrets)).strip()
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 

@@ -14,6 +14,7 @@ from ingest_probe import errors
 from ingest_probe.probes import _pg_connect
 from ingest_probe.probes._common import (
     CLOSE_BUDGET,
+    SILENT_PEER,
     budget,
     connection_reset,
     in_daemon_thread,
@@ -158,6 +159,20 @@ class TimescaleProbe:
             )
 
     async def _connect_once(self, asyncpg: Any, ssl_arg: _pg_connect.SslArg) -> Any:
+        """One attempt, bounded by the configured ``connect_timeout`` or the deadline's budget, whichever is less."""
+        s = self.settings
+        left = budget()
+        try:
+            return await self._asyncpg_connect(asyncpg, ssl_arg, min(left, s.connect_timeout))
+        except TimeoutError as exc:
+            if s.connect_timeout >= left:
+                raise  # the deadline's budget cut it: mapped as any connect timeout
+            raise errors.ProbeTimeoutError(
+                f"connect to {s.endpoint} timed out after {s.connect_timeout:g} s (the configured connect_timeout:"
+                f" TIMESCALEDB_CONNECT_TIMEOUT or ?connect_timeout= in the URL): {SILENT_PEER}"
+            ) from exc
+
+    async def _asyncpg_connect(self, asyncpg: Any, ssl_arg: _pg_connect.SslArg, limit: float) -> Any:
         s = self.settings
         with _pg_connect.scram_capped():  # a server's absurd SCRAM iteration count is refused, not computed
             return await asyncpg.connect(
@@ -170,7 +185,7 @@ class TimescaleProbe:
                 ssl=ssl_arg,
                 direct_tls=False,
                 target_session_attrs="any",
-                timeout=budget(),
+                timeout=limit,
                 command_timeout=budget(),
                 # No named prepared statements: a probe gains nothing from caching and this keeps it
                 # working through pgbouncer in transaction mode.
