@@ -107,7 +107,8 @@ def test_error_line_is_escaped(capsys: pytest.CaptureFixture[str], monkeypatch: 
     with pytest.raises(SystemExit):
         cli.main(["report", "--no-env"])
     err = capsys.readouterr().err
-    assert err == "ingest-probe: error: bad value " + printable(HOSTILE) + "\n"
+    # One line first (a newline in a message becomes a space), then every control shown as an escape.
+    assert err == "ingest-probe: error: bad value " + printable(" ".join(HOSTILE.split())) + "\n"
 
 
 async def test_watch_log_lines_are_escaped() -> None:
