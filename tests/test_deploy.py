@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import copy
 import math
+import os
 import re
 import shlex
 import shutil
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import loopback_guard
 import pytest
 import yaml
 from live.net import free_port
@@ -436,8 +438,11 @@ def test_cron_line_runs_today(tmp_path: Path, promtool: Promtool) -> None:
     (tmp_path / "ingest-probe.env").write_text("REDIS_PASSWORD=canary-pw-5d1e\n")
     command = (command.replace("/etc/ingest-probe/", f"{tmp_path}/")
                .replace("/var/lib/node_exporter/textfile/", f"{tmp_path}/").replace("--splay 30", "--splay 0"))
+    # cron's sparse environment, plus what keeps the loopback guard in the child (tests/guard/)
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "PYTHONPATH": os.environ["PYTHONPATH"],
+           loopback_guard.ENV_FILE: os.environ[loopback_guard.ENV_FILE]}  # fmt: skip
     proc = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=60, check=False,
-                          env={"PATH": f"{VENV_BIN}:/usr/bin:/bin"})  # fmt: skip
+                          env=env)  # fmt: skip
     assert proc.returncode == 2, proc.stderr  # CRITICAL: redis down
     assert proc.stdout == ""
     textfile = (tmp_path / "ingest_probe.prom").read_text()

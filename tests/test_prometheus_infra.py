@@ -6,12 +6,21 @@ import os
 import subprocess
 import sys
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from live.net import free_port
-from live.prometheus import PrometheusServer, Promtool, StaticExporter, check_loopback, probe_job, static_job
+from live.prometheus import (
+    PrometheusServer,
+    Promtool,
+    StaticExporter,
+    check_loopback,
+    find_prometheus,
+    probe_job,
+    static_job,
+)
 
 TESTS = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -77,37 +86,55 @@ def test_check_loopback_refuses_targets_off_loopback() -> None:
             check_loopback([job])
 
 
+@dataclass
+class Scraped:
+    """One real Prometheus scraping two loopback exporters: ``metrics`` as a static job, ``prober`` through the
+    blackbox-style relabelling (shared by the tests below: each Prometheus waits ~5 s before its first scrape)."""
+
+    prom: PrometheusServer
+    metrics: StaticExporter
+    prober: StaticExporter
+
+
+@pytest.fixture(scope="module")
+def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
+    find_prometheus()
+    with (
+        StaticExporter(GOOD) as metrics,
+        StaticExporter("# TYPE probe_success gauge\nprobe_success 1\n") as prober,
+        PrometheusServer.start(
+            [static_job("demo", [metrics.address], labels={"env": "test"}),
+             probe_job("probe", ["timescale", "redis"], prober=prober.address)],
+            workdir=tmp_path_factory.mktemp("prometheus"),
+        ) as prom,
+    ):  # fmt: skip
+        yield Scraped(prom, metrics, prober)
+
+
 @pytest.mark.live
-def test_prometheus_scrapes_a_loopback_exporter(
-    prometheus_server: Callable[..., PrometheusServer], static_exporter: Callable[[str], StaticExporter]
-) -> None:
+def test_prometheus_scrapes_a_loopback_exporter(scraped: Scraped) -> None:
     """End to end: a real Prometheus scrapes a loopback exporter and the query API returns both labelled values."""
-    exporter = static_exporter(GOOD)
-    prom = prometheus_server([static_job("demo", [exporter.address], labels={"env": "test"})])
+    prom, exporter = scraped.prom, scraped.metrics
     samples = prom.wait_for("demo_temperature_celsius", lambda s: len(s) == 2)
     values = {s.labels["room"]: s.value for s in samples}
     assert values == {"a": 21.5, "b": -3.0}
     assert {(s.labels["job"], s.labels["instance"], s.labels["env"]) for s in samples} == {
         ("demo", exporter.address, "test")
     }
-    assert exporter.requests[0] == "/metrics"
+    assert set(exporter.requests) == {"/metrics"}
     [up] = prom.query('up{job="demo"}')
     assert up.value == 1
 
 
 @pytest.mark.live
-def test_blackbox_relabelling_scrapes_probe_with_target_names(
-    prometheus_server: Callable[..., PrometheusServer], static_exporter: Callable[[str], StaticExporter]
-) -> None:
+def test_blackbox_relabelling_scrapes_probe_with_target_names(scraped: Scraped) -> None:
     """probe_job: every target name is scraped as /probe?target=NAME at the prober's address, labelled
     instance=NAME."""
-    exporter = static_exporter("# TYPE probe_success gauge\nprobe_success 1\n")
-    prom = prometheus_server([probe_job("probe", ["timescale", "redis"], prober=exporter.address)])
+    prom, exporter = scraped.prom, scraped.prober
     samples = prom.wait_for('probe_success{job="probe"}', lambda s: len(s) == 2)
     assert sorted(s.labels["instance"] for s in samples) == ["redis", "timescale"]
-    assert {"/probe?target=timescale", "/probe?target=redis"} <= set(exporter.requests)
-    assert set(exporter.requests) <= {"/probe?target=timescale", "/probe?target=redis"}
-    urls = {t["labels"]["instance"]: t["scrapeUrl"] for t in prom.targets()}
+    assert set(exporter.requests) == {"/probe?target=timescale", "/probe?target=redis"}
+    urls = {t["labels"]["instance"]: t["scrapeUrl"] for t in prom.targets() if t["labels"]["job"] == "probe"}
     assert urls == {name: f"http://{exporter.address}/probe?target={name}" for name in ("timescale", "redis")}
 
 
