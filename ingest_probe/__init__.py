@@ -15,12 +15,12 @@ from ingest_probe.errors import ConfigError, IngestProbeError, ProbeError
 from ingest_probe.results import ProbeResult, Status
 
 if TYPE_CHECKING:
-    from ingest_probe.manifest import build_manifest
-    from ingest_probe.prober import Prober
-    from ingest_probe.probes._common import use_resolver
-    from ingest_probe.report import Report, build_report
-    from ingest_probe.settings import Settings, load_settings
-    from ingest_probe.supervisor import TaskSupervisor
+    from ingest_probe.connectors._net import use_resolver
+    from ingest_probe.engine.prober import Prober
+    from ingest_probe.engine.supervisor import TaskSupervisor
+    from ingest_probe.report.builder import Report, build_report
+    from ingest_probe.report.manifest import build_manifest
+    from ingest_probe.settings.service import Settings, load_settings
 
 __all__ = [
     "ConfigError",
@@ -40,14 +40,14 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Prober": "ingest_probe.prober",
-    "Report": "ingest_probe.report",
-    "Settings": "ingest_probe.settings",
-    "TaskSupervisor": "ingest_probe.supervisor",
-    "build_manifest": "ingest_probe.manifest",
-    "build_report": "ingest_probe.report",
-    "load_settings": "ingest_probe.settings",
-    "use_resolver": "ingest_probe.probes._common",
+    "Prober": "ingest_probe.engine.prober",
+    "Report": "ingest_probe.report.builder",
+    "Settings": "ingest_probe.settings.service",
+    "TaskSupervisor": "ingest_probe.engine.supervisor",
+    "build_manifest": "ingest_probe.report.manifest",
+    "build_report": "ingest_probe.report.builder",
+    "load_settings": "ingest_probe.settings.service",
+    "use_resolver": "ingest_probe.connectors._net",
 }
 
 

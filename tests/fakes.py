@@ -20,9 +20,9 @@ import pytest
 from live import in_ci
 
 from ingest_probe import errors
+from ingest_probe.engine.supervisor import TaskSupervisor
 from ingest_probe.results import ProbeResult, Recorder, Status
-from ingest_probe.settings import Secret, Settings, TimescaleSettings, load_settings
-from ingest_probe.supervisor import TaskSupervisor
+from ingest_probe.settings.service import Secret, Settings, TimescaleSettings, load_settings
 
 Behaviour = Callable[[Recorder], Awaitable[None]]
 
@@ -196,7 +196,7 @@ def help_in_a_fresh_interpreter(command: str) -> tuple[str, str]:
     which of asyncpg, redis, aiokafka, yaml and anyio it imported."""
     code = (
         "import sys\n"
-        "from ingest_probe.cli import main\n"
+        "from ingest_probe.commands.cli import main\n"
         f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio') if m in sys.modules))\n"
     )

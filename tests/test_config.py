@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest_probe import _keys
-from ingest_probe.config import RawConfig, Source, load_config
+from ingest_probe.config import keys as _keys
+from ingest_probe.config.sources import RawConfig, Source, load_config
 from ingest_probe.errors import ConfigError
-from ingest_probe.settings import Secret, load_settings
+from ingest_probe.settings.service import Secret, load_settings
 
 KEY = "TIMESCALE_LOOKBACK_DAYS"  # default 60
 
@@ -383,15 +383,15 @@ def test_markdown_key_table_lists_every_key() -> None:
 
 
 def test_readme_key_table_is_the_generated_one() -> None:
-    """README.md holds the key table exactly as `python -m ingest_probe.config --markdown-keys` prints it."""
+    """README.md holds the key table exactly as `python -m ingest_probe.config.sources --markdown-keys` prints it."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    assert _keys.markdown_table() in readme, "regenerate: python -m ingest_probe.config --markdown-keys"
+    assert _keys.markdown_table() in readme, "regenerate: python -m ingest_probe.config.sources --markdown-keys"
 
 
 def test_markdown_keys_command() -> None:
-    """python -m ingest_probe.config --markdown-keys prints the table."""
+    """python -m ingest_probe.config.sources --markdown-keys prints the table."""
     out = subprocess.run(
-        [sys.executable, "-m", "ingest_probe.config", "--markdown-keys"],
+        [sys.executable, "-m", "ingest_probe.config.sources", "--markdown-keys"],
         capture_output=True,
         text=True,
         check=True,

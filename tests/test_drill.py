@@ -12,14 +12,14 @@ from fakes import assert_golden, help_in_a_fresh_interpreter
 from live.kafka import wait_until
 from live.net import BlackHole, free_port
 
-from ingest_probe import drill
-from ingest_probe.cli import main
+from ingest_probe.commands.cli import main
+from ingest_probe.commands.oneshot import run_readiness
 from ingest_probe.errors import ConfigError
-from ingest_probe.readiness import run_readiness
+from ingest_probe.readiness import drill
 from ingest_probe.renderers import get_renderer
-from ingest_probe.report import build_report
+from ingest_probe.report.builder import build_report
 from ingest_probe.results import ProbeResult, Status
-from ingest_probe.settings import Settings, load_settings
+from ingest_probe.settings.service import Settings, load_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)

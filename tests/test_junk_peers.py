@@ -22,14 +22,14 @@ from live.postgres import PostgresServer
 from live.redis import RedisServer
 
 from ingest_probe import errors
-from ingest_probe.probes import Probe
-from ingest_probe.probes._common import library_failure, raised_inside
-from ingest_probe.probes.kafka import KafkaProbe
-from ingest_probe.probes.redis import RedisProbe
-from ingest_probe.probes.timescale import TimescaleProbe
+from ingest_probe.connectors._net import library_failure, raised_inside
+from ingest_probe.connectors.base import Probe
+from ingest_probe.connectors.kafka.probe import KafkaProbe
+from ingest_probe.connectors.redis.probe import RedisProbe
+from ingest_probe.connectors.timescale.probe import TimescaleProbe
+from ingest_probe.engine.supervisor import TaskSupervisor
 from ingest_probe.results import ProbeResult, Status
-from ingest_probe.settings import KafkaSettings, RedisSettings, Secret, TimescaleSettings
-from ingest_probe.supervisor import TaskSupervisor
+from ingest_probe.settings.service import KafkaSettings, RedisSettings, Secret, TimescaleSettings
 
 T = 2.0  # per-probe deadline
 HANG_GUARD = 3.0  # slack over T for cleanup: a hang guard, not a performance assertion
@@ -185,8 +185,8 @@ def test_library_failure_maps_only_exceptions_raised_inside_the_library() -> Non
     with pytest.raises(TypeError) as near:
         lookalike()
     assert not raised_inside(near.value, "aiokafka")
-    # Our own probe module ``ingest_probe.probes.redis`` is not the ``redis`` package.
-    ours = _library_function("ingest_probe.probes.redis", "raise ValueError('x')")
+    # Our own probe module ``ingest_probe.connectors.redis.probe`` is not the ``redis`` package.
+    ours = _library_function("ingest_probe.connectors.redis.probe", "raise ValueError('x')")
     with pytest.raises(ValueError, match="x") as own:
         ours()
     assert library_failure(own.value, package="redis", protocol="Redis", endpoint=None) is None
@@ -199,7 +199,7 @@ def test_library_failure_looks_past_the_standard_library() -> None:
     with pytest.raises(ValueError, match="base64") as inside:
         decode()
     assert raised_inside(inside.value, "aiokafka")
-    ours = _library_function("ingest_probe.probes.kafka", "__import__('base64').b64decode('x')")
+    ours = _library_function("ingest_probe.connectors.kafka.probe", "__import__('base64').b64decode('x')")
     with pytest.raises(ValueError, match="base64") as own:
         ours()
     assert not raised_inside(own.value, "aiokafka")

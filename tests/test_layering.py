@@ -28,45 +28,72 @@ def module_name(path: Path) -> str:
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
+
 # module (prefix) → module prefixes it must never import
+def _p(*names: str) -> tuple[str, ...]:
+    return tuple(f"ingest_probe.{n}" for n in names)
+
+
 FORBIDDEN = {
-    "ingest_probe.errors": ("ingest_probe.",),
-    "ingest_probe.results": ("ingest_probe.",),
-    "ingest_probe._version": ("ingest_probe.",),
-    "ingest_probe._signals": ("ingest_probe.",),
-    "ingest_probe._io": ("ingest_probe.cli", "ingest_probe.report", "ingest_probe.renderers", "ingest_probe.probes",
-                         "ingest_probe.settings", "ingest_probe.config", "ingest_probe.errors"),
-    "ingest_probe.config": ("ingest_probe.settings", "ingest_probe.probes", "ingest_probe.report",
-                            "ingest_probe.renderers", "ingest_probe.cli", "ingest_probe.supervisor"),
-    "ingest_probe.settings": ("ingest_probe.probes", "ingest_probe.report", "ingest_probe.renderers",
-                              "ingest_probe.cli", "ingest_probe.supervisor", "ingest_probe.manifest"),
-    "ingest_probe.manifest": ("ingest_probe.probes", "ingest_probe.report", "ingest_probe.renderers",
-                              "ingest_probe.cli", "ingest_probe.supervisor"),
-    "ingest_probe.probes": ("ingest_probe.report", "ingest_probe.renderers", "ingest_probe.cli",
-                            "ingest_probe.manifest", "ingest_probe.prober", "ingest_probe._watch"),
-    "ingest_probe.supervisor": ("ingest_probe.report", "ingest_probe.renderers", "ingest_probe.cli"),
-    "ingest_probe.report": ("ingest_probe.probes", "ingest_probe.supervisor", "ingest_probe.renderers",
-                            "ingest_probe.cli"),
-    "ingest_probe.renderers": ("ingest_probe.probes", "ingest_probe.supervisor", "ingest_probe.cli",
-                               "ingest_probe.config", "ingest_probe.topics", "ingest_probe.drill"),
-    "ingest_probe.topics": ("ingest_probe.renderers", "ingest_probe.report", "ingest_probe.cli"),
-    "ingest_probe._topics_admin": ("ingest_probe.renderers", "ingest_probe.report", "ingest_probe.cli"),
-    "ingest_probe.drill": ("ingest_probe.probes", "ingest_probe.supervisor", "ingest_probe.renderers",
-                           "ingest_probe.report", "ingest_probe.cli"),
-    "ingest_probe._ingest_results": ("ingest_probe.settings", "ingest_probe.probes", "ingest_probe.supervisor",
-                                     "ingest_probe.report", "ingest_probe.renderers", "ingest_probe.cli",
-                                     "ingest_probe.drill"),
-    "ingest_probe.readiness": ("ingest_probe.renderers", "ingest_probe.cli"),
-    "ingest_probe.prober": ("ingest_probe.renderers", "ingest_probe.cli", "ingest_probe._watch"),
-    "ingest_probe._watch": ("ingest_probe.cli",),
-    "ingest_probe._oneshot": ("ingest_probe.report", "ingest_probe.renderers", "ingest_probe.cli"),
+    "errors": _p(
+        "",
+    ),
+    "results": _p(
+        "",
+    ),
+    "_version": _p(
+        "",
+    ),
+    "commands.signals": _p(
+        "",
+    ),
+    "commands.output": _p(
+        "commands.cli", "report.builder", "renderers", "connectors.base", "settings.service", "config.sources", "errors"
+    ),
+    "config.sources": _p(
+        "settings.service", "connectors.base", "report.builder", "renderers", "commands.cli", "engine.supervisor"
+    ),
+    "settings.service": _p(
+        "connectors.base", "report.builder", "renderers", "commands.cli", "engine.supervisor", "report.manifest"
+    ),
+    "report.manifest": _p("connectors.base", "report.builder", "renderers", "commands.cli", "engine.supervisor"),
+    "connectors.base": _p(
+        "report.builder", "renderers", "commands.cli", "report.manifest", "engine.prober", "commands.watch"
+    ),
+    "engine.supervisor": _p("report.builder", "renderers", "commands.cli"),
+    "report.builder": _p("connectors.base", "engine.supervisor", "renderers", "commands.cli"),
+    "renderers": _p(
+        "connectors.base", "engine.supervisor", "commands.cli", "config.sources", "topics.plan", "readiness.drill"
+    ),
+    "topics.plan": _p("renderers", "report.builder", "commands.cli"),
+    "topics.admin": _p("renderers", "report.builder", "commands.cli"),
+    "readiness.drill": _p("connectors.base", "engine.supervisor", "renderers", "report.builder", "commands.cli"),
+    "readiness.results_file": _p(
+        "settings.service",
+        "connectors.base",
+        "engine.supervisor",
+        "report.builder",
+        "renderers",
+        "commands.cli",
+        "readiness.drill",
+    ),
+    "commands.oneshot": _p("renderers", "commands.cli"),
+    "engine.prober": _p("renderers", "commands.cli", "commands.watch"),
+    "commands.watch": _p(
+        "commands.cli",
+    ),
+    "engine.run": _p("report.builder", "renderers", "commands.cli"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_import_directions(name):
     """No module imports against the data flow (leaf modules import nothing from the package)."""
-    rules = [bad for prefix, bad in FORBIDDEN.items() if name == prefix or name.startswith(prefix + ".")]
+    rules = [
+        bad
+        for short, bad in FORBIDDEN.items()
+        if name == (prefix := f"ingest_probe.{short}") or name.startswith(prefix + ".")
+    ]
     imported = package_imports(MODULES[name])
     for bad_prefixes in rules:
         wrong = sorted(m for m in imported if m.startswith(bad_prefixes) and not m.startswith(name))
@@ -75,6 +102,9 @@ def test_import_directions(name):
 
 def test_every_module_opens_with_a_docstring():
     """Every module says in its first line what it owns."""
-    missing = [name for name, path in MODULES.items() if not name.endswith("__main__")
-               and not ast.get_docstring(ast.parse(path.read_text()))]
+    missing = [
+        name
+        for name, path in MODULES.items()
+        if not name.endswith("__main__") and not ast.get_docstring(ast.parse(path.read_text()))
+    ]
     assert missing == []

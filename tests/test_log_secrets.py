@@ -13,14 +13,14 @@ from live.kafka import TansuBroker
 from live.net import KafkaSaslPlainPeer
 from live.redis import AUTH_PASSWORD
 
-from ingest_probe.probes import Probe
-from ingest_probe.probes._log_secrets import HeldSecrets
-from ingest_probe.probes.kafka import KafkaProbe
-from ingest_probe.probes.redis import RedisProbe
-from ingest_probe.probes.timescale import TimescaleProbe
+from ingest_probe.connectors._log_secrets import HeldSecrets
+from ingest_probe.connectors.base import Probe
+from ingest_probe.connectors.kafka.probe import KafkaProbe
+from ingest_probe.connectors.redis.probe import RedisProbe
+from ingest_probe.connectors.timescale.probe import TimescaleProbe
+from ingest_probe.engine.supervisor import TaskSupervisor
 from ingest_probe.results import Status
-from ingest_probe.settings import KafkaSettings, Secret
-from ingest_probe.supervisor import TaskSupervisor
+from ingest_probe.settings.service import KafkaSettings, Secret
 
 
 class Capture(logging.Handler):

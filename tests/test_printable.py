@@ -14,13 +14,13 @@ from fakes import FakeProbe, make_settings
 from live.net import JunkServer
 
 from ingest_probe import errors
-from ingest_probe._printable import json_text, printable
-from ingest_probe._watch import WatchOptions, watch
+from ingest_probe.commands.watch import WatchOptions, watch
 from ingest_probe.renderers import get_renderer
-from ingest_probe.report import build_report
+from ingest_probe.renderers.printable import json_text, printable
+from ingest_probe.report.builder import build_report
 from ingest_probe.results import ProbeResult, Status
-from ingest_probe.settings import TopicSpec
-from ingest_probe.topics import Action, Note, ProvisioningSection, TopicPlan
+from ingest_probe.settings.service import TopicSpec
+from ingest_probe.topics.plan import Action, Note, ProvisioningSection, TopicPlan
 
 #: What a hostile server puts in its strings: clear screen, window title, C1 CSI, a bidi override, newlines.
 HOSTILE = "a\x1b[2J\x1b]0;pwned\x07b\x9b31mc\u202eevil\x7fd\ne"
@@ -86,7 +86,7 @@ def test_json_keeps_every_value_exact_and_nothing_raw() -> None:
 
 def test_stderr_problem_lines_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
     """The one-line-per-problem stderr summary shows the server's controls as escapes."""
-    from ingest_probe.cli import finish
+    from ingest_probe.commands.cli import finish
 
     with pytest.raises(SystemExit):
         finish(_hostile_report(), "json", None)
@@ -98,7 +98,7 @@ def test_stderr_problem_lines_are_escaped(capsys: pytest.CaptureFixture[str]) ->
 
 def test_error_line_is_escaped(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """`ingest-probe: error: ...` shows controls in an error message as escapes."""
-    from ingest_probe import cli
+    from ingest_probe.commands import cli
 
     def bad(*args: Any) -> Any:
         raise errors.ConfigError(f"bad value {HOSTILE}")

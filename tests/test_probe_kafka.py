@@ -22,12 +22,12 @@ from live.kafka import (
 )
 from live.net import BlackHole, ResetProxy, free_port
 
-from ingest_probe.probes import build_probes
-from ingest_probe.probes._common import CLOSE_BUDGET, use_resolver
-from ingest_probe.probes.kafka import KafkaProbe, metadata_request, split_bootstrap
+from ingest_probe.connectors._net import CLOSE_BUDGET, use_resolver
+from ingest_probe.connectors.base import build_probes
+from ingest_probe.connectors.kafka.probe import KafkaProbe, metadata_request, split_bootstrap
+from ingest_probe.engine.supervisor import TaskSupervisor
 from ingest_probe.results import Recorder, Status
-from ingest_probe.settings import KafkaSettings, Secret, TopicSpec
-from ingest_probe.supervisor import TaskSupervisor
+from ingest_probe.settings.service import KafkaSettings, Secret, TopicSpec
 
 #: Hang guard on top of the probe deadline: a bound on wall time, not a performance assertion.
 SLACK = 3.0
@@ -629,7 +629,7 @@ async def test_aiokafka_private_internals_still_exist() -> None:
         theirs.close()
 
     # Bootstrap failures are only logged by aiokafka: the probe reads its reasons from these records.
-    from ingest_probe.probes import _kafka_errors
+    from ingest_probe.connectors.kafka import errors as _kafka_errors
 
     source = inspect.getsource(kclient)
     for message in _kafka_errors._STAGES:

@@ -202,7 +202,7 @@ async def test_probe_bug_is_that_connectors_result_and_clients_still_close():
 async def test_check_failure_nobody_waited_for_is_raised_on_exit(monkeypatch):
     """A failure of the check itself (not a probe's: those are results) whose callers all gave up is raised
     when the block ends, not lost."""
-    from ingest_probe.supervisor import TaskSupervisor
+    from ingest_probe.engine.supervisor import TaskSupervisor
 
     async def broken_run(self, probes, *, close=True):
         await anyio.sleep(0.05)
@@ -294,7 +294,7 @@ def test_import_is_cheap():
     """`import ingest_probe` loads no client library, no yaml and not the prober/report machinery."""
     code = (
         "import sys, ingest_probe; "
-        "heavy = {'asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio', 'click', 'ingest_probe.prober'}; "
+        "heavy = {'asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio', 'click', 'ingest_probe.engine.prober'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

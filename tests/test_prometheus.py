@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_probe.renderers import get_renderer
 from ingest_probe.renderers.prometheus import render
-from ingest_probe.report import build_report
+from ingest_probe.report.builder import build_report
 from ingest_probe.results import ProbeResult, Status
 
 CANARY = 'CANARY-pw-7f3a"\\x'

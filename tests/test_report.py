@@ -10,14 +10,14 @@ import pytest
 from fakes import assert_golden
 
 from ingest_probe.renderers import get_renderer
-from ingest_probe.report import (
+from ingest_probe.report.builder import (
     REASON_NO_DIMENSIONS,
     REASON_NOT_INSTITUTIONAL,
     REASON_NOT_TIER_1,
     build_report,
 )
 from ingest_probe.results import ProbeResult, Status
-from ingest_probe.settings import load_settings
+from ingest_probe.settings.service import load_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)

@@ -10,8 +10,8 @@ import pytest
 from fakes import FakeProbe, hang
 
 from ingest_probe import errors
+from ingest_probe.engine.supervisor import Jitter, TaskSupervisor
 from ingest_probe.results import Status
-from ingest_probe.supervisor import Jitter, TaskSupervisor
 
 
 async def test_probes_run_concurrently():
@@ -261,8 +261,8 @@ async def test_deadline_hint_names_a_different_service_only_before_the_handshake
 
 async def test_internal_error_never_shows_a_secret_a_probe_holds():
     """A bug whose message quotes a password a probe holds is reported with the password masked."""
-    from ingest_probe.probes._log_secrets import HeldSecrets
-    from ingest_probe.settings import Secret
+    from ingest_probe.connectors._log_secrets import HeldSecrets
+    from ingest_probe.settings.service import Secret
 
     held = HeldSecrets([Secret("hunter2-canary")])
 

@@ -12,13 +12,14 @@ from aiokafka.errors import IncompatibleBrokerVersion, RequestTimedOutError
 from aiokafka.protocol.admin import CreatePartitionsRequest
 from live.net import free_port
 
-from ingest_probe import _topics_admin, errors
-from ingest_probe._topics_admin import IncrementalAlterConfigsRequest
-from ingest_probe.cli import main
+from ingest_probe import errors
+from ingest_probe.commands.cli import main
 from ingest_probe.renderers.markdown import render as render_markdown
-from ingest_probe.report import build_report
-from ingest_probe.settings import KafkaSettings, TopicSpec, load_settings
-from ingest_probe.topics import (
+from ingest_probe.report.builder import build_report
+from ingest_probe.settings.service import KafkaSettings, TopicSpec, load_settings
+from ingest_probe.topics import admin as _topics_admin
+from ingest_probe.topics.admin import IncrementalAlterConfigsRequest
+from ingest_probe.topics.plan import (
     FIXABLE,
     NOT_FIXABLE,
     Action,
@@ -197,7 +198,7 @@ def test_summary_has_every_key_and_dry_run_even_when_unreachable() -> None:
 )
 def test_exit_codes(actions: list[Action], dry_run: bool, failed: dict[str, str], code: int) -> None:
     """0 in sync, 1 drift or a would-create dry run, 2 a failure or an unreadable topic."""
-    from ingest_probe.topics import TopicPlan
+    from ingest_probe.topics.plan import TopicPlan
 
     plans = tuple(TopicPlan(spec=spec(f"t{i}"), action=a) for i, a in enumerate(actions))
     assert ProvisioningSection(dry_run=dry_run, before=plans, after=plans, failed=failed).exit_code == code
@@ -207,7 +208,7 @@ def test_markdown_has_a_table_row_per_topic_and_one_line_notes() -> None:
     """The Markdown report shows the section: summary, a table with want/have per topic, notes on one line."""
     settings = load_settings(extras=["KAFKA_BROKERS=k:9092"], environ={})
     before = (compare(spec("a", partitions=3), state("a", partitions=1)), compare(spec("b"), None))
-    from ingest_probe.topics import Note
+    from ingest_probe.topics.plan import Note
 
     section = ProvisioningSection(dry_run=True, before=before, after=before,
                                   notes=(Note("read_only", "only\nreads | nothing else"),))

@@ -18,7 +18,7 @@ from fakes import FakeProbe, make_settings, scripted
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_probe import load_settings
-from ingest_probe._watch import (
+from ingest_probe.commands.watch import (
     MIN_DELAY,
     NORMAL,
     QUIET,
@@ -162,7 +162,7 @@ def test_run_watch_preloads_drivers_before_the_loop_starts(monkeypatch, tmp_path
     import asyncio
     import threading
 
-    import ingest_probe.probes
+    import ingest_probe.connectors.base
 
     calls: list[tuple[bool, bool]] = []  # (on the main thread, inside a running event loop)
 
@@ -174,7 +174,7 @@ def test_run_watch_preloads_drivers_before_the_loop_starts(monkeypatch, tmp_path
             in_loop = False
         calls.append((threading.current_thread() is threading.main_thread(), in_loop))
 
-    monkeypatch.setattr(ingest_probe.probes, "preload_drivers", spy)
+    monkeypatch.setattr(ingest_probe.connectors.base, "preload_drivers", spy)
     options = WatchOptions(interval=60.0, jitter_seconds=0.0, max_failures=0, once=True, handle_signals=False,
                            output=tmp_path / "report.json", verbosity=QUIET)
     assert run_watch(make_settings(), options) == 3  # --once with nothing configured: UNKNOWN

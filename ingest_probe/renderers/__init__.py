@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ingest_probe.report import Report
+    from ingest_probe.report.builder import Report
 
 FORMATS = ("json", "markdown", "prometheus")
 

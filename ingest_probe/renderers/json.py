@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from ingest_probe._printable import json_text
-from ingest_probe.report import Report
+from ingest_probe.renderers.printable import json_text
+from ingest_probe.report.builder import Report
 
 
 def render(report: Report) -> str:

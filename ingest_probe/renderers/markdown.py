@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ingest_probe._printable import printable
-from ingest_probe.renderers._drill import failover_drill
-from ingest_probe.renderers._md import bullets, cell, fmt, table
-from ingest_probe.renderers._topics import kafka_topic_provisioning
-from ingest_probe.report import Report
+from ingest_probe.renderers.markdown_blocks import bullets, cell, fmt, table
+from ingest_probe.renderers.markdown_drill import failover_drill
+from ingest_probe.renderers.markdown_topics import kafka_topic_provisioning
+from ingest_probe.renderers.printable import printable
+from ingest_probe.report.builder import Report
 
 __all__ = ["SECTIONS", "bullets", "cell", "fmt", "render", "table"]
 

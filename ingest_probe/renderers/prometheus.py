@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ingest_probe.report import Report
+from ingest_probe.report.builder import Report
 
 STATUSES = ("ok", "degraded", "starting", "down", "skipped")
 

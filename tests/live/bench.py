@@ -113,9 +113,9 @@ def manifest_only(env_file: Path, runs: int) -> dict[str, Any]:
 
 
 async def _probe_each(env: dict[str, str], deadline: float, *, concurrent: bool) -> float:
-    from ingest_probe.probes import build_probes, preload_drivers
-    from ingest_probe.settings import load_settings
-    from ingest_probe.supervisor import TaskSupervisor
+    from ingest_probe.connectors.base import build_probes, preload_drivers
+    from ingest_probe.engine.supervisor import TaskSupervisor
+    from ingest_probe.settings.service import load_settings
 
     settings = load_settings(environ=env)
     preload_drivers(settings)
@@ -177,9 +177,9 @@ def injected_latency(stack: LocalStack, runs: int, delay: float = 0.1) -> dict[s
 
 
 async def _per_probe_ms(env: dict[str, str]) -> dict[str, float]:
-    from ingest_probe.probes import build_probes
-    from ingest_probe.settings import load_settings
-    from ingest_probe.supervisor import TaskSupervisor
+    from ingest_probe.connectors.base import build_probes
+    from ingest_probe.engine.supervisor import TaskSupervisor
+    from ingest_probe.settings.service import load_settings
 
     results = await TaskSupervisor(timeout=10.0, jitter=0.0).run(build_probes(load_settings(environ=env)))
     return {r.name: round(r.latency_ms or 0.0, 1) for r in results}

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from ingest_probe.settings import RedisSettings, Secret
+from ingest_probe.settings.service import RedisSettings, Secret
 from live import missing
 from live.net import free_port
 

@@ -1,0 +1,1 @@
+"""The Redis connector (redis-py's asyncio client)."""

@@ -1,0 +1,1 @@
+"""The TimescaleDB/PostgreSQL connector (asyncpg), with its SQLite rehearsal backend."""

@@ -1,0 +1,1 @@
+"""The typed report: its model, the pure builder and the manifest."""
