@@ -9,16 +9,15 @@ from typing import Any
 
 import anyio
 import pytest
-from fakes import make_settings, pg_settings
+from fakes import fake_prober, pg_settings
 from live.kafka import TansuBroker, client_connections, wait_until
 
-from ingest_probe import Prober
 from ingest_probe.connectors.base import Probe
 from ingest_probe.connectors.kafka.probe import KafkaProbe
+from ingest_probe.connectors.kafka.settings import KafkaSettings
 from ingest_probe.connectors.redis.probe import RedisProbe
 from ingest_probe.connectors.timescale.probe import TimescaleProbe
 from ingest_probe.results import Status
-from ingest_probe.settings.service import KafkaSettings
 
 #: The owner's close budget under test, far below the probe modules' own default (1 s).
 CLOSE_BUDGET = 0.2
@@ -97,7 +96,7 @@ async def test_close_budget_is_a_ceiling_against_a_frozen_server(
     for module in (common, kafka, timescale):  # a probe module that still has its own constant gets it too
         monkeypatch.setattr(module, "CLOSE_BUDGET", 3.0, raising=False)
     probe, freeze, thaw, nothing_left = frozen_close
-    prober = Prober(make_settings(), probes=[probe], timeout=5.0, jitter=0.0, close_budget=CLOSE_BUDGET)
+    prober = fake_prober([probe], timeout=5.0, jitter=0.0, close_budget=CLOSE_BUDGET)
     async with prober:
         [warm] = await prober.check()
         assert warm.status is Status.OK, warm

@@ -7,12 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
+from fakes import load_config
 
 from ingest_probe.commands.cli import main
-from ingest_probe.config.sources import load_config
-from ingest_probe.config.urls import UrlError, parse_servers
+from ingest_probe.config.urls import UrlError
+from ingest_probe.connectors.kafka.settings import parse_servers
 from ingest_probe.errors import ConfigError
-from ingest_probe.settings.service import Secret, load_settings
+from ingest_probe.secret import Secret
+from ingest_probe.settings.service import load_settings
 
 S = "S3cret"  # a planted secret; no piece of it ("3cre") may appear in any message
 

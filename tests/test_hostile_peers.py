@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import assert_failed, pg_settings
+from fakes import assert_failed, jobs, pg_settings
 from live.kafka import TansuBroker
 from live.net import BlackHole, ScramPeer
 
 from ingest_probe.connectors.timescale.probe import TimescaleProbe
+from ingest_probe.connectors.timescale.settings import TimescaleSettings
 from ingest_probe.engine.supervisor import TaskSupervisor
-from ingest_probe.settings.service import Secret, TimescaleSettings
+from ingest_probe.secret import Secret
 
 BAD_HOST = "broker..example"
 #: Slack over a deadline for cleanup: a hang guard, not a performance assertion.
@@ -213,7 +214,7 @@ async def test_scram_iteration_bomb_is_auth_within_the_deadline() -> None:
     deadline = 2.0
     with ScramPeer(20_000_000) as peer:
         started = time.monotonic()
-        [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run([scram_probe(peer.port)])
+        [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run(jobs([scram_probe(peer.port)]))
         elapsed = time.monotonic() - started
         assert peer.asked.is_set()
     assert_failed(result, "auth", "20000000 SCRAM iterations", "4096")
@@ -258,7 +259,7 @@ async def test_scram_cap_sits_where_asyncpg_hashes_and_only_for_the_probe(
 
     monkeypatch.setattr(_pg_connect, "MAX_SCRAM_ITERATIONS", 4095)
     settings = pg_settings(pg_tls_server, sslmode="require") if tls else pg_settings(pg_server)
-    [result] = await TaskSupervisor(timeout=5.0, jitter=0.0).run([TimescaleProbe(settings)])
+    [result] = await TaskSupervisor(timeout=5.0, jitter=0.0).run(jobs([TimescaleProbe(settings)]))
     assert_failed(result, "auth", "4096 SCRAM iterations")
     conn = await asyncpg.connect(host=pg_server.host, port=pg_server.port, user=pg_server.user,
                                  password=pg_server.password, database=pg_server.database, ssl=False)  # fmt: skip

@@ -28,8 +28,9 @@ from live.redis import (
 
 from ingest_probe.connectors._net import use_resolver
 from ingest_probe.connectors.redis.probe import RedisProbe
+from ingest_probe.connectors.redis.settings import RedisSettings
 from ingest_probe.results import Recorder, Status
-from ingest_probe.settings.service import RedisSettings, Secret
+from ingest_probe.secret import Secret
 
 pytestmark = pytest.mark.live
 

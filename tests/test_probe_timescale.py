@@ -18,11 +18,13 @@ from live.kafka import client_connections
 from live.net import BlackHole, DelayProxy, ResetProxy, free_port
 from live.postgres import CERT_USER, PostgresServer, _server_fixture
 
-from ingest_probe.connectors._net import CLOSE_BUDGET, use_resolver
+from ingest_probe.connectors._net import use_resolver
 from ingest_probe.connectors.timescale import probe as timescale_module
 from ingest_probe.connectors.timescale.probe import TimescaleProbe
+from ingest_probe.connectors.timescale.settings import TimescaleSettings
+from ingest_probe.defaults import CLOSE_BUDGET
 from ingest_probe.results import Status
-from ingest_probe.settings.service import Secret, TimescaleSettings
+from ingest_probe.secret import Secret
 
 pytestmark = pytest.mark.live
 

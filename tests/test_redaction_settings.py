@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from fakes import load_config
 
-from ingest_probe.config.sources import load_config
 from ingest_probe.errors import ConfigError
-from ingest_probe.settings.service import Secret, Settings, load_settings
+from ingest_probe.secret import Secret
+from ingest_probe.settings.service import Settings, load_settings
 
 C = "CANARY-s3cr3t-7f1d"
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from ingest_probe.connectors.kafka.topic_specs import TopicSpec
 from ingest_probe.errors import ConfigError
-from ingest_probe.settings.service import Secret, Settings, TopicSpec, load_settings
+from ingest_probe.secret import Secret
+from ingest_probe.settings.service import Settings, load_settings
 
 
 def ex(*items: str, environ: dict[str, str] | None = None) -> Settings:

@@ -14,9 +14,11 @@ from live.net import free_port
 
 from ingest_probe import errors
 from ingest_probe.commands.cli import main
+from ingest_probe.connectors.kafka.settings import KafkaSettings
+from ingest_probe.connectors.kafka.topic_specs import TopicSpec
 from ingest_probe.renderers.markdown import render as render_markdown
 from ingest_probe.report.builder import build_report
-from ingest_probe.settings.service import KafkaSettings, TopicSpec, load_settings
+from ingest_probe.settings.service import load_settings
 from ingest_probe.topics import admin as _topics_admin
 from ingest_probe.topics.admin import IncrementalAlterConfigsRequest
 from ingest_probe.topics.plan import (
@@ -212,7 +214,7 @@ def test_markdown_has_a_table_row_per_topic_and_one_line_notes() -> None:
 
     section = ProvisioningSection(dry_run=True, before=before, after=before,
                                   notes=(Note("read_only", "only\nreads | nothing else"),))
-    text = render_markdown(build_report(settings, sections={"kafka_topic_provisioning": section}))
+    text = render_markdown(build_report(settings, topics=section))
     assert "## Kafka topic provisioning" in text
     assert "| Topic | Plan | Now | Partitions (want / have) |" in text
     assert "| a | drift | drift | 3 / 1 | 1 / 1 | partitions: want 3, have 1 (fixable) |" in text

@@ -8,43 +8,15 @@ import signal
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ingest_probe.commands import signals as _signals
+from ingest_probe.connectors._net import DaemonExecutor
 
 if TYPE_CHECKING:
     from anyio import CancelScope
 
 T = TypeVar("T")
-
-
-class DaemonExecutor(ThreadPoolExecutor):  # asyncio accepts only ThreadPoolExecutor as its default
-    """Runs each call in its own daemon thread and never waits for one at shutdown.
-
-    The loop's default executor serves ``getaddrinfo`` for every client library. A lookup stuck in the
-    system resolver cannot be cancelled; with the stock executor, closing the loop (and the interpreter's
-    exit) would wait for it, holding the process far past ``--timeout``. Daemon threads are abandoned.
-    """
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-
-        def work() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 -- handed to the awaiting coroutine, which re-raises it
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-
-        threading.Thread(target=work, name="ingest-probe-io", daemon=True).start()
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Nothing to wait for: the threads are daemons and finish (or are abandoned) on their own."""
 
 
 def install_daemon_executor() -> None:

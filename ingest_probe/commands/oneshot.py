@@ -1,36 +1,69 @@
-"""``ingest-probe readiness``: connectivity probes plus the failover drill, in one supervised run, one report.
+"""One event-loop entry per one-shot command: probe targets once (``report``, ``readiness``) or provision topics.
 
-The drill's inputs are read and judged before the event loop starts (a bad results file is exit 3 and
-nothing is probed); then the connector probes and, when the drill calls for it, the standby probe run
-concurrently under one ``TaskSupervisor`` (one seed, every deadline recorded in ``run``).
+Everything that can fail without a network is done before the loop starts: settings, a bad drill results
+file (exit 3, nothing probed), the client-library imports. ``readiness`` probes the connectors and, when the
+drill calls for it, the failover standby as one more target (``timescale_failover``, label role=standby)
+under the same supervisor (one seed, every deadline in ``run``); the standby's result goes to the drill,
+not to ``connectivity``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ingest_probe.commands.loop import run as run_loop
+from ingest_probe.defaults import CONCURRENCY, JITTER, TIMEOUT
+from ingest_probe.engine.run import preload_drivers, run_targets
+from ingest_probe.engine.supervisor import TaskSupervisor
+from ingest_probe.errors import ConfigError
 from ingest_probe.readiness import drill
-from ingest_probe.report.builder import Report, Section, build_report
-from ingest_probe.results import ProbeResult
-from ingest_probe.settings.service import Settings, TimescaleSettings
+from ingest_probe.report.builder import build_report
+from ingest_probe.settings.targets import STANDBY, Target, classic_targets, standby_target
 
 if TYPE_CHECKING:
-    from ingest_probe.connectors.base import Probe
+    from ingest_probe.connectors.kafka.settings import KafkaSettings
+    from ingest_probe.engine.supervisor import RunInfo
+    from ingest_probe.report.model import Report
+    from ingest_probe.results import ProbeResult
+    from ingest_probe.settings.service import Settings
+    from ingest_probe.topics.plan import ProvisioningSection
 
-FALLBACK_PROBE = "timescale_failover"
+
+def probe_once(
+    targets: Sequence[Target],
+    *,
+    timeout: float = TIMEOUT,
+    jitter: float = JITTER,
+    seed: int | None = None,
+    concurrency: int = CONCURRENCY,
+) -> tuple[list[ProbeResult], RunInfo]:
+    """Probe ``targets`` once in one event loop (SIGINT/SIGTERM cancel it; every client closes)."""
+    supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed, concurrency=concurrency)
+    preload_drivers(targets)  # before the loop: imports inside it would be charged to the first deadlines
+    return run_loop(functools.partial(run_targets, targets, supervisor))
 
 
-def fallback_probe(target: TimescaleSettings) -> Probe:
-    """The standby is checked by the Timescale probe itself, under its own name in the run block."""
-    from ingest_probe.connectors.timescale.probe import TimescaleProbe
-
-    probe = TimescaleProbe(target)
-    probe.name = FALLBACK_PROBE  # an instance attribute: results and task names say which database it was
-    return probe
+def run_report(
+    settings: Settings,
+    *,
+    connectivity: bool,
+    timeout: float = TIMEOUT,
+    jitter: float = JITTER,
+    seed: int | None = None,
+    topics: ProvisioningSection | None = None,
+    splay_s: float | None = None,
+) -> Report:
+    """``report``: the manifest; with ``connectivity``, every classic target probed once."""
+    targets = classic_targets(settings)
+    if not connectivity:
+        return build_report(settings, targets=targets, topics=topics)
+    results, run = probe_once(targets, timeout=timeout, jitter=jitter, seed=seed)
+    return build_report(settings, targets=targets, results=results, run=_with_splay(run, splay_s), topics=topics)
 
 
 def run_readiness(
@@ -39,17 +72,14 @@ def run_readiness(
     ingest_results: Path | drill.IngestResults | None,
     dimensions: Sequence[str] = (),
     scenario: str | None = None,
-    timeout: float = 5.0,
-    jitter: float = 0.1,
+    timeout: float = TIMEOUT,
+    jitter: float = JITTER,
     seed: int | None = None,
     now: dt.datetime | None = None,
-    sections: Mapping[str, Section | None] | None = None,
+    topics: ProvisioningSection | None = None,
     splay_s: float | None = None,
 ) -> Report:
-    """The readiness report: ``report --connectivity`` plus ``failover_drill``; exit code is the worst.
-
-    ``sections`` adds other report sections computed by the caller (e.g. ``kafka_topic_provisioning``).
-    """
+    """The readiness report: ``report --connectivity`` plus ``failover_drill``; the exit code is the worst."""
     now = now or dt.datetime.now(dt.UTC)
     results = drill.load_ingest_results(ingest_results) if isinstance(ingest_results, Path) else ingest_results
     if dimensions:
@@ -69,25 +99,30 @@ def run_readiness(
         )
     else:
         assessment = drill.assess(settings, results, dimensions=dimensions)
-    target = assessment.fallback_target if assessment is not None else None
-    connectivity, run, fallback = _probe(settings, target, timeout=timeout, jitter=jitter, seed=seed)
-    if splay_s is not None:
-        run["splay_s"] = splay_s
+    targets = classic_targets(settings)
+    standby = standby_target(settings) if assessment is not None and assessment.fallback_target else None
+    probed, run = probe_once([*targets, *([standby] if standby else [])], timeout=timeout, jitter=jitter, seed=seed)
+    connectivity = [r for r in probed if r.name != STANDBY]
     if assessment is not None:
+        fallback = next((r for r in probed if r.name == STANDBY), None)
         snapshot = drill.conclude(assessment, settings, fallback=fallback, scenario=scenario, now=now)
-    every = {**(sections or {}), "failover_drill": snapshot}
-    return build_report(settings, results=connectivity, run=run, sections=every, now=now)
+    return build_report(settings, targets=targets, results=connectivity, run=_with_splay(run, splay_s),
+                        topics=topics, drill=snapshot, now=now)
 
 
-def _probe(settings: Settings, target: TimescaleSettings | None, *, timeout: float, jitter: float,
-           seed: int | None) -> tuple[list[ProbeResult], dict[str, Any], ProbeResult | None]:
-    """One event-loop entry: every configured connector, and the standby when the drill asks for it."""
-    from ingest_probe.engine.run import run_probes
+def provision_topics(kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool = False,
+                     validate_on_broker: bool = False, timeout: float) -> ProvisioningSection:
+    """Plan (``dry_run``) or apply the declared topics in one event loop; ``timeout`` is the deadline of the
+    whole run (connect, read, create, fix, re-read), plus a bounded close of the admin client."""
+    if not kafka.configured or not kafka.bootstrap_servers:
+        raise ConfigError("--ensure-topics and `topics` need Kafka bootstrap servers: set KAFKA_BROKERS"
+                          " (or KAFKA_BOOTSTRAP_SERVERS / KAFKA_URL)")
+    # Imports aiokafka (~150 ms): here, before the loop starts, so nothing in the loop blocks on it.
+    from ingest_probe.topics.admin import provision
 
-    if target is not None and target.backend == "postgresql":
-        with contextlib.suppress(ImportError):  # a missing driver is the probe's DriverError to report
-            import asyncpg  # noqa: F401  (preloaded for the standby; the primary may not be PostgreSQL)
-    extra = [fallback_probe(target)] if target is not None else []
-    results, run = run_probes(settings, timeout=timeout, jitter=jitter, seed=seed, extra=extra)
-    connectors = len(results) - len(extra)
-    return results[:connectors], run, results[connectors] if extra else None
+    return run_loop(functools.partial(provision, kafka, dry_run=dry_run, fix_drift=fix_drift,
+                                      validate_on_broker=validate_on_broker, timeout=timeout))
+
+
+def _with_splay(run: RunInfo, splay_s: float | None) -> RunInfo:
+    return run if splay_s is None else replace(run, splay_s=splay_s)

@@ -1,275 +1,76 @@
-"""The ``watch`` loop: one long-lived Prober, a check per cycle on the ingest schedule, atomic outputs.
-
-Schedule: the next cycle starts ``interval ± uniform(jitter_seconds)`` after the previous one *completed*,
-floored at ``MIN_DELAY`` (1 s). The jitter is capped at the interval, so pauses stay centred on it (and
-``--interval 0.05`` with the settings' default jitter of 120 s does not mean pauses of minutes). An
-interval below the floor (only reachable with ``--interval``; the setting's minimum is 60 s) is taken as
-asked — the floor becomes the interval itself — so tests can run sub-second cycles.
-
-Stopping: after ``max_failures`` consecutive failing cycles (overall status ``down``) the loop returns 2
-(0 = never stop). SIGINT/SIGTERM cancel the current cycle (its probes are cut at once, so it ends well
-within its deadline), the prober closes every client (bounded, shielded) and the loop returns 0; so does
-a stdout whose reader went away (EPIPE: ``watch | head -1``). ``once`` runs one cycle and returns that
-report's exit code (0/1/2, as ``report --connectivity``).
-
-Outputs follow ``_io``'s rules (``-`` is stdout, devices and FIFOs written in place, files replaced
-atomically). A file is replaced in a worker thread the loop waits for, even when cancelled, so no temp
-file is left; an in-place write (a FIFO whose reader stalls) runs in a daemon thread that a signal may
-abandon.
-
-Logging (stderr, one line each): the first cycle's statuses, then one line per connector status
-*transition* — not one per cycle. ``verbose`` adds a line per cycle; ``quiet`` keeps only errors (a file
-that cannot be written, the stop after too many failures).
-"""
+"""The ``watch`` command: flags in, one long-lived loop (``watch_loop``) until stopped, its exit code out."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import datetime as dt
-import errno
-import random
-import signal
 import sys
-import traceback
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import anyio
+import click
 
-from ingest_probe.commands import output as _io
-from ingest_probe.commands import signals as _signals
-from ingest_probe.commands.loop import DaemonExecutor, cancel_on_signal, install_daemon_executor
-from ingest_probe.engine.prober import Prober
-from ingest_probe.renderers.printable import json_text, printable
-from ingest_probe.results import Status
+from ingest_probe import errors
+from ingest_probe.commands.options import (
+    Number,
+    config_options,
+    debugging,
+    jitter_option,
+    load,
+    output_option,
+    require_stdout,
+    timeout_option,
+    writable_path,
+)
+from ingest_probe.commands.signals import Interrupted
 
-if TYPE_CHECKING:
-    from ingest_probe.connectors.base import Probe
-    from ingest_probe.report.builder import Report
-    from ingest_probe.settings.service import Settings
-
-#: The shortest pause between two cycles (unless a shorter interval was asked for explicitly).
-MIN_DELAY = 1.0
-QUIET, NORMAL, VERBOSE = -1, 0, 1
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WatchOptions:
-    """What one ``watch`` invocation was asked to do (the CLI fills it from flags and settings)."""
-
-    interval: float
-    jitter_seconds: float
-    max_failures: int
-    timeout: float = 5.0
-    jitter: float = 0.1
-    seed: int | None = None
-    once: bool = False
-    output: Path | None = None
-    prometheus_file: Path | None = None
-    verbosity: int = NORMAL
-    handle_signals: bool = True
-    #: Log the traceback behind every ``internal`` result (``--debug``).
-    debug: bool = False
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> WatchOptions:
-        """Interval, jitter and max failures from the schedule settings; ``None`` overrides are ignored."""
-        base: dict[str, Any] = {
-            "interval": float(settings.schedule.interval_seconds),
-            "jitter_seconds": float(settings.schedule.jitter_seconds),
-            "max_failures": settings.schedule.max_failures,
-        }
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
+WATCH_EXIT_CODES = """\b
+Exit codes:
+  0  stopped by SIGINT/SIGTERM (clients closed), or stdout's reader went away (`watch | head -1`)
+  0/1/2  with --once: the cycle's report exit code (as `report --connectivity`)
+  2  stopped after TIMESCALE_INGEST_MAX_FAILURES consecutive cycles with a connector down
+  3  usage or configuration error, or an internal error"""
 
 
-def next_delay(interval: float, jitter_seconds: float, rng: random.Random) -> float:
-    """Seconds from one cycle's completion to the next start: interval ± uniform jitter (at most the
-    interval), floored at ``MIN_DELAY`` — or at the interval itself when that is shorter."""
-    floor = min(MIN_DELAY, interval)
-    jitter = min(jitter_seconds, interval)
-    return max(floor, interval + rng.uniform(-jitter, jitter))
+@click.command(epilog=WATCH_EXIT_CODES, short_help="Probe on the ingest schedule with warm clients.")
+@config_options
+@click.option("--interval", type=Number(0, 31 * 86400, low_open=True), default=None, metavar="SECONDS",
+              help="Pause from a cycle's end to the next start [default: TIMESCALE_INGEST_INTERVAL_SECONDS].")
+@click.option("--jitter-seconds", type=Number(0, 86400), default=None, metavar="SECONDS",
+              help="Uniform ± jitter on the interval, floor 1 s [default: TIMESCALE_INGEST_JITTER_SECONDS].")
+@timeout_option()
+@jitter_option
+@click.option("--seed", type=int, default=None, help="Seed the deadline and schedule jitter.")
+@click.option("--once", is_flag=True, help="Run a single cycle and exit with its report's exit code.")
+@output_option(help="Write each cycle's JSON report here (as --output of `report`).")
+@click.option("--prometheus-file", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
+              callback=writable_path,
+              help="Write each cycle's Prometheus textfile here (node_exporter textfile; as --output).")
+@click.option("--quiet", "-q", is_flag=True, help="Log nothing but errors.")
+@click.option("--verbose", "-v", is_flag=True, help="Log every cycle, not only status transitions.")
+def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+          interval: float | None, jitter_seconds: float | None, timeout: float, jitter: float,
+          seed: int | None, once: bool, output: Path | None, prometheus_file: Path | None, quiet: bool,
+          verbose: bool) -> None:
+    """Probe every configured connector on the ingest schedule with warm clients, until stopped.
 
-
-def splay(seconds: float, rng: random.Random | None = None) -> float:
-    """A random pause in [0, seconds] for ``report --splay``.
-
-    The generator is deliberately *not* the supervisor's (seeded by ``--seed``): hosts sharing a seed for
-    reproducible deadlines must still spread their cron runs apart.
+    Without --output/--prometheus-file each cycle's JSON report goes to stdout. Status transitions are
+    logged on stderr, one line each.
     """
-    return (rng or random.Random()).uniform(0.0, seconds) if seconds > 0 else 0.0
+    from ingest_probe.commands.watch_loop import NORMAL, QUIET, VERBOSE, WatchOptions, run_watch, stamped
 
-
-def stderr_line(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def stamped(text: str) -> str:
-    """A log line: UTC time, then what happened."""
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return f"{now} ingest-probe watch: {text}"
-
-
-def run_watch(settings: Settings, options: WatchOptions) -> int:
-    """The CLI's single event-loop entry for ``watch``; returns the process exit code.
-
-    The client libraries are imported first, before the loop starts (as ``report`` does), so the first
-    cycle's phases time the network and not ~0.15 s of imports.
-    """
-    from ingest_probe.connectors.base import preload_drivers
-
-    async def main() -> int:
-        install_daemon_executor()  # a DNS lookup stuck in the resolver must not hold the exit
-        return await watch(settings, options)
-
-    with _signals.handled():
-        preload_drivers(settings)
-        return anyio.run(main)
-
-
-async def watch(
-    settings: Settings,
-    options: WatchOptions,
-    *,
-    log: Callable[[str], None] = stderr_line,
-    probes: Sequence[Probe] | None = None,
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-    rng: random.Random | None = None,
-) -> int:
-    """Run cycles until a signal (0), too many consecutive failures (2) or, with ``once``, one cycle."""
-    loop = _Loop(settings, options, log=log, probes=probes, sleep=sleep,
-                 rng=rng or random.Random(options.seed))
-    with anyio.CancelScope() as scope:
-        with cancel_on_signal(scope) if options.handle_signals else contextlib.nullcontext() as seen:
-            loop.code = await loop.run()
-    if seen is not None and seen.signum is not None:
-        loop.info(f"stopped by {signal.Signals(seen.signum).name}; clients closed")
-        return 0
-    if loop.stdout_closed:
-        loop.info("stopped: stdout was closed by its reader; clients closed")
-        return 0
-    assert loop.code is not None
-    return loop.code
-
-
-class _Loop:
-    def __init__(
-        self,
-        settings: Settings,
-        options: WatchOptions,
-        *,
-        log: Callable[[str], None],
-        probes: Sequence[Probe] | None,
-        sleep: Callable[[float], Awaitable[None]],
-        rng: random.Random,
-    ) -> None:
-        self.settings = settings
-        self.options = options
-        self.log = log
-        self.probes = probes
-        self.sleep = sleep
-        self.rng = rng
-        self.code: int | None = None
-        self.stdout_closed = False
-        self.cycles = 0
-        self.previous: dict[str, str] | None = None
-
-    def _say(self, text: str) -> None:
-        self.log(stamped(printable(text)))
-
-    def info(self, text: str) -> None:
-        if self.options.verbosity > QUIET:
-            self._say(text)
-
-    def error(self, text: str) -> None:
-        self._say(f"error: {text}")
-
-    async def run(self) -> int:
-        opts = self.options
-        failures = 0
-        async with Prober(self.settings, timeout=opts.timeout, jitter=opts.jitter, seed=opts.seed,
-                          probes=self.probes) as prober:
-            while True:
-                report = await prober.report()
-                self.cycles += 1
-                await self._write(report)
-                if self.stdout_closed:
-                    return 0
-                self._log_statuses(report)
-                if opts.debug:
-                    for exc in report.internal_errors:
-                        self.log("".join(traceback.format_exception(exc)).rstrip("\n"))
-                failures = failures + 1 if report.status is Status.DOWN else 0
-                if opts.once:
-                    return report.exit_code
-                if opts.max_failures and failures >= opts.max_failures:
-                    self.error(f"stopping after {failures} consecutive failing cycles "
-                               f"(max failures {opts.max_failures})")
-                    return 2
-                delay = next_delay(opts.interval, opts.jitter_seconds, self.rng)
-                if opts.verbosity >= VERBOSE:
-                    self._say(f"cycle {self.cycles}: next in {delay:.2f} s")
-                await self.sleep(delay)
-
-    async def _write(self, report: Report) -> None:
-        """Each requested output (see the module docstring); without any, the JSON goes to stdout."""
-        from ingest_probe.renderers import get_renderer
-
-        targets: list[tuple[str, Path]] = []
-        if self.options.output is not None:
-            targets.append(("json", self.options.output))
-        if self.options.prometheus_file is not None:
-            targets.append(("prometheus", self.options.prometheus_file))
-        if not targets:
-            targets.append(("json", _io.STDOUT))
-        for fmt, path in targets:
-            stdout = _io.is_stdout(path)
-            # On stdout one compact JSON document per line (JSON Lines), so a consumer can read cycle by cycle.
-            text = _json_line(report) if stdout and fmt == "json" else get_renderer(fmt)(report)
-            try:
-                if stdout:
-                    await anyio.to_thread.run_sync(_io.write_stdout, text)
-                elif _io.in_place(path):
-                    await asyncio.wrap_future(DaemonExecutor().submit(_io.write_in_place, path, text))
-                else:
-                    await anyio.to_thread.run_sync(_io.write_atomic, path, text)
-            except OSError as exc:
-                if stdout and exc.errno in (errno.EPIPE, errno.EBADF):
-                    self.stdout_closed = True  # nobody reads any more: stop (`watch | head -1`)
-                    return
-                # keep watching: a full disk now is not a reason to stop probing
-                self.error(f"cannot write {'stdout' if stdout else path}: {exc.strerror or exc}")
-
-    def _log_statuses(self, report: Report) -> None:
-        current = {r["name"]: r["status"] for r in report.document.get("connectivity") or []}
-        errors = {r["name"]: r for r in report.document.get("connectivity") or []}
-        overall = report.status.value if report.status is not None else "unknown"
-        if self.previous is None:
-            summary = ", ".join(f"{name} {status}" for name, status in current.items())
-            self.info(f"cycle 1: {overall} ({summary})")
-        else:
-            for name, status in current.items():
-                before = self.previous.get(name)
-                if before != status:
-                    why = _why(errors[name])
-                    self.info(f"cycle {self.cycles}: {name} {before} -> {status}{why}")
-            if self.options.verbosity >= VERBOSE:
-                took = (report.document.get("run") or {}).get("duration_ms")
-                self._say(f"cycle {self.cycles}: {overall} in {took} ms")
-        self.previous = current
-
-
-def _why(result: dict[str, Any]) -> str:
-    if result.get("error_kind") is None:
-        return ""
-    return f" [{result['error_kind']}] {result.get('error') or ''}".rstrip()
-
-
-def _json_line(report: Report) -> str:
-    import json
-
-    return json_text(json.dumps(report.document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)) + "\n"
-
+    if quiet and verbose:
+        raise errors.UsageError("--quiet and --verbose contradict each other")
+    require_stdout(output, prometheus_file)
+    try:
+        settings = load(config_file, no_env, env_files, extras)
+        opts = WatchOptions.from_settings(
+            settings, interval=interval, jitter_seconds=jitter_seconds, timeout=timeout, jitter=jitter,
+            seed=seed, once=once, output=output, prometheus_file=prometheus_file,
+            verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL, debug=debugging(),
+        )
+        code = run_watch(settings, opts)
+    except Interrupted as exc:  # before the first cycle (loading drivers): stopped all the same, exit 0
+        if exc.forced:
+            raise
+        if not quiet:
+            click.echo(stamped(f"stopped by {exc.name}; clients closed"), err=True)
+        code = 0
+    sys.exit(code)

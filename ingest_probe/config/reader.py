@@ -8,13 +8,15 @@ import re
 import unicodedata
 from collections.abc import Collection
 
-from ingest_probe.config import keys as _keys
-from ingest_probe.config.keys import spec_for
+from ingest_probe.config.keys import Fallback, KeyRegistry
 from ingest_probe.config.sources import DEFAULT_ORIGIN, RawConfig, RawValue, Source, quoted
-from ingest_probe.config.urls import UrlError, check_host, parse_pg_url, parse_redis_url, parse_servers
+from ingest_probe.config.urls import UrlError, check_host
 from ingest_probe.errors import ConfigError
-from ingest_probe.settings.service import Secret
+from ingest_probe.secret import Secret
 
+#: How a URL and its part keys combine (Redis; Kafka credentials and protocol), for warnings and the README.
+URL_PARTS_RULE = ("a part key overrides what a URL sets only from the same or a higher source; from a lower "
+                  "source it only fills in what the URL leaves out")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -28,9 +30,10 @@ def bad(raw: RawValue, reason: str) -> ConfigError:
 class Reader:
     """Typed access to a ``RawConfig``: alias resolution, parsing, range checks, notes for ``config``."""
 
-    def __init__(self, raw: RawConfig, *, skip: Collection[str] = ()) -> None:
+    def __init__(self, raw: RawConfig, keys: KeyRegistry, *, skip: Collection[str] = ()) -> None:
         self.raw = raw
-        #: Names never read (libpq fallbacks made irrelevant by a TIMESCALE target; see ``libpq_fallbacks``).
+        self.keys = keys
+        #: Names never read (fallbacks made irrelevant by the keys they stand in for; see ``set_aside``).
         self.skip = frozenset(skip)
         self.warnings: list[str] = []
         self.notes: dict[str, str] = {}
@@ -54,7 +57,7 @@ class Reader:
         self.notes[raw.key] = f"ignored: {url.key} from a higher source sets it"
         self.warnings.append(
             f"{raw.key} from {raw.origin.location} is ignored: {url.key} from {url.origin.location} sets the "
-            f"{what} and comes from a higher source ({_keys.URL_PARTS_RULE})"
+            f"{what} and comes from a higher source ({URL_PARTS_RULE})"
         )
         return None
 
@@ -65,7 +68,7 @@ class Reader:
         overrides across sources (``--extra TIMESCALE_URL`` loses to ``TIMESCALEDB_URL`` from YAML), and
         the warning says so.
         """
-        spec = spec_for(name)
+        spec = self.keys.spec(name)
         names = (name,) if spec is None or spec.is_pattern else spec.names
         present = [v for v in map(self.raw.explicit, names)
                    if v is not None and v.value.strip() and v.key not in self.skip]
@@ -77,7 +80,7 @@ class Reader:
             return present[0]
         if explicit or spec is None or spec.default is None:
             return None
-        return RawValue(key=name, value=spec.default, origin=DEFAULT_ORIGIN)
+        return RawValue(key=name, value=spec.default, origin=DEFAULT_ORIGIN, spec=spec)
 
     def text(self, name: str, *, explicit: bool = False) -> str | None:
         raw = self.pick(name, explicit=explicit)
@@ -122,7 +125,7 @@ class Reader:
     def ignore(self, names: tuple[str, ...], reason: str, *, warn: bool = True) -> None:
         """Note (and warn about) explicitly set keys that have no effect because of ``reason``."""
         for name in names:
-            spec = spec_for(name)
+            spec = self.keys.spec(name)
             for alias in spec.names if spec is not None else (name,):
                 raw = self.raw.explicit(alias)
                 if raw is not None and raw.value.strip() and alias not in self.skip:
@@ -147,28 +150,28 @@ def _shadowed(other: RawValue, first: RawValue, names: tuple[str, ...]) -> str:
             f"takes precedence ({rule})")
 
 
-def libpq_fallbacks(raw: RawConfig) -> tuple[RawValue | None, tuple[RawValue, ...]]:
-    """The TIMESCALE target key that is set (if any) and the libpq fallbacks it makes irrelevant.
+def set_aside(raw: RawConfig, fallback: Fallback) -> tuple[RawValue | None, tuple[RawValue, ...]]:
+    """The first key of ``fallback.unless`` that is set (if any) and the fallback names it makes irrelevant.
 
-    ``PG*`` and ``DATABASE_URL`` are used only as a whole, and only when no ``TIMESCALEDB_*``/``TIMESCALE_*``
-    URL or host is set in any source: otherwise a stray ``PGPORT`` in the shell would quietly re-target a
-    host configured in the YAML file (registry order alone keeps only *same-part* aliases apart).
+    Fallbacks are used only as a whole, and only when none of the keys they stand in for is set in any
+    source: otherwise a stray ``PGPORT`` in the shell would quietly re-target a host configured in the YAML
+    file (registry order alone keeps only *same-part* aliases apart).
     """
-    present = [v for v in map(raw.explicit, _keys.TIMESCALE_TARGETS) if v is not None and v.value.strip()]
+    present = [v for v in map(raw.explicit, fallback.unless) if v is not None and v.value.strip()]
     if not present:
         return None, ()
-    ignored = [v for v in map(raw.explicit, _keys.LIBPQ_FALLBACKS) if v is not None and v.value.strip()]
+    ignored = [v for v in map(raw.explicit, fallback.names) if v is not None and v.value.strip()]
     return present[0], tuple(sorted(ignored, key=lambda v: v.key))
 
 
-def fallback_warning(target: RawValue, ignored: tuple[RawValue, ...]) -> str:
+def fallback_warning(fallback: Fallback, target: RawValue, ignored: tuple[RawValue, ...]) -> str:
     """One line naming the ignored fallback keys (never their values) and the target that set them aside."""
     by_location: dict[str, list[str]] = {}
     for value in ignored:
         by_location.setdefault(value.origin.location, []).append(value.key)
     names = " and ".join(f"{', '.join(keys)} from {where}" for where, keys in by_location.items())
-    return (f"libpq fallbacks {names} are ignored: {target.key} from {target.origin.location} sets the "
-            f"Timescale target ({_keys.FALLBACK_RULE})")
+    return (f"{fallback.what}s {names} are ignored: {target.key} from {target.origin.location} sets "
+            f"{fallback.sets} ({fallback.rule})")
 
 
 def json_object(raw: RawValue) -> dict[str, str]:
@@ -217,7 +220,7 @@ def parse_int(raw: RawValue) -> int:
     text = raw.value.strip()
     if not _INT.fullmatch(text):
         raise bad(raw, "expected an integer")
-    spec = spec_for(raw.key)
+    spec = raw.spec
     minimum = spec.minimum if spec is not None else None
     maximum = spec.maximum if spec is not None and spec.maximum is not None else INT_MAX
     value = int(text) if len(text) <= 20 else int(text[0] + "1" + "0" * 20)  # int() refuses 4301+ digits
@@ -242,7 +245,7 @@ def parse_number(text: str, *, maximum: float) -> float | str:
 
 
 def parse_float(raw: RawValue) -> float:
-    spec = spec_for(raw.key)
+    spec = raw.spec
     value = parse_number(raw.value, maximum=spec.maximum if spec is not None and spec.maximum else FLOAT_MAX)
     if isinstance(value, str):
         raise bad(raw, value)
@@ -257,11 +260,11 @@ def parse_bool(raw: RawValue) -> bool:
 
 
 def parse_choice(raw: RawValue) -> str:
-    spec = spec_for(raw.key)
+    spec = raw.spec
     choices = spec.choices if spec is not None else ()
     word = raw.value.strip()
-    if spec is not None and spec.name == "EMP_TIER":
-        word = word.replace("-", "_")
+    if spec is not None:
+        word = spec.spellings.get(word.lower(), word)
     found = next((c for c in choices if c.lower() == word.lower()), None)
     if found is None:
         raise bad(raw, f"expected one of {', '.join(choices)}")
@@ -292,43 +295,38 @@ def check_text(raw: RawValue) -> None:
         raise bad(raw, f"holds {what} (U+{ord(ch):04X})")
 
 
-def validate_all(raw: RawConfig, skip: Collection[str] = ()) -> None:
+def validate_all(raw: RawConfig, keys: KeyRegistry, skip: Collection[str] = ()) -> None:
     """Parse every explicitly set value by its kind, used or not: bad input is never silently ignored.
 
     A value shadowed by a preferred alias (``TIMESCALE_URL`` when ``TIMESCALEDB_URL`` is set) or a libpq
     fallback in ``skip`` is not checked: it is not used, and a stray one in a shell must not break a run.
-    A ``KAFKA_INGEST_TOPIC_...`` key that is a near-miss of a per-topic setting is an error, not a topic.
+    A pattern key that only looks like an instance (``KeySpec.near_miss``: a misspelt per-topic setting) is
+    an error.
     """
     parsers = {"int": parse_int, "float": parse_float, "bool": parse_bool, "choice": parse_choice,
                "json": json_object, "host": parse_host}
     effective: dict[str, RawValue] = {}
     for value in raw.values.values():
-        spec = spec_for(value.key)
+        spec = keys.spec(value.key)
         if spec is None or value.origin.source is Source.DEFAULT or not value.value.strip():
             continue
         if value.key in skip:
             continue
-        if spec.is_pattern and (meant := _keys.misspelt_topic_key(value.key)) is not None:
-            raise bad(value, f"looks like a misspelt topic setting, not the topic of a dimension; did you mean "
-                             f"{meant}? (a dimension with such a name can be listed in KAFKA_INGEST_TOPICS)")
+        if spec.is_pattern and spec.near_miss is not None and (reason := spec.near_miss(value.key)) is not None:
+            raise bad(value, reason)
         group = value.key if spec.is_pattern else spec.name
         current = effective.get(group)
         if current is None or spec.names.index(value.key) < spec.names.index(current.key):
             effective[group] = value
     for value in effective.values():
-        spec = spec_for(value.key)
+        spec = keys.spec(value.key)
         assert spec is not None  # filtered above
         check_text(value)
         parser = parsers.get(spec.kind)
         if parser is not None:
             parser(value)
-        elif spec.kind in ("url", "servers"):
+        elif spec.shown is not None:
             try:
-                if spec.kind == "servers":
-                    parse_servers(value.value)
-                elif spec.name.startswith("REDIS"):
-                    parse_redis_url(value.value)
-                else:
-                    parse_pg_url(value.value)
+                spec.shown(value.value)
             except UrlError as exc:
                 raise bad(value, str(exc)) from None

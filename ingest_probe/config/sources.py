@@ -2,26 +2,24 @@
 
 Precedence, lowest first: built-in defaults < YAML (``--config``) < process environment < ``--env-file``
 (in the order given) < ``--extra KEY=VALUE``. Within the YAML file, top-level keys < ``system_config:`` <
-``extras:`` < ``system_config: {extras: ...}``. Only keys in the registry (``_keys.KEYS``) are kept; from
-the environment nothing else is even read. An unknown key with one of our prefixes warns (from the
-environment only when it is a close miss of a known key; Kubernetes service links never count). The YAML
-file itself is read by ``_yaml``. Validation belongs to ``settings``; this module only reads, and never
-quotes a malformed line of a file (it may hold a password).
+``extras:`` < ``system_config: {extras: ...}``. Only keys in the registry given (a ``keys.KeyRegistry``)
+are kept; from the environment nothing else is even read. An unknown key with one of our prefixes warns
+(from the environment only when it is a close miss of a known key; Kubernetes service links never count).
+The YAML file itself is read by ``yaml_file``. Validation belongs to ``reader`` and the settings layer; this
+module only reads, and never quotes a malformed line of a file (it may hold a password).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
-from ingest_probe.config import keys as _keys
-from ingest_probe.config import yaml_file as _yaml
-from ingest_probe.config.keys import KEYS, known_name_at, spec_for
+from ingest_probe.config import yaml_file
+from ingest_probe.config.keys import KeyRegistry, KeySpec
 from ingest_probe.errors import ConfigError
 
 __all__ = ["ConfigRow", "Origin", "RawConfig", "RawValue", "Source", "load_config"]
@@ -56,16 +54,19 @@ DEFAULT_ORIGIN = Origin(source=Source.DEFAULT, location="default")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RawValue:
-    """One effective string value and where it came from. ``repr`` hides the value of secret keys."""
+    """One effective string value, where it came from and its key's spec (``None`` for an unknown key).
+
+    ``repr`` hides the value of secret keys.
+    """
 
     key: str
     value: str = field(repr=False)
     origin: Origin
+    spec: KeySpec | None = field(default=None, repr=False, compare=False)
 
     @property
     def secret(self) -> bool:
-        spec = spec_for(self.key)
-        return spec is not None and spec.secret
+        return self.spec is not None and self.spec.secret
 
     @property
     def shown(self) -> str:
@@ -113,6 +114,7 @@ _Entry = tuple[str, str, Origin]  # key, value, origin
 
 def load_config(
     *,
+    keys: KeyRegistry,
     config_file: Path | None = None,
     env_files: Sequence[Path] = (),
     extras: Sequence[str] = (),
@@ -120,45 +122,49 @@ def load_config(
 ) -> RawConfig:
     """Merge every source into one ``RawConfig``. ``environ=None`` means: do not read the environment."""
     warnings: list[str] = []
-    values: dict[str, RawValue] = {
-        spec.name: RawValue(key=spec.name, value=spec.default, origin=DEFAULT_ORIGIN)
-        for spec in KEYS
-        if spec.default is not None and not spec.is_pattern
-    }
+    values = defaults(keys)
     layers: list[Iterable[_Entry]] = []
     if config_file is not None:
-        layers.append(_read_yaml(config_file))
+        layers.append(_read_yaml(config_file, keys))
     if environ is not None:
-        entries, links = _read_environ(environ)
+        entries, links = _read_environ(environ, keys)
         layers.append(entries)
         if links:
             warnings.append(_service_link_warning(links))
-    layers += [_read_env_file(path) for path in env_files]
-    layers.append(_read_extras(extras))
+    layers += [_read_env_file(path, keys) for path in env_files]
+    layers.append(_read_extras(extras, keys))
     for layer in layers:
         for key, value, origin in layer:
-            if spec_for(key) is not None:
-                values[key] = RawValue(key=key, value=value, origin=origin)
-            elif _keys.is_ours(key) or origin.source is Source.EXTRA:
-                warning = _unknown_key_warning(key, origin)
+            spec = keys.spec(key)
+            if spec is not None:
+                values[key] = RawValue(key=key, value=value, origin=origin, spec=spec)
+            elif keys.is_ours(key) or origin.source is Source.EXTRA:
+                warning = _unknown_key_warning(key, origin, keys)
                 if warning is not None:
                     warnings.append(warning)
     return RawConfig(values=values, warnings=tuple(dict.fromkeys(warnings)))
 
 
-def _unknown_key_warning(key: str, origin: Origin) -> str | None:
-    """A warning naming the known key ``key`` is close to, if any (see ``_keys.closest_known``).
+def defaults(keys: KeyRegistry) -> dict[str, RawValue]:
+    """The built-in default of every key that has one."""
+    return {spec.name: RawValue(key=spec.name, value=spec.default, origin=DEFAULT_ORIGIN, spec=spec)
+            for spec in keys.specs if spec.default is not None and not spec.is_pattern}
+
+
+def _unknown_key_warning(key: str, origin: Origin, keys: KeyRegistry) -> str | None:
+    """A warning naming the known key ``key`` is close to, if any (see ``KeyRegistry.closest_known``).
 
     From the process environment only a close miss warns: container images set variables of their own
     with our prefixes (``REDIS_VERSION``, ``KAFKA_HEAP_OPTS``, ...) that the operator never chose. A key in
     a YAML file, an env file or ``--extra`` was put there on purpose, so it always warns. A key that is not
     even a variable name (``REDIS_PASSWORD hunter2``) is not quoted: the rest of it may be a value.
     """
-    guess = _keys.closest_known(key)
+    guess = keys.closest_known(key)
     if guess is None and origin.source is Source.ENV:
         return None
     if not _ENV_KEY.fullmatch(key):
-        return f"a key from {origin.location} that is not a valid variable name is ignored ({_bad_name(key)})"
+        return (f"a key from {origin.location} that is not a valid variable name is ignored"
+                f" ({_bad_name(key, keys)})")
     hint = f"; did you mean {guess}?" if guess else "; no similar known key"
     return f"unknown key {key} from {origin.location} is ignored{hint}"
 
@@ -169,7 +175,7 @@ _SERVICE_LINK_NAME = re.compile(r"\w+_(?:SERVICE_HOST|SERVICE_PORT(?:_\w+)?|PORT
 _SERVICE_LINK_VALUE = re.compile(r"(?:tcp|udp|sctp)://[^\s/]+:\d+")
 
 
-def _read_environ(environ: Mapping[str, str]) -> tuple[list[_Entry], list[str]]:
+def _read_environ(environ: Mapping[str, str], keys: KeyRegistry) -> tuple[list[_Entry], list[str]]:
     """Only known keys and key patterns; of an unknown key with our prefix only the name (for a warning).
 
     Kubernetes service links are never configuration: ``*_SERVICE_HOST``/``*_SERVICE_PORT*``/``*_PORT_<n>_*``
@@ -182,12 +188,12 @@ def _read_environ(environ: Mapping[str, str]) -> tuple[list[_Entry], list[str]]:
     for key in sorted(environ):
         if _SERVICE_LINK_NAME.fullmatch(key):
             continue
-        if spec_for(key) is not None:
+        if keys.spec(key) is not None:
             if key.endswith("PORT") and _SERVICE_LINK_VALUE.fullmatch(environ[key].strip()):
                 links.append(key)
                 continue
             entries.append((key, environ[key], origin))
-        elif _keys.is_ours(key):
+        elif keys.is_ours(key):
             entries.append((key, "", origin))
     return entries, links
 
@@ -200,6 +206,8 @@ def _service_link_warning(links: list[str]) -> str:
 
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
 def _char(ch: str) -> str:
     """A description of one character for an error, quoting it only when it is punctuation."""
     if ch == " ":
@@ -215,19 +223,19 @@ def _char(ch: str) -> str:
     return "a non-ASCII character" if not ch.isascii() else "a letter or digit"
 
 
-def _bad_name(name: str) -> str:
+def _bad_name(name: str, keys: KeyRegistry) -> str:
     """Why ``name`` is not a variable name (letters, digits, ``_``, ``.``), without quoting it."""
     if not name:
         return "it is empty"
     match = re.match(r"[A-Za-z_][A-Za-z0-9_.]*", name)
     if match is None:
         return f"it starts with {_char(name[0])}"
-    known = known_name_at(match.group())
+    known = keys.known_name_at(match.group())
     lead = f"{known} is followed by" if known == match.group() else "it contains"
     return f"{lead} {_char(name[match.end()])}"
 
 
-def _read_text(path: Path, what: str) -> str:
+def _read_text(path: Path, what: str, keys: KeyRegistry) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -238,12 +246,12 @@ def _read_text(path: Path, what: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         number = data.count(b"\n", 0, exc.start) + 1
-        key = known_name_at(data.split(b"\n")[number - 1].decode("utf-8", "replace"))
+        key = keys.known_name_at(data.split(b"\n")[number - 1].decode("utf-8", "replace"))
         at = f" in the value of {key}" if key else ""
         raise ConfigError(f"{path}:{number}: bytes that are not UTF-8 text{at}") from None
 
 
-def _read_env_file(path: Path) -> list[_Entry]:
+def _read_env_file(path: Path, keys: KeyRegistry) -> list[_Entry]:
     """Dotenv: ``#`` comments, blank lines, optional ``export``, matching quotes stripped, no expansion.
 
     An unquoted value ends at `` #`` (an inline comment, as python-dotenv and docker compose read it).
@@ -251,7 +259,7 @@ def _read_env_file(path: Path) -> list[_Entry]:
     A malformed line is described, never quoted: ``TIMESCALEDB_URL: postgresql://u:pw@db/x`` holds a password.
     """
     entries: list[_Entry] = []
-    for number, line in enumerate(_read_text(path, "env file").split("\n"), start=1):
+    for number, line in enumerate(_read_text(path, "env file", keys).split("\n"), start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -261,42 +269,42 @@ def _read_env_file(path: Path) -> list[_Entry]:
         key = key.strip()
         where = f"{path}:{number}"
         if not eq:
-            raise ConfigError(f"{where}: expected KEY=VALUE, found a line without '='{_yaml_hint(text)}")
+            raise ConfigError(f"{where}: expected KEY=VALUE, found a line without '='{_yaml_hint(text, keys)}")
         if not _ENV_KEY.fullmatch(key):
-            raise ConfigError(f"{where}: not a valid variable name before '=' ({_bad_name(key)}); expected "
-                              f"KEY=VALUE{_yaml_hint(key)}")
-        entries.append((key, _dotenv_value(value.strip(), key, where), Origin(source=Source.ENV_FILE,
-                                                                               location=where)))
+            raise ConfigError(f"{where}: not a valid variable name before '=' ({_bad_name(key, keys)}); expected "
+                              f"KEY=VALUE{_yaml_hint(key, keys)}")
+        entries.append((key, _dotenv_value(value.strip(), key, where, keys),
+                        Origin(source=Source.ENV_FILE, location=where)))
     return entries
 
 
-def _yaml_hint(text: str) -> str:
-    key = known_name_at(text)
+def _yaml_hint(text: str, keys: KeyRegistry) -> str:
+    key = keys.known_name_at(text)
     if key is None or not text.lstrip()[len(key):].lstrip().startswith(":"):
         return ""
     return f" ({key}: ... is YAML syntax; an env file needs {key}=...)"
 
 
-def _dotenv_value(value: str, key: str, where: str) -> str:
+def _dotenv_value(value: str, key: str, where: str, keys: KeyRegistry) -> str:
     if value[:1] in ("'", '"'):
         quote = value[0]
         end = value.find(quote, 1)
         rest = value[end + 1 :].strip() if end > 0 else ""
         if end < 0 or (rest and not rest.startswith("#")):
-            name = key if known_name_at(key) == key or _keys.is_ours(key) else "the variable"
+            name = key if keys.known_name_at(key) == key or keys.is_ours(key) else "the variable"
             raise ConfigError(f"{where}: the value of {name} has an unterminated or misplaced {quote} quote")
         return value[1:end]
     comment = re.search(r"\s#", value)
     return value[: comment.start()].rstrip() if comment else value
 
 
-def _read_yaml(path: Path) -> list[_Entry]:
-    """The YAML file's entries (``_yaml.read_entries``), each with its ``file:line (section)`` origin."""
+def _read_yaml(path: Path, keys: KeyRegistry) -> list[_Entry]:
+    """The YAML file's entries (``yaml_file.read_entries``), each with its ``file:line (section)`` origin."""
     return [(key, value, Origin(source=Source.YAML, location=where))
-            for key, value, where in _yaml.read_entries(path, _read_text(path, "config file"))]
+            for key, value, where in yaml_file.read_entries(path, _read_text(path, "config file", keys), keys)]
 
 
-def _read_extras(extras: Sequence[str]) -> list[_Entry]:
+def _read_extras(extras: Sequence[str], keys: KeyRegistry) -> list[_Entry]:
     origin = Origin(source=Source.EXTRA, location="--extra")
     entries: list[_Entry] = []
     for index, item in enumerate(extras, start=1):
@@ -306,20 +314,6 @@ def _read_extras(extras: Sequence[str]) -> list[_Entry]:
         if not eq or not key:
             raise ConfigError(f"--extra #{index}: expected KEY=VALUE")
         if not _ENV_KEY.fullmatch(key):
-            raise ConfigError(f"--extra #{index}: not a valid variable name before '=' ({_bad_name(key)})")
+            raise ConfigError(f"--extra #{index}: not a valid variable name before '=' ({_bad_name(key, keys)})")
         entries.append((key, value, origin))
     return entries
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ingest_probe.config.sources --markdown-keys`` prints the README key table."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args != ["--markdown-keys"]:
-        print("usage: python -m ingest_probe.config.sources --markdown-keys", file=sys.stderr)
-        return 2
-    sys.stdout.write(_keys.markdown_table())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

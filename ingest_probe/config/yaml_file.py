@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest_probe.config import keys as _keys
-from ingest_probe.config.keys import KeySpec, known_name_at, spec_for
+from ingest_probe.config.keys import KeyRegistry, KeySpec
 from ingest_probe.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,7 +28,7 @@ _SECTIONS = (("system_config",), ("extras",), ("system_config", "extras"))
 _TAG = "tag:yaml.org,2002:"
 
 
-def read_entries(path: Path, text: str) -> list[tuple[str, str, str]]:
+def read_entries(path: Path, text: str, keys: KeyRegistry) -> list[tuple[str, str, str]]:
     """(key, value, location) of the top-level keys, then ``system_config``, ``extras`` and
     ``system_config.extras`` (later wins); location is ``file:line`` plus `` (section)``.
 
@@ -48,7 +47,7 @@ def read_entries(path: Path, text: str) -> list[tuple[str, str, str]]:
         _check_size(path, node, budget=MAX_ALIAS_NODES + len(text))
         _flatten_merges(loader, node, set())
     except yaml.YAMLError as exc:
-        raise _yaml_error(path, text, exc) from None
+        raise _yaml_error(path, text, exc, keys) from None
     except RecursionError:  # PyYAML composes nested collections recursively
         raise ConfigError(f"{path}: invalid YAML: collections nested too deeply") from None
     finally:
@@ -58,7 +57,7 @@ def read_entries(path: Path, text: str) -> list[tuple[str, str, str]]:
         return []
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(f"{path}: expected a mapping of KEY: value at the top level, got {_node_type(node)}")
-    entries = list(_yaml_entries(path, node, ()))
+    entries = list(_yaml_entries(path, node, (), keys))
     for section in _SECTIONS:
         child: yaml.Node | None = node
         for name in section:
@@ -68,7 +67,7 @@ def read_entries(path: Path, text: str) -> list[tuple[str, str, str]]:
         if not isinstance(child, yaml.MappingNode):
             raise ConfigError(f"{path}: key {'.'.join(section)!r}: expected a mapping of KEY: value, "
                               f"got {_node_type(child)}")
-        entries += _yaml_entries(path, child, section)
+        entries += _yaml_entries(path, child, section, keys)
     return entries
 
 
@@ -100,7 +99,7 @@ def _loader_class() -> type[yaml.SafeLoader]:
     return Loader
 
 
-def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> ConfigError:
+def _yaml_error(path: Path, text: str, exc: yaml.YAMLError, keys: KeyRegistry) -> ConfigError:
     """file:line, the known key on that line if any, and PyYAML's problem with every quoted token dropped.
 
     PyYAML quotes the file in its messages ("found undefined alias 'hunter2'"); only its own token names
@@ -120,7 +119,7 @@ def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> ConfigError:
         problem = _QUOTED.sub(lambda m: m.group() if _KEPT_TOKEN.fullmatch(m.group().strip()) else "", raw)
         problem = problem.strip()[:120]
     where = f"{path}:{line}" if line else str(path)
-    key = known_name_at(text.split("\n")[line - 1]) if line else None
+    key = keys.known_name_at(text.split("\n")[line - 1]) if line else None
     return ConfigError(f"{where}: invalid YAML{f' at key {key}' if key else ''}: {problem}")
 
 
@@ -180,7 +179,8 @@ def _flatten_merges(loader: yaml.SafeLoader, node: yaml.Node | None, seen: set[i
             _flatten_merges(loader, item, seen)
 
 
-def _yaml_entries(path: Path, node: yaml.MappingNode, section: tuple[str, ...]) -> Iterator[_Item]:
+def _yaml_entries(path: Path, node: yaml.MappingNode, section: tuple[str, ...],
+                  keys: KeyRegistry) -> Iterator[_Item]:
     import yaml
 
     for key_node, value_node in node.value:
@@ -191,14 +191,14 @@ def _yaml_entries(path: Path, node: yaml.MappingNode, section: tuple[str, ...]) 
             continue
         if section == ("system_config",) and key == "extras":
             continue
-        if spec_for(key) is None and spec_for(key.upper()) is not None:
+        if keys.spec(key) is None and keys.spec(key.upper()) is not None:
             key = key.upper()
         location = f"{path}:{key_node.start_mark.line + 1}"
         if section:
             location += f" ({'.'.join(section)})"
-        spec = spec_for(key)
+        spec = keys.spec(key)
         if spec is None:
-            if _keys.is_ours(key):
+            if keys.is_ours(key):
                 yield key, "", location  # unknown: only its name matters, for the warning
             continue
         if value_node.tag != _TAG + "null":

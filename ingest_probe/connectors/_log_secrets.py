@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ingest_probe.settings.service import Secret
+from ingest_probe.secret import Secret
 
 #: Loggers (with their children) whose records are scrubbed: the client libraries, redis-py's
 #: ``push_response``, and asyncio, which logs what a library's task left unhandled.

@@ -13,7 +13,9 @@ import re
 import socket
 import ssl
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar
@@ -22,25 +24,18 @@ from urllib.parse import quote
 import anyio
 
 from ingest_probe import errors
-from ingest_probe.commands.loop import DaemonExecutor
-from ingest_probe.settings.service import Secret
+from ingest_probe.defaults import CLOSE_BUDGET, LIBRARY_SHARE, TIMEOUT
+from ingest_probe.secret import Secret
 
 T = TypeVar("T")
 
-#: Library-native timeouts get this share of the time left, so the library fails first with its own,
-#: more specific error and the supervisor's cancel scope stays the hard ceiling.
-LIBRARY_SHARE = 0.85
-#: The owner's default close budget: the time a probe's clients get to close, shielded from cancellation by
-#: the owner (supervisor, Prober, topic provisioning). Probes never shield: they close within the deadline
-#: they are given (``budget()``), so the owner's budget stays the ceiling.
-CLOSE_BUDGET = 1.0
 #: Why a peer that accepted the TCP connection may never answer the handshake. A different service on the
 #: port belongs here: most wait silently for more bytes of their own protocol (Redis for a newline, Kafka
 #: for the rest of a frame whose "length" is our first bytes) instead of hanging up.
 SILENT_PEER = "server frozen, overloaded or black-holed, or a different service listens on that port?"
 
 
-def budget(*, share: float = LIBRARY_SHARE, floor: float = 0.05, default: float = 5.0) -> float:
+def budget(*, share: float = LIBRARY_SHARE, floor: float = 0.05, default: float = TIMEOUT) -> float:
     """Seconds a library call may take: a share of what is left before the enclosing deadline."""
     deadline = anyio.current_effective_deadline()
     if math.isinf(deadline):
@@ -118,6 +113,34 @@ def one_line(text: object, *, secrets: Iterable[Secret | None] = (), limit: int 
     """Collapse a driver message to one line, blank out any secret (``redact``), cap its length."""
     line = _WS.sub(" ", redact(str(text), secrets)).strip()
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class DaemonExecutor(ThreadPoolExecutor):  # asyncio accepts only ThreadPoolExecutor as its default
+    """Runs each call in its own daemon thread and never waits for one at shutdown.
+
+    The loop's default executor serves ``getaddrinfo`` for every client library. A lookup stuck in the
+    system resolver cannot be cancelled; with the stock executor, closing the loop (and the interpreter's
+    exit) would wait for it, holding the process far past ``--timeout``. Daemon threads are abandoned.
+    """
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 -- handed to the awaiting coroutine, which re-raises it
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=work, name="ingest-probe-io", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing to wait for: the threads are daemons and finish (or are abandoned) on their own."""
 
 
 #: One per process: each call gets a fresh daemon thread (see ``DaemonExecutor``), so it holds no state.

@@ -1,25 +1,44 @@
-"""One probe per backend, all with the same shape; client libraries are imported only when a probe runs."""
+"""What a connector kind is: the ``Connector`` protocol, its ``ConnectorSettings`` and the ``Probe`` it builds.
+
+A kind owns its keys, reads its settings from the configuration, describes them for the manifest and
+builds a probe for one target. The registry (``connectors.registry``) lists the kinds; nothing else in
+ingest-probe names them.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ingest_probe.config.keys import KeySet
+    from ingest_probe.config.reader import Reader
     from ingest_probe.results import Recorder
-    from ingest_probe.settings.service import Settings
+    from ingest_probe.secret import Secret
+
+
+class ConnectorSettings(Protocol):
+    """One target's settings (frozen): whether it is configured, where it points, what secrets it holds."""
+
+    @property
+    def configured(self) -> bool: ...
+
+    @property
+    def endpoint(self) -> str | None:
+        """``host:port`` (or the like) for reports; never a credential."""
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret these settings hold, to scrub from messages and logs."""
 
 
 class Probe(Protocol):
-    """A check of one connector. ``check`` may keep a warm client between calls; ``aclose`` releases it.
+    """A check of one target. ``check`` may keep a warm client between calls; ``aclose`` releases it.
 
     ``check`` takes no timeout: the caller (the supervisor) owns the deadline through a cancel scope, and
     the probe reads ``anyio.current_effective_deadline()`` to set its library's own timeouts a little
     under it. Expected failures are raised as ``errors.ProbeError`` subclasses; anything else is a bug.
+    ``phase_names`` are the steps it times (``Recorder.phase``), reported as ``null`` until reached.
     """
 
-    name: str
-    configured: bool
-    endpoint: str | None
     phase_names: tuple[str, ...]
 
     async def check(self, rec: Recorder) -> None: ...
@@ -27,42 +46,24 @@ class Probe(Protocol):
     async def aclose(self) -> None: ...
 
 
-def build_probes(settings: Settings) -> list[Probe]:
-    """The three connector probes in manifest order: timescale, redis, kafka."""
-    from ingest_probe.connectors.kafka.probe import KafkaProbe
-    from ingest_probe.connectors.redis.probe import RedisProbe
-    from ingest_probe.connectors.timescale.probe import TimescaleProbe
+class Connector(Protocol):
+    """One connector kind, registered once (``registry.register_connector``) and shared by its targets."""
 
-    # Settings.origins has an entry only for keys that were set: without one, the settings layer chose the
-    # protocol (SASL_SSL when credentials are set, else PLAINTEXT, or a URL's scheme).
-    inferred = "KAFKA_SECURITY_PROTOCOL" not in settings.origins
-    return [
-        TimescaleProbe(settings.timescale),
-        RedisProbe(settings.redis),
-        KafkaProbe(settings.kafka, protocol_inferred=inferred),
-    ]
+    #: The kind's name: ``timescale``, ``redis``, ``kafka``, or whatever a plugin registers.
+    kind: str
+    #: The configuration keys it owns; the registry of all keys is the general ones plus every kind's.
+    keys: KeySet
+    #: The key a URL of this kind is read from (``REDIS_URL``): a target built from a URL sets it alone.
+    url_key: str
 
+    def from_config(self, r: Reader) -> Any:
+        """This kind's settings (a ``ConnectorSettings``) from the configuration, configured or not."""
 
-def preload_drivers(settings: Settings) -> None:
-    """Import the client libraries of the configured connectors, before an event loop starts.
+    def manifest(self, settings: Any) -> dict[str, Any]:
+        """What the target is configured to be, from allow-listed parts only; ``summary`` is one line."""
 
-    Probes import their library lazily, but ~0.2 s of imports inside a running loop would be charged to
-    the first probe's phases and stall the concurrent ones. A missing library is left for the probe to
-    report as a ``DriverError``.
-    """
-    import importlib
+    def drivers(self, settings: Any) -> tuple[str, ...]:
+        """Client-library modules a probe of these settings imports (loaded before a loop starts)."""
 
-    modules: list[str] = []
-    if settings.timescale.configured and settings.timescale.backend == "postgresql":
-        modules.append("asyncpg")
-    if settings.redis.configured:
-        modules.append("redis.asyncio")
-    if settings.kafka.configured:
-        from ingest_probe.connectors.kafka.probe import AIOKAFKA_MODULES
-
-        modules += AIOKAFKA_MODULES
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            continue
+    def probe(self, settings: Any) -> Probe:
+        """A fresh probe for one target (imports the probe module, never the client library)."""

@@ -7,12 +7,12 @@
     not_run(reason)                           the snapshot when there is nothing to drill
 
 Dimension vocabulary (legacy names such as ``daily_bars`` read as the report's ``daily``, and the notes on names
-that do not line up) lives in ``_drill_vocabulary`` and is re-exported here.
+that do not line up) lives in ``readiness.vocabulary`` and is re-exported here.
 
 The expected-symbols check (``TIMESCALE_SYMBOLS``) applies only to the symbol-based dimensions (``daily``,
 ``intraday``); ``macro`` and any other dimension are judged on rows written and freshness alone.
 
-Everything here is plain ``def``; the fallback probe itself runs under the supervisor (``readiness``).
+Everything here is plain ``def``; the fallback probe itself runs under the supervisor (the readiness command).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ingest_probe.connectors.timescale.settings import TimescaleSettings
+from ingest_probe.defaults import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
 from ingest_probe.readiness.results_file import (
     SOURCE_WITHHELD,
     DimensionResult,
@@ -43,7 +45,7 @@ from ingest_probe.readiness.vocabulary import (
     vocabulary,
 )
 from ingest_probe.results import ProbeResult, Status
-from ingest_probe.settings.service import Settings, TimescaleSettings
+from ingest_probe.settings.service import Settings
 
 __all__ = [
     "DIMENSIONS_KEY", "LEGACY_DIMENSIONS", "SOURCE_WITHHELD", "SYMBOL_DIMENSIONS", "Assessment", "Component",
@@ -67,7 +69,7 @@ class DrillStatus(StrEnum):
 
     @property
     def exit_code(self) -> int:
-        return {DrillStatus.FAIL: 2, DrillStatus.WARN: 1}.get(self, 0)
+        return {DrillStatus.FAIL: EXIT_CRITICAL, DrillStatus.WARN: EXIT_WARNING}.get(self, EXIT_OK)
 
 
 class Health(StrEnum):
@@ -241,12 +243,19 @@ class DrillSnapshot:
     scenario: str
     reason: str
     components: tuple[Component, ...] = ()
-    health_report: Mapping[str, Any] | None = None
-    failover_decision: FailoverDecision | None = None
+    #: What the drill judged (None when it was not run).
+    assessment: Assessment | None = None
 
     @property
     def exit_code(self) -> int:
         return self.status.exit_code
+
+    @property
+    def failover_decision(self) -> FailoverDecision | None:
+        return None if self.assessment is None else self.assessment.decision
+
+    def component(self, name: str) -> Component | None:
+        return next((c for c in self.components if c.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -255,7 +264,7 @@ class DrillSnapshot:
             "scenario": self.scenario,
             "reason": self.reason,
             "components": [c.to_dict() for c in self.components],
-            "health_report": None if self.health_report is None else dict(self.health_report),
+            "health_report": None if self.assessment is None else self.assessment.health_report(),
             "failover_decision": None if self.failover_decision is None else self.failover_decision.to_dict(),
         }
 
@@ -308,7 +317,7 @@ def conclude(assessment: Assessment, settings: Settings, *, fallback: ProbeResul
     return DrillSnapshot(
         status=status, generated_at=now, scenario=scenario_label(settings, scenario),
         reason=reason,
-        components=(health, failover, fb), health_report=a.health_report(), failover_decision=decision,
+        components=(health, failover, fb), assessment=a,
     )
 
 

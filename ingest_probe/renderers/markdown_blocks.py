@@ -27,6 +27,11 @@ def fmt(value: Any) -> str:
     return printable(_WS.sub(" ", str(value)).strip())
 
 
+def rounded(value: float | None) -> float | None:
+    """A duration as the JSON document has it (3 decimals), so both show the same number."""
+    return None if value is None else round(value, 3)
+
+
 def cell(value: Any) -> str:
     """A table cell: one line, pipes escaped."""
     return fmt(value).replace("|", "\\|")

@@ -1,57 +1,55 @@
-"""Markdown for the ``failover_drill`` section of a readiness report (pure: a JSON dict in, lines out)."""
+"""Markdown for the ``failover_drill`` section of a readiness report (pure: the typed snapshot in, lines out)."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from ingest_probe.readiness.drill import DimensionHealth, DrillSnapshot
+from ingest_probe.readiness.results_file import iso, safe_source
 from ingest_probe.renderers.markdown_blocks import bullets, fmt, table
 
 
-def failover_drill(drill: dict[str, Any]) -> list[str]:
+def failover_drill(drill: DrillSnapshot) -> list[str]:
     out = bullets({
-        "Status": drill["status"],
-        "Scenario": drill["scenario"],
-        "Generated": drill["generated_at"],
-        "Verdict": drill["reason"],
+        "Status": drill.status.value,
+        "Scenario": drill.scenario,
+        "Generated": iso(drill.generated_at.replace(microsecond=0)),
+        "Verdict": drill.reason,
     })
-    if drill["components"]:
+    if drill.components:
         out += ["", *table(["Component", "Status", "Summary"],
-                           [[c["name"], c["status"], c["summary"]] for c in drill["components"]])]
-    health = drill["health_report"]
-    if health is not None:
-        vocab = health["vocabulary"]
+                           [[c.name, c.status.value, c.summary] for c in drill.components])]
+    a = drill.assessment
+    if a is not None:
+        vocab = a.vocabulary
         out += ["", "### Dimension vocabulary", ""]
         out += bullets({
-            "Results file": health["results_file"],
-            f"Required ({vocab['required_source']})": vocab["required"],
-            "In the results": vocab["in_results"],
-            "Ingest plan": vocab["planned"],
-            "Required but absent": vocab["required_absent"],
-            "Present but not required": vocab["present_not_required"],
-            "Required but not planned": vocab["required_not_planned"],
-            "Names match": vocab["matches"],
+            "Results file": a.results_file,
+            f"Required ({vocab.required_source})": vocab.required,
+            "In the results": vocab.present,
+            "Ingest plan": vocab.planned,
+            "Required but absent": vocab.required_absent,
+            "Present but not required": vocab.not_required,
+            "Required but not planned": vocab.not_planned,
+            "Names match": vocab.matches,
         })
-        out += [f"- note [{note['code']}]: {fmt(note['message'])}" for note in vocab["notes"]]
+        out += [f"- note [{note.code}]: {fmt(note.message)}" for note in vocab.notes()]
         out += ["", "### Dimension health", ""]
         out += table(
             ["Dimension", "Required", "Status", "Rows", "Symbols", "Window (UTC)", "Freshness (s)", "Source",
              "Reasons"],
-            [[_named(d), d["required"], d["status"], d["rows_written"], d["symbol_count"],
-              None if d["start_ts"] is None else f"{d['start_ts']} – {d['end_ts']}",
-              d["freshness_seconds"], d["source"], "; ".join(d["reasons"]) or None]
-             for d in health["dimensions"]],
+            [_row(d) for d in a.health],
         )
-    decision = drill["failover_decision"]
-    if decision is not None:
         out += ["", "### Failover decision", ""]
-        out += bullets({"Should fail over": decision["should_failover"], "Reason": decision["reason"]})
-    fallback = next((c for c in drill["components"] if c["name"] == "fallback"), None)
-    if fallback is not None and fallback["metadata"]:
-        out += ["", "### Fallback probe", "", *bullets(fallback["metadata"])]
+        out += bullets({"Should fail over": a.decision.should_failover, "Reason": a.decision.reason})
+    fallback = drill.component("fallback")
+    if fallback is not None and fallback.metadata:
+        out += ["", "### Fallback probe", "", *bullets(fallback.metadata)]
     return out
 
 
-def _named(dimension: dict[str, Any]) -> str:
-    """The report's name, with the results file's own name when that was a legacy one."""
-    name, written = dimension["name"], dimension["name_in_results"]
-    return name if written in (None, name) else f"{name} (as {written})"
+def _row(d: DimensionHealth) -> list[object]:
+    r = d.result
+    if r is None:
+        return [d.name, d.required, d.status.value, None, None, None, None, None, "; ".join(d.reasons) or None]
+    named = d.name if r.name == d.name else f"{d.name} (as {r.name})"  # the results file's legacy name
+    return [named, d.required, d.status.value, r.rows_written, len(r.symbols), f"{iso(r.start_ts)} – {iso(r.end_ts)}",
+            r.freshness_seconds, safe_source(r.source), "; ".join(d.reasons) or None]

@@ -1,256 +1,46 @@
-"""Validated, frozen settings: what the rest of ingest-probe is allowed to know about the configuration.
+"""One service's settings: the key registry of every kind, ``build_settings``/``load_settings``, and the rows of
+``ingest-probe config``.
 
 Connection targets are stored *as parts* (host, port, user, ...), never as a raw URL, so that every
 rendering of them is built from an allow-list and a secret can only be reached through ``Secret.reveal()``.
-``build_settings()`` turns a ``config.RawConfig`` into ``Settings``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, cast
 
-# Provenance types live with the raw reader (config sits below settings); re-exported here unchanged.
-from ingest_probe.config.sources import ConfigRow, Origin, RawConfig, Source, load_config
+from ingest_probe.config.keys import KeyRegistry
+from ingest_probe.config.reader import Reader, fallback_warning, set_aside, validate_all
+from ingest_probe.config.sources import ConfigRow, Origin, RawConfig, RawValue, Source, load_config
+from ingest_probe.config.urls import UrlError
+from ingest_probe.connectors import registry
+from ingest_probe.connectors.timescale.settings import standby
+from ingest_probe.settings import plan as general
+from ingest_probe.settings.plan import FailoverSettings, PlanSettings, ScheduleSettings
 
-__all__ = [
-    "ConfigRow", "FailoverSettings", "KafkaSettings", "Origin", "PlanSettings", "PoolSettings",
-    "RedisCachePolicy", "RedisSettings", "ScheduleSettings", "Secret", "Settings", "Source",
-    "TimescaleSettings", "TopicSpec", "build_settings", "load_settings",
-]
+if TYPE_CHECKING:
+    from ingest_probe.connectors.kafka.settings import KafkaSettings
+    from ingest_probe.connectors.redis.settings import RedisSettings
+    from ingest_probe.connectors.timescale.settings import TimescaleSettings
 
-
-class Secret:
-    """A value that must never be rendered. ``str``/``repr`` show ``***``; only ``reveal()`` gives it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def __str__(self) -> str:
-        return "***"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-# ------------------------------------------------------------------------------------------ ingest plan
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PlanSettings:
-    """Gating and ingest-plan inputs (DATA_BACKBONE_MODE, EMP_TIER, TIMESCALE_SYMBOLS, ...)."""
-
-    mode: Literal["bootstrap", "institutional"]
-    mode_inferred: bool
-    tier: Literal["tier_0", "tier_1", "tier_2"]
-    symbols: tuple[str, ...]
-    lookback_days: int
-    intraday_enabled: bool
-    intraday_interval: str
-    intraday_lookback_days: int
-    macro_enabled: bool
-
-    @property
-    def dimensions(self) -> tuple[str, ...]:
-        """Ingest slices in a stable order: daily (when symbols are set), intraday, macro."""
-        dims: list[str] = []
-        if self.symbols:
-            dims.append("daily")
-        if self.intraday_enabled:
-            dims.append("intraday")
-        if self.macro_enabled:
-            dims.append("macro")
-        return tuple(dims)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScheduleSettings:
-    enabled: bool
-    interval_seconds: int
-    jitter_seconds: int
-    max_failures: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FailoverSettings:
-    enabled: bool
-    dimensions: tuple[str, ...]
-    label: str
-    run_fallback: bool
-    #: TIMESCALE_FRESHNESS_SLA_SECONDS (default 86400).
-    freshness_sla_seconds: int = 86400
-    #: The standby database (TIMESCALEDB_FAILOVER_URL or composed from TIMESCALEDB_FAILOVER_HOST/...).
-    target: TimescaleSettings | None = None
-
-
-# ------------------------------------------------------------------------------------------- connectors
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PoolSettings:
-    size: int | None
-    max_overflow: int | None
-    timeout: float | None
-    recycle: int | None
-    pre_ping: bool | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TimescaleSettings:
-    """A PostgreSQL/TimescaleDB target, or a SQLite rehearsal file, or nothing configured."""
-
-    configured: bool
-    backend: Literal["postgresql", "sqlite"] | None
-    url_source_key: str | None  # e.g. "TIMESCALEDB_URL", or None when composed from parts
-    host: str | None = None
-    port: int = 5432
-    database: str = "postgres"
-    user: str | None = None
-    password: Secret | None = None
-    sslmode: str | None = None
-    sslrootcert: str | None = None
-    sslcert: str | None = None
-    sslkey: str | None = None
-    sslpassword: Secret | None = None
-    sqlite_path: str | None = None
-    application_name: str = "ingest-probe"
-    connect_timeout: float = 5.0
-    statement_timeout_ms: int = 10000
-    require_extension: bool = False
-    pool: PoolSettings | None = None
-
-    @property
-    def endpoint(self) -> str | None:
-        """``host:port`` (or the SQLite path) for reports; never carries credentials."""
-        if self.backend == "sqlite":
-            return self.sqlite_path
-        if self.host is None:
-            return None
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    def redacted_url(self) -> str | None:
-        """The target rebuilt from allowed parts: ``postgresql://user:***@host:port/db?sslmode=...``."""
-        if self.backend == "sqlite":
-            return f"sqlite:///{self.sqlite_path}"
-        if self.host is None:
-            return None
-        userinfo = ""
-        if self.user is not None:
-            userinfo = quote(self.user, safe="") + (":***" if self.password is not None else "") + "@"
-        elif self.password is not None:
-            userinfo = ":***@"
-        query = f"?sslmode={quote(self.sslmode, safe='-')}" if self.sslmode else ""
-        return f"postgresql://{userinfo}{self.endpoint}/{quote(self.database, safe='')}{query}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RedisCachePolicy:
-    strategy: str | None
-    ttl_seconds: int | None
-    max_keys: int | None
-    namespace: str | None
-    invalidate_prefixes: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RedisSettings:
-    configured: bool
-    host: str | None = None
-    port: int = 6379
-    db: int = 0
-    username: str | None = None
-    password: Secret | None = None
-    tls: bool = False
-    ssl_ca_certs: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    client_name: str | None = None
-    socket_timeout: float | None = None
-    policy: RedisCachePolicy | None = None
-
-    @property
-    def endpoint(self) -> str | None:
-        if self.host is None:
-            return None
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    def redacted_url(self) -> str | None:
-        """``redis[s]://user:***@host:port/db`` built from allowed parts."""
-        if self.host is None:
-            return None
-        userinfo = ""
-        if self.username is not None:
-            userinfo = quote(self.username, safe="") + (":***" if self.password is not None else "") + "@"
-        elif self.password is not None:
-            userinfo = ":***@"
-        scheme = "rediss" if self.tls else "redis"
-        return f"{scheme}://{userinfo}{self.endpoint}/{self.db}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TopicSpec:
-    """One desired Kafka topic; ``dimensions``: the ingest slices (or default/consumer) using it."""
-
-    name: str
-    dimensions: tuple[str, ...]
-    partitions: int = 1
-    replication_factor: int = 1
-    configs: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KafkaSettings:
-    configured: bool
-    bootstrap_servers: tuple[str, ...] = ()
-    bootstrap_source_key: str | None = None
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    username: str | None = None
-    password: Secret | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    client_id: str = "ingest-probe"
-    #: The one topic list: manifest, probes and provisioning all read it. Sorted by name.
-    topics: tuple[TopicSpec, ...] = ()
-    consumer_topics: tuple[str, ...] = ()
-    consumer_group: str | None = None
-    consumer_offset_reset: str | None = None
-    streaming_enabled: bool = False
-    consumer_enabled: bool = False
-
-    @property
-    def topic_names(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.topics)
-
-
-# ---------------------------------------------------------------------------------------------- the whole
+__all__ = ["Settings", "build_settings", "key_registry", "load_settings"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
+    """What the rest of ingest-probe may know about one service's configuration.
+
+    ``connectors`` holds each registered kind's settings, in registry order; ``timescale``, ``redis`` and
+    ``kafka`` are the built-in kinds' (typed).
+    """
+
     plan: PlanSettings
     schedule: ScheduleSettings
     failover: FailoverSettings
-    timescale: TimescaleSettings
-    redis: RedisSettings
-    kafka: KafkaSettings
+    connectors: Mapping[str, Any]
     #: Every key that has an effective value, with where that value came from.
     origins: Mapping[str, Origin] = field(default_factory=dict)
     #: Non-fatal findings (unknown keys with our prefixes, ...), one line each, no secrets.
@@ -258,15 +48,56 @@ class Settings:
     #: ``ingest-probe config``: every effective key, redacted by construction, with its origin.
     effective: tuple[ConfigRow, ...] = ()
 
+    @property
+    def timescale(self) -> TimescaleSettings:
+        return cast("TimescaleSettings", self.connectors["timescale"])
 
-# ------------------------------------------------------------------------------------------- building
+    @property
+    def redis(self) -> RedisSettings:
+        return cast("RedisSettings", self.connectors["redis"])
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return cast("KafkaSettings", self.connectors["kafka"])
+
+
+_registry_cache: tuple[int, KeyRegistry] | None = None
+
+
+def key_registry() -> KeyRegistry:
+    """Every known key: the general ones, then each registered connector kind's, in registry order."""
+    global _registry_cache
+    version = registry.version()
+    if _registry_cache is None or _registry_cache[0] != version:
+        _registry_cache = (version, KeyRegistry([general.KEYS, *(c.keys for c in registry.connectors())]))
+    return _registry_cache[1]
 
 
 def build_settings(raw: RawConfig) -> Settings:
     """Validate raw values into ``Settings``; bad input: a one-line ``ConfigError`` (key, origin, value)."""
-    from ingest_probe.settings.build import build  # _build imports the classes above, so it is imported on use
-
-    return build(raw)
+    keys = key_registry()
+    set_asides = [(fallback, *set_aside(raw, fallback)) for fallback in keys.fallbacks]
+    skip = {v.key for _, _, ignored in set_asides for v in ignored}
+    validate_all(raw, keys, skip=skip)
+    r = Reader(raw, keys, skip=skip)
+    for fallback, target, ignored in set_asides:
+        if target is not None and ignored:
+            r.warnings.append(fallback_warning(fallback, target, ignored))
+            for value in ignored:
+                r.notes[value.key] = f"ignored: {fallback.what}; {target.key} is set"
+    connectors = {connector.kind: connector.from_config(r) for connector in registry.connectors()}
+    plan = general.plan(r, connectors)
+    schedule = general.schedule(r)
+    failover = general.failover(r, standby(r))
+    primary = connectors.get("timescale")
+    if primary is not None and primary.configured:  # the database the plan ingests into shows the plan
+        connectors["timescale"] = replace(primary, dimensions=plan.dimensions, symbols=plan.symbols)
+    return Settings(
+        plan=plan, schedule=schedule, failover=failover, connectors=connectors,
+        origins={key: value.origin for key, value in sorted(raw.values.items())},
+        warnings=tuple(dict.fromkeys((*raw.warnings, *r.warnings))),
+        effective=tuple(rows(raw, keys, r.notes, r.supplied)),
+    )
 
 
 def load_settings(
@@ -277,6 +108,45 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """``load_config`` then ``build_settings``; ``environ=None`` leaves the process environment unread."""
-    return build_settings(
-        load_config(config_file=config_file, env_files=env_files, extras=extras, environ=environ)
-    )
+    raw = load_config(keys=key_registry(), config_file=config_file, env_files=env_files, extras=extras,
+                      environ=environ)
+    return build_settings(raw)
+
+
+# ------------------------------------------------------------------------------------------------- rows
+
+
+def rows(raw: RawConfig, keys: KeyRegistry, notes: Mapping[str, str] | None = None,
+         supplied: Mapping[str, tuple[str, str]] | None = None) -> list[ConfigRow]:
+    """Every key with an effective value, registry order (pattern keys last, sorted), redacted.
+
+    A part that a URL supplies (``REDIS_PORT`` from ``REDIS_URL``) shows the value used and the URL key
+    as its source, instead of a default that is not used.
+    """
+    notes, supplied = notes or {}, supplied or {}
+    names = list(keys.names())
+    names += sorted(k for k in raw.values if k not in set(names))
+    out = []
+    for name in names:
+        value = raw.get(name)
+        if name in supplied and (value is None or value.origin.source is Source.DEFAULT):
+            out.append(ConfigRow(key=name, value=supplied[name][0], source=supplied[name][1]))
+        elif value is not None:
+            note = f" ({notes[name]})" if name in notes else ""
+            out.append(ConfigRow(key=name, value=render(value), source=f"{value.origin.location}{note}"))
+    return out
+
+
+def render(raw: RawValue) -> str:
+    """A value for display: URL kinds rebuilt from parts (allow-list), other secrets ``***``."""
+    spec = raw.spec
+    if spec is None or not spec.secret:
+        return raw.value
+    if not raw.value.strip():
+        return ""
+    if spec.shown is not None:
+        try:
+            return spec.shown(raw.value)
+        except UrlError:
+            pass
+    return "***"

@@ -38,7 +38,7 @@ from ingest_probe import errors
 from ingest_probe.connectors._log_secrets import scrub
 from ingest_probe.connectors._net import bounded_close, budget, one_line
 from ingest_probe.connectors.kafka.probe import KafkaProbe
-from ingest_probe.settings.service import KafkaSettings
+from ingest_probe.connectors.kafka.settings import KafkaSettings
 from ingest_probe.topics.plan import (
     TOPIC_ALREADY_EXISTS,
     Action,

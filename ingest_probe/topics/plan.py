@@ -1,6 +1,6 @@
 """Kafka topic provisioning as data: broker answers → per-topic plan and drift → the report section (pure).
 
-The network half (read, create, fix, re-read) lives in ``_topics_admin``; everything here works on the
+The network half (read, create, fix, re-read) lives in ``topics.admin``; everything here works on the
 plain dicts aiokafka's responses turn into (``response.to_object()``), so it is tested against recorded
 response shapes of Apache Kafka and Tansu.
 
@@ -15,16 +15,15 @@ left alone.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ingest_probe.errors import ConfigError, InternalError
-from ingest_probe.settings.service import KafkaSettings, TopicSpec
+from ingest_probe.connectors.kafka.topic_specs import TopicSpec
+from ingest_probe.defaults import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
+from ingest_probe.errors import InternalError
 
-SECTION = "kafka_topic_provisioning"
 FIXABLE = "fixable"
 NOT_FIXABLE = "not_fixable_by_apply"
 #: DescribeConfigs ``config_source`` of a config set on the topic itself (Kafka's TOPIC_CONFIG).
@@ -258,77 +257,98 @@ class ProvisioningSection:
         if self.error_kind == InternalError.kind:
             return InternalError.exit_code
         if self.error is not None or self.failed:
-            return 2
+            return EXIT_CRITICAL
         actions = {p.action for p in self.after}
         if self.dry_run:  # a dry run's plan counts even if --validate-on-broker made the broker create
             actions |= {p.action for p in self.before}
         if actions & {Action.ERROR, Action.UNKNOWN}:
-            return 2
-        return 1 if actions & {Action.DRIFT, Action.CREATE} else 0
+            return EXIT_CRITICAL
+        return EXIT_WARNING if actions & {Action.DRIFT, Action.CREATE} else EXIT_OK
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def requested(self) -> list[str]:
+        return [p.spec.name for p in self.before]
+
+    @property
+    def existing(self) -> list[str]:
+        """Topics that existed before this run (read, or created concurrently by someone else)."""
         existing = {p.spec.name for p in self.before if p.state is not None and p.state.exists}
-        existing = (existing | set(self.raced)) - set(self.created)
+        return sorted((existing | set(self.raced)) - set(self.created))
+
+    @property
+    def in_sync(self) -> list[str]:
+        return [p.spec.name for p in self.after if p.action is Action.IN_SYNC]
+
+    @property
+    def drifting(self) -> dict[str, TopicPlan]:
+        """The topics whose configuration still drifts after this run, by name."""
+        return {p.spec.name: p for p in self.after if p.action is Action.DRIFT}
+
+    def entries(self) -> list[PlanEntry]:
+        """One entry per requested topic: its plan, what it is now, the changes made and its state."""
         by_topic: dict[str, list[Change]] = {}
         for change in self.changes:
             by_topic.setdefault(change.topic, []).append(change)
+        out = []
+        for before, after in zip(self.before, self.after, strict=True):
+            state = after.state if after.state is not None and after.state.exists else before.state
+            known = state is not None and state.exists and state.error is None
+            out.append(PlanEntry(before=before, after=after, changes=tuple(by_topic.get(before.spec.name, ())),
+                                 state=state if known else None))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "fix_drift": self.fix_drift,
             "validate_on_broker": self.validate_on_broker,
-            "requested": [p.spec.name for p in self.before],
-            "existing": sorted(existing),
+            "requested": self.requested,
+            "existing": self.existing,
             "created": sorted(self.created),
-            "in_sync": [p.spec.name for p in self.after if p.action is Action.IN_SYNC],
-            "drift": {p.spec.name: {**{k: dict(v) for k, v in p.drift.items()},
-                                    "classification": p.classification}
-                      for p in self.after if p.action is Action.DRIFT},
+            "in_sync": self.in_sync,
+            "drift": {name: {**{k: dict(v) for k, v in p.drift.items()}, "classification": p.classification}
+                      for name, p in self.drifting.items()},
             "failed": dict(sorted(self.failed.items())),
             "notes": [{"code": n.code, "text": n.text} for n in self.notes],
             "error": self.error,
             "error_kind": self.error_kind,
-            "plan": [_plan_entry(b, a, by_topic.get(b.spec.name, [])) for b, a in zip(self.before, self.after,
-                                                                                      strict=True)],
+            "plan": [e.to_dict() for e in self.entries()],
         }
 
 
-def _plan_entry(before: TopicPlan, after: TopicPlan, changes: list[Change]) -> dict[str, Any]:
-    spec = before.spec
-    state = after.state if after.state is not None and after.state.exists else before.state
-    have: dict[str, Any] | None = None
-    if state is not None and state.exists and state.error is None:
-        configs = state.configs or {}
-        shown = {k: v.value for k, v in configs.items() if v.explicit or k in spec.configs}
-        have = {"partitions": state.partitions, "replication_factor": state.replication_factor,
-                "configs": None if state.configs is None else dict(sorted(shown.items()))}
-    return {
-        "topic": spec.name,
-        "dimensions": list(spec.dimensions),
-        "action": before.action.value,
-        "state": after.action.value,
-        "want": {"partitions": spec.partitions, "replication_factor": spec.replication_factor,
-                 "configs": dict(spec.configs)},
-        "have": have,
-        "classification": after.classification,
-        "changes": [c.to_dict() for c in changes],
-        "message": after.message or before.message,
-    }
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanEntry:
+    """One requested topic in the section: its plan, what it is after the run, the changes made, and the state
+    read from the broker (None when it does not exist or could not be read)."""
 
+    before: TopicPlan
+    after: TopicPlan
+    changes: tuple[Change, ...]
+    state: TopicState | None
 
-# ------------------------------------------------------------------------------------------- entry point
+    @property
+    def shown_configs(self) -> dict[str, str | None] | None:
+        """The configs set on the topic or declared for it (None when they could not be read)."""
+        if self.state is None or self.state.configs is None:
+            return None
+        spec = self.before.spec
+        shown = {k: v.value for k, v in self.state.configs.items() if v.explicit or k in spec.configs}
+        return dict(sorted(shown.items()))
 
-
-def run(kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool = False, validate_on_broker: bool = False,
-        timeout: float) -> ProvisioningSection:
-    """The CLI's one event-loop entry for provisioning; ``timeout`` is the deadline of the whole run
-    (connect, read, create, fix, re-read), plus a bounded close of the admin client."""
-    if not kafka.configured or not kafka.bootstrap_servers:
-        raise ConfigError("--ensure-topics and `topics` need Kafka bootstrap servers: set KAFKA_BROKERS"
-                          " (or KAFKA_BOOTSTRAP_SERVERS / KAFKA_URL)")
-    from ingest_probe.commands.loop import run as run_command
-
-    # Imports aiokafka (~150 ms): here, before the loop starts, so nothing in the loop blocks on it.
-    from ingest_probe.topics.admin import provision
-
-    return run_command(functools.partial(provision, kafka, dry_run=dry_run, fix_drift=fix_drift,
-                                         validate_on_broker=validate_on_broker, timeout=timeout))
+    def to_dict(self) -> dict[str, Any]:
+        spec, state = self.before.spec, self.state
+        have = None if state is None else {"partitions": state.partitions,
+                                           "replication_factor": state.replication_factor,
+                                           "configs": self.shown_configs}
+        return {
+            "topic": spec.name,
+            "dimensions": list(spec.dimensions),
+            "action": self.before.action.value,
+            "state": self.after.action.value,
+            "want": {"partitions": spec.partitions, "replication_factor": spec.replication_factor,
+                     "configs": dict(spec.configs)},
+            "have": have,
+            "classification": self.after.classification,
+            "changes": [c.to_dict() for c in self.changes],
+            "message": self.after.message or self.before.message,
+        }

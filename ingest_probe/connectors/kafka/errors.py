@@ -16,7 +16,7 @@ from ingest_probe import errors
 from ingest_probe.connectors._net import in_daemon_thread, map_os_error, one_line, pem_is_encrypted
 
 if TYPE_CHECKING:
-    from ingest_probe.settings.service import KafkaSettings
+    from ingest_probe.connectors.kafka.settings import KafkaSettings
 
 #: (stage, "host:port" or "node N", exception): one per-host failure aiokafka logged.
 Failure = tuple[str, str, BaseException]

@@ -14,7 +14,6 @@ import anyio
 from ingest_probe import errors
 from ingest_probe.connectors._log_secrets import HeldSecrets
 from ingest_probe.connectors._net import (
-    CLOSE_BUDGET,
     budget,
     connection_reset,
     library_failure,
@@ -30,12 +29,13 @@ from ingest_probe.connectors.kafka.errors import (
     map_kafka_error,
     node_error,
 )
+from ingest_probe.connectors.kafka.settings import DRIVERS
+from ingest_probe.defaults import CLOSE_BUDGET, KAFKA_PORT
 
 if TYPE_CHECKING:
+    from ingest_probe.connectors.kafka.settings import KafkaSettings
     from ingest_probe.results import Recorder
-    from ingest_probe.settings.service import KafkaSettings
 
-DEFAULT_PORT = 9092
 #: Kafka error codes read from a Metadata response (aiokafka.errors names them; kept here as data).
 _UNKNOWN_TOPIC = 3
 _LEADER_NOT_AVAILABLE = 5
@@ -50,11 +50,11 @@ def split_bootstrap(server: str) -> tuple[str, int]:
     server = server.strip()
     if server.startswith("["):
         host, _, rest = server[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") and rest[1:] else DEFAULT_PORT
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:] else KAFKA_PORT
     if server.count(":") == 1:
         host, _, port = server.partition(":")
-        return host, int(port) if port else DEFAULT_PORT
-    return server, DEFAULT_PORT
+        return host, int(port) if port else KAFKA_PORT
+    return server, KAFKA_PORT
 
 
 class KafkaProbe:
@@ -65,16 +65,14 @@ class KafkaProbe:
     a probe never creates a topic and never downloads the metadata of every topic of a large cluster.
     """
 
-    name = "kafka"
     phase_names: tuple[str, ...] = ("resolve", "connect", "query")
 
-    def __init__(self, settings: KafkaSettings, *, protocol_inferred: bool = False) -> None:
-        """``protocol_inferred``: KAFKA_SECURITY_PROTOCOL was not set (the settings layer chose it), so
-        messages say the protocol was assumed and how to choose another one."""
+    def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
-        self.protocol_inferred = protocol_inferred
-        self.configured = settings.configured and bool(settings.bootstrap_servers)
-        self.endpoint: str | None = ",".join(s.strip() for s in settings.bootstrap_servers) or None
+        #: KAFKA_SECURITY_PROTOCOL was not set (the settings layer chose it): messages say the protocol was
+        #: assumed and how to choose another one.
+        self.protocol_inferred = settings.protocol_inferred
+        self.endpoint = settings.endpoint
         self._admin: Any = None
         #: The SASL password, scrubbed from the client libraries' log records while a client may use it.
         self._secrets = HeldSecrets([settings.password])
@@ -433,16 +431,13 @@ def _metadata_request_class() -> type[Any]:
     return NoAutoCreateMetadataRequest
 
 
-AIOKAFKA_MODULES = ("aiokafka.admin", "aiokafka.errors", "aiokafka.helpers", "aiokafka.protocol.metadata")
-
-
 async def _import_aiokafka() -> None:
     """Import aiokafka in a worker thread: ~150 ms of imports would otherwise stall every other probe."""
-    if all(name in sys.modules for name in AIOKAFKA_MODULES):
+    if all(name in sys.modules for name in DRIVERS):
         return
 
     def load() -> None:
-        for name in AIOKAFKA_MODULES:
+        for name in DRIVERS:
             importlib.import_module(name)
 
     try:

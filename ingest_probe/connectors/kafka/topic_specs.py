@@ -2,13 +2,87 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from ingest_probe.config import keys as _keys
 from ingest_probe.config.reader import Reader, bad, json_object
 from ingest_probe.config.sources import RawValue, quoted
 from ingest_probe.errors import ConfigError
-from ingest_probe.settings.service import TopicSpec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopicSpec:
+    """One desired Kafka topic; ``dimensions``: the ingest slices (or default/consumer) using it."""
+
+    name: str
+    dimensions: tuple[str, ...]
+    partitions: int = 1
+    replication_factor: int = 1
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------- the pattern keys
+
+#: ``KAFKA_INGEST_TOPIC_<DIM>[_PARTITIONS|_REPLICATION_FACTOR|_CONFIG]``; exact keys are matched first.
+TOPIC_KEY_RE = re.compile(
+    r"KAFKA_INGEST_TOPIC_([A-Za-z0-9][A-Za-z0-9_]*?)(_PARTITIONS|_REPLICATION_FACTOR|_CONFIG)?"
+)
+#: The exact keys the pattern would also match: settings of every topic, not topics.
+GLOBAL_KEYS = ("KAFKA_INGEST_TOPIC_PARTITIONS", "KAFKA_INGEST_TOPIC_REPLICATION_FACTOR", "KAFKA_INGEST_TOPIC_CONFIG")
+
+
+def topic_key_parts(key: str) -> tuple[str, str] | None:
+    """``KAFKA_INGEST_TOPIC_DAILY_PARTITIONS`` → ``("daily", "_PARTITIONS")``; ``None`` if no pattern key."""
+    if key in GLOBAL_KEYS:
+        return None
+    match = TOPIC_KEY_RE.fullmatch(key)
+    return None if match is None else (match.group(1).lower(), match.group(2) or "")
+
+
+#: Spellings a ``KAFKA_INGEST_TOPIC_...`` key may end in by mistake, each with the suffix meant.
+_SUFFIX_WORDS = {
+    "PARTITIONS": "PARTITIONS", "PARTITION": "PARTITIONS", "NUM_PARTITIONS": "PARTITIONS",
+    "REPLICATION_FACTOR": "REPLICATION_FACTOR", "REPLICATION": "REPLICATION_FACTOR",
+    "REPLICAS": "REPLICATION_FACTOR", "REPLICA_FACTOR": "REPLICATION_FACTOR",
+    "CONFIG": "CONFIG", "CONFIGS": "CONFIG",
+}
+#: High enough that dimensions like OPTIONS (0.71 to PARTITIONS) or POSITIONS (0.74) are not typos.
+#: (No CONFIGURATION: CONFIRMATIONS, a likely dimension, is 0.85 from it.)
+_SUFFIX_CUTOFF = 0.8
+
+
+def misspelt_topic_key(key: str) -> str | None:
+    """The key meant by a ``KAFKA_INGEST_TOPIC_...`` key that only *looks* like a topic key, else ``None``.
+
+    ``TOPIC_KEY_RE`` reads any ``KAFKA_INGEST_TOPIC_<X>`` as the topic of dimension ``X``; when the end of
+    ``X`` (one or more ``_``-separated words, or all of it) is a near-miss of a per-topic setting,
+    ``KAFKA_INGEST_TOPIC_PARTITONS=3`` would otherwise declare a topic named "3".
+    """
+    match = TOPIC_KEY_RE.fullmatch(key)
+    if key in GLOBAL_KEYS or match is None:
+        return None
+    words = match.group(1).upper().split("_")
+    for start in range(len(words)):
+        tail = "_".join(words[start:])
+        close = difflib.get_close_matches(tail, list(_SUFFIX_WORDS), n=1, cutoff=_SUFFIX_CUTOFF)
+        if close:
+            head = "_".join(words[:start])
+            return f"KAFKA_INGEST_TOPIC_{head + '_' if head else ''}{_SUFFIX_WORDS[close[0]]}"
+    return None
+
+
+def near_miss(key: str) -> str | None:
+    """Why a topic pattern key is refused (``KeySpec.near_miss``): it looks like a misspelt setting."""
+    meant = misspelt_topic_key(key)
+    if meant is None:
+        return None
+    return (f"looks like a misspelt topic setting, not the topic of a dimension; did you mean {meant}? (a dimension"
+            " with such a name can be listed in KAFKA_INGEST_TOPICS)")
+
+
+# ----------------------------------------------------------------------------------------- the list
 
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _SUFFIXES = ("_PARTITIONS", "_REPLICATION_FACTOR", "_CONFIG")
@@ -35,7 +109,7 @@ def build_topics(r: Reader) -> tuple[tuple[TopicSpec, ...], tuple[str, ...]]:
             by_dim[dim] = (_checked(topic, listed), listed)  # checked even if a _TOPIC_<DIM> key replaces it
     specific: dict[tuple[str, str], RawValue] = {}
     for key, raw in sorted(r.raw.values.items()):
-        parts = _keys.topic_key_parts(key)
+        parts = topic_key_parts(key)
         if parts is not None and raw.value.strip():
             specific[parts] = raw
     for (dim, suffix), raw in specific.items():

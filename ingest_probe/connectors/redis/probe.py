@@ -13,7 +13,6 @@ import anyio
 from ingest_probe import errors
 from ingest_probe.connectors._log_secrets import HeldSecrets
 from ingest_probe.connectors._net import (
-    CLOSE_BUDGET,
     SILENT_PEER,
     budget,
     connection_reset,
@@ -23,16 +22,14 @@ from ingest_probe.connectors._net import (
     resolve,
     speaks_tls,
 )
+from ingest_probe.defaults import CLIENT_NAME, CLOSE_BUDGET
 
 if TYPE_CHECKING:
     # Absolute import: this module is ``ingest_probe.connectors.redis.probe``, the library is the top-level ``redis``.
     from redis.asyncio import Redis
 
+    from ingest_probe.connectors.redis.settings import RedisSettings
     from ingest_probe.results import Recorder
-    from ingest_probe.settings.service import RedisSettings
-
-#: The name the probe's connection carries in ``CLIENT LIST`` when REDIS_CLIENT_NAME is not set.
-DEFAULT_CLIENT_NAME = "ingest-probe"
 
 # OpenSSL reasons seen when a TLS client gets a plaintext answer (the port does not speak TLS).
 _PLAINTEXT_PEER_REASONS = (
@@ -53,14 +50,12 @@ class RedisProbe:
     or cancelled check closes it and the next check reconnects.
     """
 
-    name: str = "redis"
     phase_names: tuple[str, ...] = ("resolve", "connect", "query")
 
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
-        self.configured = settings.configured
         self.endpoint = settings.endpoint
-        self.client_name = settings.client_name or DEFAULT_CLIENT_NAME
+        self.client_name = settings.client_name or CLIENT_NAME
         self._client: Redis | None = None
         #: The password, scrubbed from the client libraries' log records while a client may use it.
         self._secrets = HeldSecrets([settings.password])

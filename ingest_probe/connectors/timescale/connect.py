@@ -14,7 +14,6 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ingest_probe import errors
-from ingest_probe.config.keys import SSLMODES
 from ingest_probe.connectors._net import (
     SILENT_PEER,
     in_daemon_thread,
@@ -23,9 +22,10 @@ from ingest_probe.connectors._net import (
     one_line,
     pem_is_encrypted,
 )
+from ingest_probe.connectors.timescale.settings import SSLMODES
 
 if TYPE_CHECKING:
-    from ingest_probe.settings.service import TimescaleSettings
+    from ingest_probe.connectors.timescale.settings import TimescaleSettings
 
 #: An ``ssl=`` argument for ``asyncpg.connect``: ``False`` (plaintext) or a context (TLS, sslmode=require).
 SslArg = ssl.SSLContext | bool

@@ -13,7 +13,6 @@ import anyio
 from ingest_probe import errors
 from ingest_probe.connectors._log_secrets import HeldSecrets
 from ingest_probe.connectors._net import (
-    CLOSE_BUDGET,
     SILENT_PEER,
     budget,
     connection_reset,
@@ -22,10 +21,11 @@ from ingest_probe.connectors._net import (
     resolve,
 )
 from ingest_probe.connectors.timescale import connect as _pg_connect
+from ingest_probe.defaults import CLOSE_BUDGET
 
 if TYPE_CHECKING:
+    from ingest_probe.connectors.timescale.settings import TimescaleSettings
     from ingest_probe.results import Recorder
-    from ingest_probe.settings.service import TimescaleSettings
 
 #: One round trip for everything the report wants; ``1 AS ok`` is the ``SELECT 1`` of the spec.
 _CHECK_SQL = """
@@ -46,12 +46,10 @@ class TimescaleProbe:
     ``backend == "sqlite"`` turns it into the rehearsal check: ``SELECT 1`` on a read-only SQLite file.
     """
 
-    name = "timescale"
     phase_names: tuple[str, ...] = ("resolve", "connect", "query")
 
     def __init__(self, settings: TimescaleSettings) -> None:
         self.settings = settings
-        self.configured = settings.configured
         self.endpoint = settings.endpoint
         self._conn: Any = None  # asyncpg.Connection once a check succeeded (warm) or is connecting
         #: The passwords, scrubbed from the client libraries' log records while a connection may use them.
