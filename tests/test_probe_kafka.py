@@ -23,7 +23,8 @@ from live.kafka import (
 from live.net import BlackHole, ResetProxy, free_port
 
 from ingest_probe.connectors._net import use_resolver
-from ingest_probe.connectors.kafka.probe import KafkaProbe, metadata_request, split_bootstrap
+from ingest_probe.connectors.kafka.client import metadata_request, split_bootstrap
+from ingest_probe.connectors.kafka.probe import KafkaProbe
 from ingest_probe.connectors.kafka.settings import KafkaSettings
 from ingest_probe.connectors.kafka.topic_specs import TopicSpec
 from ingest_probe.defaults import CLOSE_BUDGET

@@ -619,8 +619,8 @@ def test_stuck_sqlite_call_does_not_hold_the_process_exit(tmp_path: Path) -> Non
     db.write_bytes(b"")
     code = (
         "import sys, threading\n"
-        "from ingest_probe.connectors.timescale import probe as timescale\n"
-        "timescale._sqlite_select_one = lambda *args: threading.Event().wait()  # a hung mount\n"
+        "from ingest_probe.connectors.timescale import sqlite\n"
+        "sqlite.select_one = lambda *args: threading.Event().wait()  # a hung mount\n"
         "from ingest_probe.commands.cli import main\n"
         "main(sys.argv[1:])\n"
     )

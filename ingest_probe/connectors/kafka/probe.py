@@ -1,36 +1,27 @@
-"""Kafka probe: bootstrap one aiokafka admin client, then read cluster and topic metadata in one request."""
+"""The Kafka probe (one aiokafka admin client on the warm-client lifecycle): bootstrap, then the cluster and the
+configured topics in one Metadata request that never creates a topic."""
 
 from __future__ import annotations
 
-import functools
-import importlib
-import ipaddress
 import ssl
-import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ingest_probe import errors
-from ingest_probe.connectors._log_secrets import HeldSecrets
-from ingest_probe.connectors._net import (
-    budget,
-    connection_reset,
-    library_failure,
-    one_line,
-    raised_inside,
-    resolve,
-)
-from ingest_probe.connectors.kafka.errors import (
+from ingest_probe.connectors._net import budget, connection_reset, resolve
+from ingest_probe.connectors.base import WarmClient, map_error
+from ingest_probe.connectors.kafka import errors as kafka_errors
+from ingest_probe.connectors.kafka.client import (
     abort_connections,
-    bootstrap_error,
-    captured_failures,
+    import_aiokafka,
     load_tls_context,
-    map_kafka_error,
-    node_error,
+    metadata_request,
+    split_bootstrap,
+    usable_host_name,
 )
-from ingest_probe.connectors.kafka.settings import DRIVERS
-from ingest_probe.defaults import CLOSE_BUDGET, KAFKA_PORT
+from ingest_probe.connectors.kafka.errors import Failure, captured_failures
+from ingest_probe.defaults import CLOSE_BUDGET
 
 if TYPE_CHECKING:
     from ingest_probe.connectors.kafka.settings import KafkaSettings
@@ -42,90 +33,31 @@ _LEADER_NOT_AVAILABLE = 5
 _TOPIC_AUTHORIZATION_FAILED = 29
 
 
-# ------------------------------------------------------------------------------------------ the probe
-
-
-def split_bootstrap(server: str) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port`` or ``host`` (port 9092) → (host, port)."""
-    server = server.strip()
-    if server.startswith("["):
-        host, _, rest = server[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") and rest[1:] else KAFKA_PORT
-    if server.count(":") == 1:
-        host, _, port = server.partition(":")
-        return host, int(port) if port else KAFKA_PORT
-    return server, KAFKA_PORT
-
-
-class KafkaProbe:
+class KafkaProbe(WarmClient["KafkaSettings", Any]):
     """Checks a Kafka cluster: bootstrap (TCP, TLS, SASL as configured), cluster view, configured topics.
 
     One ``AIOKafkaAdminClient`` per probe, kept warm between successful checks and dropped after any
     failure. The query is a single Metadata request for the configured topics with auto-creation off, so
     a probe never creates a topic and never downloads the metadata of every topic of a large cluster.
+    ``details.reused_client`` repeats ``reused_connection`` (its name before the lifecycle was shared).
     """
 
-    phase_names: tuple[str, ...] = ("resolve", "connect", "query")
+    library, protocol = "aiokafka", "Kafka"
 
     def __init__(self, settings: KafkaSettings) -> None:
-        self.settings = settings
-        #: KAFKA_SECURITY_PROTOCOL was not set (the settings layer chose it): messages say the protocol was
-        #: assumed and how to choose another one.
-        self.protocol_inferred = settings.protocol_inferred
-        self.endpoint = settings.endpoint
-        self._admin: Any = None
-        #: The SASL password, scrubbed from the client libraries' log records while a client may use it.
-        self._secrets = HeldSecrets([settings.password])
+        super().__init__(settings)
         self._ssl_context: ssl.SSLContext | None = None
         #: seconds; the request timeout the current client was built with (for messages).
-        self._request_timeout = 0.0
+        self.request_timeout = 0.0
+        #: The per-host failures aiokafka logged during the step in flight (it raises without a reason).
+        self.failures: list[Failure] = []
+        #: The broker the last request went to (``N at host:port``), for messages.
+        self.broker = ""
 
     @property
     def client(self) -> Any:
         """The warm ``AIOKafkaAdminClient`` (None when there is none); for tests and embedders."""
-        return self._admin
-
-    # --------------------------------------------------------------------------------------------- check
-
-    async def check(self, rec: Recorder) -> None:
-        self._secrets.hold()
-        rec.details["reused_client"] = self._admin is not None
-        try:
-            response = None
-            if self._admin is not None:
-                try:
-                    with rec.phase("query"):
-                        response = await self._query()
-                except errors.ProbeError as exc:
-                    if not _lost_connection(exc):
-                        raise
-                    # The warm connection was reset or closed before any reply (a load balancer's idle
-                    # timeout, a broker restart): one fresh client within the same deadline.
-                    await self._drop()
-                    rec.details.update(reused_client=False, reconnected=True)
-            if response is None:
-                if self._admin is None:
-                    await _import_aiokafka()  # before the phases: they time the network, not our imports
-                    with rec.phase("resolve"):
-                        await self._resolve()
-                    with rec.phase("connect"):
-                        await self._connect()
-                with rec.phase("query"):
-                    response = await self._query()
-            self._record(rec, response)
-        except BaseException:
-            # Any failure, cancellation included: the client's state is unknown, so the next check starts
-            # afresh. Closing takes what is left of the deadline (cancelled: the owner's aclose() closes it);
-            # the exception always propagates.
-            await self._drop()
-            raise
-
-    async def aclose(self) -> None:
-        """Close the admin client if there is one, within the caller's deadline; idempotent, never raises on a
-        dead broker."""
-        await self._drop()
-        if self._admin is None:
-            self._secrets.release()
+        return self._client
 
     async def connect(self) -> Any:
         """Start (or reuse) the admin client as ``check`` does and return it (topic provisioning).
@@ -133,15 +65,16 @@ class KafkaProbe:
         Failures are the same ``ProbeError``s as ``check``'s; the client is dropped on any failure.
         """
         self._secrets.hold()
-        try:
-            if self._admin is None:
-                await _import_aiokafka()
-                await self._resolve()
-                await self._connect()
-        except BaseException:
-            await self._drop()
-            raise
-        return self._admin
+        async with self.mapped(lambda: "connect"):
+            try:
+                if self._client is None:
+                    await import_aiokafka()
+                    await self._resolve()
+                    await self._connect()
+            except BaseException:
+                await self._drop()
+                raise
+        return self._client
 
     async def metadata(self) -> Any:
         """One Metadata request for the configured topics, auto-creation off; failures as ``ProbeError``s.
@@ -149,9 +82,51 @@ class KafkaProbe:
         Below Metadata v4 (``response.API_VERSION < 4``) the response lists every topic of the cluster (see
         ``metadata_request``): pick the configured ones by name.
         """
-        return await self._query()
+        async with self.mapped(lambda: "query"):
+            return await self._request()
 
-    # ------------------------------------------------------------------------------------------- phases
+    # ----------------------------------------------------------------------------------- lifecycle
+
+    def _reused(self, rec: Recorder, reused: bool) -> None:
+        rec.details.update(reused_connection=reused, reused_client=reused)
+
+    def _lost(self, exc: Exception) -> bool:
+        """The request found the connection gone (closed, reset, the broker unreachable), not a timeout."""
+        from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
+
+        if isinstance(map_error(kafka_errors.table(), self, exc, "query"), errors.ProbeTimeoutError):
+            return False
+        cause = kafka_errors.cause(self, exc)
+        return isinstance(cause, KafkaConnectionError | NodeNotReadyError) or connection_reset(cause)
+
+    async def _discard(self, admin: Any) -> None:
+        """Half the time left for a polite close (a TLS shutdown to a frozen broker never ends), then abort.
+
+        Cancelled before that (the deadline of a check), the client stays for the owner's ``aclose()``.
+        """
+        with anyio.move_on_after(budget(share=0.5, default=CLOSE_BUDGET / 2)):
+            await admin.close()
+        abort_connections(admin)
+
+    def _abort(self, admin: Any) -> None:
+        abort_connections(admin)
+
+    async def _map(self, exc: Exception, phase: str | None) -> errors.ProbeError | None:
+        return map_error(kafka_errors.table(), self, exc, phase)
+
+    # ---------------------------------------------------------------------------------- the phases
+
+    async def _open(self, rec: Recorder) -> Any:
+        await import_aiokafka()  # before the phases: they time the network, not our imports
+        with rec.phase("resolve"):
+            await self._resolve()
+        with rec.phase("connect"):
+            return await self._connect()
+
+    async def _query(self, admin: Any, rec: Recorder) -> None:
+        with rec.phase("query"):
+            response = await self._request()
+        self._record(rec, response)
 
     def _servers(self) -> list[tuple[str, int]]:
         try:
@@ -177,9 +152,8 @@ class KafkaProbe:
             f"{failures[0]} (Kafka bootstrap servers tried: {self.endpoint})"
         ) from failures[0].__cause__
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> Any:
         from aiokafka.admin import AIOKafkaAdminClient
-        from aiokafka.errors import KafkaConnectionError
 
         s = self.settings
         sasl = s.security_protocol.startswith("SASL_")
@@ -194,11 +168,11 @@ class KafkaProbe:
         hosts = max(1, len(s.bootstrap_servers))
         # Each bootstrap server gets an equal share, so every one is tried before the deadline; every
         # step of one attempt (TCP+TLS, ApiVersions, SASL, Metadata) is bounded by this.
-        self._request_timeout = max(0.05, budget() / hosts)
+        self.request_timeout = max(0.05, budget() / hosts)
         admin = AIOKafkaAdminClient(
             bootstrap_servers=[server.strip() for server in s.bootstrap_servers],
             client_id=s.client_id,
-            request_timeout_ms=int(self._request_timeout * 1000),
+            request_timeout_ms=int(self.request_timeout * 1000),
             retry_backoff_ms=50,
             # The client's background refresher would otherwise poll the cluster between checks.
             metadata_max_age_ms=300_000,
@@ -208,43 +182,23 @@ class KafkaProbe:
             sasl_plain_username=s.username if sasl else None,
             sasl_plain_password=s.password.reveal() if sasl and s.password is not None else None,
         )
-        self._admin = admin  # before start(): aclose() must reach a half-started client
-        with captured_failures() as failures:
-            try:
-                await admin.start()
-            except KafkaConnectionError as exc:
-                error = bootstrap_error(
-                    s, self.endpoint, failures, exc, self._request_timeout, inferred=self.protocol_inferred
-                )
-                raise error from (failures[-1][2] if failures else exc)
-            except Exception as exc:
-                # aiokafka's SCRAM code indexes the server's reply without checking for an error
-                # attribute ("e=..."): a rejected login surfaces as KeyError('v').
-                sasl_parse = isinstance(exc, KeyError | ValueError | AssertionError)
-                if sasl and sasl_parse and raised_inside(exc, "aiokafka.conn"):
-                    mechanism = s.sasl_mechanism or "PLAIN"
-                    raise errors.AuthError(
-                        f"SASL {mechanism} login as {s.username!r} rejected by {self.endpoint}:"
-                        " check the username, password and mechanism"
-                    ) from exc
-                # Any other exception from inside aiokafka (a TypeError in its ApiVersions parsing…): the
-                # peer did not answer like Kafka. From our own code: a bug, re-raised.
-                mapped = self._library_failure(exc)
-                if mapped is None:
-                    raise
-                raise mapped from exc
+        self._client = admin  # before start(): aclose() must reach a half-started client
+        with captured_failures() as self.failures:
+            await admin.start()
+        return admin
 
-    async def _query(self) -> Any:
-        from aiokafka.errors import KafkaError, NodeNotReadyError, RequestTimedOutError
-
+    async def _request(self) -> Any:
+        """The Metadata request to one broker (bounded by the time left), raising what aiokafka raises."""
+        assert self._client is not None  # connected (check) or connect() first (provisioning)
         # Private attribute: the admin API has no Metadata call that leaves auto-creation off.
-        client = self._admin._client
+        client = self._client._client
         node = client.get_random_node()
         if node is None and ("bootstrap", 0) in client._conns:
             node = "bootstrap"  # aiokafka keeps the bootstrap connection when no broker was listed yet
         if node is None:
             raise errors.ProtocolError(f"{self.endpoint} returned cluster metadata that lists no broker")
         broker = client.cluster.broker_metadata(node)
+        self.broker = f"{node} at {broker.host}:{broker.port}" if broker is not None else f"{node}"
         if broker is not None and not usable_host_name(broker.host):
             # Checked here, never looked up: the system resolver would fail it anyway (IDNA), but aiokafka
             # lets that UnicodeError escape, and a name is not sent to DNS just to learn it is malformed.
@@ -255,32 +209,12 @@ class KafkaProbe:
         # describe_topics() would send allow_auto_topic_creation=True: a probe must never create a topic.
         request = metadata_request(list(self.settings.topic_names))
         limit = budget()
-        with captured_failures() as failures, anyio.move_on_after(limit) as scope:
-            try:
-                return await client.send(node, request)
-            except RequestTimedOutError as exc:
-                raise errors.ProbeTimeoutError(
-                    f"Kafka broker {self._broker_address(node)} did not answer the metadata request in time:"
-                    " broker frozen or overloaded?"
-                ) from exc
-            except NodeNotReadyError as exc:
-                address = self._broker_address(node)
-                error = node_error(
-                    self.settings, self.endpoint, address, failures, exc, self._request_timeout,
-                    inferred=self.protocol_inferred,
-                )
-                raise error from (failures[-1][2] if failures else exc)
-            except KafkaError as exc:
-                raise map_kafka_error(exc, self._broker_address(node), [self.settings.password]) from exc
-            except Exception as exc:
-                mapped = self._library_failure(exc)
-                if mapped is None:
-                    raise
-                raise mapped from exc
+        with captured_failures() as self.failures, anyio.move_on_after(limit) as scope:
+            return await client.send(node, request)
         assert scope.cancelled_caught
         raise errors.ProbeTimeoutError(
-            f"Kafka broker {self._broker_address(node)} did not answer the metadata request within"
-            f" {limit:.2f} s: broker frozen or overloaded?"
+            f"Kafka broker {self.broker} did not answer the metadata request within {limit:.2f} s: broker frozen"
+            " or overloaded?"
         )
 
     def _record(self, rec: Recorder, response: Any) -> None:
@@ -360,100 +294,6 @@ class KafkaProbe:
                 "topic_error",
                 "topic metadata errors: " + ", ".join(f"{t}: {e}" for t, e in sorted(other_errors.items())),
             )
-    # ------------------------------------------------------------------------------------------ helpers
-
-    async def _drop(self) -> None:
-        """Close the client within the caller's deadline (the owner shields it), aborting what did not close.
-
-        Cancelled before that (the deadline of a check), the client stays for the owner's ``aclose()``.
-        """
-        admin = self._admin
-        if admin is None:
-            return
-        # Half the time left for a polite close (a TLS shutdown to a frozen broker never ends), then abort.
-        with anyio.move_on_after(budget(share=0.5, default=CLOSE_BUDGET / 2)):
-            await admin.close()
-        abort_connections(admin)
-        if self._admin is admin:
-            self._admin = None
-
-    def _library_failure(self, exc: BaseException) -> errors.ProtocolError | None:
-        """``exc`` as a ProtocolError when aiokafka raised it from its own code (see ``library_failure``)."""
-        return library_failure(
-            exc, package="aiokafka", protocol="Kafka", endpoint=self.endpoint, secrets=[self.settings.password]
-        )
-
-    def _broker_address(self, node: object) -> str:
-        broker = self._admin._client.cluster.broker_metadata(node) if self._admin is not None else None
-        return f"{node} at {broker.host}:{broker.port}" if broker is not None else f"{node}"
-
-
-def usable_host_name(host: str) -> bool:
-    """Whether ``host`` (as a broker advertises it) is an IP address or a name the resolver would accept.
-
-    The same test as ``socket.getaddrinfo``'s own before any lookup: IDNA encoding (empty or over-long labels
-    fail); nothing is resolved.
-    """
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        pass
-    try:
-        host.encode("idna")
-    except UnicodeError:
-        return False
-    return bool(host)
-
-
-def metadata_request(topics: list[str]) -> Any:
-    """A Metadata request that can never create a topic, whatever version the connection negotiates.
-
-    aiokafka's ``MetadataRequest`` sends ``allow_auto_topic_creation`` only from v4 on and silently drops
-    it below; a v0–v3 request that names a missing topic makes a broker with
-    ``auto.create.topics.enable=true`` create it. So below v4 this asks for *every* topic instead (v0: an
-    empty array, v1–v3: a null array; naming none creates none) and the caller filters by name.
-    """
-    return _metadata_request_class()(topics)
-
-
-@functools.cache
-def _metadata_request_class() -> type[Any]:
-    from aiokafka.protocol.metadata import MetadataRequest
-
-    class NoAutoCreateMetadataRequest(MetadataRequest):  # type: ignore[misc]  # aiokafka is untyped here
-        def build(self, request_struct_class: Any) -> Any:
-            version = request_struct_class.API_VERSION
-            if version >= 4:
-                return request_struct_class(self._topics, False)
-            return request_struct_class([] if version == 0 else None)  # "all topics" in each version
-
-    return NoAutoCreateMetadataRequest
-
-
-async def _import_aiokafka() -> None:
-    """Import aiokafka in a worker thread: ~150 ms of imports would otherwise stall every other probe."""
-    if all(name in sys.modules for name in DRIVERS):
-        return
-
-    def load() -> None:
-        for name in DRIVERS:
-            importlib.import_module(name)
-
-    try:
-        await anyio.to_thread.run_sync(load)
-    except ImportError as exc:
-        raise errors.DriverError(f"the aiokafka client library is not usable: {one_line(exc)}") from exc
-
-
-def _lost_connection(exc: errors.ProbeError) -> bool:
-    """Whether a request on a reused client failed because its connection is gone (no reply, no timeout)."""
-    from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
-
-    if isinstance(exc, errors.ProbeTimeoutError):
-        return False
-    cause = exc.__cause__
-    return isinstance(cause, KafkaConnectionError | NodeNotReadyError) or connection_reset(cause)
 
 
 def _error_name(code: int) -> str:
