@@ -30,6 +30,8 @@ EXIT_OK = 0
 EXIT_WARNING = 1
 EXIT_CRITICAL = 2
 EXIT_UNKNOWN = 3
+#: A command ended by a signal exits with this plus the signal's number (SIGINT 130, SIGTERM 143).
+EXIT_SIGNAL_BASE = 128
 #: A target's status (its value) → the exit code it stands for; any other status is ``EXIT_OK``.
 STATUS_EXIT_CODES = {"down": EXIT_CRITICAL, "starting": EXIT_WARNING, "degraded": EXIT_WARNING,
                      "unknown": EXIT_UNKNOWN}

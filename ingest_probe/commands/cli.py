@@ -3,6 +3,7 @@ documented exit code. The commands live beside it (``report``, ``topics``, ``wat
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import NoReturn
 
@@ -15,7 +16,7 @@ from ingest_probe.commands.report import config, readiness, report
 from ingest_probe.commands.signals import Interrupted, handled
 from ingest_probe.commands.topics import topics
 from ingest_probe.commands.watch import watch
-from ingest_probe.defaults import EXIT_UNKNOWN
+from ingest_probe.defaults import EXIT_OK, EXIT_SIGNAL_BASE, EXIT_UNKNOWN
 from ingest_probe.renderers.printable import printable
 
 
@@ -92,11 +93,11 @@ def _run(args: list[str], debug: bool) -> NoReturn:
     try:
         cli.main(args=args, prog_name="ingest-probe", standalone_mode=False, obj={"debug": debug})
     except Interrupted as exc:
-        _fail(_stopped(exc), exc.signum + 128)
+        _fail(_stopped(exc), EXIT_SIGNAL_BASE + exc.signum)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):  # SIGINT when its handler was not ours (ignored at start)
-        _fail("interrupted by SIGINT; every connection was closed", 130)
+        _fail("interrupted by SIGINT; every connection was closed", EXIT_SIGNAL_BASE + signal.SIGINT)
     except click.ClickException as exc:  # usage errors: bad flags, bad values
         _fail(exc.format_message(), errors.UsageError.exit_code)
     except errors.IngestProbeError as exc:
@@ -107,4 +108,4 @@ def _run(args: list[str], debug: bool) -> NoReturn:
         leaf = _leaf(exc)
         hint = "" if debug else " (re-run with --debug for a traceback)"
         _fail(f"internal error: {type(leaf).__name__}: {leaf}{hint}", EXIT_UNKNOWN, debug=debug)
-    sys.exit(0)
+    sys.exit(EXIT_OK)

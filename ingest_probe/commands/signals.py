@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+from ingest_probe.defaults import EXIT_SIGNAL_BASE
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -28,7 +30,7 @@ class Interrupted(SystemExit):
     """
 
     def __init__(self, signum: int, *, forced: bool = False) -> None:
-        super().__init__(128 + signum)
+        super().__init__(EXIT_SIGNAL_BASE + signum)
         self.signum = signum
         self.forced = forced
 

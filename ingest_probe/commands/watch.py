@@ -20,6 +20,7 @@ from ingest_probe.commands.options import (
     writable_path,
 )
 from ingest_probe.commands.signals import Interrupted
+from ingest_probe.defaults import EXIT_OK
 
 WATCH_EXIT_CODES = """\b
 Exit codes:
@@ -72,5 +73,5 @@ def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], e
             raise
         if not quiet:
             click.echo(stamped(f"stopped by {exc.name}; clients closed"), err=True)
-        code = 0
+        code = EXIT_OK
     sys.exit(code)

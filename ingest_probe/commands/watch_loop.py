@@ -42,10 +42,10 @@ import anyio
 from ingest_probe.commands import output, signals
 from ingest_probe.commands.loop import cancel_on_signal, install_daemon_executor
 from ingest_probe.connectors._net import DaemonExecutor
-from ingest_probe.defaults import EXIT_CRITICAL, JITTER, TIMEOUT
+from ingest_probe.defaults import EXIT_CRITICAL, EXIT_OK, JITTER, TIMEOUT
 from ingest_probe.engine.run import preload_drivers
 from ingest_probe.prober import Prober
-from ingest_probe.renderers.printable import json_text, printable
+from ingest_probe.renderers.printable import printable
 from ingest_probe.results import ProbeResult, Status
 
 if TYPE_CHECKING:
@@ -146,10 +146,10 @@ async def watch(
             loop.code = await loop.run()
     if seen is not None and seen.signum is not None:
         loop.info(f"stopped by {signal.Signals(seen.signum).name}; clients closed")
-        return 0
+        return EXIT_OK
     if loop.stdout_closed:
         loop.info("stopped: stdout was closed by its reader; clients closed")
-        return 0
+        return EXIT_OK
     assert loop.code is not None
     return loop.code
 
@@ -199,7 +199,7 @@ class _Loop:
                 self.cycles += 1
                 await self._write(report)
                 if self.stdout_closed:
-                    return 0
+                    return EXIT_OK
                 self._log_statuses(report)
                 if opts.debug:
                     for exc in report.internal_errors:
@@ -219,6 +219,7 @@ class _Loop:
     async def _write(self, report: Report) -> None:
         """Each requested output (see the module docstring); without any, the JSON goes to stdout."""
         from ingest_probe.renderers import get_renderer
+        from ingest_probe.renderers.json import render_line
 
         targets: list[tuple[str, Path]] = []
         if self.options.output is not None:
@@ -230,7 +231,7 @@ class _Loop:
         for fmt, path in targets:
             stdout = output.is_stdout(path)
             # On stdout one compact JSON document per line (JSON Lines), so a consumer can read cycle by cycle.
-            text = _json_line(report) if stdout and fmt == "json" else get_renderer(fmt)(report)
+            text = render_line(report) if stdout and fmt == "json" else get_renderer(fmt)(report)
             try:
                 if stdout:
                     await anyio.to_thread.run_sync(output.write_stdout, text)
@@ -268,10 +269,3 @@ def _why(result: ProbeResult) -> str:
     if result.error_kind is None:
         return ""
     return f" [{result.error_kind}] {result.error or ''}".rstrip()
-
-
-def _json_line(report: Report) -> str:
-    import json
-
-    return json_text(json.dumps(report.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)) + "\n"
-

@@ -11,3 +11,8 @@ from ingest_probe.report.model import Report
 
 def render(report: Report) -> str:
     return json_text(json.dumps(report.to_dict(), sort_keys=True, indent=2, ensure_ascii=False)) + "\n"
+
+
+def render_line(report: Report) -> str:
+    """One compact document on one line (JSON Lines: ``watch`` writes a cycle per line on stdout)."""
+    return json_text(json.dumps(report.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)) + "\n"

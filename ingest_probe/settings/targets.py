@@ -109,7 +109,8 @@ def select(targets: Sequence[Target], *, only: Sequence[str] = (), skip: Sequenc
     """
     for selector in (*only, *skip):
         if not any(matches(t, selector) for t in targets):
-            names = ", ".join(t.name for t in targets) or "none"
-            raise UsageError(f"selector {selector!r} matches no target name or kind (targets: {names})")
+            names = ", ".join(t.name for t in targets[:10]) or "none"
+            more = f", … {len(targets)} in all" if len(targets) > 10 else ""
+            raise UsageError(f"selector {selector!r} matches no target name or kind (targets: {names}{more})")
     return tuple(t for t in targets
                  if (not only or any(matches(t, s) for s in only)) and not any(matches(t, s) for s in skip))
