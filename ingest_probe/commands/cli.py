@@ -3,6 +3,7 @@ documented exit code. The commands live beside it (``report``, ``topics``, ``wat
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 from typing import NoReturn
@@ -12,25 +13,41 @@ import click
 from ingest_probe import errors
 from ingest_probe._version import __version__
 from ingest_probe.commands.options import EXIT_CODES
-from ingest_probe.commands.report import config, readiness, report
 from ingest_probe.commands.signals import Interrupted, handled
-from ingest_probe.commands.topics import topics
-from ingest_probe.commands.watch import watch
 from ingest_probe.defaults import EXIT_OK, EXIT_SIGNAL_BASE, EXIT_UNKNOWN
 from ingest_probe.renderers.printable import printable
 
+#: Each command and the module that defines it, imported only when that command runs or help lists it.
+COMMANDS = {
+    "config": "ingest_probe.commands.report",
+    "readiness": "ingest_probe.commands.report",
+    "report": "ingest_probe.commands.report",
+    "topics": "ingest_probe.commands.topics",
+    "watch": "ingest_probe.commands.watch",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+
+class _Commands(click.Group):
+    """The group of commands, each loaded on use: ``report`` never imports the ``watch`` or ``topics`` modules."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        command: click.Command = getattr(importlib.import_module(module), cmd_name)
+        return command
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EXIT_CODES)
 @click.option("--debug", is_flag=True,
               help="Also print the traceback of an error (anywhere on the line; the exit code is unchanged).")
 @click.version_option(__version__, prog_name="ingest-probe")
 def cli(debug: bool) -> None:
     """Probe the TimescaleDB/PostgreSQL, Redis and Kafka connectors of a data-ingest service."""
-
-
-for _command in (report, topics, readiness, config, watch):
-    cli.add_command(_command)
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -16,18 +16,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest_probe.commands.loop import run as run_loop
 from ingest_probe.defaults import CONCURRENCY, JITTER, TIMEOUT
-from ingest_probe.engine.run import preload_drivers, run_targets
-from ingest_probe.engine.supervisor import TaskSupervisor
 from ingest_probe.errors import ConfigError
-from ingest_probe.readiness import drill
 from ingest_probe.report.builder import build_report
 from ingest_probe.settings.targets import STANDBY, Target, classic_targets, standby_target
 
 if TYPE_CHECKING:
     from ingest_probe.connectors.kafka.settings import KafkaSettings
     from ingest_probe.engine.supervisor import RunInfo
+    from ingest_probe.readiness.drill import DrillSnapshot, IngestResults
     from ingest_probe.report.model import Report
     from ingest_probe.results import ProbeResult
     from ingest_probe.settings.service import Settings
@@ -42,7 +39,14 @@ def probe_once(
     seed: int | None = None,
     concurrency: int = CONCURRENCY,
 ) -> tuple[list[ProbeResult], RunInfo]:
-    """Probe ``targets`` once in one event loop (SIGINT/SIGTERM cancel it; every client closes)."""
+    """Probe ``targets`` once in one event loop (SIGINT/SIGTERM cancel it; every client closes).
+
+    The engine (anyio, the probes' modules) is imported here: a manifest-only run never loads it.
+    """
+    from ingest_probe.commands.loop import run as run_loop
+    from ingest_probe.engine.run import preload_drivers, run_targets
+    from ingest_probe.engine.supervisor import TaskSupervisor
+
     supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed, concurrency=concurrency)
     preload_drivers(targets)  # before the loop: imports inside it would be charged to the first deadlines
     return run_loop(functools.partial(run_targets, targets, supervisor))
@@ -69,7 +73,7 @@ def run_report(
 def run_readiness(
     settings: Settings,
     *,
-    ingest_results: Path | drill.IngestResults | None,
+    ingest_results: Path | IngestResults | None,
     dimensions: Sequence[str] = (),
     scenario: str | None = None,
     timeout: float = TIMEOUT,
@@ -80,12 +84,14 @@ def run_readiness(
     splay_s: float | None = None,
 ) -> Report:
     """The readiness report: ``report --connectivity`` plus ``failover_drill``; the exit code is the worst."""
+    from ingest_probe.readiness import drill
+
     now = now or dt.datetime.now(dt.UTC)
     results = drill.load_ingest_results(ingest_results) if isinstance(ingest_results, Path) else ingest_results
     if dimensions:
         drill.required_dimensions(settings, dimensions)  # validate the flag even when the drill does not run
     assessment = None
-    snapshot: drill.DrillSnapshot | None = None
+    snapshot: DrillSnapshot | None = None
     if results is None:
         snapshot = drill.not_run(
             "no --ingest-results file given; the drill needs the ingest results (dimension -> rows_written,"
@@ -117,6 +123,8 @@ def provision_topics(kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool = F
     if not kafka.configured or not kafka.bootstrap_servers:
         raise ConfigError("--ensure-topics and `topics` need Kafka bootstrap servers: set KAFKA_BROKERS"
                           " (or KAFKA_BOOTSTRAP_SERVERS / KAFKA_URL)")
+    from ingest_probe.commands.loop import run as run_loop
+
     # Imports aiokafka (~150 ms): here, before the loop starts, so nothing in the loop blocks on it.
     from ingest_probe.topics.admin import provision
 

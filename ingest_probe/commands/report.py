@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +26,8 @@ from ingest_probe.renderers import FORMATS
 from ingest_probe.renderers.printable import printable
 
 if TYPE_CHECKING:
+    import random
+
     from ingest_probe.settings.service import Settings
     from ingest_probe.topics.plan import ProvisioningSection
 
@@ -77,6 +78,8 @@ def splay(seconds: float, rng: random.Random | None = None) -> float:
     The generator is deliberately *not* the supervisor's (seeded by ``--seed``): hosts sharing a seed for
     reproducible deadlines must still spread their cron runs apart.
     """
+    import random  # not on the path of --help
+
     return (rng or random.Random()).uniform(0.0, seconds) if seconds > 0 else 0.0
 
 

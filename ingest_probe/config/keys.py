@@ -11,7 +11,8 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from types import MappingProxyType
+from typing import Literal, NamedTuple
 
 #: How a key's string value is interpreted. ``url``/``servers`` values may carry credentials: they are
 #: rendered only after being parsed into parts and rebuilt from an allow-list (``KeySpec.shown``).
@@ -68,8 +69,7 @@ def key(
                    near_miss=near_miss)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Fallback:
+class Fallback(NamedTuple):
     """Alias names used only as a whole, and only when none of ``unless`` is set in any source.
 
     libpq's ``PG*`` variables: a stray ``PGPORT`` in the shell must not re-target a host the YAML file
@@ -86,15 +86,17 @@ class Fallback:
     rule: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeySet:
-    """The keys one owner (the general plan, a connector kind) contributes to the registry."""
+class KeySet(NamedTuple):
+    """The keys one owner (the general plan, a connector kind) contributes to the registry.
+
+    (Named tuples, not dataclasses, for these two: they are built once per kind, on every start-up path.)
+    """
 
     specs: tuple[KeySpec, ...]
     #: Key prefixes that are "ours": an unknown key with one is probably a typo and earns a warning.
     prefixes: tuple[str, ...] = ()
     #: A note printed under a section's heading in the README key table.
-    notes: Mapping[str, str] = field(default_factory=dict)
+    notes: Mapping[str, str] = MappingProxyType({})
     fallbacks: tuple[Fallback, ...] = ()
 
 

@@ -18,7 +18,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
-from ingest_probe.config import yaml_file
 from ingest_probe.config.keys import KeyRegistry, KeySpec
 from ingest_probe.errors import ConfigError
 
@@ -300,6 +299,8 @@ def _dotenv_value(value: str, key: str, where: str, keys: KeyRegistry) -> str:
 
 def _read_yaml(path: Path, keys: KeyRegistry) -> list[_Entry]:
     """The YAML file's entries (``yaml_file.read_entries``), each with its ``file:line (section)`` origin."""
+    from ingest_probe.config import yaml_file  # only with --config: the module, and then yaml, load on use
+
     return [(key, value, Origin(source=Source.YAML, location=where))
             for key, value, where in yaml_file.read_entries(path, _read_text(path, "config file", keys), keys)]
 

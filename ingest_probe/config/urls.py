@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote
 
 
@@ -14,22 +14,31 @@ class UrlError(ValueError):
     """The reason a connection string is unusable. Never contains any part of the string."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Authority:
-    """``user:password@host:port`` split with ``rpartition('@')`` so a raw ``@`` in a password stays in it."""
+class Authority(NamedTuple):
+    """``user:password@host:port`` split with ``rpartition('@')`` so a raw ``@`` in a password stays in it.
+
+    The parts of a URL are named tuples (cheap to define on every start-up path); ``repr`` hides the password.
+    """
 
     user: str | None
-    password: str | None = field(repr=False)
+    password: str | None
     host: str | None
     port: int | None
 
+    def __repr__(self) -> str:
+        return f"Authority(user={self.user!r}, password=***, host={self.host!r}, port={self.port!r})"
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ParsedUrl:
+
+class ParsedUrl(NamedTuple):
+    """A URL's scheme, authority, path (percent-decoded, without the leading ``/``) and query (not shown)."""
+
     scheme: str
     authority: Authority
-    path: str  # percent-decoded, without the leading "/"
-    query: dict[str, str] = field(default_factory=dict, repr=False)
+    path: str
+    query: dict[str, str]
+
+    def __repr__(self) -> str:
+        return f"ParsedUrl(scheme={self.scheme!r}, authority={self.authority!r}, path={self.path!r})"
 
 
 def unsupported(query: dict[str, str], honoured: tuple[str, ...], known: frozenset[str]) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 if TYPE_CHECKING:
     from ingest_probe.engine.supervisor import RunInfo
@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 TOOL = "ingest-probe"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ManifestEntry:
+class ManifestEntry(NamedTuple):
     """One target as configured: ``supervised`` means a ``--connectivity`` run probes it. ``metadata`` is the
-    kind's own description, from allow-listed parts only; its ``summary`` is one line."""
+    kind's own description, from allow-listed parts only; its ``summary`` is one line. (A named tuple, not a
+    dataclass: it is built on the start-up path of every manifest-only report.)"""
 
     name: str
     kind: str

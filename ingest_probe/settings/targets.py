@@ -9,7 +9,6 @@ shell-style globs.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -98,6 +97,8 @@ def check_unique(targets: Iterable[Target]) -> None:
 
 def matches(target: Target, selector: str) -> bool:
     """Whether ``selector`` (a target name or a kind, shell-style globs allowed) picks ``target``."""
+    import fnmatch  # only when selecting: not on the path of a plain report
+
     return fnmatch.fnmatchcase(target.name, selector) or fnmatch.fnmatchcase(target.kind, selector)
 
 

@@ -4,8 +4,8 @@ configuration (credentials and protocol from their keys or the URL form, the dec
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Literal, cast
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, cast
 
 from ingest_probe.config.reader import Reader, bad, parse_choice
 from ingest_probe.config.sources import RawValue
@@ -25,12 +25,16 @@ _KAFKA_SCHEMES: dict[str, str | None] = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KafkaServers:
+class KafkaServers(NamedTuple):
+    """A bootstrap list in parts (a named tuple: cheap on the start-up path); ``repr`` hides the password."""
+
     servers: tuple[str, ...]
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: str | None = None
     protocol: str | None = None
+
+    def __repr__(self) -> str:
+        return f"KafkaServers(servers={self.servers!r}, username={self.username!r}, ...)"
 
 
 #: Where a URL item of a bootstrap list starts: at the beginning or after a ',' (its scheme ends at ``://``).

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import cast
+from dataclasses import dataclass
+from typing import NamedTuple, cast
 from urllib.parse import quote
 
 from ingest_probe.config.reader import Reader, bad, parse_bool, parse_host, parse_int
@@ -25,17 +25,19 @@ REDIS_KNOWN_UNSUPPORTED = frozenset({
 })
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RedisUrl:
-    """A Redis URL in parts."""
+class RedisUrl(NamedTuple):
+    """A Redis URL in parts (a named tuple: cheap on the start-up path); ``repr`` hides the password."""
 
     tls: bool
     host: str | None
     port: int | None
     db: int | None
     username: str | None
-    password: str | None = field(repr=False)
+    password: str | None
     dropped: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"RedisUrl(tls={self.tls!r}, host={self.host!r}, port={self.port!r}, db={self.db!r}, ...)"
 
 
 def parse_redis_url(url: str) -> RedisUrl:

@@ -3,8 +3,10 @@ from the configuration (the primary, its pool, and the failover standby from its
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Literal, cast
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Literal, NamedTuple, cast
 from urllib.parse import quote, unquote
 
 from ingest_probe.config.reader import Reader, bad, parse_number
@@ -45,20 +47,22 @@ PG_KNOWN_UNSUPPORTED = frozenset({
 })
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PgUrl:
-    """A PostgreSQL or SQLite URL in parts."""
+class PgUrl(NamedTuple):
+    """A PostgreSQL or SQLite URL in parts (a named tuple: cheap on the start-up path); ``repr`` hides secrets."""
 
     backend: Literal["postgresql", "sqlite"]
     host: str | None = None
     port: int | None = None
     database: str | None = None
     user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    params: dict[str, str] = field(default_factory=dict, repr=False)
+    password: str | None = None
+    params: Mapping[str, str] = MappingProxyType({})
     sqlite_path: str | None = None
     #: What was dropped from the query string (``unsupported()``), for a warning.
     dropped: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"PgUrl(backend={self.backend!r}, host={self.host!r}, port={self.port!r}, ...)"
 
 
 def parse_pg_url(url: str) -> PgUrl:
@@ -216,7 +220,7 @@ def target(r: Reader, prefix: str, url_key: str) -> TimescaleSettings | None:
             r.ignore(tuple(keys[p] for p in ("USER", "PASSWORD", "SSLMODE", "SSLROOTCERT")),
                      f"no {url_key} or {keys['HOST']} is set", warn=False)
             return None
-        url_params: dict[str, str] = {}
+        url_params: Mapping[str, str] = {}
         host = cast(str, r.text(keys["HOST"]))
         port = r.integer(keys["PORT"]) or POSTGRES_PORT
         database = r.text(keys["DB"]) or POSTGRES_DATABASE
@@ -269,7 +273,7 @@ def target(r: Reader, prefix: str, url_key: str) -> TimescaleSettings | None:
 
 
 def _url_settings(r: Reader, url_raw: RawValue, prefix: str, timeouts: dict[str, float],
-                  params: dict[str, str]) -> None:
+                  params: Mapping[str, str]) -> None:
     """``application_name`` and ``connect_timeout`` in the URL win over TIMESCALEDB_APP/_CONNECT_TIMEOUT."""
     if "connect_timeout" in params:
         seconds = parse_number(params["connect_timeout"], maximum=MAX_CONNECT_TIMEOUT)
