@@ -128,16 +128,6 @@ PG_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("rule", "exc", "probe", "phase", "kind", "needle"), PG_CASES)
-def test_asyncpg_table(rule, exc, probe, phase, kind, needle):
-    """Each asyncpg failure picks its rule; the error has the class and words it promises, no password."""
-    assert rule_for(pg_errors.table(), probe, exc, phase) == rule
-    mapped = map_error(pg_errors.table(), probe, exc, phase)
-    assert type(mapped) is kind, mapped
-    assert needle in str(mapped)
-    assert PASSWORD not in str(mapped)
-
-
 def test_asyncpg_table_leaves_a_client_error_while_connecting_to_the_library_check():
     """An InterfaceError while connecting is no known failure (the library-junk check or a bug decides)."""
     assert rule_for(pg_errors.table(), pg(), pgx.InterfaceError("unknown auth method"), "connect") is None
@@ -234,16 +224,6 @@ REDIS_CASES = [
      "cannot connect to Redis at cache.test:6379"),
     ("socket", OSError("no errno"), rd(), "connect", errors.RefusedError, "cannot connect to Redis at"),
 ]
-
-
-@pytest.mark.parametrize(("rule", "exc", "probe", "phase", "kind", "needle"), REDIS_CASES)
-def test_redis_table(rule, exc, probe, phase, kind, needle):
-    """Each redis-py failure picks its rule (a wrapped socket error its socket rule); no password shown."""
-    assert rule_for(redis_errors.table(), probe, exc, phase) == rule
-    mapped = map_error(redis_errors.table(), probe, exc, phase)
-    assert type(mapped) is kind, mapped
-    assert needle in str(mapped)
-    assert PASSWORD not in str(mapped)
 
 
 @pytest.mark.parametrize(("exc", "lost"), [
@@ -368,13 +348,20 @@ PROBE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("rule", "exc", "probe", "phase", "kind", "needle"), PROBE_CASES)
-def test_kafka_probe_table(rule, exc, probe, phase, kind, needle):
-    """The probe's steps: a failed bootstrap says the most telling logged reason; a request names the broker."""
-    assert rule_for(kafka_errors.table(), probe, exc, phase) == rule
-    mapped = map_error(kafka_errors.table(), probe, exc, phase)
+@pytest.mark.parametrize(("table", "rule", "exc", "probe", "phase", "kind", "needle"), [
+    *[(pg_errors.table, *case) for case in PG_CASES],
+    *[(redis_errors.table, *case) for case in REDIS_CASES],
+    *[(kafka_errors.table, *case) for case in PROBE_CASES],
+])
+def test_probe_tables(table, rule, exc, probe, phase, kind, needle):
+    """Each failure of a probe's library (asyncpg, redis-py, aiokafka's steps) picks its rule, in the phase it
+    happened in; the error has the class and words it promises (a failed Kafka bootstrap the most telling logged
+    reason, a request the broker's address), and no password."""
+    assert rule_for(table(), probe, exc, phase) == rule
+    mapped = map_error(table(), probe, exc, phase)
     assert type(mapped) is kind, mapped
     assert needle in str(mapped)
+    assert PASSWORD not in str(mapped)
 
 
 def test_kafka_steps_are_mapped_only_where_they_happen():

@@ -28,6 +28,7 @@ from ingest_probe.defaults import CLOSE_BUDGET, LIBRARY_SHARE, TIMEOUT
 from ingest_probe.secret import Secret
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 #: Why a peer that accepted the TCP connection may never answer the handshake. A different service on the
 #: port belongs here: most wait silently for more bytes of their own protocol (Redis for a newline, Kafka
@@ -280,6 +281,19 @@ def map_os_error(exc: BaseException, endpoint: str | None) -> errors.ProbeError 
         return errors.RefusedError(f"{where} is unreachable ({exc.strerror}): check routing/firewall")
     if isinstance(exc, OSError) and exc.errno is not None:
         return errors.RefusedError(f"cannot connect to {where}: {exc.strerror}")
+    return None
+
+
+def in_chain(exc: BaseException, kind: type[E], *, start: BaseException | None = None) -> E | None:
+    """The first exception of ``kind`` in the chain of causes from ``start`` (default: ``exc`` itself), following
+    ``__cause__`` then ``__context__``, or None (a library may chain the error that matters)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc if start is None else start
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return None
 
 

@@ -16,7 +16,7 @@ import anyio
 
 from ingest_probe import errors
 from ingest_probe.connectors._log_secrets import HeldSecrets
-from ingest_probe.connectors._net import library_failure
+from ingest_probe.connectors._net import library_failure, one_line
 
 if TYPE_CHECKING:
     from ingest_probe.config.keys import KeySet
@@ -105,6 +105,21 @@ class Rule(Generic[P]):
 
     def matches(self, probe: P, exc: BaseException, phase: str | None) -> bool:
         return isinstance(exc, self.catch) and (self.when is None or self.when(probe, exc, phase))
+
+
+class _HasSettings(Protocol):
+    @property
+    def settings(self) -> ConnectorSettings: ...
+
+
+def text(probe: _HasSettings, exc: BaseException) -> str:
+    """A library's message as rules read and show it: one line, every secret of the probe blanked."""
+    return one_line(exc, secrets=probe.settings.secrets())
+
+
+def says(*needles: str) -> Callable[[Any, Any, str | None], bool]:
+    """A ``when`` predicate for a rule: the library's message (as ``text`` has it) holds one of ``needles``."""
+    return lambda probe, exc, phase: any(needle in text(probe, exc) for needle in needles)
 
 
 def map_error(table: Sequence[Rule[P]], probe: P, exc: BaseException, phase: str | None) -> errors.ProbeError | None:

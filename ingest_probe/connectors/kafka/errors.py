@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from ingest_probe import errors
 from ingest_probe.connectors._net import map_os_error, one_line, raised_inside
-from ingest_probe.connectors.base import Rule, map_error
+from ingest_probe.connectors.base import Rule, map_error, text
 
 if TYPE_CHECKING:
     from ingest_probe.connectors.kafka.settings import KafkaSettings
@@ -105,10 +105,6 @@ class Peer:
         self.settings, self.where, self.request_timeout = settings, where, request_timeout
 
 
-def _text(peer: Peer, exc: BaseException) -> str:
-    return one_line(exc, secrets=peer.settings.secrets())
-
-
 def protocol_said(s: KafkaSettings) -> str:
     """Where the security protocol came from, for a message: the operator's setting, or our inference."""
     if not s.protocol_inferred:
@@ -138,16 +134,16 @@ def kafka_table() -> tuple[Rule[Peer], ...]:
                           kerr.SaslAuthenticationFailed, kerr.IllegalSaslStateError,
                           kerr.ClusterAuthorizationFailedError, kerr.TopicAuthorizationFailedError),
              lambda peer, exc, stage: errors.AuthError(
-                 f"{peer.where} rejected the client ({_text(peer, exc)}): check SASL credentials and ACLs")),
+                 f"{peer.where} rejected the client ({text(peer, exc)}): check SASL credentials and ACLs")),
         Rule("timeout", (kerr.KafkaTimeoutError, kerr.RequestTimedOutError), lambda peer, exc, stage:
-             errors.ProbeTimeoutError(f"{peer.where} did not answer in time ({_text(peer, exc)})")),
+             errors.ProbeTimeoutError(f"{peer.where} did not answer in time ({text(peer, exc)})")),
         Rule("unsupported_request", (kerr.UnsupportedVersionError, kerr.IncompatibleBrokerVersion),
              lambda peer, exc, stage: errors.ProtocolError(
-                 f"{peer.where} does not support a request the probe needs ({_text(peer, exc)})")),
+                 f"{peer.where} does not support a request the probe needs ({text(peer, exc)})")),
         Rule("connection_lost", kerr.KafkaConnectionError, lambda peer, exc, stage: errors.RefusedError(
-            f"lost the connection to {peer.where} ({_text(peer, exc)})")),
+            f"lost the connection to {peer.where} ({text(peer, exc)})")),
         Rule("error_reply", BaseException, lambda peer, exc, stage: errors.ProtocolError(
-            f"{peer.where} answered with an error ({_text(peer, exc)})")),
+            f"{peer.where} answered with an error ({text(peer, exc)})")),
     )
 
 
@@ -219,7 +215,7 @@ def logged_table() -> tuple[Rule[Peer], ...]:
              when=_closed),
         Rule("kafka", KafkaError, lambda peer, exc, stage: kafka_error(peer, exc)),
         Rule("other", BaseException, lambda peer, exc, stage: errors.ProtocolError(
-            f"{peer.where}: {_text(peer, exc)}")),
+            f"{peer.where}: {text(peer, exc)}")),
     )
 
 

@@ -11,11 +11,11 @@ import errno
 import functools
 import os
 import ssl
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ingest_probe import errors
-from ingest_probe.connectors._net import SILENT_PEER, connection_reset, map_os_error, one_line
-from ingest_probe.connectors.base import Rule, map_error
+from ingest_probe.connectors._net import SILENT_PEER, connection_reset, in_chain, map_os_error
+from ingest_probe.connectors.base import Rule, map_error, says, text
 
 if TYPE_CHECKING:
     from ingest_probe.connectors.redis.settings import RedisSettings
@@ -38,25 +38,11 @@ SSL_HINT = "set REDIS_SSL=true or use a rediss:// URL"
 NO_SSL_HINT = "unset REDIS_SSL or use a redis:// URL"
 
 
-def _text(p: RedisProbe, exc: BaseException) -> str:
-    return one_line(exc, secrets=p.settings.secrets())
-
-
-def _says(*needles: str) -> Any:
-    """A ``when`` predicate: the message (one line, password blanked) holds one of ``needles``."""
-    return lambda p, exc, phase: any(n in _text(p, exc) for n in needles)
 
 
 def os_cause(exc: BaseException) -> OSError | None:
     """The socket-level error redis-py wrapped (it chains it as ``__cause__`` or ``__context__``)."""
-    seen: set[int] = set()
-    current = exc.__cause__ or exc.__context__
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return in_chain(exc, OSError, start=exc.__cause__ or exc.__context__)
 
 
 def closed(p: RedisProbe, exc: BaseException, phase: str | None) -> errors.ProbeError:
@@ -100,7 +86,7 @@ def _tls_files(p: RedisProbe, exc: OSError, phase: str | None) -> errors.ProbeEr
 
 def _os(p: RedisProbe, exc: OSError, phase: str | None) -> errors.ProbeError:
     where = f"Redis at {p.endpoint}"
-    return map_os_error(exc, where) or errors.RefusedError(f"cannot connect to {where}: {_text(p, exc)}")
+    return map_os_error(exc, where) or errors.RefusedError(f"cannot connect to {where}: {text(p, exc)}")
 
 
 #: A socket-level failure, bare or wrapped by redis-py.
@@ -145,17 +131,17 @@ def table() -> tuple[Redis, ...]:
             f"Redis at {p.endpoint} requires a password and none is configured (NOAUTH): set REDIS_PASSWORD"
             " (and REDIS_USERNAME for an ACL user)"),
              when=lambda p, exc, phase: getattr(exc, "status_code", None) == "NOAUTH"
-             or "authentication required" in _text(p, exc).lower()),
+             or "authentication required" in text(p, exc).lower()),
         Rule("password_not_expected", rx.AuthenticationError, lambda p, exc, phase: errors.AuthError(
             f"Redis at {p.endpoint} has no password set but one was sent: remove REDIS_PASSWORD or configure"
             " requirepass / an ACL user on the server"),
-             when=_says("without any password configured", "no password is set")),
+             when=says("without any password configured", "no password is set")),
         Rule("credentials_rejected", rx.AuthenticationError, lambda p, exc, phase: errors.AuthError(
             f"Redis at {p.endpoint} rejected the credentials of user {p.settings.username or 'default'!r}"
-            f" ({_text(p, exc)}): check REDIS_USERNAME and REDIS_PASSWORD")),
+            f" ({text(p, exc)}): check REDIS_USERNAME and REDIS_PASSWORD")),
         Rule("acl_denied", rx.NoPermissionError, lambda p, exc, phase: errors.AuthError(  # authenticated, but NOPERM
             f"Redis at {p.endpoint}: ACL user {p.settings.username or 'default'!r} may not run a command the probe"
-            f" needs ({_text(p, exc)})")),
+            f" needs ({text(p, exc)})")),
         # redis-py says "Timeout connecting" for TCP + TLS handshake, "Timeout reading" after that.
         Rule("tls_handshake_timeout", rx.TimeoutError, lambda p, exc, phase: errors.ProbeTimeoutError(
             f"no answer from Redis at {p.endpoint} within {p.library_timeout:.2f} s to the TLS handshake: if that"
@@ -164,21 +150,21 @@ def table() -> tuple[Redis, ...]:
         Rule("timeout", rx.TimeoutError, _timeout),
         Rule("max_clients", rx.ConnectionError, lambda p, exc, phase: errors.RefusedError(
             f"Redis at {p.endpoint} refused the connection: max number of clients reached"),
-             when=_says("max number of clients reached")),
+             when=says("max number of clients reached")),
         Rule("socket_wrapped", rx.ConnectionError, _wrapped, when=lambda p, exc, phase: os_cause(exc) is not None),
-        Rule("closed_by_server", rx.ConnectionError, closed, when=_says("closed by server")),
+        Rule("closed_by_server", rx.ConnectionError, closed, when=says("closed by server")),
         Rule("connection", rx.ConnectionError, lambda p, exc, phase: errors.ProtocolError(
-            f"Redis at {p.endpoint}: {_text(p, exc)}")),
+            f"Redis at {p.endpoint}: {text(p, exc)}")),
         Rule("not_redis", rx.InvalidResponse, lambda p, exc, phase: errors.ProtocolError(
-            f"Redis at {p.endpoint} does not answer like Redis ({_text(p, exc)}): is this really a Redis port?"
+            f"Redis at {p.endpoint} does not answer like Redis ({text(p, exc)}): is this really a Redis port?"
             + ("" if p.settings.tls else f" (a TLS-only port? {SSL_HINT})"))),
         Rule("no_such_database", rx.ResponseError, lambda p, exc, phase: errors.QueryError(
-            f"Redis at {p.endpoint} has no database {p.settings.db} ({_text(p, exc)}): check REDIS_DB"),
-             when=_says("DB index is out of range")),
+            f"Redis at {p.endpoint} has no database {p.settings.db} ({text(p, exc)}): check REDIS_DB"),
+             when=says("DB index is out of range")),
         Rule("error_reply", rx.ResponseError, lambda p, exc, phase: errors.QueryError(
-            f"Redis at {p.endpoint} answered the {phase or 'check'} with an error: {_text(p, exc)}")),
+            f"Redis at {p.endpoint} answered the {phase or 'check'} with an error: {text(p, exc)}")),
         Rule("redis", rx.RedisError, lambda p, exc, phase: errors.ProtocolError(
-            f"Redis at {p.endpoint}: {_text(p, exc)}")),
+            f"Redis at {p.endpoint}: {text(p, exc)}")),
         *SOCKET,
     )
 

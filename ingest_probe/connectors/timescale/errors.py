@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import ssl
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ingest_probe import errors
-from ingest_probe.connectors._net import SILENT_PEER, connection_reset, map_os_error, one_line
-from ingest_probe.connectors.base import Rule
-from ingest_probe.connectors.timescale.connect import sslmode
+from ingest_probe.connectors._net import SILENT_PEER, connection_reset, in_chain, map_os_error
+from ingest_probe.connectors.base import Rule, says, text
+from ingest_probe.connectors.timescale.connect import ScramIterationsRefused, sslmode
 
 if TYPE_CHECKING:
     from ingest_probe.connectors.timescale.settings import TimescaleSettings
@@ -37,9 +37,6 @@ class TimescaleProbe(Protocol):
 Pg = Rule[TimescaleProbe]
 
 
-def _text(p: TimescaleProbe, exc: BaseException) -> str:
-    return one_line(exc, secrets=p.settings.secrets())
-
 
 def _where(p: TimescaleProbe, what: str) -> str:
     """Where the operator fixes ``what``: the URL key it came from, or the part settings."""
@@ -47,31 +44,14 @@ def _where(p: TimescaleProbe, what: str) -> str:
     return f"{what} in {key}" if key else f"configured {what}"
 
 
-def _says(*needles: str) -> Any:
-    """A ``when`` predicate: the message (one line, secrets blanked) holds one of ``needles``."""
-    return lambda p, exc, phase: any(n in _text(p, exc) for n in needles)
-
 
 def _querying(p: TimescaleProbe, exc: BaseException, phase: str | None) -> bool:
     return phase == "query"
 
 
-def scram_refused(exc: BaseException) -> Any:
-    """The ``ScramIterationsRefused`` behind ``exc`` (asyncpg chains it in an ``InternalClientError``), or None."""
-    from ingest_probe.connectors.timescale.connect import ScramIterationsRefused
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ScramIterationsRefused):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
 def _scram(p: TimescaleProbe, exc: BaseException, phase: str | None) -> errors.ProbeError:
-    refused = scram_refused(exc)
+    refused = in_chain(exc, ScramIterationsRefused)  # asyncpg chains it in an InternalClientError
+    assert refused is not None  # the rule's condition
     return errors.AuthError(
         f"{p.endpoint} asked for {refused.iterations} SCRAM iterations (PostgreSQL's default is 4096; more than"
         f" {refused.limit} is refused before hashing, it would stall the probe): a hostile server, or check"
@@ -88,7 +68,7 @@ def _no_password(p: TimescaleProbe, exc: BaseException, phase: str | None) -> er
 
 def _lost(p: TimescaleProbe, exc: BaseException, phase: str | None) -> errors.ProbeError:
     return errors.RefusedError(
-        f"connection to {p.endpoint} was lost: server restarted or crashed? ({_text(p, exc)})")
+        f"connection to {p.endpoint} was lost: server restarted or crashed? ({text(p, exc)})")
 
 
 def _timeout(p: TimescaleProbe, exc: BaseException, phase: str | None) -> errors.ProbeError:
@@ -109,7 +89,7 @@ def _untrusted(p: TimescaleProbe, exc: ssl.SSLCertVerificationError, phase: str 
 
 def _os(p: TimescaleProbe, exc: OSError, phase: str | None) -> errors.ProbeError:
     return map_os_error(exc, p.endpoint) or errors.RefusedError(
-        f"connection to {p.endpoint} failed ({_text(p, exc)}): is this a PostgreSQL port?")
+        f"connection to {p.endpoint} failed ({text(p, exc)}): is this a PostgreSQL port?")
 
 
 def _before_the_protocol(p: TimescaleProbe, exc: BaseException, phase: str | None) -> bool:
@@ -123,50 +103,51 @@ def table() -> tuple[Pg, ...]:
     from asyncpg import exceptions as pgx
 
     return (
-        Rule("scram_iterations", Exception, _scram, when=lambda p, exc, phase: scram_refused(exc) is not None),
+        Rule("scram_iterations", Exception, _scram,
+             when=lambda p, exc, phase: in_chain(exc, ScramIterationsRefused) is not None),
         Rule("password_missing", pgx.InvalidPasswordError, _no_password,
              when=lambda p, exc, phase: p.settings.password is None),
         Rule("password_rejected", pgx.InvalidPasswordError, lambda p, exc, phase: errors.AuthError(
             f"{p.endpoint} rejected the password for user {p.user!r}: check the {_where(p, 'user/password')}"
-            f" ({_text(p, exc)})")),
+            f" ({text(p, exc)})")),
         # pg_hba.conf only has hostssl lines for us. PostgreSQL reports it as an authorization failure, but
         # the fix is on our side: turn TLS on. So we call it what it is: TLS required.
         Rule("tls_required_by_hba", pgx.InvalidAuthorizationSpecificationError, lambda p, exc, phase: errors.TlsError(
             f"{p.endpoint} requires TLS for user {p.user!r} (pg_hba.conf has no entry without encryption):"
-            " set sslmode=require or verify-full"), when=_says("no encryption")),
+            " set sslmode=require or verify-full"), when=says("no encryption")),
         Rule("tls_refused_by_hba", pgx.InvalidAuthorizationSpecificationError, lambda p, exc, phase: errors.TlsError(
             f"{p.endpoint} refuses TLS connections for user {p.user!r} (pg_hba.conf has no hostssl entry):"
-            " set sslmode=prefer or disable, or ask the DBA"), when=_says("SSL encryption")),
+            " set sslmode=prefer or disable, or ask the DBA"), when=says("SSL encryption")),
         Rule("client_not_allowed", pgx.InvalidAuthorizationSpecificationError, lambda p, exc, phase: errors.AuthError(
-            f"{p.endpoint} does not allow this client (pg_hba.conf): ask the DBA ({_text(p, exc)})"),
-             when=_says("pg_hba.conf")),
+            f"{p.endpoint} does not allow this client (pg_hba.conf): ask the DBA ({text(p, exc)})"),
+             when=says("pg_hba.conf")),
         Rule("user_refused", pgx.InvalidAuthorizationSpecificationError, lambda p, exc, phase: errors.AuthError(
-            f"{p.endpoint} refused user {p.user!r}: check the {_where(p, 'user')} ({_text(p, exc)})")),
+            f"{p.endpoint} refused user {p.user!r}: check the {_where(p, 'user')} ({text(p, exc)})")),
         Rule("database_missing", pgx.InvalidCatalogNameError, lambda p, exc, phase: errors.NotFoundError(
             f"database {p.settings.database!r} does not exist on {p.endpoint}: check the"
             f" {_where(p, 'database name')}")),
         Rule("starting", pgx.CannotConnectNowError, lambda p, exc, phase: errors.StartingError(
-            f"{p.endpoint} is not accepting connections yet ({_text(p, exc)}): retry shortly")),
+            f"{p.endpoint} is not accepting connections yet ({text(p, exc)}): retry shortly")),
         Rule("no_free_slots", pgx.TooManyConnectionsError, lambda p, exc, phase: errors.RefusedError(
-            f"{p.endpoint} has no free connection slots: {_text(p, exc)}")),
+            f"{p.endpoint} has no free connection slots: {text(p, exc)}")),
         Rule("connection_gone", pgx.ConnectionDoesNotExistError, _lost),
         Rule("sqlstate", pgx.PostgresError, lambda p, exc, phase: errors.QueryError(
             f"{p.endpoint} failed the {'check query' if phase == 'query' else 'connection'} with SQLSTATE"
-            f" {getattr(exc, 'sqlstate', None)}: {_text(p, exc)}")),
+            f" {getattr(exc, 'sqlstate', None)}: {text(p, exc)}")),
         Rule("settings_rejected", pgx.ClientConfigurationError, lambda p, exc, phase: errors.DriverError(
-            f"asyncpg rejected the connection settings for {p.endpoint}: {_text(p, exc)}")),
+            f"asyncpg rejected the connection settings for {p.endpoint}: {text(p, exc)}")),
         Rule("closed_while_querying", pgx.InterfaceError, _lost, when=_querying),  # "connection is closed"...
         Rule("not_postgres", pgx.InternalClientError, lambda p, exc, phase: errors.ProtocolError(  # its ProtocolError
-            f"{p.endpoint} sent something that is not PostgreSQL protocol: {_text(p, exc)}")),
+            f"{p.endpoint} sent something that is not PostgreSQL protocol: {text(p, exc)}")),
         Rule("timeout", TimeoutError, _timeout),
         Rule("tls_not_offered", ConnectionError, lambda p, exc, phase: errors.TlsError(
             f"{p.endpoint} does not offer TLS but sslmode={sslmode(p.settings)} requires it:"
             " turn ssl on at the server or lower sslmode (or is this not a PostgreSQL port?)"),
              when=lambda p, exc, phase: _before_the_protocol(p, exc, phase) and p.tls_required
-             and "rejected SSL upgrade" in _text(p, exc)),
+             and "rejected SSL upgrade" in text(p, exc)),
         Rule("tls_negotiation_broken", ConnectionError, lambda p, exc, phase: errors.ProtocolError(
-            f"{p.endpoint} broke off the TLS negotiation ({_text(p, exc)}): is this a PostgreSQL port?"),
-             when=lambda p, exc, phase: _before_the_protocol(p, exc, phase) and _says("SSL", "TLS")(p, exc, phase)),
+            f"{p.endpoint} broke off the TLS negotiation ({text(p, exc)}): is this a PostgreSQL port?"),
+             when=lambda p, exc, phase: _before_the_protocol(p, exc, phase) and says("SSL", "TLS")(p, exc, phase)),
         Rule("certificate_untrusted", ssl.SSLCertVerificationError, _untrusted),
         Rule("socket", OSError, _os),
     )
