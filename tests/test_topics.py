@@ -20,7 +20,11 @@ from ingest_probe.renderers.markdown import render as render_markdown
 from ingest_probe.report.builder import build_report
 from ingest_probe.settings.service import load_settings
 from ingest_probe.topics import admin as _topics_admin
-from ingest_probe.topics.admin import IncrementalAlterConfigsRequest
+from ingest_probe.topics.incremental_alter_configs import (
+    IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsRequest_v0,
+    IncrementalAlterConfigsResponse_v0,
+)
 from ingest_probe.topics.plan import (
     FIXABLE,
     NOT_FIXABLE,
@@ -661,13 +665,13 @@ async def test_a_dry_run_cut_at_the_read_stays_a_dry_run(broker: FakeBroker) -> 
 
 def test_incremental_alter_configs_v0_wire_format() -> None:
     """The hand-built IncrementalAlterConfigs v0 request/response round-trip through aiokafka's codec."""
-    request = _topics_admin.IncrementalAlterConfigsRequest([(2, "t", [("retention.ms", 0, "5")])])
+    request = IncrementalAlterConfigsRequest([(2, "t", [("retention.ms", 0, "5")])])
     struct = request.prepare({44: (0, 1)})
-    decoded = _topics_admin.IncrementalAlterConfigsRequest_v0.decode(struct.encode())
+    decoded = IncrementalAlterConfigsRequest_v0.decode(struct.encode())
     assert decoded.to_object() == {"resources": [{"resource_type": 2, "resource_name": "t", "configs": [
         {"name": "retention.ms", "config_operation": 0, "value": "5"}]}], "validate_only": False}
-    response = _topics_admin.IncrementalAlterConfigsResponse_v0(0, [(0, None, 2, "t")])
-    assert _topics_admin.IncrementalAlterConfigsResponse_v0.decode(response.encode()).to_object()["responses"] == [
+    response = IncrementalAlterConfigsResponse_v0(0, [(0, None, 2, "t")])
+    assert IncrementalAlterConfigsResponse_v0.decode(response.encode()).to_object()["responses"] == [
         {"error_code": 0, "error_message": None, "resource_type": 2, "resource_name": "t"}]
     with pytest.raises(IncompatibleBrokerVersion):
         request.prepare({})  # a broker without API key 44 → "not applied", never AlterConfigs

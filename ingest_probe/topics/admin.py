@@ -15,8 +15,8 @@ partition increase), one IncrementalAlterConfigs (every config fix), one Metadat
 
 aiokafka has no IncrementalAlterConfigs, and its ``alter_configs`` (AlterConfigs) *replaces* a topic's
 whole override set, resetting every override not resent. Declared configs are therefore set with
-IncrementalAlterConfigs v0 (API key 44, Kafka ≥ 2.3), built here from aiokafka's protocol classes:
-only the declared keys change. Its ``create_partitions`` raises on the first topic error of the
+IncrementalAlterConfigs v0 (API key 44, Kafka ≥ 2.3, in ``incremental_alter_configs``): only the declared
+keys change. Its ``create_partitions`` raises on the first topic error of the
 response, losing the others, so CreatePartitions is sent here too and every topic's result is read.
 """
 
@@ -31,14 +31,13 @@ from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import IncompatibleBrokerVersion, KafkaError, KafkaTimeoutError, RequestTimedOutError
 from aiokafka.protocol.admin import CreatePartitionsRequest
-from aiokafka.protocol.api import Request, RequestStruct, Response
-from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, String
 
 from ingest_probe import errors
 from ingest_probe.connectors._log_secrets import scrub
 from ingest_probe.connectors._net import bounded_close, budget, one_line
 from ingest_probe.connectors.kafka.probe import KafkaProbe
 from ingest_probe.connectors.kafka.settings import KafkaSettings
+from ingest_probe.topics.incremental_alter_configs import OP_SET, IncrementalAlterConfigsRequest
 from ingest_probe.topics.plan import (
     TOPIC_ALREADY_EXISTS,
     Action,
@@ -62,46 +61,7 @@ _ADMIN_ERRORS = (KafkaError, errors.ProbeError, OSError)
 _TIMEOUTS = (RequestTimedOutError, KafkaTimeoutError, TimeoutError)
 #: The broker speaks no version of the API that aiokafka does (``Request.prepare``): "not applied".
 _UNSUPPORTED = (IncompatibleBrokerVersion, NotImplementedError)
-_OP_SET = 0  # IncrementalAlterConfigs config_operation: SET (1 DELETE, 2 APPEND, 3 SUBTRACT)
 _SETTLE_POLL = 0.1
-
-
-# ------------------------------------------------------------------------- IncrementalAlterConfigs v0
-# aiokafka ships no type information: its protocol base classes are Any to mypy.
-
-
-class IncrementalAlterConfigsResponse_v0(Response):  # type: ignore[misc]  # (aiokafka naming)
-    API_KEY = 44
-    API_VERSION = 0
-    SCHEMA = Schema(
-        ("throttle_time_ms", Int32),
-        ("responses", Array(("error_code", Int16), ("error_message", String("utf-8")),
-                            ("resource_type", Int8), ("resource_name", String("utf-8")))),
-    )
-
-
-class IncrementalAlterConfigsRequest_v0(RequestStruct):  # type: ignore[misc]
-    API_KEY = 44
-    API_VERSION = 0
-    RESPONSE_TYPE = IncrementalAlterConfigsResponse_v0
-    SCHEMA = Schema(
-        ("resources", Array(("resource_type", Int8), ("resource_name", String("utf-8")),
-                            ("configs", Array(("name", String("utf-8")), ("config_operation", Int8),
-                                              ("value", String("utf-8")))))),
-        ("validate_only", Boolean),
-    )
-
-
-class IncrementalAlterConfigsRequest(Request[IncrementalAlterConfigsRequest_v0]):  # type: ignore[misc]
-    """Set (operation SET) only the given configs of each resource; the others keep their overrides."""
-
-    API_KEY = 44
-
-    def __init__(self, resources: list[tuple[int, str, list[tuple[str, int, str]]]]) -> None:
-        self._resources = resources
-
-    def build(self, request_struct_class: type[Any]) -> Any:
-        return request_struct_class(self._resources, False)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -446,7 +406,7 @@ class _Run:
         if not plans:
             return
         resources = [(int(ConfigResourceType.TOPIC), p.spec.name,
-                      [(key.removeprefix("config:"), _OP_SET, str(d["want"]))
+                      [(key.removeprefix("config:"), OP_SET, str(d["want"]))
                        for key, d in p.fixable("config:").items()]) for p in plans]
         client = self.probe.client._client  # private: the admin API has no way to send a custom request
         detail = {p.spec.name: ", ".join(_arrow(k, d) for k, d in p.fixable("config:").items())
