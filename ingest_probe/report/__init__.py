@@ -1,1 +1,1 @@
-"""The typed report: its model, the pure builder and the manifest."""
+"""The typed report: its model and the pure builder (with the manifest)."""
