@@ -3,6 +3,9 @@
 Importing the package is cheap: the leaf modules (errors, results, version) load now; everything else loads
 on first attribute access, and client libraries (asyncpg, redis, aiokafka) and yaml only when a probe or a
 config file needs them.
+
+A fourth connector kind plugs in through ``register_connector`` (a ``Connector``: its ``KeySet``, settings
+from the configuration, a manifest row and a ``Probe``); ``target_from_url`` makes a target of any kind.
 """
 
 from __future__ import annotations
@@ -12,42 +15,73 @@ from typing import TYPE_CHECKING, Any
 
 from ingest_probe._version import __version__
 from ingest_probe.errors import ConfigError, IngestProbeError, ProbeError
-from ingest_probe.results import ProbeResult, Status
+from ingest_probe.results import ProbeResult, Recorder, Status
 
 if TYPE_CHECKING:
-    from ingest_probe.manifest import build_manifest
+    from ingest_probe.config.keys import KeySet, KeySpec
+    from ingest_probe.connectors._net import use_resolver
+    from ingest_probe.connectors.base import Connector, ConnectorSettings, Probe
+    from ingest_probe.connectors.registry import get_connector, register_connector, unregister_connector
+    from ingest_probe.engine.supervisor import RunInfo, TaskSupervisor
     from ingest_probe.prober import Prober
-    from ingest_probe.probes._common import use_resolver
-    from ingest_probe.report import Report, build_report
-    from ingest_probe.settings import Settings, load_settings
-    from ingest_probe.supervisor import TaskSupervisor
+    from ingest_probe.report.builder import build_manifest, build_report
+    from ingest_probe.report.model import Report
+    from ingest_probe.settings.service import Settings, load_settings
+    from ingest_probe.settings.targets import Target, classic_targets, select, target_from_url
 
 __all__ = [
     "ConfigError",
+    "Connector",
+    "ConnectorSettings",
     "IngestProbeError",
+    "KeySet",
+    "KeySpec",
+    "Probe",
     "ProbeError",
     "ProbeResult",
     "Prober",
+    "Recorder",
     "Report",
+    "RunInfo",
     "Settings",
     "Status",
+    "Target",
     "TaskSupervisor",
     "__version__",
     "build_manifest",
     "build_report",
+    "classic_targets",
+    "get_connector",
     "load_settings",
+    "register_connector",
+    "select",
+    "target_from_url",
+    "unregister_connector",
     "use_resolver",
 ]
 
 _LAZY = {
+    "Connector": "ingest_probe.connectors.base",
+    "ConnectorSettings": "ingest_probe.connectors.base",
+    "KeySet": "ingest_probe.config.keys",
+    "KeySpec": "ingest_probe.config.keys",
+    "Probe": "ingest_probe.connectors.base",
     "Prober": "ingest_probe.prober",
-    "Report": "ingest_probe.report",
-    "Settings": "ingest_probe.settings",
-    "TaskSupervisor": "ingest_probe.supervisor",
-    "build_manifest": "ingest_probe.manifest",
-    "build_report": "ingest_probe.report",
-    "load_settings": "ingest_probe.settings",
-    "use_resolver": "ingest_probe.probes._common",
+    "Report": "ingest_probe.report.model",
+    "RunInfo": "ingest_probe.engine.supervisor",
+    "Settings": "ingest_probe.settings.service",
+    "Target": "ingest_probe.settings.targets",
+    "TaskSupervisor": "ingest_probe.engine.supervisor",
+    "build_manifest": "ingest_probe.report.builder",
+    "build_report": "ingest_probe.report.builder",
+    "classic_targets": "ingest_probe.settings.targets",
+    "get_connector": "ingest_probe.connectors.registry",
+    "load_settings": "ingest_probe.settings.service",
+    "register_connector": "ingest_probe.connectors.registry",
+    "select": "ingest_probe.settings.targets",
+    "target_from_url": "ingest_probe.settings.targets",
+    "unregister_connector": "ingest_probe.connectors.registry",
+    "use_resolver": "ingest_probe.connectors._net",
 }
 
 

@@ -20,19 +20,21 @@
 Probes map client-library exceptions onto this tree at the boundary (``raise ... from exc``). Anything
 that is not a ``ProbeError`` is a bug: its owner (the supervisor, topic provisioning) records it as
 that target's result, kind ``internal`` (never the end of the run), and the run exits 3. Cancellation
-always propagates. SIGINT/SIGTERM end a command outside this tree, with ``_signals.Interrupted`` (a
-``SystemExit``: exit 130/143).
+always propagates. SIGINT/SIGTERM end a command outside this tree, with ``commands.signals.Interrupted`` (a
+``SystemExit``: exit 128 + the signal, 130/143).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from ingest_probe.defaults import EXIT_CRITICAL, EXIT_UNKNOWN, EXIT_WARNING
+
 
 class IngestProbeError(Exception):
     """Root of every error ingest-probe raises on purpose."""
 
-    exit_code: ClassVar[int] = 3
+    exit_code: ClassVar[int] = EXIT_UNKNOWN
     kind: ClassVar[str] = "error"
     retryable: ClassVar[bool] = False
 
@@ -66,7 +68,7 @@ class InternalError(IngestProbeError):
 class ProbeError(IngestProbeError):
     """An expected failure of one connector; recorded in its result, never fatal to the run."""
 
-    exit_code = 2
+    exit_code = EXIT_CRITICAL
     kind = "probe"
     #: The connector status this failure maps to (``down`` unless the server is merely starting).
     status: ClassVar[str] = "down"
@@ -95,7 +97,7 @@ class AuthError(ProbeError):
 
 
 class StartingError(ProbeError):
-    exit_code = 1
+    exit_code = EXIT_WARNING
     kind = "starting"
     retryable = True
     status = "starting"

@@ -1,94 +1,114 @@
-"""Prober: the embeddable, long-lived check of every connector, with warm clients and single-flight checks.
+"""Prober: the embeddable, long-lived check of many targets, with warm clients and single-flight checks.
 
 ::
 
-    async with Prober(settings) as prober:
-        results = await prober.check()      # list[ProbeResult], manifest order
-        report = await prober.report()      # the same Report the CLI renders
+    async with Prober(settings) as prober:          # or Prober([target, ...])
+        results = await prober.check()              # list[ProbeResult], target order
+        redis = await prober.check(only=["redis"])  # a subset: names or kinds, globs allowed
+        report = await prober.report()              # the same Report the CLI renders
 
 Design (structured concurrency, as in trio's nurseries):
 
-* ``__aenter__`` imports the configured connectors' client libraries in a worker thread (never on the
-  caller's loop), builds one set of probes and opens a task group owned by the prober. The probes keep one
-  warm client each between checks and reconnect after a failure (the ``Probe`` protocol).
-* A check runs in a task of that task group, through ``TaskSupervisor.run(probes, close=False)``; every
-  caller of ``check()`` only *waits* for it. So concurrent ``check()`` calls share one in-flight check
-  (single-flight: never more than one connection per connector), and a caller that is cancelled does not
-  orphan the check other callers are waiting for — the check still ends within its deadlines.
+* ``__aenter__`` imports the targets' client libraries in a worker thread (never on the caller's loop),
+  builds one probe per configured target and opens a task group owned by the prober. The probes keep one
+  warm client each between checks and reconnect after a failure.
+* A check runs in a task of that task group, through ``TaskSupervisor.run(jobs, close=False)``; every
+  caller of ``check()`` only *waits* for it. So concurrent ``check()`` calls with the same selection share
+  one in-flight check (single-flight: never more than one connection per target), a target is never
+  checked twice at once (the supervisor's per-target lock), and a caller that is cancelled does not orphan
+  the check other callers are waiting for — the check still ends within its deadlines.
 * ``__aexit__`` cancels a check still in flight and closes every probe's client, concurrently, bounded
   and shielded from cancellation — also when the caller leaves because it was itself cancelled.
 
-Whatever a probe raises is that connector's result (a bug: status ``down``, kind ``internal``, the exception
+Whatever a probe raises is that target's result (a bug: status ``down``, kind ``internal``, the exception
 in ``ProbeResult.exception``), so a check always returns every result. A failure of the check machinery
 itself (not of a probe) is raised to every caller waiting for that check; if every such caller had already
 given up, it is raised from ``__aexit__`` instead.
+
+The Prober sits above the report layer (``report()`` builds a ``Report``); the engine below it is the
+supervisor and the one-shot run.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
-from ingest_probe.probes._common import CLOSE_BUDGET, bounded_close
-from ingest_probe.report import Report, Section, build_report
-from ingest_probe.supervisor import TaskSupervisor
+from ingest_probe.connectors._net import bounded_close
+from ingest_probe.defaults import CLOSE_BUDGET, CONCURRENCY, JITTER, TIMEOUT
+from ingest_probe.engine.run import jobs, preload_drivers
+from ingest_probe.engine.supervisor import RunInfo, TaskSupervisor
+from ingest_probe.report.builder import build_report
+from ingest_probe.settings.service import Settings, load_settings
+from ingest_probe.settings.targets import Target, check_unique, classic_targets, select
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-    from ingest_probe.probes import Probe
+    from ingest_probe.connectors.base import Probe
+    from ingest_probe.report.model import Report
     from ingest_probe.results import ProbeResult
-    from ingest_probe.settings import Settings
+    from ingest_probe.topics.plan import ProvisioningSection
 
 
 class _Flight:
-    """One in-flight check and its outcome, shared by everyone waiting for it."""
+    """One in-flight check of a selection of targets and its outcome, shared by everyone waiting for it."""
 
-    __slots__ = ("done", "error", "results", "run")
+    __slots__ = ("done", "error", "results", "run", "targets")
 
-    def __init__(self) -> None:
+    def __init__(self, targets: tuple[Target, ...]) -> None:
+        self.targets = targets
         self.done = anyio.Event()
         self.results: list[ProbeResult] | None = None
-        self.run: dict[str, Any] | None = None
+        self.run: RunInfo | None = None
         self.error: Exception | None = None
 
 
 class Prober:
-    """Checks every configured connector on demand, keeping one warm client per connector.
+    """Checks targets on demand, keeping one warm client per target.
 
-    ``timeout``/``jitter``/``seed`` mean what they mean for ``TaskSupervisor`` (and ``report
-    --connectivity``); one supervisor serves every check, so a seed reproduces the whole sequence of
-    deadlines. ``probes`` replaces the three built from ``settings`` (tests, custom connectors).
+    ``source``: a service's ``Settings`` (its classic targets: ``timescale``, ``redis``, ``kafka``) or any
+    targets (unique names; e.g. from ``target_from_url``), then ``settings`` is the service ``report()``
+    describes (default: the built-in defaults). ``timeout``/``jitter``/``seed``/``concurrency``
+    mean what they mean for ``TaskSupervisor`` (and ``report --connectivity``); one supervisor serves every
+    check, so a seed reproduces the whole sequence of deadlines. ``probes`` maps a target name to the probe
+    to use instead of its connector's (tests, custom probes).
     """
 
     def __init__(
         self,
-        settings: Settings,
+        source: Settings | Iterable[Target],
         *,
-        timeout: float = 5.0,
-        jitter: float = 0.1,
+        settings: Settings | None = None,
+        timeout: float = TIMEOUT,
+        jitter: float = JITTER,
         seed: int | None = None,
-        probes: Sequence[Probe] | None = None,
+        concurrency: int = CONCURRENCY,
+        probes: Mapping[str, Probe] | None = None,
         close_budget: float = CLOSE_BUDGET,
     ) -> None:
-        self.settings = settings
+        if isinstance(source, Settings):
+            self.settings: Settings | None = source
+            self.targets = classic_targets(source)
+        else:
+            self.settings, self.targets = settings, tuple(source)
+        check_unique(self.targets)
         self.close_budget = close_budget
         # Built now so bad arguments fail at construction, outside any event loop.
-        self._supervisor = TaskSupervisor(
-            timeout=timeout, jitter=jitter, seed=seed, namespace="ingest-probe", close_budget=close_budget
-        )
-        self._given = None if probes is None else tuple(probes)
-        self._probes: tuple[Probe, ...] = ()
+        self._supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed, concurrency=concurrency,
+                                          close_budget=close_budget)
+        self._given = dict(probes or {})
+        self._probes: dict[str, Probe] = {}
         self._tg: TaskGroup | None = None
         self._closed = False
-        self._flight: _Flight | None = None
+        self._flights: dict[tuple[str, ...], _Flight] = {}
         self._undelivered: Exception | None = None
         self._checks = 0
-        self._last_run: dict[str, Any] | None = None
+        self._last_run: RunInfo | None = None
 
     # ------------------------------------------------------------------------------------- lifecycle
 
@@ -97,13 +117,8 @@ class Prober:
             raise RuntimeError("a Prober can be entered only once; create a new one")
         # Import the client libraries in a worker thread: ~0.15 s of imports on the caller's loop would stall
         # its other tasks and be charged to the first check's phases.
-        from ingest_probe.probes import build_probes, preload_drivers  # the probe modules, not the clients
-
-        await anyio.to_thread.run_sync(preload_drivers, self.settings)
-        if self._given is not None:
-            self._probes = self._given
-        else:
-            self._probes = tuple(build_probes(self.settings))
+        await anyio.to_thread.run_sync(preload_drivers, [t for t in self.targets if t.name not in self._given])
+        self._probes = {target.name: probe for target, probe in jobs(self.targets, self._given) if probe is not None}
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -137,15 +152,14 @@ class Prober:
         owner's shield: probes close within the time they are given)."""
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:
-                for probe in self._probes:
-                    name = f"ingest-probe-close-{probe.name}"
-                    tg.start_soon(_close_one, probe, self.close_budget, name=name)
+                for name, probe in self._probes.items():
+                    tg.start_soon(_close_one, probe, self.close_budget, name=f"ingest-probe-close-{name}")
 
     # ---------------------------------------------------------------------------------------- checks
 
     @property
-    def probes(self) -> tuple[Probe, ...]:
-        """The probes this prober owns (empty before ``__aenter__``)."""
+    def probes(self) -> Mapping[str, Probe]:
+        """The probe of each configured target, by target name (empty before ``__aenter__``)."""
         return self._probes
 
     @property
@@ -154,30 +168,41 @@ class Prober:
         return self._supervisor.seed
 
     @property
-    def last_run(self) -> Mapping[str, Any] | None:
+    def last_run(self) -> RunInfo | None:
         """The ``run`` block of the last completed check, or None before the first one."""
         return self._last_run
 
-    async def check(self) -> list[ProbeResult]:
-        """Check every configured connector (joining a check already in flight); results in manifest order."""
-        flight = await self._join()
+    async def check(self, *, only: Sequence[str] = (), skip: Sequence[str] = ()) -> list[ProbeResult]:
+        """Check the targets ``only``/``skip`` select (target names or kinds, globs allowed; default: every
+        target), joining a check of the same selection already in flight; results in target order."""
+        flight = await self._join(select(self.targets, only=only, skip=skip))
         assert flight.results is not None
         return list(flight.results)
 
-    async def report(self, *, sections: Mapping[str, Section | None] | None = None) -> Report:
-        """``check()`` and build the report from its results and its ``run`` block."""
-        flight = await self._join()
-        return build_report(self.settings, results=flight.results, run=flight.run, sections=sections)
+    async def report(
+        self,
+        *,
+        only: Sequence[str] = (),
+        skip: Sequence[str] = (),
+        topics: ProvisioningSection | None = None,
+    ) -> Report:
+        """``check()`` and build the report from its results and its ``run`` block (``topics``: a provisioning
+        section to include)."""
+        selected = select(self.targets, only=only, skip=skip)
+        flight = await self._join(selected)
+        return build_report(self.settings or load_settings(), targets=selected, results=flight.results,
+                            run=flight.run, topics=topics)
 
-    async def _join(self) -> _Flight:
+    async def _join(self, targets: tuple[Target, ...]) -> _Flight:
         if self._tg is None:
             raise RuntimeError("use `async with Prober(settings) as prober:` before calling check()")
         if self._closed:
             raise anyio.ClosedResourceError("this Prober is closed")
-        flight = self._flight
+        key = tuple(t.name for t in targets)
+        flight = self._flights.get(key)
         if flight is None:
-            flight = self._flight = _Flight()
-            self._tg.start_soon(self._fly, flight, name="ingest-probe-check")
+            flight = self._flights[key] = _Flight(targets)
+            self._tg.start_soon(self._fly, key, flight, name="ingest-probe-check")
         await flight.done.wait()
         if flight.error is not None:
             if self._undelivered is flight.error:
@@ -187,23 +212,23 @@ class Prober:
             raise anyio.ClosedResourceError("the Prober was closed during the check")
         return flight
 
-    async def _fly(self, flight: _Flight) -> None:
+    async def _fly(self, key: tuple[str, ...], flight: _Flight) -> None:
         """Run one check for every waiter; always wakes them, whatever happens."""
         started = time.monotonic()
         try:
-            results = await self._supervisor.run(self._probes, close=False)
+            work = [(t, self._probes.get(t.name)) for t in flight.targets]
+            results = await self._supervisor.run(work, close=False)
             self._checks += 1
-            run = self._supervisor.run_block()
-            run["duration_ms"] = round((time.monotonic() - started) * 1000.0, 3)
-            run["check"] = self._checks
+            run = self._supervisor.run_info(flight.targets, check=self._checks,
+                                            duration_ms=round((time.monotonic() - started) * 1000.0, 3))
             flight.results, flight.run = results, run
             self._last_run = run
         except Exception as exc:  # noqa: BLE001 - not a probe's (those are results): handed to every waiter, re-raised
             flight.error = exc
             self._undelivered = exc
         finally:
-            if self._flight is flight:
-                self._flight = None
+            if self._flights.get(key) is flight:
+                del self._flights[key]
             flight.done.set()
 
 

@@ -1,4 +1,4 @@
-"""Probe outcomes as data: statuses, per-connector results and the recorder a probe fills in while it runs."""
+"""Probe outcomes as data: statuses, per-target results and the recorder a probe fills in while it runs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ingest_probe.defaults import EXIT_OK, STATUS_EXIT_CODES
+
 
 class Status(StrEnum):
-    """Health of one connector, or of a whole run (``unknown`` only for a run with nothing configured)."""
+    """Health of one target, or of a whole run (``unknown`` only for a run with nothing configured)."""
 
     OK = "ok"
     DEGRADED = "degraded"
@@ -23,7 +25,7 @@ class Status(StrEnum):
     @property
     def exit_code(self) -> int:
         """Nagios meaning: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (nothing configured to probe)."""
-        return {Status.DOWN: 2, Status.DEGRADED: 1, Status.STARTING: 1, Status.UNKNOWN: 3}.get(self, 0)
+        return STATUS_EXIT_CODES.get(self.value, EXIT_OK)
 
 
 # Worst first: an overall status is the first of these that any configured connector has.
@@ -41,7 +43,8 @@ def overall_status(statuses: Iterator[Status] | list[Status] | tuple[Status, ...
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProbeResult:
-    """What one probe of one connector found."""
+    """What one probe of one target found. ``name`` is the target's (unique in a run), ``kind`` its
+    connector kind, ``labels`` its labels."""
 
     name: str
     configured: bool
@@ -57,6 +60,8 @@ class ProbeResult:
     #: The unexpected exception behind an ``internal`` result (its traceback is for ``--debug``); never
     #: part of the report.
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    kind: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool | None:
@@ -68,6 +73,8 @@ class ProbeResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "kind": self.kind,
+            "labels": dict(self.labels),
             "configured": self.configured,
             "healthy": self.healthy,
             "status": self.status.value,

@@ -20,9 +20,17 @@ import pytest
 from live import in_ci
 
 from ingest_probe import errors
+from ingest_probe.config import sources
+from ingest_probe.config.sources import RawConfig
+from ingest_probe.connectors.kafka.settings import KafkaSettings
+from ingest_probe.connectors.redis.settings import RedisSettings
+from ingest_probe.connectors.timescale.settings import TimescaleSettings
+from ingest_probe.engine.supervisor import TaskSupervisor
+from ingest_probe.prober import Prober
 from ingest_probe.results import ProbeResult, Recorder, Status
-from ingest_probe.settings import Secret, Settings, TimescaleSettings, load_settings
-from ingest_probe.supervisor import TaskSupervisor
+from ingest_probe.secret import Secret
+from ingest_probe.settings.service import Settings, key_registry, load_settings
+from ingest_probe.settings.targets import Target
 
 Behaviour = Callable[[Recorder], Awaitable[None]]
 
@@ -35,6 +43,11 @@ BASE_ENV = {
     "TIMESCALE_INGEST_JITTER_SECONDS": "0",
     "TIMESCALE_INGEST_MAX_FAILURES": "3",
 }
+
+
+def load_config(**kwargs: Any) -> RawConfig:
+    """``config.sources.load_config`` with the keys of every registered kind (what ``load_settings`` reads)."""
+    return sources.load_config(keys=key_registry(), **kwargs)
 
 
 def make_settings(**env: str) -> Settings:
@@ -99,6 +112,52 @@ class FakeProbe:
         self.closed = True
 
 
+class FakeSettings:
+    """The settings of a fake target: configured or not, an endpoint, no secret."""
+
+    def __init__(self, *, configured: bool = True, endpoint: str | None = None) -> None:
+        self.configured = configured
+        self.endpoint = endpoint
+
+    def secrets(self) -> tuple[Secret, ...]:
+        return ()
+
+
+def _fake_settings(probe: FakeProbe) -> tuple[str, Any]:
+    """A ``FakeProbe``'s kind and settings: a built-in kind's own settings type when the probe is named after one
+    (so a report can describe it), else kind ``fake`` with ``FakeSettings``; the endpoint is the probe's."""
+    configured, host = probe.configured, f"{probe.name}.test"
+    if probe.name == "timescale":
+        return "timescale", TimescaleSettings(configured=configured, backend="postgresql", url_source_key=None,
+                                              host=host, port=1)
+    if probe.name == "redis":
+        return "redis", RedisSettings(configured=configured, host=host, port=1)
+    if probe.name == "kafka":
+        return "kafka", KafkaSettings(configured=configured, bootstrap_servers=(f"{host}:1",))
+    return "fake", FakeSettings(configured=configured, endpoint=probe.endpoint)
+
+
+def target_of(probe: Any, name: str | None = None) -> Target:
+    """The target a probe checks: a ``FakeProbe``'s is named after it (``_fake_settings``); a real probe's is named
+    after its kind (``TimescaleProbe`` → ``timescale``) unless ``name`` is given, with the probe's settings."""
+    if isinstance(probe, FakeProbe):
+        kind, settings = _fake_settings(probe)
+        return Target(name=name or probe.name, kind=kind, settings=settings)
+    kind = type(probe).__name__.removesuffix("Probe").lower()
+    return Target(name=name or kind, kind=kind, settings=probe.settings)
+
+
+def jobs(probes: Any) -> list[tuple[Target, Any]]:
+    """What ``TaskSupervisor.run`` takes: each probe with its target (``target_of``)."""
+    return [(target_of(p), p) for p in probes]
+
+
+def fake_prober(probes: list[Any], **kwargs: Any) -> Prober:
+    """A ``Prober`` over the targets of ``probes`` (``target_of``), each checked by its probe."""
+    targets = [target_of(p) for p in probes]
+    return Prober(targets, probes={t.name: p for t, p in zip(targets, probes, strict=True)}, **kwargs)
+
+
 async def hang(rec: Recorder) -> None:
     """A behaviour that never returns."""
     await anyio.sleep_forever()
@@ -141,7 +200,7 @@ def pg_settings(pg: Any, **overrides: Any) -> TimescaleSettings:
 async def run_once(probe: Any, deadline: float, *, close: bool = True) -> tuple[ProbeResult, float]:
     """One supervised check (no jitter): the result and the wall time it took, close included."""
     started = time.monotonic()
-    [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run([probe], close=close)
+    [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run(jobs([probe]), close=close)
     return result, time.monotonic() - started
 
 
@@ -196,7 +255,7 @@ def help_in_a_fresh_interpreter(command: str) -> tuple[str, str]:
     which of asyncpg, redis, aiokafka, yaml and anyio it imported."""
     code = (
         "import sys\n"
-        "from ingest_probe.cli import main\n"
+        "from ingest_probe.commands.cli import main\n"
         f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio') if m in sys.modules))\n"
     )

@@ -9,16 +9,15 @@ from typing import Any
 
 import anyio
 import pytest
-from fakes import make_settings, pg_settings
+from fakes import fake_prober, pg_settings
 from live.kafka import TansuBroker, client_connections, wait_until
 
-from ingest_probe import Prober
-from ingest_probe.probes import Probe
-from ingest_probe.probes.kafka import KafkaProbe
-from ingest_probe.probes.redis import RedisProbe
-from ingest_probe.probes.timescale import TimescaleProbe
+from ingest_probe.connectors.base import Probe
+from ingest_probe.connectors.kafka.probe import KafkaProbe
+from ingest_probe.connectors.kafka.settings import KafkaSettings
+from ingest_probe.connectors.redis.probe import RedisProbe
+from ingest_probe.connectors.timescale.probe import TimescaleProbe
 from ingest_probe.results import Status
-from ingest_probe.settings import KafkaSettings
 
 #: The owner's close budget under test, far below the probe modules' own default (1 s).
 CLOSE_BUDGET = 0.2
@@ -90,14 +89,14 @@ async def test_close_budget_is_a_ceiling_against_a_frozen_server(
 ) -> None:
     """Warm client, frozen server: the Prober's exit closes within its close budget, whatever the probe
     modules' own close constants say (set absurdly high here), and no connection of ours is left."""
-    import ingest_probe.probes._common as common
-    import ingest_probe.probes.kafka as kafka
-    import ingest_probe.probes.timescale as timescale
+    import ingest_probe.connectors._net as common
+    import ingest_probe.connectors.kafka.probe as kafka
+    import ingest_probe.connectors.timescale.probe as timescale
 
     for module in (common, kafka, timescale):  # a probe module that still has its own constant gets it too
         monkeypatch.setattr(module, "CLOSE_BUDGET", 3.0, raising=False)
     probe, freeze, thaw, nothing_left = frozen_close
-    prober = Prober(make_settings(), probes=[probe], timeout=5.0, jitter=0.0, close_budget=CLOSE_BUDGET)
+    prober = fake_prober([probe], timeout=5.0, jitter=0.0, close_budget=CLOSE_BUDGET)
     async with prober:
         [warm] = await prober.check()
         assert warm.status is Status.OK, warm

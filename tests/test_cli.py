@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fakes import help_in_a_fresh_interpreter
 
-from ingest_probe.cli import main
+from ingest_probe.commands.cli import main
 
 CANARY = "CANARY-cli-9c2e"
 
@@ -42,7 +42,7 @@ def test_manifest_only_run_imports_no_client_library(tmp_path):
     env = write(tmp_path, "a.env", "REDIS_URL=redis://r:6379/0\nKAFKA_BROKERS=k:9092\nTIMESCALEDB_HOST=db\n")
     code = (
         "import sys, io, contextlib\n"
-        "from ingest_probe.cli import main\n"
+        "from ingest_probe.commands.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    try:\n        main(['report', '--no-env', '--env-file', {env!r}])\n"
         "    except SystemExit as e:\n        assert e.code == 0, e.code\n"
@@ -227,7 +227,7 @@ def test_a_resolver_stuck_past_the_deadline_does_not_hold_the_exit():
         "        time.sleep(10)\n"
         "    return real(host, *a, **k)\n"
         "socket.getaddrinfo = slow\n"
-        "from ingest_probe.cli import main\n"
+        "from ingest_probe.commands.cli import main\n"
         "main(['report', '--no-env', '--connectivity', '--timeout', '1', '--extra', 'REDIS_HOST=stuck.example'])\n"
     )
     started = time.monotonic()

@@ -14,7 +14,7 @@ import pytest
 from live.kafka import wait_until
 from live.net import BlackHole
 
-from ingest_probe.probes._common import CLOSE_BUDGET
+from ingest_probe.defaults import CLOSE_BUDGET
 
 pytestmark = pytest.mark.live
 

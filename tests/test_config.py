@@ -8,13 +8,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import load_config
 
-from ingest_probe import _keys
-from ingest_probe.config import RawConfig, Source, load_config
+from ingest_probe.config.sources import RawConfig, Source
 from ingest_probe.errors import ConfigError
-from ingest_probe.settings import Secret, load_settings
+from ingest_probe.secret import Secret
+from ingest_probe.settings.service import key_registry, load_settings
 
 KEY = "TIMESCALE_LOOKBACK_DAYS"  # default 60
+
+
+KEYS = key_registry()
 
 
 def write(path: Path, *lines: str) -> Path:
@@ -341,12 +345,12 @@ def test_far_off_key_in_an_env_file_warns_without_suggestion(tmp_path: Path) -> 
 
 def test_closest_known_accepts_one_edit_or_a_high_ratio_only() -> None:
     """One edit (even in a short name) or ratio >= CLOSE_RATIO suggests a key; anything farther suggests none."""
-    assert _keys.closest_known("REDIS_DV") == "REDIS_DB"  # one substitution, ratio only 0.875
-    assert _keys.closest_known("KAFKA_BORKERS") == "KAFKA_BROKERS"  # adjacent swap
-    assert _keys.closest_known("KAFKA_SECURITYPROTOCOL") == "KAFKA_SECURITY_PROTOCOL"
-    assert _keys.closest_known("kafka_client_id") == "KAFKA_CLIENT_ID"
-    assert _keys.closest_known("KAFKA_BROKER_ID") is None  # Kafka images; 0.857 from KAFKA_BROKERS
-    assert _keys.closest_known("REDIS_NAME") is None  # docker links; 0.833 from REDIS_USERNAME
+    assert KEYS.closest_known("REDIS_DV") == "REDIS_DB"  # one substitution, ratio only 0.875
+    assert KEYS.closest_known("KAFKA_BORKERS") == "KAFKA_BROKERS"  # adjacent swap
+    assert KEYS.closest_known("KAFKA_SECURITYPROTOCOL") == "KAFKA_SECURITY_PROTOCOL"
+    assert KEYS.closest_known("kafka_client_id") == "KAFKA_CLIENT_ID"
+    assert KEYS.closest_known("KAFKA_BROKER_ID") is None  # Kafka images; 0.857 from KAFKA_BROKERS
+    assert KEYS.closest_known("REDIS_NAME") is None  # docker links; 0.833 from REDIS_USERNAME
 
 
 def test_unknown_unprefixed_keys_in_files_are_silent(tmp_path: Path) -> None:
@@ -366,37 +370,37 @@ def test_test_suite_variables_do_not_warn() -> None:
 
 def test_registry_names_are_unique_and_secrets_flagged() -> None:
     """Every key and alias appears once; every password-like key is secret."""
-    names = [n for spec in _keys.KEYS for n in spec.names]
+    names = [n for spec in KEYS.specs for n in spec.names]
     assert len(names) == len(set(names))
-    for spec in _keys.KEYS:
+    for spec in KEYS.specs:
         if any(word in spec.name for word in ("PASSWORD", "URL", "BROKERS")):
             assert spec.secret, spec.name
 
 
 def test_markdown_key_table_lists_every_key() -> None:
     """The README table is generated from the registry and names every key and alias."""
-    table = _keys.markdown_table()
-    for spec in _keys.KEYS:
+    table = KEYS.markdown_table()
+    for spec in KEYS.specs:
         assert f"`{spec.name}`" in table
         for alias in spec.aliases:
             assert f"`{alias}`" in table
 
 
 def test_readme_key_table_is_the_generated_one() -> None:
-    """README.md holds the key table exactly as `python -m ingest_probe.config --markdown-keys` prints it."""
+    """README.md holds the key table exactly as `python -m ingest_probe.settings --markdown-keys` prints it."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    assert _keys.markdown_table() in readme, "regenerate: python -m ingest_probe.config --markdown-keys"
+    assert KEYS.markdown_table() in readme, "regenerate: python -m ingest_probe.settings --markdown-keys"
 
 
 def test_markdown_keys_command() -> None:
-    """python -m ingest_probe.config --markdown-keys prints the table."""
+    """python -m ingest_probe.settings --markdown-keys prints the table."""
     out = subprocess.run(
-        [sys.executable, "-m", "ingest_probe.config", "--markdown-keys"],
+        [sys.executable, "-m", "ingest_probe.settings", "--markdown-keys"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    assert out == _keys.markdown_table()
+    assert out == KEYS.markdown_table()
 
 
 def test_yaml_scalars_keep_their_source_text(tmp_path: Path) -> None:
@@ -469,7 +473,7 @@ def test_yaml_topic_config_mapping_keeps_text(tmp_path: Path) -> None:
 
 def test_markdown_key_table_states_the_precedence_rules() -> None:
     """The key table says aliases rank by name not source, and PG*/DATABASE_URL are whole-group fallbacks."""
-    table = _keys.markdown_table()
+    table = KEYS.markdown_table()
     assert "an alias never overrides across sources" in table
     assert "apply only when no `TIMESCALEDB_*`/`TIMESCALE_*` URL or host is set in any source" in table
     for key in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSSLMODE", "PGSSLROOTCERT",

@@ -7,12 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
+from fakes import load_config
 
-from ingest_probe._urls import UrlError, parse_servers
-from ingest_probe.cli import main
-from ingest_probe.config import load_config
+from ingest_probe.commands.cli import main
+from ingest_probe.config.urls import UrlError
+from ingest_probe.connectors.kafka.settings import parse_servers
 from ingest_probe.errors import ConfigError
-from ingest_probe.settings import Secret, load_settings
+from ingest_probe.secret import Secret
+from ingest_probe.settings.service import load_settings
 
 S = "S3cret"  # a planted secret; no piece of it ("3cre") may appear in any message
 
@@ -110,7 +112,7 @@ def test_yaml_errors_never_echo_file_content(tmp_path: Path, text: str) -> None:
 def test_driver_message_redaction_is_by_position_not_substring(password: str, message: str, expected: str) -> None:
     """A short password is masked only as a whole token (or where a URL/key=value puts a secret), never
     inside another word ("dis***led")."""
-    from ingest_probe.probes._common import one_line
+    from ingest_probe.connectors._net import one_line
 
     assert one_line(message, secrets=[Secret(password)]) == expected
 

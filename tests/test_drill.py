@@ -12,14 +12,14 @@ from fakes import assert_golden, help_in_a_fresh_interpreter
 from live.kafka import wait_until
 from live.net import BlackHole, free_port
 
-from ingest_probe import drill
-from ingest_probe.cli import main
+from ingest_probe.commands.cli import main
+from ingest_probe.commands.oneshot import run_readiness
 from ingest_probe.errors import ConfigError
-from ingest_probe.readiness import run_readiness
+from ingest_probe.readiness import drill
 from ingest_probe.renderers import get_renderer
-from ingest_probe.report import build_report
+from ingest_probe.report.builder import build_report
 from ingest_probe.results import ProbeResult, Status
-from ingest_probe.settings import Settings, load_settings
+from ingest_probe.settings.service import Settings, load_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)
@@ -189,7 +189,8 @@ def notes(doc: dict[str, Any]) -> dict[str, str]:
 def test_vocabulary_mismatch_is_spelled_out():
     """Required-but-absent, present-but-not-required and not-planned names are listed, with a did-you-mean hint."""
     s = settings(TIMESCALE_FAILOVER_DRILL_DIMENSIONS="dayly")
-    snap = snapshot({"daily": entry(), "intraday": entry()}, s).to_dict()
+    section = snapshot({"daily": entry(), "intraday": entry()}, s)
+    snap = section.to_dict()
     vocab = snap["health_report"]["vocabulary"]
     assert vocab["required"] == ["dayly"]
     assert vocab["required_source"].startswith(drill.DIMENSIONS_KEY)
@@ -207,7 +208,7 @@ def test_vocabulary_mismatch_is_spelled_out():
     assert (dayly["name"], dayly["status"], dayly["rows_written"]) == ("dayly", "error", None)
     assert snap["failover_decision"]["should_failover"] is True
     assert "[required_absent]" in snap["reason"]
-    markdown = get_renderer("markdown")(build_report(s, sections={"failover_drill": _Snap(snap)}, now=NOW))
+    markdown = get_renderer("markdown")(build_report(s, drill=section, now=NOW))
     assert "Required but absent: dayly" in markdown
     assert "Present but not required: daily, intraday" in markdown
     assert "- note [required_not_planned]: 1 required dimension (TIMESCALE_FAILOVER_DRILL_DIMENSIONS" in markdown
@@ -267,7 +268,8 @@ def test_legacy_names_in_results_and_flag_are_the_report_dimensions():
     """A results file and --dimensions in legacy names are judged as daily/intraday/macro, each rename noted."""
     s = settings(TIMESCALE_FAILOVER_DRILL_DIMENSIONS="daily,intraday", TIMESCALE_ENABLE_INTRADAY="true")
     data = {"daily_bars": entry(), "intraday_bars": entry(rows_written=0), "macro_events": entry(symbols=[])}
-    doc = snapshot(data, s, dimensions=("daily_bars,intraday",)).to_dict()
+    section = snapshot(data, s, dimensions=("daily_bars,intraday",))
+    doc = section.to_dict()
     vocab = doc["health_report"]["vocabulary"]
     assert vocab["required"] == ["daily", "intraday"]
     assert vocab["in_results"] == ["daily", "intraday", "macro"]
@@ -278,7 +280,7 @@ def test_legacy_names_in_results_and_flag_are_the_report_dimensions():
     dims = {d["name"]: d for d in doc["health_report"]["dimensions"]}
     assert dims["intraday"]["name_in_results"] == "intraday_bars"
     assert doc["failover_decision"]["required_in_error"] == ["intraday"]
-    markdown = get_renderer("markdown")(build_report(s, sections={"failover_drill": _Snap(doc)}, now=NOW))
+    markdown = get_renderer("markdown")(build_report(s, drill=section, now=NOW))
     assert "| intraday (as intraday_bars) | yes | error |" in markdown
 
 
@@ -469,7 +471,7 @@ def test_snapshot_shape_and_redaction():
 def test_not_run_without_results_still_probes_connectivity():
     """Without --ingest-results the report has connectivity and a not_run drill that says why."""
     report = run_readiness(load_settings(environ={}), ingest_results=None, now=NOW, scenario="dr-2026")
-    doc = report.document
+    doc = report.to_dict()
     assert [c["status"] for c in doc["connectivity"]] == ["skipped"] * 3
     assert doc["run"] is not None
     drill_doc = doc["failover_drill"]
@@ -484,25 +486,11 @@ def test_disabled_drill_is_not_run_but_file_is_validated(tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"daily_bars": entry(rows_written=0)}))
     report = run_readiness(settings(TIMESCALE_FAILOVER_DRILL="false"), ingest_results=path, now=NOW)
-    assert report.document["failover_drill"]["status"] == "not_run"
-    assert "TIMESCALE_FAILOVER_DRILL is false" in report.document["failover_drill"]["reason"]
+    assert report.to_dict()["failover_drill"]["status"] == "not_run"
+    assert "TIMESCALE_FAILOVER_DRILL is false" in report.to_dict()["failover_drill"]["reason"]
     path.write_text("[]")
     with pytest.raises(ConfigError):
         run_readiness(settings(TIMESCALE_FAILOVER_DRILL="false"), ingest_results=path, now=NOW)
-
-
-class _Snap:
-    """A section wrapper around an already-built dict (for rendering tests)."""
-
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self.doc = doc
-
-    @property
-    def exit_code(self) -> int:
-        return drill.DrillStatus(self.doc["status"]).exit_code
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.doc
 
 
 def test_markdown_golden():
@@ -516,7 +504,7 @@ def test_markdown_golden():
                            endpoint="db.example.com:5432", details={"in_recovery": False}, deadline_s=5.0),
                ProbeResult(name="redis", configured=False, status=Status.SKIPPED),
                ProbeResult(name="kafka", configured=False, status=Status.SKIPPED)]
-    report = build_report(s, results=results, sections={"failover_drill": section}, now=NOW)
+    report = build_report(s, results=results, drill=section, now=NOW)
     assert report.exit_code == 2
     text = get_renderer("markdown")(report)
     assert_golden(GOLDEN / "readiness.md", text)

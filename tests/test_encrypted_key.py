@@ -100,8 +100,9 @@ def test_encrypted_key_without_passphrase_is_a_tls_error_not_a_prompt(
 def test_timescale_sslpassword_decrypts_the_key_and_a_wrong_one_is_named(encrypted_pair: tuple[Path, Path]) -> None:
     """With sslpassword the encrypted key loads; a wrong one is a tls error naming the key, never the secret."""
     from ingest_probe import errors
-    from ingest_probe.probes._pg_connect import ssl_context
-    from ingest_probe.settings import Secret, TimescaleSettings
+    from ingest_probe.connectors.timescale.connect import ssl_context
+    from ingest_probe.connectors.timescale.settings import TimescaleSettings
+    from ingest_probe.secret import Secret
 
     cert, key = encrypted_pair
 

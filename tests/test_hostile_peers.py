@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import assert_failed, pg_settings
+from fakes import assert_failed, jobs, pg_settings
 from live.kafka import TansuBroker
 from live.net import BlackHole, ScramPeer
 
-from ingest_probe.probes.timescale import TimescaleProbe
-from ingest_probe.settings import Secret, TimescaleSettings
-from ingest_probe.supervisor import TaskSupervisor
+from ingest_probe.connectors.timescale.probe import TimescaleProbe
+from ingest_probe.connectors.timescale.settings import TimescaleSettings
+from ingest_probe.engine.supervisor import TaskSupervisor
+from ingest_probe.secret import Secret
 
 BAD_HOST = "broker..example"
 #: Slack over a deadline for cleanup: a hang guard, not a performance assertion.
@@ -40,7 +41,7 @@ _RUNNER = textwrap.dedent("""
     log, patch, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
     exec(patch)
     try:
-        from ingest_probe.cli import main
+        from ingest_probe.commands.cli import main
         main(argv)
     finally:
         with open(log, "w") as f:
@@ -129,12 +130,12 @@ def test_watch_broker_advertising_an_unusable_host(
 
 #: A bug planted in the Kafka probe's query (what aiokafka's UnicodeError used to be): raised from our code.
 _QUERY_BUG = textwrap.dedent("""
-    from ingest_probe.probes.kafka import KafkaProbe
+    from ingest_probe.connectors.kafka.probe import KafkaProbe
 
-    async def _query(self):
+    async def _request(self):
         raise UnicodeError("encoding with 'idna' codec failed (planted)")
 
-    KafkaProbe._query = _query
+    KafkaProbe._request = _request
 """)
 
 
@@ -164,7 +165,7 @@ def test_report_bug_in_one_probe_is_its_internal_result(
 def test_topics_bug_is_the_sections_internal_error(tmp_path: Path, kafka_broker: Any) -> None:
     """A bug during topic provisioning is the section's internal error with every topic unknown, exit 3."""
     patch = textwrap.dedent("""
-        from ingest_probe import _topics_admin
+        from ingest_probe.topics import admin as _topics_admin
 
         async def _read(self):
             raise KeyError("planted")
@@ -213,7 +214,7 @@ async def test_scram_iteration_bomb_is_auth_within_the_deadline() -> None:
     deadline = 2.0
     with ScramPeer(20_000_000) as peer:
         started = time.monotonic()
-        [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run([scram_probe(peer.port)])
+        [result] = await TaskSupervisor(timeout=deadline, jitter=0.0).run(jobs([scram_probe(peer.port)]))
         elapsed = time.monotonic() - started
         assert peer.asked.is_set()
     assert_failed(result, "auth", "20000000 SCRAM iterations", "4096")
@@ -254,11 +255,11 @@ async def test_scram_cap_sits_where_asyncpg_hashes_and_only_for_the_probe(
     connection, opened after the cap was installed, is untouched."""
     import asyncpg
 
-    from ingest_probe.probes import _pg_connect
+    from ingest_probe.connectors.timescale import connect as _pg_connect
 
     monkeypatch.setattr(_pg_connect, "MAX_SCRAM_ITERATIONS", 4095)
     settings = pg_settings(pg_tls_server, sslmode="require") if tls else pg_settings(pg_server)
-    [result] = await TaskSupervisor(timeout=5.0, jitter=0.0).run([TimescaleProbe(settings)])
+    [result] = await TaskSupervisor(timeout=5.0, jitter=0.0).run(jobs([TimescaleProbe(settings)]))
     assert_failed(result, "auth", "4096 SCRAM iterations")
     conn = await asyncpg.connect(host=pg_server.host, port=pg_server.port, user=pg_server.user,
                                  password=pg_server.password, database=pg_server.database, ssl=False)  # fmt: skip

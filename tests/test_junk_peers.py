@@ -16,20 +16,23 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fakes import assert_failed, assert_no_stray_tasks, pg_settings
+from fakes import assert_failed, assert_no_stray_tasks, jobs, pg_settings
 from live.net import JunkServer
 from live.postgres import PostgresServer
 from live.redis import RedisServer
 
 from ingest_probe import errors
-from ingest_probe.probes import Probe
-from ingest_probe.probes._common import library_failure, raised_inside
-from ingest_probe.probes.kafka import KafkaProbe
-from ingest_probe.probes.redis import RedisProbe
-from ingest_probe.probes.timescale import TimescaleProbe
+from ingest_probe.connectors._net import library_failure, raised_inside
+from ingest_probe.connectors.base import Probe
+from ingest_probe.connectors.kafka.probe import KafkaProbe
+from ingest_probe.connectors.kafka.settings import KafkaSettings
+from ingest_probe.connectors.redis.probe import RedisProbe
+from ingest_probe.connectors.redis.settings import RedisSettings
+from ingest_probe.connectors.timescale.probe import TimescaleProbe
+from ingest_probe.connectors.timescale.settings import TimescaleSettings
+from ingest_probe.engine.supervisor import TaskSupervisor
 from ingest_probe.results import ProbeResult, Status
-from ingest_probe.settings import KafkaSettings, RedisSettings, Secret, TimescaleSettings
-from ingest_probe.supervisor import TaskSupervisor
+from ingest_probe.secret import Secret
 
 T = 2.0  # per-probe deadline
 HANG_GUARD = 3.0  # slack over T for cleanup: a hang guard, not a performance assertion
@@ -77,7 +80,7 @@ async def test_junk_peer_is_protocol_and_others_still_reported(
     with JunkServer(JUNK[junk]) as server:
         probes = three_probes(junk, server.port, pg_server, redis_server, kafka_broker, sslmode=sslmode)
         started = time.monotonic()
-        results = await TaskSupervisor(timeout=T, jitter=0.0).run(probes)
+        results = await TaskSupervisor(timeout=T, jitter=0.0).run(jobs(probes))
         wall = time.monotonic() - started
         assert server.accepted >= 1  # the probe did talk to the junk peer
     by_name: dict[str, ProbeResult] = {r.name: r for r in results}
@@ -112,7 +115,7 @@ async def test_wrong_service_on_the_port_is_named_as_a_possibility(
     else:
         probe = KafkaProbe(KafkaSettings(configured=True, bootstrap_servers=(f"127.0.0.1:{port}",)))
     started = time.monotonic()
-    [result] = await TaskSupervisor(timeout=T, jitter=0.0).run([probe])
+    [result] = await TaskSupervisor(timeout=T, jitter=0.0).run(jobs([probe]))
     wall = time.monotonic() - started
     assert result.status is Status.DOWN, result
     assert result.error is not None
@@ -185,8 +188,8 @@ def test_library_failure_maps_only_exceptions_raised_inside_the_library() -> Non
     with pytest.raises(TypeError) as near:
         lookalike()
     assert not raised_inside(near.value, "aiokafka")
-    # Our own probe module ``ingest_probe.probes.redis`` is not the ``redis`` package.
-    ours = _library_function("ingest_probe.probes.redis", "raise ValueError('x')")
+    # Our own probe module ``ingest_probe.connectors.redis.probe`` is not the ``redis`` package.
+    ours = _library_function("ingest_probe.connectors.redis.probe", "raise ValueError('x')")
     with pytest.raises(ValueError, match="x") as own:
         ours()
     assert library_failure(own.value, package="redis", protocol="Redis", endpoint=None) is None
@@ -199,7 +202,7 @@ def test_library_failure_looks_past_the_standard_library() -> None:
     with pytest.raises(ValueError, match="base64") as inside:
         decode()
     assert raised_inside(inside.value, "aiokafka")
-    ours = _library_function("ingest_probe.probes.kafka", "__import__('base64').b64decode('x')")
+    ours = _library_function("ingest_probe.connectors.kafka.probe", "__import__('base64').b64decode('x')")
     with pytest.raises(ValueError, match="base64") as own:
         ours()
     assert not raised_inside(own.value, "aiokafka")
@@ -262,6 +265,6 @@ async def test_type_error_from_our_code_is_internal_not_protocol(name: str, monk
     """A TypeError raised by our code at a probe's library boundary is a bug, not the peer's fault: the
     probe lets it out (never ``protocol``) and the supervisor records it as ``internal``."""
     probe = _bug_at_the_boundary(name, monkeypatch)
-    [result] = await TaskSupervisor(timeout=T, jitter=0.0).run([probe])
+    [result] = await TaskSupervisor(timeout=T, jitter=0.0).run(jobs([probe]))
     assert_failed(result, "internal", f"internal error in the {name} probe: TypeError: a bug in our code")
     assert isinstance(result.exception, TypeError)

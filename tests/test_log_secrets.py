@@ -8,19 +8,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fakes import pg_settings
+from fakes import jobs, pg_settings
 from live.kafka import TansuBroker
 from live.net import KafkaSaslPlainPeer
 from live.redis import AUTH_PASSWORD
 
-from ingest_probe.probes import Probe
-from ingest_probe.probes._log_secrets import HeldSecrets
-from ingest_probe.probes.kafka import KafkaProbe
-from ingest_probe.probes.redis import RedisProbe
-from ingest_probe.probes.timescale import TimescaleProbe
+from ingest_probe.connectors._log_secrets import HeldSecrets
+from ingest_probe.connectors.base import Probe
+from ingest_probe.connectors.kafka.probe import KafkaProbe
+from ingest_probe.connectors.kafka.settings import KafkaSettings
+from ingest_probe.connectors.redis.probe import RedisProbe
+from ingest_probe.connectors.timescale.probe import TimescaleProbe
+from ingest_probe.engine.supervisor import TaskSupervisor
 from ingest_probe.results import Status
-from ingest_probe.settings import KafkaSettings, Secret
-from ingest_probe.supervisor import TaskSupervisor
+from ingest_probe.secret import Secret
 
 
 class Capture(logging.Handler):
@@ -76,7 +77,7 @@ async def test_sasl_plain_password_never_reaches_a_log_record(debug_logging: Cap
         settings = KafkaSettings(configured=True, bootstrap_servers=(f"127.0.0.1:{peer.port}",),
                                  security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", username="probe",
                                  password=Secret(password))  # fmt: skip
-        [result] = await TaskSupervisor(timeout=3.0, jitter=0.0).run([KafkaProbe(settings)])
+        [result] = await TaskSupervisor(timeout=3.0, jitter=0.0).run(jobs([KafkaProbe(settings)]))
     assert result.error_kind == "auth", result
     assert peer.tokens == [f"probe\x00probe\x00{password}".encode()]
     requests = [r for r in debug_logging.records if "SaslAuthenticateRequest" in r.getMessage()]
@@ -99,7 +100,7 @@ async def test_no_password_in_any_library_record_against_real_servers(
         TimescaleProbe(pg_settings(pg_server, password=Secret(pg_pw))),
         RedisProbe(redis_auth_server.settings()),
     ]  # fmt: skip
-    results = await TaskSupervisor(timeout=3.0, jitter=0.0).run(probes)
+    results = await TaskSupervisor(timeout=3.0, jitter=0.0).run(jobs(probes))
     assert [r.error_kind for r in results] == ["auth", "auth", None], results
     assert results[2].status is Status.OK
     assert {r.name.partition(".")[0] for r in debug_logging.records} >= {"aiokafka"}

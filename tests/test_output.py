@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest_probe.cli import main
+from ingest_probe.commands.cli import main
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="mknod (device nodes) needs root")

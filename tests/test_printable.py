@@ -10,17 +10,17 @@ import sys
 from typing import Any
 
 import pytest
-from fakes import FakeProbe, make_settings
+from fakes import FakeProbe, make_settings, target_of
 from live.net import JunkServer
 
 from ingest_probe import errors
-from ingest_probe._printable import json_text, printable
-from ingest_probe._watch import WatchOptions, watch
+from ingest_probe.commands.watch_loop import WatchOptions, watch
+from ingest_probe.connectors.kafka.topic_specs import TopicSpec
 from ingest_probe.renderers import get_renderer
-from ingest_probe.report import build_report
+from ingest_probe.renderers.printable import json_text, printable
+from ingest_probe.report.builder import build_report
 from ingest_probe.results import ProbeResult, Status
-from ingest_probe.settings import TopicSpec
-from ingest_probe.topics import Action, Note, ProvisioningSection, TopicPlan
+from ingest_probe.topics.plan import Action, Note, ProvisioningSection, TopicPlan
 
 #: What a hostile server puts in its strings: clear screen, window title, C1 CSI, a bidi override, newlines.
 HOSTILE = "a\x1b[2J\x1b]0;pwned\x07b\x9b31mc\u202eevil\x7fd\ne"
@@ -57,8 +57,7 @@ def _hostile_report() -> Any:
                      message=HOSTILE)
     section = ProvisioningSection(dry_run=True, before=(plan,), after=(plan,), notes=(Note("x", HOSTILE),),
                                   error=HOSTILE, error_kind="protocol", failed={"ingest.daily": HOSTILE})
-    return build_report(make_settings(), results=results, sections={"kafka_topic_provisioning": section},
-                        now=NOW)
+    return build_report(make_settings(), results=results, topics=section, now=NOW)
 
 
 def test_markdown_escapes_controls_and_keeps_tables_whole() -> None:
@@ -81,12 +80,12 @@ def test_json_keeps_every_value_exact_and_nothing_raw() -> None:
     report = _hostile_report()
     text = get_renderer("json")(report)
     assert not RAW.search(text)
-    assert json.loads(text) == json.loads(json.dumps(report.document))
+    assert json.loads(text) == json.loads(json.dumps(report.to_dict()))
 
 
 def test_stderr_problem_lines_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
     """The one-line-per-problem stderr summary shows the server's controls as escapes."""
-    from ingest_probe.cli import finish
+    from ingest_probe.commands.options import finish
 
     with pytest.raises(SystemExit):
         finish(_hostile_report(), "json", None)
@@ -98,12 +97,12 @@ def test_stderr_problem_lines_are_escaped(capsys: pytest.CaptureFixture[str]) ->
 
 def test_error_line_is_escaped(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """`ingest-probe: error: ...` shows controls in an error message as escapes."""
-    from ingest_probe import cli
+    from ingest_probe.commands import cli, report
 
     def bad(*args: Any) -> Any:
         raise errors.ConfigError(f"bad value {HOSTILE}")
 
-    monkeypatch.setattr(cli, "load", bad)
+    monkeypatch.setattr(report, "load", bad)
     with pytest.raises(SystemExit):
         cli.main(["report", "--no-env"])
     err = capsys.readouterr().err
@@ -126,8 +125,9 @@ async def test_watch_log_lines_are_escaped() -> None:
     async def no_sleep(delay: float) -> None:
         pass
 
-    code = await watch(make_settings(), options, log=lines.append, probes=[FakeProbe("redis", hostile)],
-                       sleep=no_sleep)
+    probe = FakeProbe("redis", hostile)
+    code = await watch(make_settings(), options, log=lines.append, targets=[target_of(probe)],
+                       probes={"redis": probe}, sleep=no_sleep)
     assert code == 2  # stopped after the failing cycle
     transition = next(line for line in lines if "ok -> down" in line)
     assert not RAW.search("".join(lines))

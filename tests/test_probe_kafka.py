@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from fakes import UnknownNames, assert_failed, make_settings, run_once
+from fakes import UnknownNames, assert_failed, jobs, make_settings, run_once
 from live.kafka import (
     ENV_BOOTSTRAP,
     NEEDS_OWNED,
@@ -22,12 +22,15 @@ from live.kafka import (
 )
 from live.net import BlackHole, ResetProxy, free_port
 
-from ingest_probe.probes import build_probes
-from ingest_probe.probes._common import CLOSE_BUDGET, use_resolver
-from ingest_probe.probes.kafka import KafkaProbe, metadata_request, split_bootstrap
+from ingest_probe.connectors._net import use_resolver
+from ingest_probe.connectors.kafka.client import metadata_request, split_bootstrap
+from ingest_probe.connectors.kafka.probe import KafkaProbe
+from ingest_probe.connectors.kafka.settings import KafkaSettings
+from ingest_probe.connectors.kafka.topic_specs import TopicSpec
+from ingest_probe.defaults import CLOSE_BUDGET
+from ingest_probe.engine.supervisor import TaskSupervisor
 from ingest_probe.results import Recorder, Status
-from ingest_probe.settings import KafkaSettings, Secret, TopicSpec
-from ingest_probe.supervisor import TaskSupervisor
+from ingest_probe.secret import Secret
 
 #: Hang guard on top of the probe deadline: a bound on wall time, not a performance assertion.
 SLACK = 3.0
@@ -167,15 +170,15 @@ async def test_frozen_broker_times_out_then_recovers(tansu_broker: TansuBroker) 
 
     warm = KafkaProbe(settings)
     patient = TaskSupervisor(timeout=5.0, jitter=0.0)  # the healthy checks: a loaded CI box must not flake
-    [first] = await patient.run([warm], close=False)
+    [first] = await patient.run(jobs([warm]), close=False)
     assert first.status is Status.OK, first.error
     with tansu_broker.frozen_for_a_while():
         started = time.monotonic()
-        [stuck] = await TaskSupervisor(timeout=1.0, jitter=0.0).run([warm], close=False)
+        [stuck] = await TaskSupervisor(timeout=1.0, jitter=0.0).run(jobs([warm]), close=False)
         assert_failed(stuck, "timeout", "metadata")
         assert time.monotonic() - started < 1.0 + SLACK
         assert warm.client is None  # a failed check drops its client
-    [again] = await patient.run([warm], close=False)
+    [again] = await patient.run(jobs([warm]), close=False)
     assert again.status is Status.OK, again.error
     assert again.details["reused_client"] is False
     await warm.aclose()
@@ -259,7 +262,7 @@ async def test_sasl_ssl_against_plaintext_says_whether_the_protocol_was_inferred
     env = {"KAFKA_BROKERS": kafka_broker.bootstrap, "KAFKA_USERNAME": "probe", "KAFKA_PASSWORD": "x"}
     if set_protocol:
         env["KAFKA_SECURITY_PROTOCOL"] = "SASL_SSL"
-    [probe] = [p for p in build_probes(make_settings(**env)) if p.name == "kafka"]
+    probe = KafkaProbe(make_settings(**env).kafka)  # the settings say whether the protocol was inferred
     result, wall = await run_once(probe, 1.0)
     assert result.status is Status.DOWN, result
     assert result.error is not None
@@ -322,7 +325,7 @@ async def test_hung_tls_close_is_aborted_within_the_close_budget(kafka_tls: TlsK
                 settings = kafka_settings(f"127.0.0.1:{front}", security_protocol="SSL",
                                           ssl_cafile=str(kafka_tls.files.ca))
                 probe = KafkaProbe(settings)
-                [result] = await TaskSupervisor(timeout=5.0, jitter=0.0).run([probe], close=False)
+                [result] = await TaskSupervisor(timeout=5.0, jitter=0.0).run(jobs([probe]), close=False)
                 assert result.status is Status.OK, result.error
                 assert client_connections(front) >= 1
                 proxy.freeze()
@@ -372,12 +375,12 @@ async def test_warm_reuse_keeps_one_client_and_one_connection(kafka_broker: Any)
     probe = KafkaProbe(kafka_settings(kafka_broker.bootstrap, (topic,)))
     supervisor = TaskSupervisor(timeout=2.0, jitter=0.0)
 
-    [first] = await supervisor.run([probe], close=False)
+    [first] = await supervisor.run(jobs([probe]), close=False)
     assert first.status is Status.OK, first.error
     client = probe.client
     assert client is not None
     for _ in range(20):
-        [result] = await supervisor.run([probe], close=False)
+        [result] = await supervisor.run(jobs([probe]), close=False)
         assert result.status is Status.OK, result.error
         assert result.details["reused_client"] is True
         assert result.phases["resolve"] is None
@@ -405,17 +408,17 @@ async def test_warm_connection_reset_by_a_middlebox_reconnects_once(drop: str) -
         probe = KafkaProbe(kafka_settings(f"127.0.0.1:{port}"))
         supervisor = TaskSupervisor(timeout=5.0, jitter=0.0)
         try:
-            [first] = await supervisor.run([probe], close=False)
+            [first] = await supervisor.run(jobs([probe]), close=False)
             assert first.status is Status.OK, first.error
             assert (proxy.reset_clients() if drop == "reset" else proxy.expire_clients()) >= 1
             started = time.monotonic()
-            [second] = await supervisor.run([probe], close=False)
+            [second] = await supervisor.run(jobs([probe]), close=False)
             assert second.status is Status.OK, second.error
             assert second.details["reconnected"] is True
             assert second.details["reused_client"] is False
             assert second.phases["connect"] is not None
             assert time.monotonic() - started < 5.0 + SLACK
-            [third] = await supervisor.run([probe], close=False)
+            [third] = await supervisor.run(jobs([probe]), close=False)
             assert third.status is Status.OK, third.error
             assert third.details["reused_client"] is True
             assert "reconnected" not in third.details
@@ -629,7 +632,7 @@ async def test_aiokafka_private_internals_still_exist() -> None:
         theirs.close()
 
     # Bootstrap failures are only logged by aiokafka: the probe reads its reasons from these records.
-    from ingest_probe.probes import _kafka_errors
+    from ingest_probe.connectors.kafka import errors as _kafka_errors
 
     source = inspect.getsource(kclient)
     for message in _kafka_errors._STAGES:

@@ -26,10 +26,11 @@ from live.redis import (
     RedisServer,
 )
 
-from ingest_probe.probes._common import use_resolver
-from ingest_probe.probes.redis import RedisProbe
+from ingest_probe.connectors._net import use_resolver
+from ingest_probe.connectors.redis.probe import RedisProbe
+from ingest_probe.connectors.redis.settings import RedisSettings
 from ingest_probe.results import Recorder, Status
-from ingest_probe.settings import RedisSettings, Secret
+from ingest_probe.secret import Secret
 
 pytestmark = pytest.mark.live
 

@@ -18,11 +18,13 @@ from live.kafka import client_connections
 from live.net import BlackHole, DelayProxy, ResetProxy, free_port
 from live.postgres import CERT_USER, PostgresServer, _server_fixture
 
-from ingest_probe.probes import timescale as timescale_module
-from ingest_probe.probes._common import CLOSE_BUDGET, use_resolver
-from ingest_probe.probes.timescale import TimescaleProbe
+from ingest_probe.connectors._net import use_resolver
+from ingest_probe.connectors.timescale import probe as timescale_module
+from ingest_probe.connectors.timescale.probe import TimescaleProbe
+from ingest_probe.connectors.timescale.settings import TimescaleSettings
+from ingest_probe.defaults import CLOSE_BUDGET
 from ingest_probe.results import Status
-from ingest_probe.settings import Secret, TimescaleSettings
+from ingest_probe.secret import Secret
 
 pytestmark = pytest.mark.live
 
@@ -617,9 +619,9 @@ def test_stuck_sqlite_call_does_not_hold_the_process_exit(tmp_path: Path) -> Non
     db.write_bytes(b"")
     code = (
         "import sys, threading\n"
-        "from ingest_probe.probes import timescale\n"
-        "timescale._sqlite_select_one = lambda *args: threading.Event().wait()  # a hung mount\n"
-        "from ingest_probe.cli import main\n"
+        "from ingest_probe.connectors.timescale import sqlite\n"
+        "sqlite.select_one = lambda *args: threading.Event().wait()  # a hung mount\n"
+        "from ingest_probe.commands.cli import main\n"
         "main(sys.argv[1:])\n"
     )
     args = ["report", "--no-env", "--connectivity", "--timeout", "1", "--extra", f"TIMESCALEDB_URL=sqlite:///{db}"]

@@ -10,7 +10,7 @@ import time
 
 import anyio
 import pytest
-from fakes import FakeProbe, hang, make_settings
+from fakes import FakeProbe, fake_prober, hang, make_settings
 
 import ingest_probe
 from ingest_probe import Prober, Status
@@ -23,7 +23,7 @@ def trio_of(behaviour=None, **kw):
 async def test_checks_reuse_one_warm_client_and_close_on_exit():
     """Many sequential checks use the same probes (one connect each); all are closed when the block ends."""
     probes = trio_of()
-    async with Prober(make_settings(), timeout=1.0, probes=probes) as prober:
+    async with fake_prober(probes, timeout=1.0) as prober:
         for _ in range(20):
             results = await prober.check()
             assert [r.status for r in results] == [Status.OK] * 3
@@ -36,7 +36,7 @@ async def test_checks_reuse_one_warm_client_and_close_on_exit():
 async def test_runs_in_the_callers_loop():
     """Checks run on the caller's running event loop (no asyncio.run, no private loop)."""
     probes = trio_of()
-    async with Prober(make_settings(), probes=probes) as prober:
+    async with fake_prober(probes) as prober:
         await prober.check()
     assert {loop for p in probes for loop in p.loops} == {id(asyncio.get_running_loop())}
 
@@ -46,7 +46,7 @@ async def test_concurrent_checks_share_one_in_flight_check():
     release = anyio.Event()
     probes = trio_of(lambda rec: release.wait())
     got = []
-    async with Prober(make_settings(), timeout=2.0, probes=probes) as prober:
+    async with fake_prober(probes, timeout=2.0) as prober:
         async with anyio.create_task_group() as tg:
             for _ in range(10):
                 tg.start_soon(lambda: _append(got, prober.check()))
@@ -73,7 +73,7 @@ async def test_cancelled_caller_does_not_orphan_the_shared_check():
             await prober.check()
         gave_up.append(True)
 
-    async with Prober(make_settings(), timeout=2.0, probes=probes) as prober:
+    async with fake_prober(probes, timeout=2.0) as prober:
         async with anyio.create_task_group() as tg:
             tg.start_soon(impatient, prober)  # the first caller starts the check ...
             await anyio.wait_all_tasks_blocked()
@@ -100,7 +100,7 @@ async def test_cancel_mid_check_then_exit_leaves_no_task_and_closes_everything()
     probes = trio_of(hang_noting_cancel)
     before = set(asyncio.all_tasks())
     started = time.monotonic()
-    async with Prober(make_settings(), timeout=30.0, probes=probes) as prober:
+    async with fake_prober(probes, timeout=30.0) as prober:
         with anyio.move_on_after(0.1) as scope:
             await prober.check()
         assert scope.cancelled_caught
@@ -114,7 +114,7 @@ async def test_outer_cancellation_of_the_caller_still_closes_clients():
     """When the task using the prober is itself cancelled, closing is shielded and still happens."""
     probes = trio_of(hang, close_delay=0.05)
     with anyio.move_on_after(0.1):
-        async with Prober(make_settings(), timeout=30.0, probes=probes) as prober:
+        async with fake_prober(probes, timeout=30.0) as prober:
             await prober.check()
     assert all(p.closed for p in probes)
 
@@ -124,7 +124,7 @@ async def test_callers_exception_propagates_unwrapped():
     probes = trio_of()
 
     async def body():
-        async with Prober(make_settings(), probes=probes) as prober:
+        async with fake_prober(probes) as prober:
             await prober.check()
             raise ValueError("the caller's own error")
 
@@ -138,7 +138,7 @@ async def test_plain_asyncio_task_cancel_mid_check_closes_clients():
     probes = trio_of(hang)
 
     async def user():
-        async with Prober(make_settings(), timeout=30.0, probes=probes) as prober:
+        async with fake_prober(probes, timeout=30.0) as prober:
             await prober.check()
 
     task = asyncio.ensure_future(user())
@@ -153,7 +153,7 @@ async def test_close_is_bounded_when_a_client_hangs_on_close():
     """A client whose close never returns delays exit by at most the close budget."""
     probes = trio_of(close_delay=60.0)
     started = time.monotonic()
-    async with Prober(make_settings(), probes=probes, close_budget=0.2) as prober:
+    async with fake_prober(probes, close_budget=0.2) as prober:
         await prober.check()
     assert time.monotonic() - started < 1.0
 
@@ -170,7 +170,7 @@ async def test_waiters_get_closed_resource_error_when_the_prober_closes_mid_chec
             outcome.append(exc)
 
     async with anyio.create_task_group() as tg:
-        async with Prober(make_settings(), timeout=30.0, probes=probes) as prober:
+        async with fake_prober(probes, timeout=30.0) as prober:
             tg.start_soon(waiter, prober)
             await anyio.wait_all_tasks_blocked()
     assert len(outcome) == 1
@@ -184,7 +184,7 @@ async def test_probe_bug_is_that_connectors_result_and_clients_still_close():
         raise KeyError("bug")
 
     probes = [FakeProbe("timescale"), FakeProbe("redis", buggy), FakeProbe("kafka")]
-    async with Prober(make_settings(), probes=probes) as prober:
+    async with fake_prober(probes) as prober:
         results = await prober.check()
         assert [(r.status, r.error_kind) for r in results] == [
             (Status.OK, None), (Status.DOWN, "internal"), (Status.OK, None)
@@ -202,7 +202,7 @@ async def test_probe_bug_is_that_connectors_result_and_clients_still_close():
 async def test_check_failure_nobody_waited_for_is_raised_on_exit(monkeypatch):
     """A failure of the check itself (not a probe's: those are results) whose callers all gave up is raised
     when the block ends, not lost."""
-    from ingest_probe.supervisor import TaskSupervisor
+    from ingest_probe.engine.supervisor import TaskSupervisor
 
     async def broken_run(self, probes, *, close=True):
         await anyio.sleep(0.05)
@@ -212,7 +212,7 @@ async def test_check_failure_nobody_waited_for_is_raised_on_exit(monkeypatch):
     probes = [FakeProbe("redis")]
 
     async def body():
-        async with Prober(make_settings(), probes=probes) as prober:
+        async with fake_prober(probes) as prober:
             with anyio.move_on_after(0.01):
                 await prober.check()
             await anyio.sleep(0.2)
@@ -233,7 +233,7 @@ async def test_expected_failure_is_data_and_the_next_check_runs():
             raise errors.RefusedError("connection refused by redis.test:1")
 
     probes = [FakeProbe("redis", flaky)]
-    async with Prober(make_settings(), probes=probes) as prober:
+    async with fake_prober(probes) as prober:
         first = await prober.check()
         state["fail"] = False
         second = await prober.check()
@@ -245,11 +245,11 @@ async def test_report_carries_run_block_and_seed_reproduces_deadlines():
     """report() builds a Report whose run block has the seed, deadlines, duration and check number."""
     runs = []
     for _ in range(2):
-        async with Prober(make_settings(), timeout=2.0, jitter=0.5, seed=42, probes=trio_of()) as prober:
+        async with fake_prober(trio_of(), timeout=2.0, jitter=0.5, seed=42) as prober:
             await prober.check()
             report = await prober.report()
-            runs.append(report.document["run"])
-            assert prober.last_run is report.document["run"] or prober.last_run == report.document["run"]
+            runs.append(report.to_dict()["run"])
+            assert prober.last_run is report.run
     assert runs[0]["seed"] == 42
     assert runs[0]["check"] == 2
     assert runs[0]["duration_ms"] >= 0
@@ -260,7 +260,7 @@ async def test_report_carries_run_block_and_seed_reproduces_deadlines():
 
 async def test_misuse_is_reported_clearly():
     """check() needs `async with`; a prober is single-use; a closed prober refuses new checks."""
-    prober = Prober(make_settings(), probes=trio_of())
+    prober = fake_prober(trio_of())
     with pytest.raises(RuntimeError, match="async with"):
         await prober.check()
     async with prober:
@@ -294,7 +294,7 @@ def test_import_is_cheap():
     """`import ingest_probe` loads no client library, no yaml and not the prober/report machinery."""
     code = (
         "import sys, ingest_probe; "
-        "heavy = {'asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio', 'click', 'ingest_probe.prober'}; "
+        "heavy = {'asyncpg', 'redis', 'aiokafka', 'yaml', 'anyio', 'click', 'ingest_probe.engine.prober'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -334,7 +334,7 @@ async def main():
     async with ingest_probe.Prober(settings) as prober:
         loaded = sorted(lib for lib in LIBS if lib in sys.modules)
         kafka_ready = "aiokafka.admin" in sys.modules and "redis.asyncio" in sys.modules
-        return loaded, kafka_ready, [p.name for p in prober.probes]
+        return loaded, kafka_ready, list(prober.probes)
 
 loaded, ready, probes = anyio.run(main)
 print(json.dumps({"loaded": loaded, "ready": ready, "on_loop_thread": on_loop_thread, "probes": probes}))
@@ -408,7 +408,7 @@ async def test_live_concurrent_checks_do_not_multiply_connections(pg_server, red
                 tg.start_soon(lambda: _append(got, prober.check()))
         assert await server_counts(pg_server, redis_server, kafka_broker.port, name) == (1, 1, 1)
         assert prober.last_run is not None
-        assert prober.last_run["check"] <= 2
+        assert prober.last_run.check <= 2
     assert all([r.status for r in results] == [Status.OK] * 3 for results in got)
 
 

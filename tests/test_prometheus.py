@@ -10,10 +10,13 @@ import pytest
 from fakes import make_settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from ingest_probe.connectors.kafka.topic_specs import TopicSpec
+from ingest_probe.engine.supervisor import RunInfo
 from ingest_probe.renderers import get_renderer
 from ingest_probe.renderers.prometheus import render
-from ingest_probe.report import build_report
+from ingest_probe.report.builder import build_report
 from ingest_probe.results import ProbeResult, Status
+from ingest_probe.topics.plan import Action, ProvisioningSection, TopicPlan
 
 CANARY = 'CANARY-pw-7f3a"\\x'
 NOW = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -30,26 +33,12 @@ ALL_FAMILIES = {
 }
 
 
-class Provisioning:
-    """A stand-in ``kafka_topic_provisioning`` section in the shape issue 4 specifies."""
-
-    exit_code = 1
-
-    def __init__(self, requested, drift):
-        self.requested = requested
-        self.drift = drift
-
-    def to_dict(self):
-        return {
-            "dry_run": True,
-            "requested": self.requested,
-            "existing": [],
-            "created": [],
-            "in_sync": [],
-            "drift": self.drift,
-            "failed": {},
-            "notes": [],
-        }
+def provisioning(requested, drift):
+    """A dry-run provisioning section: every requested topic read, those in ``drift`` drifting."""
+    plans = tuple(TopicPlan(spec=TopicSpec(name=name, dimensions=("daily",)),
+                            action=Action.DRIFT if name in drift else Action.IN_SYNC, drift=drift.get(name, {}))
+                  for name in requested)
+    return ProvisioningSection(dry_run=True, before=plans, after=plans)
 
 
 def results():
@@ -90,15 +79,16 @@ def full_report(**kw):
     return build_report(
         settings,
         results=results(),
-        run={"duration_ms": 1500.0, "seed": 1},
+        run=RunInfo(timeout_s=5.0, jitter=0.1, seed=1, concurrency=100, duration_ms=1500.0),
         now=NOW,
-        sections={"kafka_topic_provisioning": Provisioning(**kw)} if kw else None,
+        topics=provisioning(**kw) if kw else None,
     )
 
 
 def test_every_listed_family_with_help_and_type_and_nothing_else():
     """A full report yields exactly the issue's families, each a gauge with HELP, and parses cleanly."""
-    text = render(full_report(requested=["a", "b"], drift={"b": {"partitions": {"want": 3, "have": 1}}}))
+    text = render(full_report(requested=["a", "b"], drift={"b": {"partitions": {"want": 3, "have": 1,
+                                                                             "classification": "fixable"}}}))
     families = parse(text)
     assert set(families) == ALL_FAMILIES
     assert all(f.type == "gauge" and f.documentation for f in families.values())
@@ -154,7 +144,7 @@ def test_latency_and_only_reached_phases_in_seconds():
     assert phases[(("connector", "timescale"), ("phase", "connect"))] == pytest.approx(0.010)
 
 
-def test_run_gauges_come_from_the_document():
+def test_run_gauges_come_from_the_report():
     """should_run, the generated_at timestamp and the run duration are taken from the report."""
     families = parse(render(full_report()))
     assert families["ingest_probe_should_run"].samples[0].value == 1
@@ -171,7 +161,7 @@ def test_manifest_only_report_has_no_connector_families():
 def test_topic_drift_per_requested_topic_with_escaped_labels():
     """Drift is 1 for drifting topics, 0 for the others; backslash, quote and newline survive escaping."""
     odd = 'we\\ird"top\nic'
-    text = render(full_report(requested=["in.sync", odd], drift={odd: {"classification": "fixable"}}))
+    text = render(full_report(requested=["in.sync", odd], drift={odd: {}}))
     drift = samples(parse(text)["ingest_probe_topic_drift"])
     assert drift == {(("topic", "in.sync"),): 0, (("topic", odd),): 1}
     assert 'topic="we\\\\ird\\"top\\nic"' in text

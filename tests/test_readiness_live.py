@@ -12,7 +12,7 @@ import pytest
 from live.net import BlackHole, free_port
 from live.postgres import PostgresServer, require_postgres
 
-from ingest_probe.cli import main
+from ingest_probe.commands.cli import main
 
 pytestmark = pytest.mark.live
 

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from fakes import load_config
 
-from ingest_probe.config import load_config
 from ingest_probe.errors import ConfigError
-from ingest_probe.settings import Secret, Settings, load_settings
+from ingest_probe.secret import Secret
+from ingest_probe.settings.service import Settings, load_settings
 
 C = "CANARY-s3cr3t-7f1d"
 
@@ -205,7 +206,7 @@ def test_comma_in_a_kafka_url_password_never_leaks() -> None:
 @pytest.mark.parametrize("password", ["a", "ab", "dis", C])
 def test_driver_messages_lose_every_whole_occurrence_of_a_short_or_long_password(password: str) -> None:
     """1-3 character passwords are blanked where a driver quotes them, never inside other words."""
-    from ingest_probe.probes._common import one_line
+    from ingest_probe.connectors._net import one_line
 
     message = (f"invalid username-password pair or user is disabled; AUTH '{password}'; "
                f"SaslAuthenticateRequest(sasl_auth_bytes=b'kuser\\x00kuser\\x00{password}') {password}")

@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 from fakes import assert_golden
 
+from ingest_probe.engine.supervisor import RunInfo, TaskInfo
 from ingest_probe.renderers import get_renderer
-from ingest_probe.report import (
+from ingest_probe.report.builder import (
     REASON_NO_DIMENSIONS,
     REASON_NOT_INSTITUTIONAL,
     REASON_NOT_TIER_1,
     build_report,
 )
 from ingest_probe.results import ProbeResult, Status
-from ingest_probe.settings import load_settings
+from ingest_probe.settings.service import load_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)
@@ -56,10 +57,8 @@ def results() -> list[ProbeResult]:
     ]
 
 
-RUN = {"timeout_s": 5.0, "jitter": 0.1, "seed": 42, "duration_ms": 31.5,
-       "deadlines_s": {"ingest-probe-timescale": 4.75},
-       "tasks": [{"name": "ingest-probe-timescale", "state": "finished", "age_s": 0.01, "deadline_s": 4.75}],
-       "counts": {"running": 0, "finished": 1, "failed": 0, "cancelled": 0}}
+RUN = RunInfo(timeout_s=5.0, jitter=0.1, seed=42, concurrency=100, duration_ms=31.5,
+              tasks=(TaskInfo(name="ingest-probe-timescale", state="finished", age_s=0.01, deadline_s=4.75),))
 
 
 @pytest.mark.parametrize(
@@ -76,14 +75,14 @@ RUN = {"timeout_s": 5.0, "jitter": 0.1, "seed": 42, "duration_ms": 31.5,
 )
 def test_gating(env, should_run, reason):
     """should_run/reason follow mode, then tier, then dimensions (institutional inferred from Redis)."""
-    doc = build_report(load_settings(environ=env), now=NOW).document
+    doc = build_report(load_settings(environ=env), now=NOW).to_dict()
     assert (doc["should_run"], doc["reason"]) == (should_run, reason)
 
 
 def test_manifest_only_json_shape():
     """A manifest-only report has every top-level key, three snapshots in order, no probe data."""
     report = build_report(load_settings(environ=FULL_ENV), now=NOW)
-    doc = report.document
+    doc = report.to_dict()
     assert set(doc) == {"schema_version", "generated_at", "tool", "status", "should_run", "reason", "dimensions",
                         "schedule", "failover", "configuration", "manifest", "connectivity", "run",
                         "kafka_topic_provisioning", "failover_drill"}
@@ -103,7 +102,7 @@ def test_manifest_only_json_shape():
 def test_unconfigured_connectors_and_sqlite_have_no_pool():
     """Unconfigured connectors say so; pool settings appear only for PostgreSQL targets."""
     doc = build_report(load_settings(environ={"TIMESCALEDB_URL": "sqlite:///tmp/x.db",
-                                              "TIMESCALEDB_POOL_SIZE": "5"}), now=NOW).document
+                                              "TIMESCALEDB_POOL_SIZE": "5"}), now=NOW).to_dict()
     ts, redis, kafka = doc["manifest"]
     assert ts["metadata"]["backend"] == "sqlite"
     assert "pool" not in ts["metadata"]
@@ -127,11 +126,13 @@ def test_overall_status_and_exit_code(statuses, overall, code):
     rs = [ProbeResult(name=n, configured=s != "skipped", status=Status(s))
           for n, s in zip(("timescale", "redis", "kafka"), statuses, strict=True)]
     report = build_report(load_settings(environ={}), results=rs, now=NOW)
-    assert (report.document["status"], report.exit_code) == (overall, code)
+    assert (report.to_dict()["status"], report.exit_code) == (overall, code)
 
 
 class _Section:
     """A report section with a given exit code (what topic provisioning and the drill hand the builder)."""
+
+    exception = None
 
     def __init__(self, exit_code: int) -> None:
         self.exit_code = exit_code
@@ -156,9 +157,9 @@ def test_exit_code_is_the_worst_of_connectors_and_sections(connector, topics, dr
     """The exit code is the worst of the connectors' and every section's: a section that only warns never hides
     a down connector, and a failing section counts even when every connector is fine."""
     rs = [ProbeResult(name="redis", configured=True, status=Status(connector))]
-    sections = {"kafka_topic_provisioning": None if topics is None else _Section(topics),
-                "failover_drill": None if drill is None else _Section(drill)}
-    report = build_report(load_settings(environ={}), results=rs, sections=sections, now=NOW)
+    report = build_report(load_settings(environ={}), results=rs, now=NOW,
+                          topics=None if topics is None else _Section(topics),
+                          drill=None if drill is None else _Section(drill))
     assert report.exit_code == code
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from ingest_probe.connectors.kafka.topic_specs import TopicSpec
 from ingest_probe.errors import ConfigError
-from ingest_probe.settings import Secret, Settings, TopicSpec, load_settings
+from ingest_probe.secret import Secret
+from ingest_probe.settings.service import Settings, load_settings
 
 
 def ex(*items: str, environ: dict[str, str] | None = None) -> Settings:
@@ -595,8 +597,9 @@ def test_import_layering_and_lazy_yaml() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import ingest_probe.config as c; assert 'ingest_probe.settings' not in sys.modules; "
-            "from ingest_probe.settings import load_settings; load_settings(environ={'REDIS_HOST': 'r'}); "
+    code = ("import sys; import ingest_probe.config.sources as c; "
+            "assert 'ingest_probe.settings.service' not in sys.modules; "
+            "from ingest_probe.settings.service import load_settings; load_settings(environ={'REDIS_HOST': 'r'}); "
             "bad = {'yaml', 'asyncpg', 'redis', 'aiokafka'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 

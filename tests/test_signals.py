@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest_probe import _signals
+from ingest_probe.commands import signals as _signals
 
 SIGNALS = pytest.mark.parametrize(("signum", "code", "line"), [
     (signal.SIGTERM, 143, "ingest-probe: error: terminated by SIGTERM; every connection was closed"),
@@ -90,7 +90,7 @@ def test_signal_while_the_output_is_written_leaves_no_temp_file(tmp_path, signum
     target = tmp_path / "r.json"
     target.write_text("old report\n")
     script = "import os\n" + textwrap.dedent(MOMENTS[moment]).replace("SIGNUM", str(int(signum))) + (
-        "from ingest_probe.cli import main\n"
+        "from ingest_probe.commands.cli import main\n"
         f"main(['report', '--no-env', '--output', {str(target)!r}])\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

@@ -7,11 +7,11 @@ import random
 
 import anyio
 import pytest
-from fakes import FakeProbe, hang
+from fakes import FakeProbe, hang, jobs
 
 from ingest_probe import errors
+from ingest_probe.engine.supervisor import Jitter, TaskSupervisor
 from ingest_probe.results import Status
-from ingest_probe.supervisor import Jitter, TaskSupervisor
 
 
 async def test_probes_run_concurrently():
@@ -29,14 +29,14 @@ async def test_probes_run_concurrently():
         return behaviour
 
     probes = [FakeProbe(n, waiter(n)) for n in ("timescale", "redis", "kafka")]
-    results = await TaskSupervisor(timeout=2.0, jitter=0.0).run(probes)
+    results = await TaskSupervisor(timeout=2.0, jitter=0.0).run(jobs(probes))
     assert [r.status for r in results] == [Status.OK] * 3
 
 
 async def test_deadline_overrun_is_timeout_result_and_others_unaffected():
     """A probe stuck past its deadline is reported down/timeout naming the phase; the others stay ok."""
     probes = [FakeProbe("timescale"), FakeProbe("redis", connect=hang), FakeProbe("kafka")]
-    results = await TaskSupervisor(timeout=0.2, jitter=0.0).run(probes)
+    results = await TaskSupervisor(timeout=0.2, jitter=0.0).run(jobs(probes))
     by_name = {r.name: r for r in results}
     assert by_name["timescale"].status is Status.OK
     assert by_name["kafka"].status is Status.OK
@@ -63,7 +63,7 @@ async def test_probe_errors_become_data_with_policy_from_the_class():
         raise errors.AuthError("password authentication failed for user 'u'")
 
     probes = [FakeProbe("a", refused), FakeProbe("b", starting), FakeProbe("c", auth)]
-    a, b, c = await TaskSupervisor(timeout=1.0).run(probes)
+    a, b, c = await TaskSupervisor(timeout=1.0).run(jobs(probes))
     assert (a.status, a.error_kind, a.retryable) == (Status.DOWN, "refused", True)
     assert (b.status, b.error_kind, b.retryable) == (Status.STARTING, "starting", True)
     assert (c.status, c.error_kind, c.retryable) == (Status.DOWN, "auth", False)
@@ -78,7 +78,7 @@ async def test_degraded_keeps_reason_and_details():
         rec.details["topics_missing"] = ["bars"]
         rec.degrade("missing_topic", "topics missing: bars")
 
-    (result,) = await TaskSupervisor(timeout=1.0).run([FakeProbe("kafka", missing_topic)])
+    (result,) = await TaskSupervisor(timeout=1.0).run(jobs([FakeProbe("kafka", missing_topic)]))
     assert result.status is Status.DEGRADED
     assert result.healthy is True
     assert (result.error_kind, result.error) == ("missing_topic", "topics missing: bars")
@@ -89,7 +89,7 @@ async def test_unconfigured_probe_is_skipped_without_a_task():
     """An unconfigured connector is 'skipped' with healthy None, and no task is spawned for it."""
     probe = FakeProbe("redis", configured=False)
     sup = TaskSupervisor(timeout=1.0)
-    (result,) = await sup.run([probe])
+    (result,) = await sup.run(jobs([probe]))
     assert result.status is Status.SKIPPED
     assert result.healthy is None
     assert probe.checks == 0
@@ -106,7 +106,7 @@ async def test_bug_in_a_probe_is_its_result_and_the_others_are_reported():
 
     probes = [FakeProbe("timescale"), FakeProbe("redis", bug), FakeProbe("kafka")]
     sup = TaskSupervisor(timeout=5.0)
-    ok, buggy, other = await sup.run(probes)
+    ok, buggy, other = await sup.run(jobs(probes))
     assert (ok.status, other.status) == (Status.OK, Status.OK)
     assert (buggy.status, buggy.error_kind, buggy.retryable) == (Status.DOWN, "internal", False)
     assert buggy.error == (
@@ -132,11 +132,11 @@ async def test_bug_in_close_is_the_result_even_with_warm_clients_kept():
     async def refused(rec):
         raise errors.RefusedError("connection refused by x:1")
 
-    (closing,) = await TaskSupervisor(timeout=1.0).run([BadClose("redis")])
+    (closing,) = await TaskSupervisor(timeout=1.0).run(jobs([BadClose("redis")]))
     assert (closing.status, closing.error_kind) == (Status.DOWN, "internal")
     assert "internal error in the redis probe while closing its client: RuntimeError: close bug" in closing.error
     failed = FakeProbe("kafka", refused)
-    (result,) = await TaskSupervisor(timeout=1.0).run([failed], close=False)
+    (result,) = await TaskSupervisor(timeout=1.0).run(jobs([failed]), close=False)
     assert result.error_kind == "refused"
     assert failed.closed  # the owner closed the client of the failed check
 
@@ -145,7 +145,7 @@ async def test_hanging_close_is_bounded():
     """A client whose close never finishes costs at most the close budget."""
     probe = FakeProbe("redis", close_delay=60)
     with anyio.fail_after(3):
-        (result,) = await TaskSupervisor(timeout=1.0, close_budget=0.1).run([probe])
+        (result,) = await TaskSupervisor(timeout=1.0, close_budget=0.1).run(jobs([probe]))
     assert result.status is Status.OK
     assert probe.closed is False
 
@@ -155,7 +155,7 @@ async def test_outer_cancellation_closes_clients_and_leaves_no_task():
     probes = [FakeProbe("timescale", connect=hang), FakeProbe("redis", connect=hang)]
     sup = TaskSupervisor(timeout=30.0)
     with anyio.move_on_after(0.1) as scope:
-        await sup.run(probes)
+        await sup.run(jobs(probes))
     assert scope.cancelled_caught
     assert all(p.closed for p in probes)
     assert sup.describe()["counts"] == {"running": 0, "finished": 0, "failed": 0, "cancelled": 2}
@@ -165,7 +165,7 @@ async def test_outer_cancellation_closes_clients_and_leaves_no_task():
 async def test_close_false_keeps_clients_for_reuse():
     """run(close=False) leaves warm clients open for an embedding prober."""
     probe = FakeProbe("redis")
-    await TaskSupervisor(timeout=1.0).run([probe], close=False)
+    await TaskSupervisor(timeout=1.0).run(jobs([probe]), close=False)
     assert probe.closed is False
 
 
@@ -185,8 +185,8 @@ async def test_seed_reproduces_deadlines_and_is_reported():
 
     async def run(seed):
         sup = TaskSupervisor(timeout=2.0, jitter=0.5, seed=seed)
-        await sup.run([FakeProbe("timescale"), FakeProbe("redis")])
-        return sup.run_block()
+        await sup.run(jobs([FakeProbe("timescale"), FakeProbe("redis")]))
+        return sup.run_info().to_dict()
 
     first, second, other = await run(42), await run(42), await run(43)
     assert first["seed"] == 42
@@ -205,7 +205,7 @@ async def test_task_names_and_describe():
         seen["name"] = asyncio.current_task().get_name()
 
     sup = TaskSupervisor(timeout=1.0, namespace="nightly")
-    await sup.run([FakeProbe("kafka", record_name), FakeProbe("redis", connect=hang)])
+    await sup.run(jobs([FakeProbe("kafka", record_name), FakeProbe("redis", connect=hang)]))
     assert seen["name"] == "nightly-kafka"
     states = {t["name"]: t["state"] for t in sup.describe()["tasks"]}
     assert states == {"nightly-kafka": "finished", "nightly-redis": "cancelled"}
@@ -227,7 +227,7 @@ async def test_two_bugs_are_two_results():
     async def type_error(rec):
         raise TypeError("second")
 
-    a, b = await TaskSupervisor(timeout=5.0).run([FakeProbe("redis", key_error), FakeProbe("kafka", type_error)])
+    a, b = await TaskSupervisor(timeout=5.0).run(jobs([FakeProbe("redis", key_error), FakeProbe("kafka", type_error)]))
     assert (a.error_kind, type(a.exception)) == ("internal", KeyError)
     assert (b.error_kind, type(b.exception)) == ("internal", TypeError)
 
@@ -239,7 +239,7 @@ async def test_cancellation_is_never_a_result():
     returned = []
     async with anyio.create_task_group() as tg:
         async def run():
-            returned.append(await sup.run(probes))
+            returned.append(await sup.run(jobs(probes)))
 
         tg.start_soon(run)
         await anyio.sleep(0.05)
@@ -252,7 +252,7 @@ async def test_deadline_hint_names_a_different_service_only_before_the_handshake
     """Stuck connecting: the hint includes 'a different service listens on that port'; stuck querying: not."""
     connecting = FakeProbe("redis", connect=hang)
     querying = FakeProbe("kafka", hang)
-    a, b = await TaskSupervisor(timeout=0.2, jitter=0.0).run([connecting, querying])
+    a, b = await TaskSupervisor(timeout=0.2, jitter=0.0).run(jobs([connecting, querying]))
     assert "during connect" in a.error
     assert "a different service listens on that port" in a.error
     assert "during query" in b.error
@@ -261,8 +261,8 @@ async def test_deadline_hint_names_a_different_service_only_before_the_handshake
 
 async def test_internal_error_never_shows_a_secret_a_probe_holds():
     """A bug whose message quotes a password a probe holds is reported with the password masked."""
-    from ingest_probe.probes._log_secrets import HeldSecrets
-    from ingest_probe.settings import Secret
+    from ingest_probe.connectors._log_secrets import HeldSecrets
+    from ingest_probe.secret import Secret
 
     held = HeldSecrets([Secret("hunter2-canary")])
 
@@ -271,7 +271,7 @@ async def test_internal_error_never_shows_a_secret_a_probe_holds():
         raise ValueError("cannot parse b'user\\x00user\\x00hunter2-canary'")
 
     try:
-        (result,) = await TaskSupervisor(timeout=1.0).run([FakeProbe("kafka", bug)])
+        (result,) = await TaskSupervisor(timeout=1.0).run(jobs([FakeProbe("kafka", bug)]))
     finally:
         held.release()
     assert result.error_kind == "internal"

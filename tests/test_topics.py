@@ -12,13 +12,20 @@ from aiokafka.errors import IncompatibleBrokerVersion, RequestTimedOutError
 from aiokafka.protocol.admin import CreatePartitionsRequest
 from live.net import free_port
 
-from ingest_probe import _topics_admin, errors
-from ingest_probe._topics_admin import IncrementalAlterConfigsRequest
-from ingest_probe.cli import main
+from ingest_probe import errors
+from ingest_probe.commands.cli import main
+from ingest_probe.connectors.kafka.settings import KafkaSettings
+from ingest_probe.connectors.kafka.topic_specs import TopicSpec
 from ingest_probe.renderers.markdown import render as render_markdown
-from ingest_probe.report import build_report
-from ingest_probe.settings import KafkaSettings, TopicSpec, load_settings
-from ingest_probe.topics import (
+from ingest_probe.report.builder import build_report
+from ingest_probe.settings.service import load_settings
+from ingest_probe.topics import admin as _topics_admin
+from ingest_probe.topics.incremental_alter_configs import (
+    IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsRequest_v0,
+    IncrementalAlterConfigsResponse_v0,
+)
+from ingest_probe.topics.plan import (
     FIXABLE,
     NOT_FIXABLE,
     Action,
@@ -197,7 +204,7 @@ def test_summary_has_every_key_and_dry_run_even_when_unreachable() -> None:
 )
 def test_exit_codes(actions: list[Action], dry_run: bool, failed: dict[str, str], code: int) -> None:
     """0 in sync, 1 drift or a would-create dry run, 2 a failure or an unreadable topic."""
-    from ingest_probe.topics import TopicPlan
+    from ingest_probe.topics.plan import TopicPlan
 
     plans = tuple(TopicPlan(spec=spec(f"t{i}"), action=a) for i, a in enumerate(actions))
     assert ProvisioningSection(dry_run=dry_run, before=plans, after=plans, failed=failed).exit_code == code
@@ -207,11 +214,11 @@ def test_markdown_has_a_table_row_per_topic_and_one_line_notes() -> None:
     """The Markdown report shows the section: summary, a table with want/have per topic, notes on one line."""
     settings = load_settings(extras=["KAFKA_BROKERS=k:9092"], environ={})
     before = (compare(spec("a", partitions=3), state("a", partitions=1)), compare(spec("b"), None))
-    from ingest_probe.topics import Note
+    from ingest_probe.topics.plan import Note
 
     section = ProvisioningSection(dry_run=True, before=before, after=before,
                                   notes=(Note("read_only", "only\nreads | nothing else"),))
-    text = render_markdown(build_report(settings, sections={"kafka_topic_provisioning": section}))
+    text = render_markdown(build_report(settings, topics=section))
     assert "## Kafka topic provisioning" in text
     assert "| Topic | Plan | Now | Partitions (want / have) |" in text
     assert "| a | drift | drift | 3 / 1 | 1 / 1 | partitions: want 3, have 1 (fixable) |" in text
@@ -658,13 +665,13 @@ async def test_a_dry_run_cut_at_the_read_stays_a_dry_run(broker: FakeBroker) -> 
 
 def test_incremental_alter_configs_v0_wire_format() -> None:
     """The hand-built IncrementalAlterConfigs v0 request/response round-trip through aiokafka's codec."""
-    request = _topics_admin.IncrementalAlterConfigsRequest([(2, "t", [("retention.ms", 0, "5")])])
+    request = IncrementalAlterConfigsRequest([(2, "t", [("retention.ms", 0, "5")])])
     struct = request.prepare({44: (0, 1)})
-    decoded = _topics_admin.IncrementalAlterConfigsRequest_v0.decode(struct.encode())
+    decoded = IncrementalAlterConfigsRequest_v0.decode(struct.encode())
     assert decoded.to_object() == {"resources": [{"resource_type": 2, "resource_name": "t", "configs": [
         {"name": "retention.ms", "config_operation": 0, "value": "5"}]}], "validate_only": False}
-    response = _topics_admin.IncrementalAlterConfigsResponse_v0(0, [(0, None, 2, "t")])
-    assert _topics_admin.IncrementalAlterConfigsResponse_v0.decode(response.encode()).to_object()["responses"] == [
+    response = IncrementalAlterConfigsResponse_v0(0, [(0, None, 2, "t")])
+    assert IncrementalAlterConfigsResponse_v0.decode(response.encode()).to_object()["responses"] == [
         {"error_code": 0, "error_message": None, "resource_type": 2, "resource_name": "t"}]
     with pytest.raises(IncompatibleBrokerVersion):
         request.prepare({})  # a broker without API key 44 → "not applied", never AlterConfigs

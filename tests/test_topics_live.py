@@ -12,9 +12,9 @@ import pytest
 from live.kafka import TansuBroker, _admin_call, _run_async, client_connections, wait_until
 from live.net import BlackHole, free_port
 
-from ingest_probe import _topics_admin
-from ingest_probe.cli import main
-from ingest_probe.probes.kafka import KafkaProbe
+from ingest_probe.commands.cli import main
+from ingest_probe.connectors.kafka.probe import KafkaProbe
+from ingest_probe.topics import admin as _topics_admin
 
 pytestmark = pytest.mark.live
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 import pytest
-from fakes import FakeProbe, make_settings, scripted
+from fakes import FakeProbe, make_settings, scripted, target_of
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_probe import load_settings
-from ingest_probe._watch import (
+from ingest_probe.commands.report import splay
+from ingest_probe.commands.watch_loop import (
     MIN_DELAY,
     NORMAL,
     QUIET,
@@ -26,7 +27,6 @@ from ingest_probe._watch import (
     WatchOptions,
     next_delay,
     run_watch,
-    splay,
     watch,
 )
 
@@ -52,8 +52,10 @@ class Harness:
                     scope.cancel()
                 await anyio.lowlevel.checkpoint()
 
-            self.code = await watch(make_settings(), self.options, log=self.lines.append,
-                                    probes=self.probes, sleep=sleep, rng=random.Random(7))
+            targets = [target_of(p) for p in self.probes]
+            self.code = await watch(make_settings(), self.options, log=self.lines.append, targets=targets,
+                                    probes={t.name: p for t, p in zip(targets, self.probes, strict=True)},
+                                    sleep=sleep, rng=random.Random(7))
         return self
 
 
@@ -162,11 +164,12 @@ def test_run_watch_preloads_drivers_before_the_loop_starts(monkeypatch, tmp_path
     import asyncio
     import threading
 
-    import ingest_probe.probes
+    import ingest_probe.commands.watch_loop
+    import ingest_probe.prober
 
     calls: list[tuple[bool, bool]] = []  # (on the main thread, inside a running event loop)
 
-    def spy(settings):
+    def spy(targets):
         try:
             asyncio.get_running_loop()
             in_loop = True
@@ -174,7 +177,8 @@ def test_run_watch_preloads_drivers_before_the_loop_starts(monkeypatch, tmp_path
             in_loop = False
         calls.append((threading.current_thread() is threading.main_thread(), in_loop))
 
-    monkeypatch.setattr(ingest_probe.probes, "preload_drivers", spy)
+    for module in (ingest_probe.commands.watch_loop, ingest_probe.prober):
+        monkeypatch.setattr(module, "preload_drivers", spy)
     options = WatchOptions(interval=60.0, jitter_seconds=0.0, max_failures=0, once=True, handle_signals=False,
                            output=tmp_path / "report.json", verbosity=QUIET)
     assert run_watch(make_settings(), options) == 3  # --once with nothing configured: UNKNOWN

@@ -1,118 +1,91 @@
-"""Markdown for people: headings, tables, every JSON section in human form, no Python reprs."""
+"""Markdown for people: headings, tables, every section of the report in human form, no Python reprs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from ingest_probe.renderers.markdown_blocks import bullets, cell, fmt, rounded, table
+from ingest_probe.renderers.markdown_drill import failover_drill
+from ingest_probe.renderers.markdown_topics import kafka_topic_provisioning
+from ingest_probe.renderers.printable import printable
+from ingest_probe.report.model import Report
+from ingest_probe.results import ProbeResult, Status
 
-from ingest_probe._printable import printable
-from ingest_probe.renderers._drill import failover_drill
-from ingest_probe.renderers._md import bullets, cell, fmt, table
-from ingest_probe.renderers._topics import kafka_topic_provisioning
-from ingest_probe.report import Report
-
-__all__ = ["SECTIONS", "bullets", "cell", "fmt", "render", "table"]
+__all__ = ["bullets", "cell", "fmt", "render", "table"]
 
 
-def _connectivity(results: list[dict[str, Any]]) -> list[str]:
+def _connectivity(results: tuple[ProbeResult, ...]) -> list[str]:
     out = ["## Connectivity", ""]
     out += table(
         ["Connector", "Status", "Latency (ms)", "Endpoint", "Error"],
-        [
-            [
-                r["name"],
-                r["status"],
-                r["latency_ms"],
-                r["endpoint"],
-                f"{r['error_kind']}: {r['error']}" if r["error"] else None,
-            ]
-            for r in results
-        ],
+        [[r.name, r.status.value, rounded(r.latency_ms), r.endpoint,
+          f"{r.error_kind}: {r.error}" if r.error else None] for r in results],
     )
     for r in results:
-        if r["status"] == "skipped":
+        if r.status is Status.SKIPPED:
             continue
-        out += ["", f"### {r['name']}: probe details", ""]
-        out += bullets(
-            {
-                "status": r["status"],
-                "healthy": r["healthy"],
-                "retryable": r["retryable"],
-                "deadline (s)": r["deadline_s"],
-                "phases (ms)": r["phases"],
-                **r["details"],
-            }
-        )
+        out += ["", f"### {r.name}: probe details", ""]
+        out += bullets({
+            "status": r.status.value,
+            "healthy": r.healthy,
+            "retryable": r.retryable,
+            "deadline (s)": rounded(r.deadline_s),
+            "phases (ms)": {k: rounded(v) for k, v in r.phases.items()},
+            **r.details,
+        })
     return out
 
 
-def _run(run: dict[str, Any]) -> list[str]:
+def _run(report: Report) -> list[str]:
+    run = report.run
+    assert run is not None
     out = ["## Run", ""]
-    out += bullets(
-        {
-            "timeout (s)": run["timeout_s"],
-            "jitter": run["jitter"],
-            "seed": run["seed"],
-            "duration (ms)": run.get("duration_ms"),
-        }
-    )
+    out += bullets({"timeout (s)": run.timeout_s, "jitter": run.jitter, "seed": run.seed,
+                    "duration (ms)": run.duration_ms})
     out += ["", *table(["Task", "State", "Deadline (s)", "Age (s)"],
-                       [[t["name"], t["state"], t["deadline_s"], t["age_s"]] for t in run["tasks"]])]
+                       [[t.name, t.state, t.deadline_s, t.age_s] for t in run.tasks])]
     return out
-
-
-#: Optional report sections and how they render, in report order; a null section is left out.
-SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
-    "kafka_topic_provisioning": ("Kafka topic provisioning", kafka_topic_provisioning),
-    "failover_drill": ("Failover drill", failover_drill),
-}
 
 
 def render(report: Report) -> str:
-    doc = report.document
-    if doc.get("failover_drill") is not None:
+    if report.drill is not None:
         title = "readiness evidence"
-    elif doc.get("kafka_topic_provisioning") is not None and doc["connectivity"] is None:
+    elif report.topics is not None and report.results is None:
         title = "topic provisioning"
     else:
         title = "report"
     out = [f"# ingest-probe {title}", ""]
-    out += [f"Generated {doc['generated_at']} by {doc['tool']['name']} {doc['tool']['version']}"
-            f" (schema {doc['schema_version']}).", ""]
-    out += bullets(
-        {
-            "Overall status": doc["status"] if doc["status"] is not None else "not probed (manifest only)",
-            "Should run": doc["should_run"],
-            "Reason": doc["reason"],
-            "Dimensions": doc["dimensions"],
-        }
-    )
+    out += [f"Generated {report.timestamp} by ingest-probe {report.version} (schema {report.schema_version}).", ""]
+    out += bullets({
+        "Overall status": report.status.value if report.status is not None else "not probed (manifest only)",
+        "Should run": report.should_run,
+        "Reason": report.reason,
+        "Dimensions": report.plan.dimensions,
+    })
     out += ["", "## Connectors", ""]
-    out += table(
-        ["Connector", "Configured", "Supervised", "Target"],
-        [[m["name"], m["configured"], m["supervised"], m["metadata"].get("summary")] for m in doc["manifest"]],
-    )
-    if doc["connectivity"] is not None:
-        out += ["", *_connectivity(doc["connectivity"])]
-    if doc["run"] is not None:
-        out += ["", *_run(doc["run"])]
-    for key, (title, render_section) in SECTIONS.items():
-        if doc.get(key) is not None:
-            out += ["", f"## {title}", "", *render_section(doc[key])]
-    out += ["", "## Ingest plan", "", *bullets(doc["configuration"])]
+    out += table(["Connector", "Configured", "Supervised", "Target"],
+                 [[m.name, m.configured, m.supervised, m.summary] for m in report.manifest])
+    if report.results is not None:
+        out += ["", *_connectivity(report.results)]
+    if report.run is not None:
+        out += ["", *_run(report)]
+    if report.topics is not None:
+        out += ["", "## Kafka topic provisioning", "", *kafka_topic_provisioning(report.topics)]
+    if report.drill is not None:
+        out += ["", "## Failover drill", "", *failover_drill(report.drill)]
+    out += ["", "## Ingest plan", "", *bullets(report.plan.to_dict())]
     out += ["", "## Schedule", ""]
-    out += bullets(doc["schedule"]) if doc["schedule"] else ["- not scheduled (TIMESCALE_INGEST_SCHEDULE)"]
+    out += bullets(report.schedule.to_dict()) if report.schedule else ["- not scheduled (TIMESCALE_INGEST_SCHEDULE)"]
     out += ["", "## Failover drill configuration", ""]
-    out += bullets(doc["failover"]) if doc["failover"] else ["- disabled (TIMESCALE_FAILOVER_DRILL)"]
+    failover = report.failover_block()
+    out += bullets(failover) if failover else ["- disabled (TIMESCALE_FAILOVER_DRILL)"]
     out += ["", "## Manifest", ""]
-    for m in doc["manifest"]:
-        meta = {k: v for k, v in m["metadata"].items() if k != "topic_specs"}
-        out += [f"### {m['name']}: configuration", "", *bullets(meta), ""]
-        if m["metadata"].get("topic_specs"):
+    for m in report.manifest:
+        meta = {k: v for k, v in m.metadata.items() if k != "topic_specs"}
+        out += [f"### {m.name}: configuration", "", *bullets(meta), ""]
+        if m.metadata.get("topic_specs"):
             out += table(
                 ["Topic", "Dimensions", "Partitions", "Replication", "Configs"],
                 [[t["name"], t["dimensions"], t["partitions"], t["replication_factor"], t["configs"]]
-                 for t in m["metadata"]["topic_specs"]],
+                 for t in m.metadata["topic_specs"]],
             )
             out.append("")
     # Every value went through fmt(); this catches any line built around it (a server's ESC never passes).

@@ -1,4 +1,4 @@
-"""Prometheus text exposition (node_exporter textfile collector): ``Report -> str``, built from the document.
+"""Prometheus text exposition (node_exporter textfile collector): ``Report -> str``, walking the typed report.
 
 Families, all gauges, in this order (a family with no samples is left out entirely):
 
@@ -19,14 +19,12 @@ endpoints and details never reach the output. Label values are escaped (backslas
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
-from ingest_probe.report import Report
-
-STATUSES = ("ok", "degraded", "starting", "down", "skipped")
+from ingest_probe.report.model import Report
+from ingest_probe.results import Status
+from ingest_probe.topics.plan import ProvisioningSection
 
 _HELP = {
     "ingest_probe_up": "1 when the connector answered (ok or degraded), 0 when starting or down; "
@@ -39,39 +37,37 @@ _HELP = {
     "ingest_probe_run_duration_seconds": "Wall time of the whole connectivity run in seconds.",
     "ingest_probe_topic_drift": "1 when an existing Kafka topic differs from its declaration, else 0.",
 }
+#: A target's statuses, one-hot (``unknown`` is a whole run's, never a target's).
+STATUSES = tuple(s for s in Status if s is not Status.UNKNOWN)
 
 Sample = tuple[Mapping[str, str], float]
 
 
 def render(report: Report) -> str:
-    doc = report.document
-    results: list[Mapping[str, Any]] = list(doc.get("connectivity") or [])
+    results = report.results or ()
     families: list[tuple[str, list[Sample]]] = [
         ("ingest_probe_up", [
-            ({"connector": r["name"]}, 1.0 if r["status"] in ("ok", "degraded") else 0.0)
-            for r in results
-            if r["status"] != "skipped"
+            ({"connector": r.name}, 1.0 if r.healthy else 0.0) for r in results if r.status is not Status.SKIPPED
         ]),
         ("ingest_probe_status", [
-            ({"connector": r["name"], "status": s}, 1.0 if r["status"] == s else 0.0)
+            ({"connector": r.name, "status": s.value}, 1.0 if r.status is s else 0.0)
             for r in results
             for s in STATUSES
         ]),
         ("ingest_probe_latency_seconds", [
-            ({"connector": r["name"]}, r["latency_ms"] / 1000.0)
-            for r in results
-            if r.get("latency_ms") is not None
+            ({"connector": r.name}, round(r.latency_ms, 3) / 1000.0) for r in results if r.latency_ms is not None
         ]),
         ("ingest_probe_phase_seconds", [
-            ({"connector": r["name"], "phase": phase}, ms / 1000.0)
+            ({"connector": r.name, "phase": phase}, round(ms, 3) / 1000.0)
             for r in results
-            for phase, ms in (r.get("phases") or {}).items()
+            for phase, ms in r.phases.items()
             if ms is not None
         ]),
-        ("ingest_probe_should_run", [({}, 1.0 if doc.get("should_run") else 0.0)]),
-        ("ingest_probe_last_run_timestamp_seconds", _timestamp(doc.get("generated_at"))),
-        ("ingest_probe_run_duration_seconds", _duration(doc.get("run"))),
-        ("ingest_probe_topic_drift", _drift(doc.get("kafka_topic_provisioning"))),
+        ("ingest_probe_should_run", [({}, 1.0 if report.should_run else 0.0)]),
+        ("ingest_probe_last_run_timestamp_seconds", [({}, report.generated_at.replace(microsecond=0).timestamp())]),
+        ("ingest_probe_run_duration_seconds", [] if report.run is None or report.run.duration_ms is None
+         else [({}, report.run.duration_ms / 1000.0)]),
+        ("ingest_probe_topic_drift", _drift(report.topics)),
     ]
     lines: list[str] = []
     for name, samples in families:
@@ -83,32 +79,12 @@ def render(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _timestamp(generated_at: object) -> list[Sample]:
-    if not isinstance(generated_at, str):
-        return []
-    when = dt.datetime.fromisoformat(generated_at.replace("Z", "+00:00"))
-    if when.tzinfo is None:  # the builder always writes UTC; be explicit rather than use local time
-        when = when.replace(tzinfo=dt.UTC)
-    return [({}, when.timestamp())]
-
-
-def _duration(run: object) -> list[Sample]:
-    if not isinstance(run, Mapping) or not isinstance(run.get("duration_ms"), int | float):
-        return []
-    return [({}, float(run["duration_ms"]) / 1000.0)]
-
-
-def _drift(section: object) -> list[Sample]:
+def _drift(section: ProvisioningSection | None) -> list[Sample]:
     """One sample per requested topic (1 drifting, 0 otherwise), plus any drifting topic not requested."""
-    if not isinstance(section, Mapping):
+    if section is None:
         return []
-    drift = section.get("drift") or {}
-    drifting = set(drift) if isinstance(drift, Mapping) else set()
-    requested = section.get("requested")
-    topics: set[str] = set(drifting)
-    if isinstance(requested, Iterable) and not isinstance(requested, str | Mapping):
-        topics |= {t for t in requested if isinstance(t, str)}
-    return [({"topic": t}, 1.0 if t in drifting else 0.0) for t in sorted(topics)]
+    drifting = set(section.drifting)
+    return [({"topic": t}, 1.0 if t in drifting else 0.0) for t in sorted(drifting | set(section.requested))]
 
 
 def _escape_label(value: str) -> str:

@@ -113,19 +113,20 @@ def manifest_only(env_file: Path, runs: int) -> dict[str, Any]:
 
 
 async def _probe_each(env: dict[str, str], deadline: float, *, concurrent: bool) -> float:
-    from ingest_probe.probes import build_probes, preload_drivers
-    from ingest_probe.settings import load_settings
-    from ingest_probe.supervisor import TaskSupervisor
+    from ingest_probe.engine.run import jobs, preload_drivers
+    from ingest_probe.engine.supervisor import TaskSupervisor
+    from ingest_probe.settings.service import load_settings
+    from ingest_probe.settings.targets import classic_targets
 
-    settings = load_settings(environ=env)
-    preload_drivers(settings)
-    probes = build_probes(settings)
+    targets = classic_targets(load_settings(environ=env))
+    preload_drivers(targets)
+    work = jobs(targets)
     started = time.perf_counter()
     if concurrent:
-        await TaskSupervisor(timeout=deadline, jitter=0.0).run(probes)
+        await TaskSupervisor(timeout=deadline, jitter=0.0).run(work)
     else:
-        for probe in probes:  # the predecessor's shape: one probe after another
-            await TaskSupervisor(timeout=deadline, jitter=0.0).run([probe])
+        for job in work:  # the predecessor's shape: one probe after another
+            await TaskSupervisor(timeout=deadline, jitter=0.0).run([job])
     return time.perf_counter() - started
 
 
@@ -177,11 +178,13 @@ def injected_latency(stack: LocalStack, runs: int, delay: float = 0.1) -> dict[s
 
 
 async def _per_probe_ms(env: dict[str, str]) -> dict[str, float]:
-    from ingest_probe.probes import build_probes
-    from ingest_probe.settings import load_settings
-    from ingest_probe.supervisor import TaskSupervisor
+    from ingest_probe.engine.run import jobs
+    from ingest_probe.engine.supervisor import TaskSupervisor
+    from ingest_probe.settings.service import load_settings
+    from ingest_probe.settings.targets import classic_targets
 
-    results = await TaskSupervisor(timeout=10.0, jitter=0.0).run(build_probes(load_settings(environ=env)))
+    targets = classic_targets(load_settings(environ=env))
+    results = await TaskSupervisor(timeout=10.0, jitter=0.0).run(jobs(targets))
     return {r.name: round(r.latency_ms or 0.0, 1) for r in results}
 
 

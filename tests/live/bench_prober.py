@@ -42,7 +42,7 @@ async def measure(env: Mapping[str, str], *, iterations: int = 200, warmup: int 
     from redis.asyncio import Redis
 
     from ingest_probe import Prober, Status, load_settings
-    from ingest_probe.probes.timescale import _CHECK_SQL
+    from ingest_probe.connectors.timescale.probe import _CHECK_SQL
 
     settings = load_settings(environ=env)
     ts, rs, ks = settings.timescale, settings.redis, settings.kafka

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from ingest_probe.settings import RedisSettings, Secret
+from ingest_probe.connectors.redis.settings import RedisSettings
+from ingest_probe.secret import Secret
 from live import missing
 from live.net import free_port
 

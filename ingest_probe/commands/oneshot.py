@@ -1,0 +1,136 @@
+"""One event-loop entry per one-shot command: probe targets once (``report``, ``readiness``) or provision topics.
+
+Everything that can fail without a network is done before the loop starts: settings, a bad drill results
+file (exit 3, nothing probed), the client-library imports. ``readiness`` probes the connectors and, when the
+drill calls for it, the failover standby as one more target (``timescale_failover``, label role=standby)
+under the same supervisor (one seed, every deadline in ``run``); the standby's result goes to the drill,
+not to ``connectivity``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ingest_probe.defaults import CONCURRENCY, JITTER, TIMEOUT
+from ingest_probe.errors import ConfigError
+from ingest_probe.report.builder import build_report
+from ingest_probe.settings.targets import STANDBY, Target, classic_targets, standby_target
+
+if TYPE_CHECKING:
+    from ingest_probe.connectors.kafka.settings import KafkaSettings
+    from ingest_probe.engine.supervisor import RunInfo
+    from ingest_probe.readiness.drill import DrillSnapshot, IngestResults
+    from ingest_probe.report.model import Report
+    from ingest_probe.results import ProbeResult
+    from ingest_probe.settings.service import Settings
+    from ingest_probe.topics.plan import ProvisioningSection
+
+
+def probe_once(
+    targets: Sequence[Target],
+    *,
+    timeout: float = TIMEOUT,
+    jitter: float = JITTER,
+    seed: int | None = None,
+    concurrency: int = CONCURRENCY,
+) -> tuple[list[ProbeResult], RunInfo]:
+    """Probe ``targets`` once in one event loop (SIGINT/SIGTERM cancel it; every client closes).
+
+    The engine (anyio, the probes' modules) is imported here: a manifest-only run never loads it.
+    """
+    from ingest_probe.commands.loop import run as run_loop
+    from ingest_probe.engine.run import preload_drivers, run_targets
+    from ingest_probe.engine.supervisor import TaskSupervisor
+
+    supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed, concurrency=concurrency)
+    preload_drivers(targets)  # before the loop: imports inside it would be charged to the first deadlines
+    return run_loop(functools.partial(run_targets, targets, supervisor))
+
+
+def run_report(
+    settings: Settings,
+    *,
+    connectivity: bool,
+    timeout: float = TIMEOUT,
+    jitter: float = JITTER,
+    seed: int | None = None,
+    topics: ProvisioningSection | None = None,
+    splay_s: float | None = None,
+) -> Report:
+    """``report``: the manifest; with ``connectivity``, every classic target probed once."""
+    targets = classic_targets(settings)
+    if not connectivity:
+        return build_report(settings, targets=targets, topics=topics)
+    results, run = probe_once(targets, timeout=timeout, jitter=jitter, seed=seed)
+    return build_report(settings, targets=targets, results=results, run=_with_splay(run, splay_s), topics=topics)
+
+
+def run_readiness(
+    settings: Settings,
+    *,
+    ingest_results: Path | IngestResults | None,
+    dimensions: Sequence[str] = (),
+    scenario: str | None = None,
+    timeout: float = TIMEOUT,
+    jitter: float = JITTER,
+    seed: int | None = None,
+    now: dt.datetime | None = None,
+    topics: ProvisioningSection | None = None,
+    splay_s: float | None = None,
+) -> Report:
+    """The readiness report: ``report --connectivity`` plus ``failover_drill``; the exit code is the worst."""
+    from ingest_probe.readiness import drill
+
+    now = now or dt.datetime.now(dt.UTC)
+    results = drill.load_ingest_results(ingest_results) if isinstance(ingest_results, Path) else ingest_results
+    if dimensions:
+        drill.required_dimensions(settings, dimensions)  # validate the flag even when the drill does not run
+    assessment = None
+    snapshot: DrillSnapshot | None = None
+    if results is None:
+        snapshot = drill.not_run(
+            "no --ingest-results file given; the drill needs the ingest results (dimension -> rows_written,"
+            " symbols, start_ts, end_ts, ingest_duration_seconds, freshness_seconds, source) to decide",
+            settings=settings, scenario=scenario, now=now,
+        )
+    elif not settings.failover.enabled:
+        snapshot = drill.not_run(
+            "the failover drill is disabled (TIMESCALE_FAILOVER_DRILL is false); set it to true to run it",
+            settings=settings, scenario=scenario, now=now,
+        )
+    else:
+        assessment = drill.assess(settings, results, dimensions=dimensions)
+    targets = classic_targets(settings)
+    standby = standby_target(settings) if assessment is not None and assessment.fallback_target else None
+    probed, run = probe_once([*targets, *([standby] if standby else [])], timeout=timeout, jitter=jitter, seed=seed)
+    connectivity = [r for r in probed if r.name != STANDBY]
+    if assessment is not None:
+        fallback = next((r for r in probed if r.name == STANDBY), None)
+        snapshot = drill.conclude(assessment, settings, fallback=fallback, scenario=scenario, now=now)
+    return build_report(settings, targets=targets, results=connectivity, run=_with_splay(run, splay_s),
+                        topics=topics, drill=snapshot, now=now)
+
+
+def provision_topics(kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool = False,
+                     validate_on_broker: bool = False, timeout: float) -> ProvisioningSection:
+    """Plan (``dry_run``) or apply the declared topics in one event loop; ``timeout`` is the deadline of the
+    whole run (connect, read, create, fix, re-read), plus a bounded close of the admin client."""
+    if not kafka.configured or not kafka.bootstrap_servers:
+        raise ConfigError("--ensure-topics and `topics` need Kafka bootstrap servers: set KAFKA_BROKERS"
+                          " (or KAFKA_BOOTSTRAP_SERVERS / KAFKA_URL)")
+    from ingest_probe.commands.loop import run as run_loop
+
+    # Imports aiokafka (~150 ms): here, before the loop starts, so nothing in the loop blocks on it.
+    from ingest_probe.topics.admin import provision
+
+    return run_loop(functools.partial(provision, kafka, dry_run=dry_run, fix_drift=fix_drift,
+                                      validate_on_broker=validate_on_broker, timeout=timeout))
+
+
+def _with_splay(run: RunInfo, splay_s: float | None) -> RunInfo:
+    return run if splay_s is None else replace(run, splay_s=splay_s)

@@ -1,0 +1,181 @@
+"""The ``report``, ``readiness`` and ``config`` commands: parse, load settings, run once, render, write, exit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from ingest_probe import errors
+from ingest_probe.commands.options import (
+    EXIT_CODES,
+    Number,
+    config_options,
+    debug,
+    finish,
+    format_option,
+    load,
+    options,
+    output_option,
+    probe_options,
+    require_stdout,
+)
+from ingest_probe.renderers import FORMATS
+from ingest_probe.renderers.printable import printable
+
+if TYPE_CHECKING:
+    import random
+
+    from ingest_probe.settings.service import Settings
+    from ingest_probe.topics.plan import ProvisioningSection
+
+report_options = options(
+    click.option("--ensure-topics", is_flag=True,
+                 help="Create the declared Kafka topics that are missing, before any probe (see `topics apply`);"
+                      " exit 1 if drift remains, 2 if a creation failed or the broker is unreachable."),
+    click.option("--topics-dry-run", is_flag=True,
+                 help="With --ensure-topics: read-only plan (see `topics plan`); exit 1 if a topic would be"
+                      " created."),
+    click.option("--fix-drift", is_flag=True,
+                 help="With --ensure-topics: also fix fixable drift (see `topics apply`)."),
+    click.option("--validate-on-broker", is_flag=True,
+                 help="With --topics-dry-run: also send CreateTopics validate_only (see `topics plan`)."),
+    format_option(*FORMATS),
+    output_option(),
+    click.option("--splay", type=Number(0, 3600), default=0.0, metavar="SECONDS",
+                 help="Before contacting anything, sleep a random 0..S s, so many hosts' cron runs spread out."),
+)
+
+
+def check_topic_flags(*, ensure_topics: bool, topics_dry_run: bool, fix_drift: bool,
+                      validate_on_broker: bool) -> None:
+    """Topic flags that need another flag are usage errors (exit 3), never silently ignored."""
+    if topics_dry_run and not ensure_topics:
+        raise errors.UsageError("--topics-dry-run needs --ensure-topics")
+    if fix_drift and not ensure_topics:
+        raise errors.UsageError("--fix-drift needs --ensure-topics")
+    if validate_on_broker and not topics_dry_run:
+        raise errors.UsageError("--validate-on-broker needs --topics-dry-run")
+
+
+def provisioned(settings: Settings, *, ensure_topics: bool, topics_dry_run: bool, fix_drift: bool,
+                validate_on_broker: bool, timeout: float) -> ProvisioningSection | None:
+    """The provisioning section when --ensure-topics was given (run before the probes, so the Kafka probe
+    sees the topics this run created), else None."""
+    if not ensure_topics:
+        return None
+    from ingest_probe.commands.oneshot import provision_topics
+
+    return provision_topics(settings.kafka, dry_run=topics_dry_run, fix_drift=fix_drift,
+                            validate_on_broker=validate_on_broker, timeout=timeout)
+
+
+def splay(seconds: float, rng: random.Random | None = None) -> float:
+    """A random pause in [0, seconds] for ``report --splay``.
+
+    The generator is deliberately *not* the supervisor's (seeded by ``--seed``): hosts sharing a seed for
+    reproducible deadlines must still spread their cron runs apart.
+    """
+    import random  # not on the path of --help
+
+    return (rng or random.Random()).uniform(0.0, seconds) if seconds > 0 else 0.0
+
+
+def splay_sleep(seconds: float) -> float | None:
+    """``report --splay``: sleep a random 0..S s before probing (outside the event loop); what was slept."""
+    if not seconds:
+        return None
+    slept = splay(seconds)
+    debug(f"--splay: sleeping {slept:.3f} s before contacting anything")
+    time.sleep(slept)
+    return round(slept, 3)
+
+
+@click.command(epilog=EXIT_CODES, short_help="The manifest; with --connectivity, probe every connector.")
+@config_options
+@probe_options
+@report_options
+def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+           connectivity: bool, timeout: float, jitter: float, seed: int | None, ensure_topics: bool,
+           topics_dry_run: bool, fix_drift: bool, validate_on_broker: bool, fmt: str, output: Path | None,
+           splay: float) -> None:
+    """Build the manifest report; with --connectivity, probe every configured connector."""
+    from ingest_probe.commands.oneshot import run_report
+
+    require_stdout(output)
+    check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
+                      validate_on_broker=validate_on_broker)
+    if splay and not (connectivity or ensure_topics):
+        raise errors.UsageError("--splay needs --connectivity or --ensure-topics (nothing else is contacted)")
+    settings = load(config_file, no_env, env_files, extras)
+    splay_s = splay_sleep(splay)
+    topics = provisioned(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
+                         validate_on_broker=validate_on_broker, timeout=timeout)
+    finish(run_report(settings, connectivity=connectivity, timeout=timeout, jitter=jitter, seed=seed, topics=topics,
+                      splay_s=splay_s), fmt, output)
+
+
+READINESS_EXIT_CODES = """\b
+Exit codes (Nagios meaning; the worst of connectivity and drill):
+  0  OK: connectors ok (or skipped) and the drill ok or not run
+  1  WARNING: a connector degraded/starting, or drill warn (only optional dimensions
+     failing, or failover needed but no standby configured/rehearsed)
+  2  CRITICAL: a connector down, or drill fail (the standby is unreachable or in recovery)
+  3  UNKNOWN: usage or configuration error (a bad --ingest-results file), nothing configured, or an
+     internal error
+  130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way
+With --ensure-topics, topic outcomes count as in `report` (drift 1, failure or unreachable broker 2)."""
+
+
+@click.command(epilog=READINESS_EXIT_CODES, short_help="Evidence for a promotion: connectivity + failover drill.")
+@config_options
+@probe_options
+@click.option("--ingest-results", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="JSON: dimension -> {rows_written, symbols, start_ts, end_ts, ingest_duration_seconds,"
+                   " freshness_seconds, source}. Without it the drill is not run.")
+@click.option("--dimensions", multiple=True, metavar="DIM",
+              help="Required drill dimensions; repeatable or comma-separated [default:"
+                   " TIMESCALE_FAILOVER_DRILL_DIMENSIONS].")
+@click.option("--scenario", metavar="LABEL", help="Drill label [default: TIMESCALE_FAILOVER_DRILL_LABEL].")
+@report_options
+def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+              connectivity: bool, timeout: float, jitter: float, seed: int | None, ingest_results: Path | None,
+              dimensions: tuple[str, ...], scenario: str | None, ensure_topics: bool, topics_dry_run: bool,
+              fix_drift: bool, validate_on_broker: bool, fmt: str, output: Path | None, splay: float) -> None:
+    """Readiness evidence: the report with connectivity (always probed; --connectivity is implied) and a
+    Timescale failover drill judged from --ingest-results, probing the standby when failover is decided."""
+    from ingest_probe.commands.oneshot import run_readiness
+    from ingest_probe.readiness.drill import load_ingest_results
+
+    del connectivity  # always on for readiness; accepted so `report` flags work unchanged
+    require_stdout(output)
+    check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
+                      validate_on_broker=validate_on_broker)
+    settings = load(config_file, no_env, env_files, extras)
+    # Inputs first: a bad results file is exit 3 before any topic is created or any server contacted.
+    results = load_ingest_results(ingest_results) if ingest_results is not None else None
+    splay_s = splay_sleep(splay)
+    topics = provisioned(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
+                         validate_on_broker=validate_on_broker, timeout=timeout)
+    finish(run_readiness(settings, ingest_results=results, dimensions=dimensions, scenario=scenario,
+                         timeout=timeout, jitter=jitter, seed=seed, topics=topics, splay_s=splay_s), fmt, output)
+
+
+@click.command(short_help="The effective configuration, redacted, with sources.")
+@config_options
+@format_option("text", "json")
+def config(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+           fmt: str) -> None:
+    """Print the effective configuration, redacted, with each value's source."""
+    import json
+
+    settings = load(config_file, no_env, env_files, extras)
+    rows = settings.effective
+    if fmt == "json":
+        click.echo(json.dumps([{"key": k, "value": v, "source": s} for k, v, s in rows], indent=2))
+        return
+    width = max((len(k) for k, _, _ in rows), default=0)
+    for key, value, source in rows:
+        click.echo(printable(f"{key:<{width}}  {value}  [{source}]"))

@@ -1,0 +1,1 @@
+"""Generic configuration machinery: key registry, sources with origins, typed reading, URL parts."""

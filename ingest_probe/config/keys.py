@@ -1,0 +1,225 @@
+"""Configuration keys as data: ``KeySpec``, the ``KeySet`` each owner contributes, and the ``KeyRegistry`` of all.
+
+Generic: it knows no connector kind. The general keys (gating, schedule, drill) and every connector kind
+contribute a ``KeySet``; the settings layer joins them into the registry that reading, warnings,
+redaction and the README key table use.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, NamedTuple
+
+#: How a key's string value is interpreted. ``url``/``servers`` values may carry credentials: they are
+#: rendered only after being parsed into parts and rebuilt from an allow-list (``KeySpec.shown``).
+Kind = Literal["str", "int", "float", "bool", "csv", "json", "choice", "url", "servers", "host"]
+
+#: Variables of the test suite share our prefix but are not configuration; never warn about them.
+IGNORED_PREFIXES = ("INGEST_PROBE_TEST_",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeySpec:
+    """One configuration key. ``aliases`` are alternative names, in precedence order after ``name``.
+
+    A name holding ``<...>`` is a pattern (``KAFKA_INGEST_TOPIC_<DIM>``): any key with its fixed start and
+    end and a name in between is an instance of it.
+    """
+
+    name: str
+    kind: Kind
+    default: str | None
+    description: str
+    section: str
+    secret: bool = False
+    aliases: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+    #: Other spellings of a choice, lower-case (``tier-1`` for ``tier_1``).
+    spellings: Mapping[str, str] = field(default_factory=dict)
+    minimum: int | None = None
+    maximum: int | None = None
+    #: ``url``/``servers`` keys: the value parsed and rebuilt from allow-listed parts; raises ``UrlError``
+    #: (which never quotes its input) when it does not parse. Validation and ``ingest-probe config`` use it.
+    shown: Callable[[str], str] | None = field(default=None, compare=False)
+    #: Pattern keys: why a key only *looks* like an instance (a misspelt setting), else None.
+    near_miss: Callable[[str], str | None] | None = field(default=None, compare=False)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+    @property
+    def is_pattern(self) -> bool:
+        return "<" in self.name
+
+
+def key(
+    name: str, kind: Kind, default: str | None, description: str, *, section: str, secret: bool = False,
+    aliases: tuple[str, ...] = (), choices: tuple[str, ...] = (), minimum: int | None = None,
+    maximum: int | None = None, shown: Callable[[str], str] | None = None,
+    near_miss: Callable[[str], str | None] | None = None,
+) -> KeySpec:
+    """A ``KeySpec`` in the positional shape the key tables are written in."""
+    return KeySpec(name=name, kind=kind, default=default, description=description, section=section,
+                   secret=secret, aliases=aliases, choices=choices, minimum=minimum, maximum=maximum, shown=shown,
+                   near_miss=near_miss)
+
+
+class Fallback(NamedTuple):
+    """Alias names used only as a whole, and only when none of ``unless`` is set in any source.
+
+    libpq's ``PG*`` variables: a stray ``PGPORT`` in the shell must not re-target a host the YAML file
+    configures, so they count only when no Timescale URL or host is set at all.
+    """
+
+    names: tuple[str, ...]
+    unless: tuple[str, ...]
+    #: What one of ``names`` is, for notes and warnings ("libpq fallback").
+    what: str
+    #: What a key of ``unless`` sets ("the Timescale target").
+    sets: str
+    #: The rule in one sentence, quoted by the warning.
+    rule: str
+
+
+class KeySet(NamedTuple):
+    """The keys one owner (the general plan, a connector kind) contributes to the registry.
+
+    (Named tuples, not dataclasses, for these two: they are built once per kind, on every start-up path.)
+    """
+
+    specs: tuple[KeySpec, ...]
+    #: Key prefixes that are "ours": an unknown key with one is probably a typo and earns a warning.
+    prefixes: tuple[str, ...] = ()
+    #: A note printed under a section's heading in the README key table.
+    notes: Mapping[str, str] = MappingProxyType({})
+    fallbacks: tuple[Fallback, ...] = ()
+
+
+#: The name part of a pattern key's instance (``DAILY`` in ``KAFKA_INGEST_TOPIC_DAILY_PARTITIONS``).
+_INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
+_LEADING_NAME = re.compile(r"\s*(?:export\s+)?[\"']?([A-Za-z_][A-Za-z0-9_.]*)")
+#: difflib ratio from which an unknown key counts as a misspelling of a known one (besides one edit, below).
+#: 0.9 is about two edits in a 20-character name. Lower lets in other software's variables that share our
+#: prefixes: ``KAFKA_BROKER_ID`` (Kafka images) is 0.857 from ``KAFKA_BROKERS``, ``REDIS_NAME`` (docker
+#: links) 0.833 from ``REDIS_USERNAME``, ``KAFKA_OPTS`` 0.8 from ``KAFKA_PASS``, ``TIMESCALEDB_VERSION`` 0.8
+#: from ``TIMESCALEDB_USER``. A ratio alone misses one wrong letter in a short name (``REDIS_DV`` is 0.875
+#: from ``REDIS_DB``), hence the one-edit rule.
+CLOSE_RATIO = 0.9
+
+INTRO = (
+    "Names in \"also …\" are aliases of the key, listed in precedence order: when several names of one "
+    "key are set, the first listed wins whatever source each comes from — an alias never overrides across "
+    "sources (a `--extra TIMESCALE_URL=…` loses to `TIMESCALEDB_URL` from the YAML file, with a warning); "
+    "to override, set the first name. Precedence between sources applies to one and the same name. Type "
+    "`host`: a DNS name (underscores allowed) or an IPv4/IPv6 literal, without brackets; anything else "
+    "(spaces, `/`, `|`, Unix-socket paths) is an error. Type `int`: decimal ASCII digits (no `²`, `1_000` or "
+    "`0x10`), within the range given, else at most 2147483647; type `float`: a finite decimal number of "
+    "seconds > 0 (at most a day unless stated). No value may hold a control character, a byte-order mark "
+    "or bytes that are not UTF-8."
+)
+
+
+class KeyRegistry:
+    """Every known key, in the order the key sets were given: lookup by name, alias or pattern instance."""
+
+    def __init__(self, sets: Iterable[KeySet]) -> None:
+        sets = tuple(sets)
+        self.specs: tuple[KeySpec, ...] = tuple(spec for ks in sets for spec in ks.specs)
+        self.prefixes = tuple(p for ks in sets for p in ks.prefixes)
+        self.fallbacks = tuple(f for ks in sets for f in ks.fallbacks)
+        self.notes = {section: note for ks in sets for section, note in ks.notes.items()}
+        self._by_name = {n: spec for spec in self.specs if not spec.is_pattern for n in spec.names}
+        patterns = []
+        for spec in self.specs:
+            if spec.is_pattern:
+                head, _, rest = spec.name.partition("<")
+                patterns.append((head, rest.partition(">")[2], spec))
+        # The longest fixed end first: KAFKA_INGEST_TOPIC_X_CONFIG is X's _CONFIG, not the topic of X_CONFIG.
+        self._patterns = sorted(patterns, key=lambda p: -len(p[1]))
+
+    def spec(self, key: str) -> KeySpec | None:
+        """The spec of a key name, alias or pattern instance; ``None`` for an unknown key."""
+        spec = self._by_name.get(key)
+        if spec is not None:
+            return spec
+        for head, tail, pattern in self._patterns:
+            if key.startswith(head) and key.endswith(tail) and len(key) > len(head) + len(tail):
+                if _INSTANCE.fullmatch(key[len(head) : len(key) - len(tail)]):
+                    return pattern
+        return None
+
+    def names(self) -> Iterator[str]:
+        """Every exact name (aliases included) in registry order; pattern keys have none."""
+        return iter(self._by_name)
+
+    def is_ours(self, key: str) -> bool:
+        upper = key.upper()
+        return upper.startswith(self.prefixes) and not upper.startswith(IGNORED_PREFIXES)
+
+    def known_name_at(self, text: str) -> str | None:
+        """The known key a line of a file starts with (``REDIS_PORT: x`` → REDIS_PORT), else None.
+
+        Only a *known* key name is ever quoted from a broken line: anything else on it may be a secret.
+        """
+        match = _LEADING_NAME.match(text)
+        if match is None:
+            return None
+        for name in (match.group(1), match.group(1).upper()):
+            if self.spec(name) is not None:
+                return name
+        return None
+
+    def closest_known(self, key: str) -> str | None:
+        """The known key name ``key`` is plausibly a misspelling of, else ``None`` (never a far-off guess).
+
+        Close means: one edit apart (case ignored), or a difflib ratio of at least ``CLOSE_RATIO``. One-edit
+        candidates come first, then the highest ratio; ties go to the earlier key in the registry.
+        """
+        upper = key.upper()
+        best: tuple[bool, float] | None = None
+        found = None
+        for name in self._by_name:
+            one_edit = _one_edit_apart(upper, name)
+            matcher = difflib.SequenceMatcher(None, upper, name)
+            if not one_edit and matcher.real_quick_ratio() < CLOSE_RATIO:
+                continue
+            ratio = matcher.ratio()
+            if (one_edit or ratio >= CLOSE_RATIO) and (best is None or (one_edit, ratio) > best):
+                best, found = (one_edit, ratio), name
+        return found
+
+    def markdown_table(self) -> str:
+        """The key table for the README, one section per group, in registry order."""
+        lines: list[str] = [INTRO]
+        section = ""
+        for spec in self.specs:
+            if spec.section != section:
+                section = spec.section
+                note = ["", self.notes[section]] if section in self.notes else []
+                lines += ["", f"### {section}", *note, "", "| Key | Type | Default | Description |",
+                          "|---|---|---|---|"]
+            kind = "/".join(spec.choices) if spec.choices else spec.kind
+            also = f" (also {', '.join(f'`{a}`' for a in spec.aliases)})" if spec.aliases else ""
+            secret = " Secret." if spec.secret else ""
+            default = f"`{spec.default}`" if spec.default is not None else "—"
+            desc = f"{spec.description}{also}.{secret}".replace("|", "\\|")
+            lines.append(f"| `{spec.name}` | {kind.replace('|', '/')} | {default} | {desc} |")
+        return "\n".join(lines).strip() + "\n"
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """At most one inserted, deleted or replaced character, or two adjacent ones swapped."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) != len(b):
+        short, long_ = (a, b) if len(a) < len(b) else (b, a)
+        return short[i:] == long_[i + 1 :]
+    return a[i + 1 :] == b[i + 1 :] or (a[i + 2 :] == b[i + 2 :] and a[i : i + 2] == b[i : i + 2][::-1])

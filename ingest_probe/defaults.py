@@ -1,0 +1,37 @@
+"""Every default of ingest-probe, written once: deadlines, fan-out, ports, names and the exit-code policy."""
+
+from __future__ import annotations
+
+#: Per-probe deadline ceiling in seconds (``--timeout``; ``topics``: the whole provisioning run).
+TIMEOUT = 5.0
+#: Each probe's deadline is drawn from ``[TIMEOUT * (1 - JITTER), TIMEOUT]`` (``--jitter``).
+JITTER = 0.1
+#: Seconds a probe's clients get to close, shielded from cancellation by their owner (supervisor, Prober,
+#: topic provisioning). Probes never shield: they close within the deadline they are given.
+CLOSE_BUDGET = 1.0
+#: Library-native timeouts get this share of the time left, so the library fails first with its own, more
+#: specific error and the supervisor's cancel scope stays the hard ceiling.
+LIBRARY_SHARE = 0.85
+#: At most this many probes in flight at once (``--concurrency``); each deadline starts with its slot.
+CONCURRENCY = 100
+#: Seconds each PostgreSQL connection attempt (TCP, TLS, authentication) may take (capped by the deadline).
+CONNECT_TIMEOUT = 5.0
+
+POSTGRES_PORT = 5432
+POSTGRES_DATABASE = "postgres"
+REDIS_PORT = 6379
+KAFKA_PORT = 9092
+#: How the probe's own connections identify themselves (application_name, CLIENT SETNAME, Kafka client id),
+#: and the prefix of every task name (``ingest-probe-<target>``).
+CLIENT_NAME = "ingest-probe"
+
+# The exit-code policy (Nagios plugin meaning); with several checks the worst wins.
+EXIT_OK = 0
+EXIT_WARNING = 1
+EXIT_CRITICAL = 2
+EXIT_UNKNOWN = 3
+#: A command ended by a signal exits with this plus the signal's number (SIGINT 130, SIGTERM 143).
+EXIT_SIGNAL_BASE = 128
+#: A target's status (its value) → the exit code it stands for; any other status is ``EXIT_OK``.
+STATUS_EXIT_CODES = {"down": EXIT_CRITICAL, "starting": EXIT_WARNING, "degraded": EXIT_WARNING,
+                     "unknown": EXIT_UNKNOWN}

@@ -1,0 +1,1 @@
+"""The failover drill: the ingest results file, the dimension vocabulary and the judgement."""

@@ -1,0 +1,44 @@
+"""Markdown for the ``kafka_topic_provisioning`` section (pure: the typed section in, lines out)."""
+
+from __future__ import annotations
+
+from ingest_probe.renderers.markdown_blocks import bullets, fmt, table
+from ingest_probe.topics.plan import ProvisioningSection
+
+
+def kafka_topic_provisioning(section: ProvisioningSection) -> list[str]:
+    """The section for people: a summary line, one table row per topic, then the notes."""
+    drifting = section.drifting
+    out = bullets({
+        "dry run": section.dry_run,
+        "summary": f"{len(section.requested)} requested, {len(section.existing)} existing,"
+                   f" {len(section.created)} created, {len(section.in_sync)} in sync,"
+                   f" {len(drifting)} drifting, {len(section.failed)} failed",
+    })
+    if section.error:
+        out.append(f"- error: {fmt(section.error_kind)}: {fmt(section.error)}")
+    rows = []
+    for entry in section.entries():
+        spec, state = entry.before.spec, entry.state
+        drift = drifting[spec.name].drift if spec.name in drifting else {}
+        rows.append([
+            spec.name,
+            entry.before.action.value,
+            entry.after.action.value,
+            f"{spec.partitions} / {_dash(None if state is None else state.partitions)}",
+            f"{spec.replication_factor} / {_dash(None if state is None else state.replication_factor)}",
+            "; ".join(f"{k}: want {_dash(v['want'])}, have {_dash(v['have'])} ({v['classification']})"
+                      for k, v in drift.items()) or None,
+            "; ".join(f"{c.kind} {c.detail}: {c.status}" for c in entry.changes) or None,
+            section.failed.get(spec.name) or entry.after.message or entry.before.message,
+        ])
+    out += ["", *table(["Topic", "Plan", "Now", "Partitions (want / have)", "Replication (want / have)",
+                        "Drift", "Changes", "Error"], rows)]
+    if section.notes:
+        out += ["", "Notes:", ""]
+        out += [f"- {fmt(n.code)}: {fmt(n.text)}" for n in section.notes]
+    return out
+
+
+def _dash(value: object) -> str:
+    return "—" if value is None else str(value)

@@ -1,0 +1,1 @@
+"""The typed report: its model and the pure builder (with the manifest)."""

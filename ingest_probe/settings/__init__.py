@@ -1,0 +1,1 @@
+"""One service's validated configuration and the targets built from it."""

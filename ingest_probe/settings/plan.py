@@ -1,0 +1,155 @@
+"""The general keys of a service (ingest gating, schedule, failover drill) and the settings read from them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from ingest_probe.config.keys import KeySet, KeySpec, key
+from ingest_probe.config.reader import Reader
+
+if TYPE_CHECKING:
+    from ingest_probe.connectors.timescale.settings import TimescaleSettings
+
+_G, _S, _F = "Gating", "Schedule", "Failover drill"
+
+KEYS = KeySet(
+    prefixes=("INGEST_PROBE_",),
+    specs=(
+        key("DATA_BACKBONE_MODE", "choice", None, "inferred `institutional` when unset and Redis or Kafka "
+            "is configured, else `bootstrap`", section=_G, choices=("bootstrap", "institutional")),
+        KeySpec(name="EMP_TIER", kind="choice", default="tier_0", description="gating tier (`tier-1` spelling "
+                "accepted)", section=_G, choices=("tier_0", "tier_1", "tier_2"),
+                spellings={"tier-0": "tier_0", "tier-1": "tier_1", "tier-2": "tier_2"}),
+        key("TIMESCALE_SYMBOLS", "csv", None, "symbols to ingest; enables the `daily` dimension", section=_G),
+        key("TIMESCALE_LOOKBACK_DAYS", "int", "60", "daily lookback in days", section=_G, minimum=1, maximum=36500),
+        key("TIMESCALE_ENABLE_INTRADAY", "bool", "false", "enables the `intraday` dimension", section=_G),
+        key("TIMESCALE_INTRADAY_INTERVAL", "str", "1m", "intraday bar interval", section=_G),
+        key("TIMESCALE_INTRADAY_LOOKBACK_DAYS", "int", "2", "intraday lookback in days", section=_G, minimum=1,
+            maximum=36500),
+        key("TIMESCALE_ENABLE_MACRO", "bool", "false", "enables the `macro` dimension", section=_G),
+        key("TIMESCALE_INGEST_SCHEDULE", "bool", "false", "ingest runs on a schedule", section=_S),
+        key("TIMESCALE_INGEST_INTERVAL_SECONDS", "int", "3600", "schedule interval (60 s to 31 days)", section=_S,
+            minimum=60, maximum=31 * 86400),
+        key("TIMESCALE_INGEST_JITTER_SECONDS", "int", "120", "schedule jitter (at most a day)", section=_S, minimum=0,
+            maximum=86400),
+        key("TIMESCALE_INGEST_MAX_FAILURES", "int", "3", "consecutive failures before the schedule stops "
+            "(0 = never stop)", section=_S, minimum=0),
+        key("TIMESCALE_FAILOVER_DRILL", "bool", "false", "failover drill enabled", section=_F),
+        key("TIMESCALE_FAILOVER_DRILL_DIMENSIONS", "csv", "daily_bars", "dimensions the drill requires",
+            section=_F),
+        key("TIMESCALE_FAILOVER_DRILL_LABEL", "str", "required_timescale_failover", "drill scenario label",
+            section=_F),
+        key("TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK", "bool", "true", "probe the standby when failover is decided",
+            section=_F),
+        key("TIMESCALE_FRESHNESS_SLA_SECONDS", "int", "86400", "data older than this is stale", section=_F,
+            minimum=0),
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanSettings:
+    """Gating and ingest-plan inputs (DATA_BACKBONE_MODE, EMP_TIER, TIMESCALE_SYMBOLS, ...)."""
+
+    mode: Literal["bootstrap", "institutional"]
+    mode_inferred: bool
+    tier: Literal["tier_0", "tier_1", "tier_2"]
+    symbols: tuple[str, ...]
+    lookback_days: int
+    intraday_enabled: bool
+    intraday_interval: str
+    intraday_lookback_days: int
+    macro_enabled: bool
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """Ingest slices in a stable order: daily (when symbols are set), intraday, macro."""
+        dims: list[str] = []
+        if self.symbols:
+            dims.append("daily")
+        if self.intraday_enabled:
+            dims.append("intraday")
+        if self.macro_enabled:
+            dims.append("macro")
+        return tuple(dims)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's ``configuration`` block."""
+        return {
+            "mode": self.mode,
+            "mode_inferred": self.mode_inferred,
+            "tier": self.tier,
+            "symbols": list(self.symbols),
+            "lookback_days": self.lookback_days,
+            "intraday": {
+                "enabled": self.intraday_enabled,
+                "interval": self.intraday_interval,
+                "lookback_days": self.intraday_lookback_days,
+            },
+            "macro": self.macro_enabled,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleSettings:
+    enabled: bool
+    interval_seconds: int
+    jitter_seconds: int
+    max_failures: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's ``schedule`` block (when the schedule is enabled)."""
+        return {"interval_seconds": self.interval_seconds, "jitter_seconds": self.jitter_seconds,
+                "max_failures": self.max_failures}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailoverSettings:
+    enabled: bool
+    dimensions: tuple[str, ...]
+    label: str
+    run_fallback: bool
+    #: TIMESCALE_FRESHNESS_SLA_SECONDS.
+    freshness_sla_seconds: int
+    #: The standby database (TIMESCALEDB_FAILOVER_URL or composed from TIMESCALEDB_FAILOVER_HOST/...).
+    target: TimescaleSettings | None = None
+
+
+def plan(r: Reader, connectors: Mapping[str, Any]) -> PlanSettings:
+    """The gating inputs; the mode is inferred ``institutional`` when Redis or Kafka is configured."""
+    mode = r.choice("DATA_BACKBONE_MODE")
+    inferred = mode is None
+    if mode is None:
+        configured = any(getattr(connectors.get(kind), "configured", False) for kind in ("redis", "kafka"))
+        mode = "institutional" if configured else "bootstrap"
+    return PlanSettings(
+        mode=cast(Literal["bootstrap", "institutional"], mode), mode_inferred=inferred,
+        tier=cast(Literal["tier_0", "tier_1", "tier_2"], r.choice("EMP_TIER")),
+        symbols=r.csv("TIMESCALE_SYMBOLS"), lookback_days=cast(int, r.integer("TIMESCALE_LOOKBACK_DAYS")),
+        intraday_enabled=r.flag("TIMESCALE_ENABLE_INTRADAY"),
+        intraday_interval=cast(str, r.text("TIMESCALE_INTRADAY_INTERVAL")),
+        intraday_lookback_days=cast(int, r.integer("TIMESCALE_INTRADAY_LOOKBACK_DAYS")),
+        macro_enabled=r.flag("TIMESCALE_ENABLE_MACRO"),
+    )
+
+
+def schedule(r: Reader) -> ScheduleSettings:
+    return ScheduleSettings(
+        enabled=r.flag("TIMESCALE_INGEST_SCHEDULE"),
+        interval_seconds=cast(int, r.integer("TIMESCALE_INGEST_INTERVAL_SECONDS")),
+        jitter_seconds=cast(int, r.integer("TIMESCALE_INGEST_JITTER_SECONDS")),
+        max_failures=cast(int, r.integer("TIMESCALE_INGEST_MAX_FAILURES")),
+    )
+
+
+def failover(r: Reader, target: TimescaleSettings | None) -> FailoverSettings:
+    """The drill's settings; ``target`` is the standby, read by the Timescale connector."""
+    return FailoverSettings(
+        enabled=r.flag("TIMESCALE_FAILOVER_DRILL"), dimensions=r.csv("TIMESCALE_FAILOVER_DRILL_DIMENSIONS"),
+        label=cast(str, r.text("TIMESCALE_FAILOVER_DRILL_LABEL")),
+        run_fallback=bool(r.boolean("TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK")),
+        freshness_sla_seconds=cast(int, r.integer("TIMESCALE_FRESHNESS_SLA_SECONDS")),
+        target=target,
+    )

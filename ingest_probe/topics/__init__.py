@@ -1,0 +1,1 @@
+"""Kafka topic provisioning: the pure plan/drift model and the admin run against a broker."""
