@@ -35,3 +35,6 @@ EXIT_SIGNAL_BASE = 128
 #: A target's status (its value) → the exit code it stands for; any other status is ``EXIT_OK``.
 STATUS_EXIT_CODES = {"down": EXIT_CRITICAL, "starting": EXIT_WARNING, "degraded": EXIT_WARNING,
                      "unknown": EXIT_UNKNOWN}
+
+#: ``watch``: the pause between two cycles of a monitor (``--interval``); ``--ingest-schedule`` follows the ingest's.
+WATCH_INTERVAL = 60.0

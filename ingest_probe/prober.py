@@ -4,6 +4,7 @@
 
     async with Prober(settings) as prober:          # or Prober([target, ...])
         results = await prober.check()              # list[ProbeResult], target order
+        await prober.update(new_targets)            # swap targets; unchanged ones keep their warm clients
         redis = await prober.check(only=["redis"])  # a subset: names or kinds, globs allowed
         report = await prober.report()              # the same Report the CLI renders
 
@@ -34,7 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 
@@ -66,6 +67,14 @@ class _Flight:
         self.results: list[ProbeResult] | None = None
         self.run: RunInfo | None = None
         self.error: Exception | None = None
+
+
+class Swap(NamedTuple):
+    """What ``Prober.update`` did, by target name: clients kept warm, targets added (or changed), removed."""
+
+    kept: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
 
 
 class Prober:
@@ -148,12 +157,56 @@ class Prober:
         return None
 
     async def _close_probes(self) -> None:
-        """Close every client concurrently; each gets ``close_budget`` s, shielded from cancellation (the
-        owner's shield: probes close within the time they are given)."""
+        await self._close(self._probes)
+
+    async def _close(self, probes: Mapping[str, Probe]) -> None:
+        """Close clients concurrently; each gets ``close_budget`` s, shielded from cancellation (the owner's
+        shield: probes close within the time they are given)."""
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:
-                for name, probe in self._probes.items():
+                for name, probe in probes.items():
                     tg.start_soon(_close_one, probe, self.close_budget, name=f"ingest-probe-close-{name}")
+
+    async def _retire(self, probes: Mapping[str, Probe], flights: Sequence[_Flight]) -> None:
+        """Close the clients ``update`` dropped once the checks still using them end."""
+        try:
+            for flight in flights:
+                await flight.done.wait()
+        finally:
+            await self._close(probes)
+
+    async def update(self, source: Settings | Iterable[Target], *, settings: Settings | None = None) -> Swap:
+        """Swap the targets for ``source`` (as in the constructor), keeping the warm client of every target that
+        is unchanged — equal by value: name, kind, labels and settings — and closing the clients of the targets
+        removed or changed (bounded and shielded, as on exit). A check already in flight finishes with the
+        targets it started with; the clients it uses are closed only after it ends. Returns what was kept,
+        added and removed (a changed target is both removed and added).
+
+        A ``ConfigError`` (duplicate names) leaves the prober as it was.
+        """
+        if isinstance(source, Settings):
+            new_settings: Settings | None = source
+            targets = classic_targets(source)
+        else:
+            new_settings, targets = settings, tuple(source)
+        check_unique(targets)
+        if self._tg is None or self._closed:
+            raise RuntimeError("update() needs an open Prober (inside `async with`)")
+        old = {t.name: t for t in self.targets}
+        kept = tuple(t.name for t in targets if old.get(t.name) == t)
+        fresh = [t for t in targets if t.name not in kept]
+        await anyio.to_thread.run_sync(preload_drivers, [t for t in fresh if t.name not in self._given])
+        probes = {name: self._probes[name] for name in kept if name in self._probes}
+        probes.update({t.name: p for t, p in jobs(fresh, self._given) if p is not None})
+        dropped = {name: p for name, p in self._probes.items() if probes.get(name) is not p}
+        # The swap itself has no checkpoint: a check starting after it sees only the new targets.
+        self.settings, self.targets, self._probes = new_settings, targets, probes
+        in_flight = [f for f in self._flights.values() if any(t.name in dropped for t in f.targets)]
+        if in_flight:  # closed by the prober once those checks end (or when it closes)
+            self._tg.start_soon(self._retire, dropped, in_flight, name="ingest-probe-retire")
+        else:
+            await self._close(dropped)
+        return Swap(kept=kept, added=tuple(t.name for t in fresh), removed=tuple(n for n in old if n not in kept))
 
     # ---------------------------------------------------------------------------------------- checks
 

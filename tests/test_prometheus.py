@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ingest_probe.connectors.kafka.topic_specs import TopicSpec
 from ingest_probe.engine.supervisor import RunInfo
 from ingest_probe.renderers import get_renderer
-from ingest_probe.renderers.prometheus import render
+from ingest_probe.renderers.prometheus import render, render_failed_run
 from ingest_probe.report.builder import build_report
 from ingest_probe.results import ProbeResult, Status
 from ingest_probe.topics.plan import Action, ProvisioningSection, TopicPlan
@@ -28,6 +29,7 @@ ALL_FAMILIES = {
     "ingest_probe_phase_seconds",
     "ingest_probe_should_run",
     "ingest_probe_last_run_timestamp_seconds",
+    "ingest_probe_run_success",
     "ingest_probe_run_duration_seconds",
     "ingest_probe_topic_drift",
 }
@@ -127,8 +129,9 @@ def test_status_is_one_hot_per_connector():
         assert row == {s: (1.0 if s == expected else 0.0) for s in row}
 
 
-def test_latency_and_only_reached_phases_in_seconds():
-    """Latency and phases are in seconds; phases that were not reached have no sample."""
+def test_latency_and_every_phase_in_seconds_nan_when_not_reached():
+    """Latency and phases are in seconds; every phase of a probe has a sample, NaN when it was not reached
+    (so a target's series set does not change with how far its probe got)."""
     families = parse(render(full_report()))
     assert samples(families["ingest_probe_latency_seconds"]) == {
         (("connector", "timescale"),): 0.0125,
@@ -140,22 +143,50 @@ def test_latency_and_only_reached_phases_in_seconds():
         ("timescale", "connect"),
         ("timescale", "query"),
         ("redis", "resolve"),
+        ("redis", "connect"),
+        ("redis", "ping"),
     }
     assert phases[(("connector", "timescale"), ("phase", "connect"))] == pytest.approx(0.010)
+    assert math.isnan(phases[(("connector", "redis"), ("phase", "connect"))])
+    assert 'ingest_probe_phase_seconds{connector="redis",phase="ping"} NaN\n' in render(full_report())
 
 
 def test_run_gauges_come_from_the_report():
-    """should_run, the generated_at timestamp and the run duration are taken from the report."""
+    """should_run, the generated_at timestamp, the run's success and duration are taken from the report."""
     families = parse(render(full_report()))
     assert families["ingest_probe_should_run"].samples[0].value == 1
     assert families["ingest_probe_last_run_timestamp_seconds"].samples[0].value == NOW.timestamp()
+    assert families["ingest_probe_run_success"].samples[0].value == 1
     assert families["ingest_probe_run_duration_seconds"].samples[0].value == 1.5
 
 
+@pytest.mark.parametrize(("result", "success"), [
+    (ProbeResult(name="redis", configured=True, status=Status.DOWN, error_kind="refused"), 1),
+    (ProbeResult(name="redis", configured=True, status=Status.DOWN, error_kind="internal",
+                 exception=KeyError("bug")), 0),
+    (ProbeResult(name="redis", configured=False, status=Status.SKIPPED), 0),
+], ids=["down", "internal", "nothing-configured"])
+def test_run_success_is_zero_exactly_when_the_run_cannot_vouch_for_its_results(result, success):
+    """A down target is a successful run (it found the outage); an internal error or nothing to probe
+    (exit 3) is not."""
+    report = build_report(make_settings(), results=[result], now=NOW)
+    assert (report.exit_code == 3) == (success == 0)
+    assert parse(render(report))["ingest_probe_run_success"].samples[0].value == success
+
+
+def test_a_failed_run_textfile_has_only_success_zero_and_its_time():
+    """A run that could not run: run_success 0 and the time, and no per-target family at all."""
+    families = parse(render_failed_run(NOW))
+    assert set(families) == {"ingest_probe_last_run_timestamp_seconds", "ingest_probe_run_success"}
+    assert families["ingest_probe_run_success"].samples[0].value == 0
+    assert families["ingest_probe_last_run_timestamp_seconds"].samples[0].value == NOW.timestamp()
+
+
 def test_manifest_only_report_has_no_connector_families():
-    """Without --connectivity only should_run and the timestamp are exported (no fake `up`)."""
+    """Without --connectivity only should_run, the timestamp and the run's success are exported (no fake `up`)."""
     families = parse(render(build_report(make_settings(), now=NOW)))
-    assert set(families) == {"ingest_probe_should_run", "ingest_probe_last_run_timestamp_seconds"}
+    assert set(families) == {"ingest_probe_should_run", "ingest_probe_last_run_timestamp_seconds",
+                             "ingest_probe_run_success"}
 
 
 def test_topic_drift_per_requested_topic_with_escaped_labels():
@@ -195,4 +226,5 @@ def test_cli_report_format_prometheus_parses():
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert set(parse(out.stdout)) == {"ingest_probe_should_run", "ingest_probe_last_run_timestamp_seconds"}
+    assert set(parse(out.stdout)) == {"ingest_probe_should_run", "ingest_probe_last_run_timestamp_seconds",
+                                      "ingest_probe_run_success"}

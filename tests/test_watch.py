@@ -94,12 +94,15 @@ def test_splay_is_bounded_and_not_seeded_by_the_supervisor():
     assert len(set(draws)) > 1
 
 
-def test_options_default_from_schedule_settings_and_flags_override():
-    """Interval, jitter and max failures come from settings unless a flag (non-None) overrides them."""
-    settings = make_settings(TIMESCALE_INGEST_INTERVAL_SECONDS="60", TIMESCALE_INGEST_JITTER_SECONDS="5",
+def test_a_monitor_by_default_the_ingest_schedule_only_when_asked():
+    """Without flags: 60 s, no jitter, never stop — whatever TIMESCALE_INGEST_* say; --ingest-schedule takes
+    interval, jitter and max failures from them; a flag given wins either way."""
+    settings = make_settings(TIMESCALE_INGEST_INTERVAL_SECONDS="120", TIMESCALE_INGEST_JITTER_SECONDS="5",
                              TIMESCALE_INGEST_MAX_FAILURES="4")
-    opts = WatchOptions.from_settings(settings, interval=None, jitter_seconds=0.5)
-    assert (opts.interval, opts.jitter_seconds, opts.max_failures) == (60.0, 0.5, 4)
+    assert WatchOptions().schedule(settings) == (60.0, 0.0, 0)
+    assert WatchOptions(ingest_schedule=True).schedule(settings) == (120.0, 5.0, 4)
+    assert WatchOptions(ingest_schedule=True, jitter_seconds=0.5).schedule(settings) == (120.0, 0.5, 4)
+    assert WatchOptions(interval=10.0, max_failures=2).schedule(settings) == (10.0, 0.0, 2)
 
 
 async def test_schedule_uses_the_jittered_delay_after_each_cycle():
@@ -333,15 +336,20 @@ async def test_live_watch_recovers_when_a_stopped_redis_comes_back(redis_server_
 
 
 @pytest.mark.live
-def test_live_watch_cli_stops_with_exit_2_after_consecutive_failures(redis_server_factory, tmp_path):
-    """`watch` against a Redis that stays down exits 2 after TIMESCALE_INGEST_MAX_FAILURES cycles."""
+@pytest.mark.parametrize("flags", [
+    ("--max-failures", "3"),
+    ("--ingest-schedule", "--extra", "TIMESCALE_INGEST_MAX_FAILURES=3"),
+], ids=["max-failures", "ingest-schedule"])
+def test_live_watch_cli_stops_with_exit_2_after_consecutive_failures(redis_server_factory, tmp_path, flags):
+    """`watch --max-failures 3` (or `--ingest-schedule` with TIMESCALE_INGEST_MAX_FAILURES=3) against a Redis
+    that stays down exits 2 after 3 cycles."""
     redis = redis_server_factory()
     redis.stop()
     prom = tmp_path / "m.prom"
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "ingest_probe", "watch", "--no-env", "--extra",
-         f"REDIS_URL=redis://127.0.0.1:{redis.port}/0", "--extra", "TIMESCALE_INGEST_MAX_FAILURES=3",
+         f"REDIS_URL=redis://127.0.0.1:{redis.port}/0", *flags,
          "--interval", "0.05", "--prometheus-file", str(prom)],
         capture_output=True, text=True, timeout=60,
     )

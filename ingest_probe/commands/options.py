@@ -176,6 +176,23 @@ def emit(text: str, output_path: Path | None) -> None:
         raise errors.IngestProbeError(f"cannot write report to {where}: {exc.strerror or exc}") from exc
 
 
+def write_failed_run(path: Path | None) -> None:
+    """A run whose configuration did not load (exit 3) still replaces the Prometheus textfile at ``path``:
+    ``ingest_probe_run_success 0`` and the time, no per-target series (an earlier run's ``up 1`` must not
+    outlive it). Not on stdout, which carries a report or nothing; a failure to write is one more line."""
+    import datetime as dt
+
+    from ingest_probe.commands import output
+    from ingest_probe.renderers.prometheus import render_failed_run
+
+    if path is None or output.is_stdout(path):
+        return
+    try:
+        output.write_output(path, render_failed_run(dt.datetime.now(dt.UTC)))
+    except OSError as exc:
+        click.echo(f"ingest-probe: warning: cannot write {printable(str(path))}: {exc.strerror or exc}", err=True)
+
+
 def finish(built: Report, fmt: str, output_path: Path | None) -> NoReturn:
     """Render and write the report, say on stderr (one line each) what is not ok, exit with its code.
 

@@ -21,6 +21,7 @@ from ingest_probe.commands.options import (
     output_option,
     probe_options,
     require_stdout,
+    write_failed_run,
 )
 from ingest_probe.renderers import FORMATS
 from ingest_probe.renderers.printable import printable
@@ -109,7 +110,12 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
                       validate_on_broker=validate_on_broker)
     if splay and not (connectivity or ensure_topics):
         raise errors.UsageError("--splay needs --connectivity or --ensure-topics (nothing else is contacted)")
-    settings = load(config_file, no_env, env_files, extras)
+    try:
+        settings = load(config_file, no_env, env_files, extras)
+    except (errors.ConfigError, OSError):
+        if fmt == "prometheus":
+            write_failed_run(output)  # the textfile says the run failed, instead of an old run's results
+        raise
     splay_s = splay_sleep(splay)
     topics = provisioned(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                          validate_on_broker=validate_on_broker, timeout=timeout)

@@ -7,6 +7,10 @@ the temp file is renamed or removed, so no ``.NAME.XXXX.tmp`` is ever left behin
 
 The handler is installed once and stays: asyncio's own ``add_signal_handler`` restores ``SIG_DFL`` when
 a loop ends, which left a window where SIGTERM killed the process mid-write.
+
+SIGHUP is handled by the same means: inside ``on_hangup`` (``watch``) it calls the callback given (a reload);
+anywhere else it is ignored, so a ``kill -HUP`` meant for ``watch`` never kills a ``report`` run. It is a
+handler, not ``SIG_IGN``: a process that ``wait`` execs starts with SIGHUP at its default again.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 from ingest_probe.defaults import EXIT_SIGNAL_BASE
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The reload signal (``watch``); ignored by every other command.
+HANGUP = signal.SIGHUP
 
 
 class Interrupted(SystemExit):
@@ -45,6 +52,8 @@ class _State:
     received: int | None = None
     deferring = False
     pending: int | None = None
+    on_hangup: Callable[[], object] | None = None
+    previous: dict[signal.Signals, Any] = {}
 
 
 _state = _State()
@@ -63,16 +72,22 @@ def _handle(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def _hangup(signum: int, frame: FrameType | None) -> None:
+    if _state.on_hangup is not None:
+        _state.on_hangup()
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
 @contextlib.contextmanager
 def handled() -> Iterator[None]:
-    """Route SIGINT/SIGTERM to the handler for the block (restored after); nested use is a no-op.
+    """Route SIGINT/SIGTERM (and SIGHUP, see the module docstring) to the handlers for the block (restored
+    after); nested use is a no-op.
 
-    Only the main thread can own signals; a signal ignored when the process started (``nohup``, a
-    background job's SIGINT) stays ignored.
+    Only the main thread can own signals; SIGINT/SIGTERM ignored when the process started (a background
+    job's SIGINT) stay ignored.
     """
     if _state.installed or not _main_thread():
         yield
@@ -81,12 +96,22 @@ def handled() -> Iterator[None]:
     for sig in SIGNALS:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             previous[sig] = signal.signal(sig, _handle)
-    _state.installed = True
+    # Also when ignored since the start (nohup): a hangup then reloads `watch`, which is harmless.
+    previous[HANGUP] = signal.signal(HANGUP, _hangup)
+    _state.installed, _state.previous = True, previous
     try:
         yield
     finally:
         _state.installed = False
-        for sig, handler in previous.items():
+        restore()
+
+
+def restore() -> None:
+    """Give SIGINT, SIGTERM and SIGHUP back the dispositions they had before ``handled`` (``wait`` does this
+    right before it execs a command, so the command inherits what ingest-probe inherited: e.g. nohup's SIGHUP)."""
+    previous, _state.previous = _state.previous, {}
+    for sig, handler in previous.items():
+        if handler is not None:  # None: installed from C, nothing Python can put back
             signal.signal(sig, handler)
 
 
@@ -112,6 +137,21 @@ def cancelling(cancel: Callable[[], object]) -> Iterator[Cancelling]:
         finally:
             seen.signum = _state.received
             _state.cancel, _state.received = outer
+
+
+@contextlib.contextmanager
+def on_hangup(callback: Callable[[], object]) -> Iterator[bool]:
+    """SIGHUP calls ``callback`` for the block (in the signal handler: it must only schedule, e.g.
+    ``loop.call_soon_threadsafe``); yields whether SIGHUP is ours to handle here (the main thread only)."""
+    with handled():
+        if not _main_thread() or signal.getsignal(HANGUP) is not _hangup:  # not ours here
+            yield False
+            return
+        outer, _state.on_hangup = _state.on_hangup, callback
+        try:
+            yield True
+        finally:
+            _state.on_hangup = outer
 
 
 @contextlib.contextmanager

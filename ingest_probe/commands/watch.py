@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,24 +19,39 @@ from ingest_probe.commands.options import (
     require_stdout,
     timeout_option,
     writable_path,
+    write_failed_run,
 )
 from ingest_probe.commands.signals import Interrupted
 from ingest_probe.defaults import EXIT_OK
+
+if TYPE_CHECKING:
+    from ingest_probe.commands.watch_loop import Loaded
 
 WATCH_EXIT_CODES = """\b
 Exit codes:
   0  stopped by SIGINT/SIGTERM (clients closed), or stdout's reader went away (`watch | head -1`)
   0/1/2  with --once: the cycle's report exit code (as `report --connectivity`)
-  2  stopped after TIMESCALE_INGEST_MAX_FAILURES consecutive cycles with a connector down
-  3  usage or configuration error, or an internal error"""
+  2  stopped after --max-failures consecutive failing cycles (never without it, unless
+     --ingest-schedule takes TIMESCALE_INGEST_MAX_FAILURES)
+  3  usage or configuration error at start (the --prometheus-file then says ingest_probe_run_success 0),
+     or with --once an internal error
+SIGHUP reloads the configuration between cycles (a bad one is refused; the running one stays)."""
 
 
-@click.command(epilog=WATCH_EXIT_CODES, short_help="Probe on the ingest schedule with warm clients.")
+@click.command(epilog=WATCH_EXIT_CODES, short_help="Probe every connector every minute, with warm clients.")
 @config_options
 @click.option("--interval", type=Number(0, 31 * 86400, low_open=True), default=None, metavar="SECONDS",
-              help="Pause from a cycle's end to the next start [default: TIMESCALE_INGEST_INTERVAL_SECONDS].")
+              help="Pause from a cycle's end to the next start [default: 60; with --ingest-schedule:"
+                   " TIMESCALE_INGEST_INTERVAL_SECONDS].")
 @click.option("--jitter-seconds", type=Number(0, 86400), default=None, metavar="SECONDS",
-              help="Uniform ± jitter on the interval, floor 1 s [default: TIMESCALE_INGEST_JITTER_SECONDS].")
+              help="Uniform ± jitter on the interval, floor 1 s [default: 0; with --ingest-schedule:"
+                   " TIMESCALE_INGEST_JITTER_SECONDS].")
+@click.option("--max-failures", type=click.IntRange(0, 2**31 - 1), default=None, metavar="N",
+              help="Exit 2 after N consecutive cycles with a connector down; 0 never [default: 0; with"
+                   " --ingest-schedule: TIMESCALE_INGEST_MAX_FAILURES].")
+@click.option("--ingest-schedule", is_flag=True,
+              help="Follow the ingest schedule: interval, jitter and max failures from the TIMESCALE_INGEST_*"
+                   " keys (the flags above still win).")
 @timeout_option()
 @jitter_option
 @click.option("--seed", type=int, default=None, help="Seed the deadline and schedule jitter.")
@@ -47,27 +63,41 @@ Exit codes:
 @click.option("--quiet", "-q", is_flag=True, help="Log nothing but errors.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every cycle, not only status transitions.")
 def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
-          interval: float | None, jitter_seconds: float | None, timeout: float, jitter: float,
-          seed: int | None, once: bool, output: Path | None, prometheus_file: Path | None, quiet: bool,
-          verbose: bool) -> None:
-    """Probe every configured connector on the ingest schedule with warm clients, until stopped.
+          interval: float | None, jitter_seconds: float | None, max_failures: int | None, ingest_schedule: bool,
+          timeout: float, jitter: float, seed: int | None, once: bool, output: Path | None,
+          prometheus_file: Path | None, quiet: bool, verbose: bool) -> None:
+    """Probe every configured connector every minute with warm clients, until stopped.
 
     Without --output/--prometheus-file each cycle's JSON report goes to stdout. Status transitions are
-    logged on stderr, one line each.
+    logged on stderr, one line each. A monitor: it never stops because a connector is down (unless
+    --max-failures says so); SIGHUP reloads the configuration.
     """
     from ingest_probe.commands.watch_loop import NORMAL, QUIET, VERBOSE, WatchOptions, run_watch, stamped
 
     if quiet and verbose:
         raise errors.UsageError("--quiet and --verbose contradict each other")
     require_stdout(output, prometheus_file)
-    try:
+
+    def configure() -> Loaded:
+        """The configuration from the flags' sources; SIGHUP runs this again."""
+        from ingest_probe.settings.targets import classic_targets
+
         settings = load(config_file, no_env, env_files, extras)
-        opts = WatchOptions.from_settings(
-            settings, interval=interval, jitter_seconds=jitter_seconds, timeout=timeout, jitter=jitter,
-            seed=seed, once=once, output=output, prometheus_file=prometheus_file,
-            verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL, debug=debugging(),
+        return settings, classic_targets(settings)
+
+    try:
+        try:
+            settings, targets = configure()
+        except (errors.ConfigError, OSError):
+            write_failed_run(prometheus_file)  # the textfile says so, instead of an old cycle's `up 1`
+            raise
+        opts = WatchOptions(
+            interval=interval, jitter_seconds=jitter_seconds, max_failures=max_failures,
+            ingest_schedule=ingest_schedule, timeout=timeout, jitter=jitter, seed=seed, once=once, output=output,
+            prometheus_file=prometheus_file, verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL,
+            debug=debugging(),
         )
-        code = run_watch(settings, opts)
+        code = run_watch(settings, opts, targets=targets, reload=configure)
     except Interrupted as exc:  # before the first cycle (loading drivers): stopped all the same, exit 0
         if exc.forced:
             raise

@@ -7,9 +7,17 @@ Families, all gauges, in this order (a family with no samples is left out entire
   never ran. Its state is visible in ``ingest_probe_status{status="skipped"}``.
 * ``ingest_probe_status{connector,status}`` — one-hot over ok/degraded/starting/down/skipped.
 * ``ingest_probe_latency_seconds{connector}`` — probed connectors only.
-* ``ingest_probe_phase_seconds{connector,phase}`` — only the phases a probe actually reached.
+* ``ingest_probe_phase_seconds{connector,phase}`` — every phase the probe has, in every run: ``NaN`` for a phase
+  not reached in this run (a refused connection never queries; a warm connection is neither resolved nor
+  connected again), so the series set of a target never changes between cycles.
 * ``ingest_probe_should_run``, ``ingest_probe_last_run_timestamp_seconds`` (the report's ``generated_at``),
-  ``ingest_probe_run_duration_seconds`` (the ``run`` block's ``duration_ms``, when connectors were probed).
+  ``ingest_probe_run_success`` (0 when the run cannot vouch for its results — exit code 3: an internal error,
+  nothing configured — else 1), ``ingest_probe_run_duration_seconds`` (the ``run`` block's ``duration_ms``, when
+  connectors were probed).
+
+``render_failed_run(at)`` is the textfile of a run that could not run at all (its configuration did not load,
+the cycle itself failed): only ``ingest_probe_run_success 0`` and the timestamp, so no per-target series from an
+earlier run is left claiming a target is up.
 * ``ingest_probe_topic_drift{topic}`` — when the report has a ``kafka_topic_provisioning`` section: 1 for a
   topic whose existing configuration drifts from the declared one, 0 for every other requested topic.
 
@@ -19,9 +27,11 @@ endpoints and details never reach the output. Label values are escaped (backslas
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping
 
+from ingest_probe.defaults import EXIT_UNKNOWN
 from ingest_probe.report.model import Report
 from ingest_probe.results import Status
 from ingest_probe.topics.plan import ProvisioningSection
@@ -31,9 +41,11 @@ _HELP = {
     "no sample when skipped.",
     "ingest_probe_status": "Connector status, one-hot over ok/degraded/starting/down/skipped.",
     "ingest_probe_latency_seconds": "Wall time of the connector's probe in seconds.",
-    "ingest_probe_phase_seconds": "Wall time of each probe phase that was reached, in seconds.",
+    "ingest_probe_phase_seconds": "Wall time of each probe phase in seconds; NaN when not reached in this run.",
     "ingest_probe_should_run": "1 when the ingest plan gates allow the ingest to run.",
-    "ingest_probe_last_run_timestamp_seconds": "Unix time the report was generated.",
+    "ingest_probe_last_run_timestamp_seconds": "Unix time of the last run (a failed one too).",
+    "ingest_probe_run_success": "1 when the run could vouch for its results, 0 when it could not run or an "
+    "internal error decided a result (exit code 3).",
     "ingest_probe_run_duration_seconds": "Wall time of the whole connectivity run in seconds.",
     "ingest_probe_topic_drift": "1 when an existing Kafka topic differs from its declaration, else 0.",
 }
@@ -58,17 +70,32 @@ def render(report: Report) -> str:
             ({"connector": r.name}, round(r.latency_ms, 3) / 1000.0) for r in results if r.latency_ms is not None
         ]),
         ("ingest_probe_phase_seconds", [
-            ({"connector": r.name, "phase": phase}, round(ms, 3) / 1000.0)
+            ({"connector": r.name, "phase": phase}, math.nan if ms is None else round(ms, 3) / 1000.0)
             for r in results
             for phase, ms in r.phases.items()
-            if ms is not None
         ]),
         ("ingest_probe_should_run", [({}, 1.0 if report.should_run else 0.0)]),
-        ("ingest_probe_last_run_timestamp_seconds", [({}, report.generated_at.replace(microsecond=0).timestamp())]),
+        *_run_families(report.generated_at, success=report.exit_code != EXIT_UNKNOWN),
         ("ingest_probe_run_duration_seconds", [] if report.run is None or report.run.duration_ms is None
          else [({}, report.run.duration_ms / 1000.0)]),
         ("ingest_probe_topic_drift", _drift(report.topics)),
     ]
+    return _exposition(families)
+
+
+def render_failed_run(at: dt.datetime) -> str:
+    """The textfile of a run that could not run (configuration error, failed cycle): success 0, and when."""
+    return _exposition(_run_families(at, success=False))
+
+
+def _run_families(at: dt.datetime, *, success: bool) -> list[tuple[str, list[Sample]]]:
+    return [
+        ("ingest_probe_last_run_timestamp_seconds", [({}, at.replace(microsecond=0).timestamp())]),
+        ("ingest_probe_run_success", [({}, 1.0 if success else 0.0)]),
+    ]
+
+
+def _exposition(families: list[tuple[str, list[Sample]]]) -> str:
     lines: list[str] = []
     for name, samples in families:
         if not samples:
