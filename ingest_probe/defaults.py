@@ -38,3 +38,8 @@ STATUS_EXIT_CODES = {"down": EXIT_CRITICAL, "starting": EXIT_WARNING, "degraded"
 
 #: ``watch``: the pause between two cycles of a monitor (``--interval``); ``--ingest-schedule`` follows the ingest's.
 WATCH_INTERVAL = 60.0
+#: ``wait``: give up after this long (``--timeout``); the first pause between attempts (``--interval``), doubling
+#: up to the cap (or up to ``--interval`` when that is larger).
+WAIT_TIMEOUT = 60.0
+WAIT_INTERVAL = 1.0
+WAIT_MAX_INTERVAL = 5.0

@@ -175,12 +175,18 @@ class Prober:
         finally:
             await self._close(probes)
 
-    async def update(self, source: Settings | Iterable[Target], *, settings: Settings | None = None) -> Swap:
-        """Swap the targets for ``source`` (as in the constructor), keeping the warm client of every target that
-        is unchanged — equal by value: name, kind, labels and settings — and closing the clients of the targets
-        removed or changed (bounded and shielded, as on exit). A check already in flight finishes with the
-        targets it started with; the clients it uses are closed only after it ends. Returns what was kept,
-        added and removed (a changed target is both removed and added).
+    async def update(
+        self,
+        source: Settings | Iterable[Target],
+        *,
+        settings: Settings | None = None,
+        probes: Mapping[str, Probe] | None = None,
+    ) -> Swap:
+        """Swap the targets for ``source`` (``settings``, ``probes``: as in the constructor), keeping the warm
+        client of every target that is unchanged — equal by value: name, kind, labels and settings — and
+        closing the clients of the targets removed or changed (bounded and shielded, as on exit). A check
+        already in flight finishes with the targets it started with; the clients it uses are closed only after
+        it ends. Returns what was kept, added and removed (a changed target is both removed and added).
 
         A ``ConfigError`` (duplicate names) leaves the prober as it was.
         """
@@ -195,12 +201,13 @@ class Prober:
         old = {t.name: t for t in self.targets}
         kept = tuple(t.name for t in targets if old.get(t.name) == t)
         fresh = [t for t in targets if t.name not in kept]
-        await anyio.to_thread.run_sync(preload_drivers, [t for t in fresh if t.name not in self._given])
-        probes = {name: self._probes[name] for name in kept if name in self._probes}
-        probes.update({t.name: p for t, p in jobs(fresh, self._given) if p is not None})
-        dropped = {name: p for name, p in self._probes.items() if probes.get(name) is not p}
+        given = dict(probes or {})
+        await anyio.to_thread.run_sync(preload_drivers, [t for t in fresh if t.name not in given])
+        current = {name: self._probes[name] for name in kept if name in self._probes}
+        current.update({t.name: p for t, p in jobs(fresh, given) if p is not None})
+        dropped = {name: p for name, p in self._probes.items() if current.get(name) is not p}
         # The swap itself has no checkpoint: a check starting after it sees only the new targets.
-        self.settings, self.targets, self._probes = new_settings, targets, probes
+        self.settings, self.targets, self._probes, self._given = new_settings, targets, current, given
         in_flight = [f for f in self._flights.values() if any(t.name in dropped for t in f.targets)]
         if in_flight:  # closed by the prober once those checks end (or when it closes)
             self._tg.start_soon(self._retire, dropped, in_flight, name="ingest-probe-retire")

@@ -1,5 +1,5 @@
 """The command line: the click group, and the process entry that turns every failure into one stderr line and a
-documented exit code. The commands live beside it (``report``, ``topics``, ``watch``)."""
+documented exit code. The commands live beside it (``report``, ``topics``, ``watch``, ``wait``)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ COMMANDS = {
     "readiness": "ingest_probe.commands.report",
     "report": "ingest_probe.commands.report",
     "topics": "ingest_probe.commands.topics",
+    "wait": "ingest_probe.commands.wait",
     "watch": "ingest_probe.commands.watch",
 }
 

@@ -320,7 +320,7 @@ class WatchLoop:
             return False
         try:
             settings, targets = await anyio.to_thread.run_sync(self.reload)
-            swap = await self._prober.update(targets, settings=settings)
+            swap = await self._prober.update(targets, settings=settings, probes=self.probes)
         except (errors.IngestProbeError, OSError) as exc:
             why = f"{exc.strerror or exc}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
             self.error(f"reload refused, keeping the previous configuration: {one_line(why)}")
