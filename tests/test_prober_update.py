@@ -32,7 +32,9 @@ async def test_unchanged_targets_keep_their_clients_removed_and_changed_ones_are
         assert all(r.status is Status.OK for r in results)
         assert (a.connects, a.checks, b2.connects, d.connects) == (1, 2, 1, 1)
         assert results[0].phases["connect"] is None  # a's client stayed warm
-    assert a.closed and b2.closed and d.closed
+    assert a.closed
+    assert b2.closed
+    assert d.closed
 
 
 async def test_a_target_equal_by_value_is_unchanged_even_as_a_new_object():
@@ -40,7 +42,9 @@ async def test_a_target_equal_by_value_is_unchanged_even_as_a_new_object():
     first, _ = target_from_url("redis", "redis://:pw@127.0.0.1:1/0", labels={"env": "x"})
     again, _ = target_from_url("redis", "redis://:pw@127.0.0.1:1/0", labels={"env": "x"})
     other, _ = target_from_url("redis", "redis://:pw2@127.0.0.1:1/0", labels={"env": "x"})
-    assert first is not again and first == again and first != other
+    assert first is not again
+    assert first == again
+    assert first != other
     probe = FakeProbe("redis")
     async with Prober([first], probes={"redis": probe}) as prober:
         assert await prober.update([again], probes={"redis": FakeProbe("redis")}) == (("redis",), (), ())
@@ -52,25 +56,30 @@ async def test_a_target_equal_by_value_is_unchanged_even_as_a_new_object():
 
 async def test_a_check_in_flight_keeps_its_clients_until_it_ends():
     """An update during a check returns at once; the dropped probe is closed only when that check is over."""
-    release = anyio.Event()
+    started, release, closed = anyio.Event(), anyio.Event(), anyio.Event()
 
     async def held(rec):
+        started.set()
         await release.wait()
 
-    x = FakeProbe("x", held)
+    class Closing(FakeProbe):
+        async def aclose(self):
+            await super().aclose()
+            closed.set()
+
+    x = Closing("x", held)
     async with fake_prober([x], timeout=10.0) as prober, anyio.create_task_group() as tg:
         tg.start_soon(prober.check)
-        while not x.active:
-            await anyio.sleep(0.001)
+        await started.wait()
         y = FakeProbe("y")
         targets, probes = _probes(y)
         assert await prober.update(targets, probes=probes) == ((), ("y",), ("x",))
         assert not x.closed
         assert [r.name for r in await prober.check()] == ["y"]
+        assert not x.closed
         release.set()
         with anyio.fail_after(5):
-            while not x.closed:
-                await anyio.sleep(0.001)
+            await closed.wait()
 
 
 async def test_duplicate_names_are_refused_and_leave_the_prober_as_it_was():

@@ -120,7 +120,8 @@ async def test_a_cycle_that_cannot_run_is_logged_written_as_failed_and_the_loop_
     assert [line for line in bodies(run.lines)] == [
         "error: cycle 2 could not run: internal error: RuntimeError: machinery broke"]
     names = [{f.name for f in text_string_to_metric_families(t)} for t in texts]
-    assert "ingest_probe_up" in names[0] and "ingest_probe_up" in names[2]
+    assert "ingest_probe_up" in names[0]
+    assert "ingest_probe_up" in names[2]
     assert names[1] == {"ingest_probe_run_success", "ingest_probe_last_run_timestamp_seconds"}
     assert "ingest_probe_run_success 0" in texts[1]
     assert "ingest_probe_run_success 1" in texts[2]
@@ -161,7 +162,8 @@ async def test_reload_swaps_targets_keeps_unchanged_clients_and_starts_the_next_
     assert loaded == [1]
     assert [r["name"] for r in reports[0]["connectivity"]] == ["redis", "timescale"]
     assert (redis.connects, redis.checks, redis.closed) == (1, 3, True)  # kept warm; closed at the end
-    assert kafka.closed and kafka.checks == 1
+    assert kafka.closed
+    assert kafka.checks == 1
     assert timescale.checks == 2
     assert any("reloaded the configuration: 2 targets, 1 unchanged (clients kept), 1 new or changed, 1 removed"
                in line for line in run.lines), run.lines
@@ -188,7 +190,9 @@ async def test_a_bad_reload_keeps_the_configuration_with_one_line(problem):
     assert run.code is None
     # the refused reload cut the second pause short; the pause went on for what was left of it
     assert len(run.delays) == 4
-    assert run.delays[1] == 60.0 and 59.0 < run.delays[2] <= 60.0 and run.delays[3] == 60.0
+    assert run.delays[1] == 60.0
+    assert 59.0 < run.delays[2] <= 60.0
+    assert run.delays[3] == 60.0
 
 
 async def test_reload_requested_mid_cycle_runs_before_the_pause():
@@ -207,7 +211,8 @@ async def test_reload_requested_mid_cycle_runs_before_the_pause():
     holder["run"] = run
     await run.go()
     assert loads == [1]  # after the first check, before any pause
-    assert redis.checks == 3 and len(run.delays) == 2  # cycle 2 ran without a pause before it
+    assert redis.checks == 3
+    assert len(run.delays) == 2
 
 
 # ------------------------------------------------------------------------------------- the command line

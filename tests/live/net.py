@@ -1,5 +1,5 @@
-"""Loopback network helpers: free ports, black-hole and junk-answering listeners, latency-injecting and
-connection-resetting TCP proxies."""
+"""Loopback network helpers: free ports, black-hole (accepting or not) and junk-answering listeners,
+latency-injecting and connection-resetting TCP proxies."""
 
 from __future__ import annotations
 
@@ -94,6 +94,28 @@ class BlackHole(_Listener):
     def _serve(self, conn: socket.socket) -> None:
         self.accepted += 1
         super()._serve(conn)
+
+
+class Unaccepted:
+    """A black hole that holds one descriptor however many clients try: a listening socket (backlog 0) that
+    never accepts. The kernel completes the first handshake, which then hears nothing; later connections hang
+    in the handshake itself (their SYNs are dropped). For long runs (soak), where ``BlackHole`` would keep every
+    accepted socket open."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(0)
+        self.port: int = self._sock.getsockname()[1]
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class DelayProxy(_Listener):
