@@ -185,24 +185,31 @@ def _child(tmp_path: Path) -> list[str]:
         "def is_open(fd):\n"
         "    try:\n        os.fstat(fd)\n        return True\n"
         "    except OSError:\n        return False\n"
-        "print(os.getpid(), [fd for fd in range(1024) if is_open(fd)],"
-        " signal.getsignal(signal.SIGHUP) is signal.SIG_DFL, flush=True)\n"
+        "hup = signal.getsignal(signal.SIGHUP)\n"
+        "assert hup in (signal.SIG_DFL, signal.SIG_IGN), hup\n"
+        "print(os.getpid(), [fd for fd in range(1024) if is_open(fd)], hup is signal.SIG_DFL, flush=True)\n"
         "sys.exit(7)\n"
     )
     return [sys.executable, "-I", "-S", str(script)]
 
 
 @pytest.mark.live
-def test_live_wait_returns_when_a_late_redis_comes_up_then_execs_the_command(redis_server_factory, tmp_path):
+@pytest.mark.parametrize("nohup", [False, True], ids=["plain", "nohup"])
+def test_live_wait_returns_when_a_late_redis_comes_up_then_execs_the_command(redis_server_factory, tmp_path, nohup):
     """Redis started after `wait` has seen it refused: wait notices on a later attempt, closes its client and
-    execs COMMAND — the same pid, only fds 0-2 inherited, SIGHUP back at its default, COMMAND's exit code."""
+    execs COMMAND — the same pid, only fds 0-2 inherited, SIGHUP as ingest-probe inherited it (default, or
+    ignored under nohup), COMMAND's exit code."""
     from test_signals import wait_for_line
+
+    def ignore_hup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     redis = redis_server_factory()
     redis.stop()
     proc = subprocess.Popen([*CLI, "--extra", f"REDIS_URL=redis://127.0.0.1:{redis.port}/0", "--interval", "0.1",
                              "--timeout", "60", "--", *_child(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ignore_hup if nohup else None)
     try:
         wait_for_line(proc, "redis down [refused]")
         redis.launch()
@@ -216,7 +223,7 @@ def test_live_wait_returns_when_a_late_redis_comes_up_then_execs_the_command(red
     pid, fds, hup_default = out.split(" ", 1)[0], out.split(" ", 1)[1].rsplit(" ", 1)[0], out.split()[-1]
     assert int(pid) == proc.pid  # exec, not a child process
     assert fds == "[0, 1, 2]"
-    assert hup_default == "True"
+    assert hup_default == ("False" if nohup else "True")  # ignored stays ignored, else the default
     lines = err.strip().splitlines()
     assert lines[-2].startswith("ingest-probe wait: redis down -> ok (attempt ")
     assert lines[-1].startswith("ingest-probe wait: ready after ")

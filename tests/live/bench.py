@@ -9,6 +9,11 @@
 (d) every connector behind ~100 ms of injected latency per chunk: concurrent vs sequential probing;
 (e) a warm embedded `Prober.check()` vs the same raw round trips on warm clients (see bench_prober.py).
 Medians over N runs. Numbers are for this machine, this minute: compare the ratios, not the seconds.
+
+    scripts/bench --soak [--cycles 1000] [--soak-timeout 0.1]
+
+runs only the soak instead (see bench_soak.py): the watch loop for 1,000 cycles against healthy, refused and
+black-holed targets of every kind, RSS and fds at cycles 10 and 1,000, with a verdict.
 """
 
 from __future__ import annotations
@@ -200,7 +205,20 @@ def warm_prober(stack: LocalStack, runs: int) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--soak", action="store_true", help="run the soak benchmark only")
+    parser.add_argument("--cycles", type=int, default=1000, help="soak: cycles to run (at least 10)")
+    parser.add_argument("--soak-timeout", type=float, default=0.1, help="soak: per-probe deadline in seconds")
     args = parser.parse_args(argv)
+    if args.soak:
+        from live.bench_soak import soak, verdicts
+
+        with local_stack(topics=False) as stack:
+            result = soak(stack.env(), cycles=max(10, args.cycles), timeout=args.soak_timeout)
+        print(json.dumps({"soak": result}, indent=2))
+        print()
+        for line in verdicts(result):
+            print(line)
+        return 0
     with local_stack() as stack, tempfile.TemporaryDirectory(prefix="ingest-probe-bench-") as tmp:
         env_file = stack.env_file(Path(tmp))
         results = {
