@@ -266,3 +266,20 @@ def test_live_a_command_that_cannot_run_is_126_or_127(redis_server_factory, tmp_
     denied = subprocess.run([*CLI, "--extra", url, "--", str(plain)], capture_output=True, text=True, timeout=60)
     assert denied.returncode == 126, denied.stderr
     assert os.path.exists(plain)
+
+
+@pytest.mark.parametrize("command", ["wait", "watch"])
+def test_help_says_the_defaults_and_exit_codes_and_imports_no_client_library(command):
+    """`wait --help` and `watch --help` document their defaults and exit codes, importing no client library."""
+    from fakes import help_in_a_fresh_interpreter
+
+    text, imported = help_in_a_fresh_interpreter(command)
+    assert imported == "[]"
+    flat = " ".join(text.split())
+    if command == "wait":
+        assert "exec: same pid" in flat
+        assert "127 COMMAND not found" in flat
+        assert "[default: 60.0]" in flat
+    else:
+        assert "[default: 60; with --ingest-schedule: TIMESCALE_INGEST_INTERVAL_SECONDS]" in flat
+        assert "SIGHUP reloads the configuration" in flat
