@@ -16,14 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest_probe.defaults import CONCURRENCY, JITTER, TIMEOUT
+from ingest_probe.defaults import CERT_WARN_DAYS, CONCURRENCY, JITTER, TIMEOUT
 from ingest_probe.errors import ConfigError
 from ingest_probe.report.builder import build_report
 from ingest_probe.settings.targets import STANDBY, Target, classic_targets, standby_target
 
 if TYPE_CHECKING:
     from ingest_probe.connectors.kafka.settings import KafkaSettings
-    from ingest_probe.engine.supervisor import RunInfo
+    from ingest_probe.engine.supervisor import OnResult, RunInfo
     from ingest_probe.readiness.drill import DrillSnapshot, IngestResults
     from ingest_probe.report.model import Report
     from ingest_probe.results import ProbeResult
@@ -38,8 +38,11 @@ def probe_once(
     jitter: float = JITTER,
     seed: int | None = None,
     concurrency: int = CONCURRENCY,
+    cert_warn_days: float = CERT_WARN_DAYS,
+    on_result: OnResult | None = None,
 ) -> tuple[list[ProbeResult], RunInfo]:
-    """Probe ``targets`` once in one event loop (SIGINT/SIGTERM cancel it; every client closes).
+    """Probe ``targets`` once in one event loop (SIGINT/SIGTERM cancel it; every client closes); each result
+    also goes to ``on_result`` as soon as it is known.
 
     The engine (anyio, the probes' modules) is imported here: a manifest-only run never loads it.
     """
@@ -47,9 +50,10 @@ def probe_once(
     from ingest_probe.engine.run import preload_drivers, run_targets
     from ingest_probe.engine.supervisor import TaskSupervisor
 
-    supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed, concurrency=concurrency)
+    supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed, concurrency=concurrency,
+                                cert_warn_days=cert_warn_days)
     preload_drivers(targets)  # before the loop: imports inside it would be charged to the first deadlines
-    return run_loop(functools.partial(run_targets, targets, supervisor))
+    return run_loop(functools.partial(run_targets, targets, supervisor, on_result))
 
 
 def run_report(
@@ -61,12 +65,15 @@ def run_report(
     seed: int | None = None,
     topics: ProvisioningSection | None = None,
     splay_s: float | None = None,
+    cert_warn_days: float = CERT_WARN_DAYS,
+    on_result: OnResult | None = None,
 ) -> Report:
     """``report``: the manifest; with ``connectivity``, every classic target probed once."""
     targets = classic_targets(settings)
     if not connectivity:
         return build_report(settings, targets=targets, topics=topics)
-    results, run = probe_once(targets, timeout=timeout, jitter=jitter, seed=seed)
+    results, run = probe_once(targets, timeout=timeout, jitter=jitter, seed=seed, cert_warn_days=cert_warn_days,
+                              on_result=on_result)
     return build_report(settings, targets=targets, results=results, run=_with_splay(run, splay_s), topics=topics)
 
 
@@ -82,6 +89,8 @@ def run_readiness(
     now: dt.datetime | None = None,
     topics: ProvisioningSection | None = None,
     splay_s: float | None = None,
+    cert_warn_days: float = CERT_WARN_DAYS,
+    on_result: OnResult | None = None,
 ) -> Report:
     """The readiness report: ``report --connectivity`` plus ``failover_drill``; the exit code is the worst."""
     from ingest_probe.readiness import drill
@@ -107,7 +116,8 @@ def run_readiness(
         assessment = drill.assess(settings, results, dimensions=dimensions)
     targets = classic_targets(settings)
     standby = standby_target(settings) if assessment is not None and assessment.fallback_target else None
-    probed, run = probe_once([*targets, *([standby] if standby else [])], timeout=timeout, jitter=jitter, seed=seed)
+    probed, run = probe_once([*targets, *([standby] if standby else [])], timeout=timeout, jitter=jitter, seed=seed,
+                             cert_warn_days=cert_warn_days, on_result=on_result)
     connectivity = [r for r in probed if r.name != STANDBY]
     if assessment is not None:
         fallback = next((r for r in probed if r.name == STANDBY), None)

@@ -12,6 +12,8 @@ from ingest_probe.commands.options import (
     Number,
     config_options,
     debugging,
+    epilog,
+    examples,
     jitter_option,
     load,
     output_option,
@@ -24,13 +26,20 @@ from ingest_probe.defaults import EXIT_OK
 
 WATCH_EXIT_CODES = """\b
 Exit codes:
-  0  stopped by SIGINT/SIGTERM (clients closed), or stdout's reader went away (`watch | head -1`)
-  0/1/2  with --once: the cycle's report exit code (as `report --connectivity`)
-  2  stopped after TIMESCALE_INGEST_MAX_FAILURES consecutive cycles with a connector down
+  0  stopped by SIGINT/SIGTERM (clients closed), or stdout's reader went
+     away (`watch | head -1`)
+  0/1/2  with --once: the cycle's report exit code (as `report`)
+  2  stopped after TIMESCALE_INGEST_MAX_FAILURES consecutive cycles with a
+     connector down
   3  usage or configuration error, or an internal error"""
+WATCH_EXAMPLES = examples(
+    "ingest-probe watch --env-file prod.env --prometheus-file /var/lib/probe.prom",
+    "ingest-probe watch --env-file prod.env --interval 1m --once",
+)
 
 
-@click.command(epilog=WATCH_EXIT_CODES, short_help="Probe on the ingest schedule with warm clients.")
+@click.command(epilog=epilog(WATCH_EXIT_CODES, WATCH_EXAMPLES),
+               short_help="Probe on the ingest schedule with warm clients.")
 @config_options
 @click.option("--interval", type=Number(0, 31 * 86400, low_open=True), default=None, metavar="SECONDS",
               help="Pause from a cycle's end to the next start [default: TIMESCALE_INGEST_INTERVAL_SECONDS].")

@@ -10,6 +10,9 @@ Families, all gauges, in this order (a family with no samples is left out entire
 * ``ingest_probe_phase_seconds{connector,phase}`` — only the phases a probe actually reached.
 * ``ingest_probe_should_run``, ``ingest_probe_last_run_timestamp_seconds`` (the report's ``generated_at``),
   ``ingest_probe_run_duration_seconds`` (the ``run`` block's ``duration_ms``, when connectors were probed).
+* ``ingest_probe_tls_cert_not_after_timestamp_seconds{target}`` — for each target that spoke TLS: when the
+  certificate its server presented expires (Unix time; the earliest over a probe's connections), as
+  blackbox_exporter's ``probe_ssl_earliest_cert_expiry``. Labelled ``target`` (the target's name).
 * ``ingest_probe_topic_drift{topic}`` — when the report has a ``kafka_topic_provisioning`` section: 1 for a
   topic whose existing configuration drifts from the declared one, 0 for every other requested topic.
 
@@ -35,6 +38,8 @@ _HELP = {
     "ingest_probe_should_run": "1 when the ingest plan gates allow the ingest to run.",
     "ingest_probe_last_run_timestamp_seconds": "Unix time the report was generated.",
     "ingest_probe_run_duration_seconds": "Wall time of the whole connectivity run in seconds.",
+    "ingest_probe_tls_cert_not_after_timestamp_seconds": "Unix time the TLS certificate the target presented "
+    "expires (the earliest of its connections).",
     "ingest_probe_topic_drift": "1 when an existing Kafka topic differs from its declaration, else 0.",
 }
 #: A target's statuses, one-hot (``unknown`` is a whole run's, never a target's).
@@ -67,6 +72,9 @@ def render(report: Report) -> str:
         ("ingest_probe_last_run_timestamp_seconds", [({}, report.generated_at.replace(microsecond=0).timestamp())]),
         ("ingest_probe_run_duration_seconds", [] if report.run is None or report.run.duration_ms is None
          else [({}, report.run.duration_ms / 1000.0)]),
+        ("ingest_probe_tls_cert_not_after_timestamp_seconds", [
+            ({"target": r.name}, r.tls_not_after) for r in results if r.tls_not_after is not None
+        ]),
         ("ingest_probe_topic_drift", _drift(report.topics)),
     ]
     lines: list[str] = []
