@@ -504,7 +504,7 @@ def test_markdown_golden():
                            endpoint="db.example.com:5432", details={"in_recovery": False}, deadline_s=5.0),
                ProbeResult(name="redis", configured=False, status=Status.SKIPPED),
                ProbeResult(name="kafka", configured=False, status=Status.SKIPPED)]
-    report = build_report(s, results=results, drill=section, now=NOW)
+    report = build_report(s, results=results, drill=section, now=NOW, probed_from="probe-01.example")
     assert report.exit_code == 2
     text = get_renderer("markdown")(report)
     assert_golden(GOLDEN / "readiness.md", text)

@@ -30,6 +30,7 @@ def _connectivity(results: tuple[ProbeResult, ...]) -> list[str]:
         ["Target", "Status", "Latency (ms)", "Endpoint", "Error"],
         [[r.name, r.status.value, rounded(r.latency_ms), r.endpoint,
           f"{r.error_kind}: {r.error}" if r.error else None] for r in results],
+        max_cell=(32, 8, 12, 48, 80),  # the full error is in the target's details
     )
     return out
 
@@ -101,7 +102,8 @@ def render(report: Report, *, sections: Collection[str] | None = None) -> str:
     if "connectors" in shown:
         blocks.append(["## Connectors", "", *table(
             ["Target", "Configured", "Supervised", "Configured as"],
-            [[m.name, m.configured, m.supervised, m.summary] for m in report.manifest])])
+            [[m.name, m.configured, m.supervised, m.summary] for m in report.manifest],
+            max_cell=(32, 3, 3, 80))])
     if "plan" in shown:
         blocks.append(["## Ingest plan", "", *bullets(report.plan.to_dict())])
     if "schedule" in shown:

@@ -10,8 +10,6 @@ from typing import Any
 from ingest_probe.renderers.printable import printable
 
 _WS = re.compile(r"\s+")
-#: Longest table cell, in characters (cut with "…"; the full value is in a bullet below the table).
-MAX_CELL = 60
 #: Bullets wrap here (continuation lines indented under the item: the same text once rendered).
 WRAP = 100
 #: A line that Markdown would read as the start of a block (a list item, a heading, a quote, a table row).
@@ -39,18 +37,22 @@ def rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def cell(value: Any, max_cell: int = MAX_CELL) -> str:
-    """A table cell: one line of at most ``max_cell`` characters, pipes escaped."""
+def cell(value: Any, max_cell: int | None = None) -> str:
+    """A table cell: one line (of at most ``max_cell`` characters, cut with "…"), pipes escaped."""
     text = fmt(value)
-    if len(text) > max_cell:
+    if max_cell is not None and len(text) > max_cell:
         text = text[: max_cell - 1].rstrip() + "…"
     return text.replace("|", "\\|")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, max_cell: int = MAX_CELL) -> list[str]:
-    """A table whose cells are cut at ``max_cell`` characters, so a row stays within reason."""
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
+          max_cell: int | Sequence[int] | None = None) -> list[str]:
+    """A table; with ``max_cell`` (one limit for all columns, or one per column) its cells are cut there, so a
+    row stays within reason (show the full value elsewhere)."""
+    limits: list[int | None] = ([max_cell] * len(headers) if max_cell is None or isinstance(max_cell, int)
+                                else list(max_cell))
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(v, max_cell) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(v, limit) for v, limit in zip(row, limits, strict=True)) + " |" for row in rows]
     return lines
 
 

@@ -36,7 +36,8 @@ def kafka_topic_provisioning(section: ProvisioningSection) -> list[str]:
             ("error", section.failed.get(spec.name) or entry.after.message or entry.before.message),
         ]
         lines += [line for what, text in facts if text for line in item(f"- {fmt(spec.name)}: {what}: {fmt(text)}")]
-    out += ["", *table(["Topic", "Plan", "Now", "Partitions (want / have)", "Replication (want / have)"], rows)]
+    out += ["", *table(["Topic", "Plan", "Now", "Partitions (want / have)", "Replication (want / have)"], rows,
+                       max_cell=(60, 8, 8, 16, 16))]
     if lines:
         out += ["", *lines]
     if section.notes:
