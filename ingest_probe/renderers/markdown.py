@@ -30,7 +30,7 @@ def _connectivity(results: tuple[ProbeResult, ...]) -> list[str]:
         ["Target", "Status", "Latency (ms)", "Endpoint", "Error"],
         [[r.name, r.status.value, rounded(r.latency_ms), r.endpoint,
           f"{r.error_kind}: {r.error}" if r.error else None] for r in results],
-        max_cell=(32, 8, 12, 48, 80),  # the full error is in the target's details
+        max_cell=(32, 8, 12, 40, 72),  # the full error is in the target's details
     )
     return out
 

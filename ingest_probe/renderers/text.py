@@ -54,7 +54,8 @@ def render(report: Report, *, width: int = 80, color: bool = False, fail_on: str
 
 def target_lines(results: Sequence[ProbeResult], *, width: int = 80, color: bool = False) -> list[str]:
     """One line per target, columns aligned across the targets, each within ``width`` cells."""
-    name_width = min(max((cells(printable(r.name)) for r in results), default=4), _NAME_MAX)
+    name_width = min(max((cells(printable(r.name)) for r in results), default=4), _NAME_MAX,
+                     max(6, (width - 20) // 3))
     room = width - (_STATUS_WIDTH + 1 + _LATENCY_WIDTH + 2 + name_width + 2)
     endpoint_width = max((cells(printable(r.endpoint or "—")) for r in results), default=1)
     if any(_problem(r) is not None for r in results):  # the error gets at least two thirds of the room
