@@ -381,6 +381,13 @@ def test_shell_completion_completes_commands_and_flags() -> None:
     assert set(complete("ingest-probe report --format n")) == {"nagios"}
 
 
+def test_nagios_needs_something_probed(capsys: pytest.CaptureFixture[str]) -> None:
+    """`report -f nagios` without --connectivity (or --ensure-topics) would be OK forever: a usage error."""
+    code, out, err = cli(capsys, "report", "--no-env", "-f", "nagios")
+    assert (code, out) == (3, "")
+    assert "--format nagios needs --connectivity" in err
+
+
 def test_bare_command_is_still_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     """Without the completion variable, no arguments stays exit 3 with one line."""
     code, _, err = cli(capsys)
