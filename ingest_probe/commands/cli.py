@@ -372,49 +372,122 @@ def _topics_report(settings: Settings, fmt: str, output: Path | None, **kw: Any)
 
 
 READINESS_EXIT_CODES = """\b
-Exit codes (Nagios meaning; the worst of connectivity and drill):
-  0  OK: connectors ok (or skipped) and the drill ok or not run
-  1  WARNING: a connector degraded/starting, or drill warn (only optional dimensions
-     failing, or failover needed but no standby configured/rehearsed)
+Exit codes (Nagios meaning; the worst of connectivity, topics and drill):
+  0  OK: connectors ok (or skipped, or not probed) and the drill ok or not run
+  1  WARNING: a connector degraded/starting, or drill warn (a dimension not healthy but no failover,
+     or failover needed but no standby configured/rehearsed)
   2  CRITICAL: a connector down, or drill fail (the standby is unreachable or in recovery)
-  3  UNKNOWN: usage or configuration error (a bad --ingest-results file), nothing configured, or an
-     internal error
+  3  UNKNOWN: usage or configuration error (a bad results file), nothing configured to probe
+     (--connectivity), or an internal error
   130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way
 With --ensure-topics, topic outcomes count as in `report` (drift 1, failure or unreachable broker 2)."""
 
+RESULTS_HELP = ("Ingest results JSON, as the ingest service writes them: {dimension: result}, a list of results"
+                " or one result, each {dimension, rows_written, symbols, start_ts, end_ts,"
+                " ingest_duration_seconds, freshness_seconds, source}.")
 
-@cli.command(epilog=READINESS_EXIT_CODES, short_help="Evidence for a promotion: connectivity + failover drill.")
+
+def drill_options(f: F) -> F:
+    """Flags `readiness` and `drill` share (besides the results file)."""
+    options = [
+        click.option("--dimensions", multiple=True, metavar="DIM",
+                     help="Required drill dimensions; repeatable or comma-separated [default:"
+                          " TIMESCALE_FAILOVER_DRILL_DIMENSIONS]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def load_results(path: Path | None) -> Any:
+    """The results file, validated before anything is contacted (exit 3 naming every problem)."""
+    from ingest_probe.readiness.drill import load_ingest_results
+
+    return None if path is None else load_ingest_results(path)
+
+
+@cli.command(epilog=READINESS_EXIT_CODES, short_help="Evidence for a promotion: report + failover drill.")
 @config_options
 @probe_options
-@click.option("--ingest-results", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
-              help="JSON: dimension -> {rows_written, symbols, start_ts, end_ts, ingest_duration_seconds,"
-                   " freshness_seconds, source}. Without it the drill is not run.")
-@click.option("--dimensions", multiple=True, metavar="DIM",
-              help="Required drill dimensions; repeatable or comma-separated [default:"
-                   " TIMESCALE_FAILOVER_DRILL_DIMENSIONS].")
+@click.option("--ingest-results", "--results", "ingest_results", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE", help=f"{RESULTS_HELP} Judged by the drill when TIMESCALE_FAILOVER_DRILL is true;"
+                                   " without it the drill is not run.")
+@drill_options
 @click.option("--scenario", metavar="LABEL", help="Drill label [default: TIMESCALE_FAILOVER_DRILL_LABEL].")
 @report_options
 def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
               connectivity: bool, timeout: float, jitter: float, seed: int | None, ingest_results: Path | None,
               dimensions: tuple[str, ...], scenario: str | None, ensure_topics: bool, topics_dry_run: bool,
               fix_drift: bool, validate_on_broker: bool, fmt: str, output: Path | None, splay: float) -> None:
-    """Readiness evidence: the report with connectivity (always probed; --connectivity is implied) and a
-    Timescale failover drill judged from --ingest-results, probing the standby when failover is decided."""
+    """Readiness evidence: the manifest, the connectors with --connectivity (as `report`), topics with
+    --ensure-topics, and a Timescale failover drill judging --ingest-results (alias --results) as written; the
+    standby is probed when the drill decides a failover. `drill` rehearses a failover instead."""
     from ingest_probe.commands.oneshot import run_readiness
-    from ingest_probe.readiness.drill import load_ingest_results
+    from ingest_probe.readiness.drill import not_enabled
 
-    del connectivity  # always on for readiness; accepted so `report` flags work unchanged
     require_stdout(output)
     check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                       validate_on_broker=validate_on_broker)
+    if splay and not (connectivity or ensure_topics or ingest_results):
+        raise errors.UsageError("--splay needs --connectivity, --ensure-topics or --ingest-results (nothing else"
+                                " is contacted)")
     settings = load(config_file, no_env, env_files, extras)
     # Inputs first: a bad results file is exit 3 before any topic is created or any server contacted.
-    results = load_ingest_results(ingest_results) if ingest_results is not None else None
+    results = load_results(ingest_results)
+    if results is not None and not settings.failover.enabled:
+        click.echo(f"ingest-probe: warning: {not_enabled(settings)}: {ingest_results} was checked but not judged;"
+                   " set TIMESCALE_FAILOVER_DRILL=true, or run `ingest-probe drill --results FILE`", err=True)
     splay_s = _splay_sleep(splay)
     sections = topic_sections(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run,
                               fix_drift=fix_drift, validate_on_broker=validate_on_broker, timeout=timeout)
     finish(run_readiness(settings, ingest_results=results, dimensions=dimensions, scenario=scenario,
-                         timeout=timeout, jitter=jitter, seed=seed, sections=sections, splay_s=splay_s), fmt, output)
+                         connectivity=connectivity, timeout=timeout, jitter=jitter, seed=seed, sections=sections,
+                         splay_s=splay_s), fmt, output)
+
+
+DRILL_EXIT_CODES = """\b
+Exit codes (Nagios meaning):
+  0  OK: the simulated outage decides a failover and the standby is a healthy, promoted target
+  1  WARNING: no standby configured, TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK false, or no required
+     dimensions
+  2  CRITICAL: the standby is unreachable, or reachable but in recovery (not promoted)
+  3  UNKNOWN: usage or configuration error (a bad results file), or an internal error
+  130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way"""
+
+
+@cli.command(epilog=DRILL_EXIT_CODES, short_help="Rehearse a Timescale failover: simulated outage, standby probed.")
+@config_options
+@click.option("--results", "--ingest-results", "results_file", required=True,
+              type=click.Path(path_type=Path, dir_okay=False), metavar="FILE", help=RESULTS_HELP)
+@drill_options
+@click.option("--scenario", metavar="LABEL", default="timescale_failover", show_default=True, help="Drill label.")
+@click.option("--timeout", type=TIMEOUT, default=5.0, show_default=True,
+              help="Deadline of the standby probe in seconds.")
+@click.option("--jitter", type=JITTER, default=0.1, show_default=True,
+              help="The deadline is drawn from [T*(1-J), T].")
+@click.option("--seed", type=int, default=None, help="Seed the deadline jitter (reproducible runs).")
+@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True)
+@output_option()
+@click.option("--splay", type=Number(0, 3600), default=0.0, metavar="SECONDS",
+              help="Before contacting anything, sleep a random 0..S s, so many hosts' cron runs spread out.")
+def drill(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+          results_file: Path, dimensions: tuple[str, ...], scenario: str, timeout: float, jitter: float,
+          seed: int | None, fmt: str, output: Path | None, splay: float) -> None:
+    """Rehearse a Timescale failover, as the ingest service's run_failover_drill did: the required dimensions'
+    results are replaced by empty ones (a simulated outage), the decision is taken as in `readiness`, and the
+    standby (TIMESCALEDB_FAILOVER_URL) is probed: it must be reachable and writable (promoted).
+
+    Needs no TIMESCALE_FAILOVER_DRILL (an explicit request). Required dimensions: --dimensions, else
+    TIMESCALE_FAILOVER_DRILL_DIMENSIONS when set or when the drill is enabled, else every dimension of the
+    results. The connectors are not probed (that is `readiness --connectivity`)."""
+    from ingest_probe.commands.oneshot import run_drill
+
+    require_stdout(output)
+    settings = load(config_file, no_env, env_files, extras)
+    results = load_results(results_file)  # exit 3 before anything is contacted
+    splay_s = _splay_sleep(splay)
+    finish(run_drill(settings, ingest_results=results, dimensions=dimensions, scenario=scenario, timeout=timeout,
+                     jitter=jitter, seed=seed, splay_s=splay_s), fmt, output)
 
 
 @cli.command(short_help="The effective configuration, redacted, with sources.")

@@ -133,8 +133,15 @@ KEYS: tuple[KeySpec, ...] = (
        section=_F),
     _k("TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK", "bool", "true", "probe the standby when failover is decided",
        section=_F),
-    _k("TIMESCALE_FRESHNESS_SLA_SECONDS", "int", "86400", "data older than this is stale", section=_F,
-       minimum=0),
+    _k("TIMESCALE_FRESHNESS_SLA_SECONDS", "int", "86400", "seconds of `freshness_seconds` after which a "
+       "dimension is stale. Unset, each dimension has its own limit (the keys below; any other dimension "
+       "86400); set, it is the limit of every dimension without its own key set", section=_F, minimum=0),
+    _k("TIMESCALE_FRESHNESS_SLA_DAILY_SECONDS", "int", "86400", "freshness limit of `daily` (`daily_bars`)",
+       section=_F, minimum=0),
+    _k("TIMESCALE_FRESHNESS_SLA_INTRADAY_SECONDS", "int", "900", "freshness limit of `intraday` "
+       "(`intraday_trades`)", section=_F, minimum=0),
+    _k("TIMESCALE_FRESHNESS_SLA_MACRO_SECONDS", "int", "604800", "freshness limit of `macro` (`macro_events`)",
+       section=_F, minimum=0),
     _k("TIMESCALEDB_URL", "url", None, "PostgreSQL/TimescaleDB URL (SQLAlchemy forms accepted) or "
        "`sqlite:///path` for a rehearsal (a file: `sqlite:///:memory:` is refused); wins over the parts below "
        "whatever their sources. Query: `sslmode`, `sslrootcert`, "

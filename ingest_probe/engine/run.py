@@ -19,8 +19,10 @@ def run_probes(
     jitter: float,
     seed: int | None,
     extra: Sequence[Probe] = (),
+    connectors: bool = True,
 ) -> tuple[list[ProbeResult], dict[str, Any]]:
-    """Results in manifest order (then ``extra``), and the report's ``run`` block with ``duration_ms``.
+    """Results in manifest order (then ``extra``), and the report's ``run`` block with ``duration_ms``;
+    ``connectors=False``: only the ``extra`` probes.
 
     Client libraries are imported before the loop starts: imports inside it would be charged to the first
     probe's deadline and stall the concurrent ones.
@@ -29,12 +31,13 @@ def run_probes(
     from ingest_probe.connectors.base import build_probes, preload_drivers
     from ingest_probe.engine.supervisor import TaskSupervisor
 
-    preload_drivers(settings)
+    if connectors:
+        preload_drivers(settings)
 
     async def main() -> tuple[list[ProbeResult], dict[str, Any]]:
         supervisor = TaskSupervisor(timeout=timeout, jitter=jitter, seed=seed)
         started = time.monotonic()
-        results = await supervisor.run([*build_probes(settings), *extra])
+        results = await supervisor.run([*(build_probes(settings) if connectors else ()), *extra])
         run = supervisor.run_block()
         run["duration_ms"] = round((time.monotonic() - started) * 1000.0, 3)
         return results, run

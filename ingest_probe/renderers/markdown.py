@@ -71,7 +71,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
 def render(report: Report) -> str:
     doc = report.document
     if doc.get("failover_drill") is not None:
-        title = "readiness evidence"
+        title = "failover drill" if doc["failover_drill"].get("simulated_outage") else "readiness evidence"
     elif doc.get("kafka_topic_provisioning") is not None and doc["connectivity"] is None:
         title = "topic provisioning"
     else:

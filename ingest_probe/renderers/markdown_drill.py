@@ -12,6 +12,7 @@ def failover_drill(drill: dict[str, Any]) -> list[str]:
         "Status": drill["status"],
         "Scenario": drill["scenario"],
         "Generated": drill["generated_at"],
+        **({"Simulated outage": drill["simulated_outage"]} if drill.get("simulated_outage") else {}),
         "Verdict": drill["reason"],
     })
     if drill["components"]:
@@ -31,14 +32,13 @@ def failover_drill(drill: dict[str, Any]) -> list[str]:
             "Required but not planned": vocab["required_not_planned"],
             "Names match": vocab["matches"],
         })
-        out += [f"- note [{note['code']}]: {fmt(note['message'])}" for note in vocab["notes"]]
+        out += [f"- note [{note['code']}]: {fmt(note['message'])}" for note in [*health["notes"], *vocab["notes"]]]
         out += ["", "### Dimension health", ""]
         out += table(
-            ["Dimension", "Required", "Status", "Rows", "Symbols", "Window (UTC)", "Freshness (s)", "Source",
-             "Reasons"],
-            [[_named(d), d["required"], d["status"], d["rows_written"], d["symbol_count"],
-              None if d["start_ts"] is None else f"{d['start_ts']} – {d['end_ts']}",
-              d["freshness_seconds"], d["source"], "; ".join(d["reasons"]) or None]
+            ["Dimension", "Required", "Status", "Rows", "Symbols", "Window (UTC)", "Freshness (s)",
+             "Limit (s)", "Source", "Reasons"],
+            [[_named(d), d["required"], d["status"], d["rows_written"], d["symbol_count"], _window(d),
+              d["freshness_seconds"], d["freshness_sla_seconds"], d["source"], "; ".join(d["reasons"]) or None]
              for d in health["dimensions"]],
         )
     decision = drill["failover_decision"]
@@ -55,3 +55,9 @@ def _named(dimension: dict[str, Any]) -> str:
     """The report's name, with the results file's own name when that was a legacy one."""
     name, written = dimension["name"], dimension["name_in_results"]
     return name if written in (None, name) else f"{name} (as {written})"
+
+
+def _window(dimension: dict[str, Any]) -> str | None:
+    """The ingest window; an unknown end (or start) is shown as ``?``."""
+    start, end = dimension["start_ts"], dimension["end_ts"]
+    return None if start is None and end is None else f"{start or '?'} – {end or '?'}"

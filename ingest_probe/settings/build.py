@@ -24,6 +24,7 @@ from ingest_probe.config.sources import ConfigRow, RawConfig, RawValue, Source
 from ingest_probe.config.urls import KafkaServers, RedisTarget, UrlError, parse_pg_url, parse_redis_url, parse_servers
 from ingest_probe.connectors.kafka.topic_specs import build_topics
 from ingest_probe.settings.service import (
+    FRESHNESS_SLA_DEFAULTS,
     FailoverSettings,
     KafkaSettings,
     PlanSettings,
@@ -252,6 +253,16 @@ def _half_credentials(has_user: bool, raw: RawValue, protocol: str) -> str:
 # ------------------------------------------------------------------------------------------------ whole
 
 
+def freshness_limits(r: Reader) -> dict[str, int]:
+    """Per dimension: its own key, else TIMESCALE_FRESHNESS_SLA_SECONDS if set, else the old default."""
+    overall = r.integer("TIMESCALE_FRESHNESS_SLA_SECONDS", explicit=True)
+    limits = {}
+    for dim, default in FRESHNESS_SLA_DEFAULTS.items():
+        own = r.integer(f"TIMESCALE_FRESHNESS_SLA_{dim.upper()}_SECONDS", explicit=True)
+        limits[dim] = own if own is not None else overall if overall is not None else default
+    return limits
+
+
 def build(raw: RawConfig) -> Settings:
     target, ignored = libpq_fallbacks(raw)
     validate_all(raw, skip={v.key for v in ignored})
@@ -290,6 +301,7 @@ def build(raw: RawConfig) -> Settings:
         label=r.text("TIMESCALE_FAILOVER_DRILL_LABEL") or "required_timescale_failover",
         run_fallback=bool(r.boolean("TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK")),
         freshness_sla_seconds=cast(int, r.integer("TIMESCALE_FRESHNESS_SLA_SECONDS")),
+        freshness_sla_by_dimension=freshness_limits(r),
         target=timescale(r, "TIMESCALEDB_FAILOVER", "TIMESCALEDB_FAILOVER_URL"),
     )
     return Settings(

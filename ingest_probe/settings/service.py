@@ -85,14 +85,21 @@ class ScheduleSettings:
     max_failures: int
 
 
+#: The replaced system's freshness limits per ingest dimension, in seconds (any other dimension: 86400).
+FRESHNESS_SLA_DEFAULTS: Mapping[str, int] = {"daily": 86400, "intraday": 900, "macro": 604800}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FailoverSettings:
     enabled: bool
     dimensions: tuple[str, ...]
     label: str
     run_fallback: bool
-    #: TIMESCALE_FRESHNESS_SLA_SECONDS (default 86400).
+    #: TIMESCALE_FRESHNESS_SLA_SECONDS (default 86400): the limit of a dimension without one of its own.
     freshness_sla_seconds: int = 86400
+    #: The limits of daily, intraday, macro: TIMESCALE_FRESHNESS_SLA_<DIM>_SECONDS, else
+    #: TIMESCALE_FRESHNESS_SLA_SECONDS when set, else ``FRESHNESS_SLA_DEFAULTS``.
+    freshness_sla_by_dimension: Mapping[str, int] = field(default_factory=lambda: dict(FRESHNESS_SLA_DEFAULTS))
     #: The standby database (TIMESCALEDB_FAILOVER_URL or composed from TIMESCALEDB_FAILOVER_HOST/...).
     target: TimescaleSettings | None = None
 
