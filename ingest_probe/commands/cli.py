@@ -19,6 +19,7 @@ from ingest_probe.commands.signals import Interrupted, handled
 from ingest_probe.renderers.printable import printable
 
 if TYPE_CHECKING:
+    from ingest_probe.readiness.results_file import IngestResults
     from ingest_probe.report.builder import Report
     from ingest_probe.settings.service import Settings
 
@@ -399,7 +400,7 @@ def drill_options(f: F) -> F:
     return f
 
 
-def load_results(path: Path | None) -> Any:
+def load_results(path: Path | None) -> IngestResults | None:
     """The results file, validated before anything is contacted (exit 3 naming every problem)."""
     from ingest_probe.readiness.drill import load_ingest_results
 
@@ -435,8 +436,9 @@ def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...
     # Inputs first: a bad results file is exit 3 before any topic is created or any server contacted.
     results = load_results(ingest_results)
     if results is not None and not settings.failover.enabled:
-        click.echo(f"ingest-probe: warning: {not_enabled(settings)}: {ingest_results} was checked but not judged;"
-                   " set TIMESCALE_FAILOVER_DRILL=true, or run `ingest-probe drill --results FILE`", err=True)
+        click.echo(printable(f"ingest-probe: warning: {not_enabled(settings)}: {ingest_results} was checked but not"
+                             " judged; set TIMESCALE_FAILOVER_DRILL=true, or run `ingest-probe drill --results FILE`"),
+                   err=True)
     splay_s = _splay_sleep(splay)
     sections = topic_sections(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run,
                               fix_drift=fix_drift, validate_on_broker=validate_on_broker, timeout=timeout)
@@ -481,10 +483,11 @@ def drill(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], e
     TIMESCALE_FAILOVER_DRILL_DIMENSIONS when set or when the drill is enabled, else every dimension of the
     results. The connectors are not probed (that is `readiness --connectivity`)."""
     from ingest_probe.commands.oneshot import run_drill
+    from ingest_probe.readiness.drill import load_ingest_results
 
     require_stdout(output)
     settings = load(config_file, no_env, env_files, extras)
-    results = load_results(results_file)  # exit 3 before anything is contacted
+    results = load_ingest_results(results_file)  # exit 3 before anything is contacted
     splay_s = _splay_sleep(splay)
     finish(run_drill(settings, ingest_results=results, dimensions=dimensions, scenario=scenario, timeout=timeout,
                      jitter=jitter, seed=seed, splay_s=splay_s), fmt, output)
