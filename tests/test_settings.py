@@ -246,6 +246,9 @@ def test_freshness_limits_per_dimension() -> None:
                   "TIMESCALE_FRESHNESS_SLA_MACRO_SECONDS=3600")
     assert dict(settings.failover.freshness_sla_by_dimension) == {"daily": 60, "intraday": 0, "macro": 3600}
     assert settings.warnings == ()
+    shown = {key: (value, source) for key, value, source in settings.effective}  # `ingest-probe config`
+    assert shown["TIMESCALE_FRESHNESS_SLA_DAILY_SECONDS"] == ("60", "TIMESCALE_FRESHNESS_SLA_SECONDS (--extra)")
+    assert shown["TIMESCALE_FRESHNESS_SLA_MACRO_SECONDS"] == ("3600", "--extra")
 
 
 # ------------------------------------------------------------------------------------------------ Redis

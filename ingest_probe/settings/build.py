@@ -254,11 +254,16 @@ def _half_credentials(has_user: bool, raw: RawValue, protocol: str) -> str:
 
 
 def freshness_limits(r: Reader) -> dict[str, int]:
-    """Per dimension: its own key, else TIMESCALE_FRESHNESS_SLA_SECONDS if set, else the old default."""
-    overall = r.integer("TIMESCALE_FRESHNESS_SLA_SECONDS", explicit=True)
+    """Per dimension: its own key, else TIMESCALE_FRESHNESS_SLA_SECONDS if set, else the old default (``config``
+    shows a per-dimension key the overall one decides with that key as its source)."""
+    overall_raw = r.pick("TIMESCALE_FRESHNESS_SLA_SECONDS", explicit=True)
+    overall = None if overall_raw is None else r.integer(overall_raw.key)
     limits = {}
     for dim, default in FRESHNESS_SLA_DEFAULTS.items():
-        own = r.integer(f"TIMESCALE_FRESHNESS_SLA_{dim.upper()}_SECONDS", explicit=True)
+        key = f"TIMESCALE_FRESHNESS_SLA_{dim.upper()}_SECONDS"
+        own = r.integer(key, explicit=True)
+        if own is None and overall_raw is not None and overall is not None:
+            r.supply(key, overall, overall_raw)
         limits[dim] = own if own is not None else overall if overall is not None else default
     return limits
 
