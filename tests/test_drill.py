@@ -1,4 +1,4 @@
-"""The failover drill: strict ingest results, dimension vocabulary, health, decision, snapshot, Markdown, CLI."""
+"""The failover drill: dimension vocabulary, the old judgement rules, rehearsal, snapshot, Markdown, CLI."""
 
 from __future__ import annotations
 
