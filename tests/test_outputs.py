@@ -326,8 +326,8 @@ def test_wrapped_bullets_never_start_a_new_block() -> None:
 # ------------------------------------------------------------------------------- help, completion, flags
 
 
-COMMANDS = [[], ["report"], ["readiness"], ["config"], ["topics"], ["topics", "plan"], ["topics", "apply"],
-            ["watch"]]
+COMMANDS = [[], ["report"], ["readiness"], ["drill"], ["config"], ["topics"], ["topics", "plan"],
+            ["topics", "apply"], ["watch"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "ingest-probe")
@@ -475,3 +475,21 @@ def test_nothing_configured_reports_unknown_in_every_format() -> None:
     parsed = parse_plugin_output(render("nagios", report))
     assert (parsed.state, parsed.text) == ("UNKNOWN", "nothing configured to probe")
     assert render("text", report).splitlines()[-1].endswith("exit 3")
+
+
+def test_drill_reports_in_the_terminal_and_plugin_formats() -> None:
+    """A drill report (no connector probed): a line per drill component and the verdict in text; in Nagios the
+    drill's state (CRITICAL for a standby in recovery) and no 'manifest only' claim."""
+    from test_drill import entry, settings, snapshot, standby
+
+    s = settings(TIMESCALE_ENABLE_INTRADAY="true", TIMESCALEDB_URL="postgresql://ingest:pw@db.example.com/market")
+    section = snapshot({"daily_bars": entry(rows_written=0, symbols=["AAPL"])}, s,
+                       fallback=standby(in_recovery=True), dimensions=("daily_bars",))
+    report = build_report(s, drill=section, now=NOW)
+    lines = render("text", report, width=80).splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == ["drill health", "drill failover", "drill fallback"]
+    assert lines[-1].startswith("failover drill fail: ")
+    assert lines[-1].endswith("; exit 2")
+    parsed = parse_plugin_output(render("nagios", report))
+    assert (parsed.state, parsed.text) == ("CRITICAL", "failover drill fail")
+    assert "pw" not in render("text", report) + render("nagios", report)

@@ -53,7 +53,7 @@ def _what(report: Report) -> str:
             if len(problems) > LISTED:
                 parts.append(f"and {len(problems) - LISTED} more not ok")
             parts.append(f"{len(probed) - len(problems)} of {len(probed)} targets ok")
-    elif report.topics is None:
+    elif report.topics is None and report.drill is None:
         parts.append("not probed (manifest only): add --connectivity")
     if report.topics is not None:
         parts.append(_topics(report.topics))

@@ -39,12 +39,13 @@ def render(report: Report, *, width: int = 80, color: bool = False, fail_on: str
     lines: list[str] = []
     if report.results is not None:
         lines += target_lines(report.results, width=width, color=color)
-    elif report.topics is None:
+    elif report.topics is None and report.drill is None:
         lines += _manifest(report.manifest, width)
     if report.topics is not None:
         lines += plan_lines(report.topics, width=width)
     if report.drill is not None:
-        lines.append(fit(f"failover drill {report.drill.status.value}: {printable(report.drill.reason)}", width))
+        lines += [fit(printable(f"drill {c.name}: {c.status.value} — {c.summary}"), width)
+                  for c in report.drill.components]
     lines.append(summary(report, fail_on, width=width))
     return "\n".join(lines) + "\n"
 
@@ -106,6 +107,8 @@ def summary(report: Report, fail_on: str = FAIL_ON, *, width: int | None = None)
 
 def _summary_body(report: Report) -> str:
     if report.results is None:
+        if report.drill is not None:
+            return printable(f"failover drill {report.drill.status.value}: {report.drill.reason}")
         if report.topics is not None:
             return f"topics: {_topic_counts(report.topics)}"
         configured = sum(1 for m in report.manifest if m.configured)
@@ -126,7 +129,7 @@ def _summary_body(report: Report) -> str:
     run = report.run
     took = f" in {latency(run.duration_ms)}" if run is not None and run.duration_ms is not None else ""
     topics = f"; topics: {_topic_counts(report.topics)}" if report.topics is not None else ""
-    drill = f"; drill {report.drill.status.value}" if report.drill is not None else ""
+    drill = f"; failover drill {report.drill.status.value}" if report.drill is not None else ""
     return f"{verdict}: {', '.join(parts)}{took}{topics}{drill}"
 
 
