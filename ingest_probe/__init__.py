@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ingest_probe.prober import Prober
     from ingest_probe.report.builder import build_manifest, build_report
     from ingest_probe.report.model import Report
+    from ingest_probe.report.policy import ready
     from ingest_probe.settings.service import Settings, load_settings
     from ingest_probe.settings.targets import Target, classic_targets, select, target_from_url
 
@@ -53,6 +54,7 @@ __all__ = [
     "classic_targets",
     "get_connector",
     "load_settings",
+    "ready",
     "register_connector",
     "select",
     "target_from_url",
@@ -77,6 +79,7 @@ _LAZY = {
     "classic_targets": "ingest_probe.settings.targets",
     "get_connector": "ingest_probe.connectors.registry",
     "load_settings": "ingest_probe.settings.service",
+    "ready": "ingest_probe.report.policy",
     "register_connector": "ingest_probe.connectors.registry",
     "select": "ingest_probe.settings.targets",
     "target_from_url": "ingest_probe.settings.targets",

@@ -14,6 +14,9 @@ CLOSE_BUDGET = 1.0
 LIBRARY_SHARE = 0.85
 #: At most this many probes in flight at once (``--concurrency``); each deadline starts with its slot.
 CONCURRENCY = 100
+#: A TLS peer certificate that expires within this many days makes its target ``degraded`` (``cert_expiry``;
+#: ``--cert-warn-days``; 0: only an expired one).
+CERT_WARN_DAYS = 14.0
 #: Seconds each PostgreSQL connection attempt (TCP, TLS, authentication) may take (capped by the deadline).
 CONNECT_TIMEOUT = 5.0
 
@@ -32,6 +35,10 @@ EXIT_CRITICAL = 2
 EXIT_UNKNOWN = 3
 #: A command ended by a signal exits with this plus the signal's number (SIGINT 130, SIGTERM 143).
 EXIT_SIGNAL_BASE = 128
+#: ``--fail-on``: which outcomes fail a run. ``degraded`` (the default): WARNING (a degraded or starting target,
+#: topic drift, a drill warning) exits 1; ``down``: only CRITICAL and UNKNOWN fail, a WARNING exits 0.
+FAIL_ON_CHOICES = ("degraded", "down")
+FAIL_ON = "degraded"
 #: A target's status (its value) → the exit code it stands for; any other status is ``EXIT_OK``.
 STATUS_EXIT_CODES = {"down": EXIT_CRITICAL, "starting": EXIT_WARNING, "degraded": EXIT_WARNING,
                      "unknown": EXIT_UNKNOWN}

@@ -62,6 +62,8 @@ class ProbeResult:
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     kind: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: Unix time the peer's TLS certificate expires (``details.tls_cert_not_after``), None without TLS.
+    tls_not_after: float | None = None
 
     @property
     def healthy(self) -> bool | None:
@@ -96,7 +98,7 @@ class Recorder:
     otherwise consider reachable. The supervisor turns the recorder into a ``ProbeResult``.
     """
 
-    __slots__ = ("current_phase", "degraded", "details", "endpoint", "phases")
+    __slots__ = ("current_phase", "degraded", "details", "endpoint", "phases", "tls_not_after")
 
     def __init__(self, *, endpoint: str | None = None, phase_names: tuple[str, ...] = ()) -> None:
         self.endpoint = endpoint
@@ -105,6 +107,8 @@ class Recorder:
         self.current_phase: str | None = None
         #: (error_kind, message) when the connector answered but is not fully ready.
         self.degraded: tuple[str, str] | None = None
+        #: Unix time the peer's TLS certificate expires (the earliest, over the probe's connections).
+        self.tls_not_after: float | None = None
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:

@@ -21,8 +21,12 @@ import pytest
 import yaml
 from live.net import free_port
 from live.prometheus import PrometheusServer, Promtool, Sample, StaticExporter
+from live.redis import RedisServer, make_tls_files
+from plugin_output import parse_plugin_output
+from test_cli_live import stack_env
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 VENV_BIN = Path(sys.executable).parent
 
@@ -437,7 +441,7 @@ def test_cron_line_runs_today(tmp_path: Path, promtool: Promtool) -> None:
     (tmp_path / "ingest-probe.yaml").write_text(f"REDIS_URL: redis://127.0.0.1:{free_port()}\n")
     (tmp_path / "ingest-probe.env").write_text("REDIS_PASSWORD=canary-pw-5d1e\n")
     command = (command.replace("/etc/ingest-probe/", f"{tmp_path}/")
-               .replace("/var/lib/node_exporter/textfile/", f"{tmp_path}/").replace("--splay 30", "--splay 0"))
+               .replace("/var/lib/node_exporter/textfile/", f"{tmp_path}/").replace("--splay 30s", "--splay 0"))
     # cron's sparse environment, plus what keeps the loopback guard in the child (tests/guard/)
     env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "PYTHONPATH": os.environ["PYTHONPATH"],
            loopback_guard.ENV_FILE: os.environ[loopback_guard.ENV_FILE]}  # fmt: skip
@@ -533,3 +537,123 @@ def test_docker_healthcheck_never_exits_2(tmp_path: Path, code: int, health: int
     proc = subprocess.run(["/bin/sh", "-c", command], env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, timeout=30,
                           check=False)  # fmt: skip
     assert proc.returncode == health
+
+
+# ---------------------------------------------------------------- the recipes, run against live servers
+
+
+def recipe_env(pg_server: Any, redis_server: Any, kafka_broker: Any, **overrides: str) -> dict[str, str]:
+    """A sparse environment (as cron, Docker or the kubelet give) with the live stack's configuration as
+    environment variables, plus what keeps the loopback guard in the child (tests/guard/)."""
+    return {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "PYTHONPATH": os.environ["PYTHONPATH"],
+            loopback_guard.ENV_FILE: os.environ[loopback_guard.ENV_FILE],
+            **stack_env(pg_server, redis_server, kafka_broker, **overrides)}  # fmt: skip
+
+
+def missing_topic() -> str:
+    return f"daily:never-created-{os.urandom(4).hex()}"
+
+
+@pytest.mark.live
+def test_exec_probe_command_runs(pg_server: Any, redis_server: Any, kafka_broker: Any) -> None:
+    """The exec readiness probe's command, as the kubelet runs it: ready (0) with a topic missing (kafka
+    degraded: --fail-on down), not ready (2) with Redis down; nothing on stdout (--output /dev/null)."""
+    [container] = load_all(DEPLOY / "kubernetes" / "exec-probe.yaml")
+    command = container["readinessProbe"]["exec"]["command"]
+    degraded = recipe_env(pg_server, redis_server, kafka_broker, KAFKA_INGEST_TOPICS=missing_topic())
+    proc = subprocess.run(command, env=degraded, capture_output=True, text=True, timeout=60, check=False)
+    assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+    assert "kafka degraded [missing_topic]" in proc.stderr  # reported, not failing
+    down = recipe_env(pg_server, redis_server, kafka_broker, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    proc = subprocess.run(command, env=down, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "redis down [refused]" in proc.stderr
+
+
+@pytest.mark.live
+def test_docker_healthcheck_runs(pg_server: Any, redis_server: Any, kafka_broker: Any) -> None:
+    """The HEALTHCHECK command through /bin/sh with the real ingest-probe: healthy (0) with a topic missing,
+    unhealthy (1, never Docker's reserved 2) with Redis down."""
+    _, command = healthcheck()
+    for overrides, health in (({"KAFKA_INGEST_TOPICS": missing_topic()}, 0),
+                              ({"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, 1)):
+        env = recipe_env(pg_server, redis_server, kafka_broker, **overrides)
+        proc = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, text=True, timeout=60,
+                              check=False)  # fmt: skip
+        assert proc.returncode == health, (overrides, proc.stderr)
+
+
+@pytest.mark.live
+def test_nagios_command_line_runs(tmp_path: Path, pg_server: Any, redis_server: Any, kafka_broker: Any) -> None:
+    """The command definition with the service's arguments ($ARG1$ 5s, a YAML file, an env file with the
+    password), Redis down: CRITICAL, exit 2, a status line naming redis first, perfdata that parses strictly,
+    a long-output line per target, and no password anywhere."""
+    objects = nagios_objects((DEPLOY / "nagios" / "ingest-probe.cfg").read_text())
+    [command] = [o for kind, o in objects if kind == "command"]
+    [service] = [o for kind, o in objects if kind == "service"]
+    values = recipe_env(pg_server, redis_server, kafka_broker, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    secret = values.pop("TIMESCALEDB_PASSWORD")
+    config = {k: v for k, v in values.items() if k.startswith(("TIMESCALE", "REDIS", "KAFKA"))}
+    _, timeout, yaml_path, env_path = service["check_command"].split("!")
+    args = {"ARG1": timeout, "ARG2": str(tmp_path / Path(yaml_path).name), "ARG3": str(tmp_path / Path(env_path).name)}
+    Path(args["ARG2"]).write_text(yaml.safe_dump(config))
+    Path(args["ARG3"]).write_text(f"TIMESCALEDB_PASSWORD={secret}\n")
+    line = re.sub(r"\$(ARG\d)\$", lambda m: args[m[1]], command["command_line"])
+    argv = shlex.split(line.replace("/opt/ingest-probe/bin/ingest-probe", str(VENV_BIN / "ingest-probe")))
+    env = {k: v for k, v in values.items() if k not in config}  # the configuration only from the files
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    output = parse_plugin_output(proc.stdout)
+    assert (output.service, output.state) == ("INGEST-PROBE", "CRITICAL")
+    assert output.text == "redis down (refused), timescale ok, kafka ok"
+    assert {p.label for p in output.perfdata} >= {"timescale_latency", "redis_latency", "kafka_latency",
+                                                  "targets_down"}
+    assert [line.split(":")[0] for line in output.long_output] == ["timescale", "redis", "kafka"]
+    assert secret not in proc.stdout + proc.stderr
+
+
+RECIPE = re.compile(r"<!-- recipe: (?P<path>\S+) -->\n```[a-z]*\n(?P<block>.*?)\n```", re.DOTALL)
+
+
+def test_readme_recipes_are_the_deploy_files() -> None:
+    """Every recipe the README shows is a verbatim piece of the deploy/ file it names, the one these tests run:
+    the exec probe, the HEALTHCHECK, the cron line, the Nagios command and the alert rules."""
+    recipes = RECIPE.findall((ROOT / "README.md").read_text())
+    assert sorted({path for path, _ in recipes}) == [
+        "deploy/cron/ingest-probe.cron", "deploy/docker/Dockerfile.healthcheck", "deploy/kubernetes/exec-probe.yaml",
+        "deploy/nagios/ingest-probe.cfg", "deploy/prometheus/alerts.yml"]
+    for path, block in recipes:
+        assert block in (ROOT / path).read_text(), path
+    shown = "\n".join(block for _, block in recipes)
+    for needle in ("--fail-on down", "|| exit 1", "--format prometheus", "--format nagios", "ingest_probe_up == 0",
+                   "ingest_probe_last_run_timestamp_seconds", "ingest_probe_tls_cert_not_after_timestamp_seconds"):
+        assert needle in shown, needle
+
+
+@pytest.mark.live
+def test_cert_expiry_alert_goes_pending_on_a_real_textfile(
+    tmp_path: Path, redis_server_factory: Callable[..., RedisServer], promtool: Promtool,
+    prometheus_server: Callable[..., PrometheusServer], static_exporter: Callable[[str], StaticExporter],
+) -> None:
+    """A Redis with a 3-day certificate: `report --format prometheus` exports
+    ingest_probe_tls_cert_not_after_timestamp_seconds{target="redis"} (promtool accepts the textfile), and a real
+    Prometheus with alerts.yml takes IngestProbeCertExpiringSoon to pending for that target."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not found")  # the live stack's certificates need it (CI installs it)
+    tls = make_tls_files(tmp_path / "tls", days=3)
+    server = redis_server_factory(tls=tls)
+    proc = subprocess.run(
+        [str(VENV_BIN / "ingest-probe"), "report", "--no-env", "--connectivity", "-f", "prometheus", "-t", "5s",
+         "--extra", f"REDIS_URL=rediss://127.0.0.1:{server.port}/0", "--extra", f"REDIS_SSL_CA_CERTS={tls.ca_cert}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # degraded: cert_expiry
+    assert "redis degraded [cert_expiry]" in proc.stderr
+    assert 'ingest_probe_tls_cert_not_after_timestamp_seconds{target="redis"} ' in proc.stdout
+    assert promtool.check_metrics(proc.stdout) == []
+    exporter = static_exporter(proc.stdout)
+    job = {"job_name": "textfile", "scrape_interval": "1s", "scrape_timeout": "1s",
+           "static_configs": [{"targets": [exporter.address]}]}
+    prom = prometheus_server([job], rule_files=[PROMETHEUS_DIR / "alerts.yml"])
+    pending = prom.wait_for('ALERTS{alertname="IngestProbeCertExpiringSoon", alertstate="pending"}')
+    assert [s.labels["target"] for s in pending] == ["redis"]

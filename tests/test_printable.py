@@ -75,6 +75,14 @@ def test_markdown_escapes_controls_and_keeps_tables_whole() -> None:
         assert len(cells) <= 1, rows  # every row of a table has as many cells as its header
 
 
+@pytest.mark.parametrize("fmt", ["text", "nagios"])
+def test_terminal_and_plugin_formats_escape_controls(fmt: str) -> None:
+    """The text view (a terminal) and the Nagios line (a web UI, a pager) show a server's controls as escapes."""
+    text = get_renderer(fmt)(_hostile_report())
+    assert not RAW.search(text.replace("\n", ""))
+    assert "\\x1b[2J" in text
+
+
 def test_json_keeps_every_value_exact_and_nothing_raw() -> None:
     """The JSON report decodes to exactly the document (controls included), with none of them raw."""
     report = _hostile_report()
@@ -86,9 +94,10 @@ def test_json_keeps_every_value_exact_and_nothing_raw() -> None:
 def test_stderr_problem_lines_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
     """The one-line-per-problem stderr summary shows the server's controls as escapes."""
     from ingest_probe.commands.options import finish
+    from ingest_probe.commands.terminal import View
 
     with pytest.raises(SystemExit):
-        finish(_hostile_report(), "json", None)
+        finish(_hostile_report(), View(fmt="json"), None)
     err = capsys.readouterr().err
     assert not RAW.search(err.replace("\n", ""))
     assert "redis down [query]: Redis at 127.0.0.1:1 answered with an error: a\\x1b[2J" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -85,8 +86,10 @@ def test_manifest_only_json_shape():
     doc = report.to_dict()
     assert set(doc) == {"schema_version", "generated_at", "tool", "status", "should_run", "reason", "dimensions",
                         "schedule", "failover", "configuration", "manifest", "connectivity", "run",
-                        "kafka_topic_provisioning", "failover_drill"}
+                        "kafka_topic_provisioning", "failover_drill", "probed_from", "config_sources"}
     assert doc["generated_at"] == "2026-11-25T12:00:00Z"
+    assert doc["probed_from"] == socket.gethostname()
+    assert doc["config_sources"] == ["environment"]
     assert [m["name"] for m in doc["manifest"]] == ["timescale", "redis", "kafka"]
     assert doc["dimensions"] == ["daily", "intraday"]
     assert doc["schedule"] == {"interval_seconds": 3600, "jitter_seconds": 120, "max_failures": 3}
@@ -180,7 +183,8 @@ def test_json_is_deterministic_and_sorted():
 def test_markdown_golden():
     """Markdown output matches the reviewed golden file (regenerate with INGEST_PROBE_REGEN_GOLDEN=1)."""
     settings = load_settings(environ=FULL_ENV)
-    text = get_renderer("markdown")(build_report(settings, results=results(), run=RUN, now=NOW))
+    text = get_renderer("markdown")(build_report(settings, results=results(), run=RUN, now=NOW,
+                                                 probed_from="probe-01.example"))
     assert_golden(GOLDEN / "report.md", text)
 
 
@@ -206,8 +210,8 @@ def test_markdown_has_no_python_reprs_and_tables_stay_intact():
     for bad in ("True", "False", "None", "('", "{'"):
         assert bad not in text
     row = next(line for line in text.splitlines() if line.startswith("| redis | down"))
-    assert "is it running?" in row
     assert "\\|" in row
+    assert "- error: refused: connection refused by cache.example.com:6380 | is it running?" in text  # in full
     for line in text.splitlines():
         if line.startswith("|"):
             assert line.endswith("|")

@@ -220,9 +220,10 @@ def test_markdown_has_a_table_row_per_topic_and_one_line_notes() -> None:
                                   notes=(Note("read_only", "only\nreads | nothing else"),))
     text = render_markdown(build_report(settings, topics=section))
     assert "## Kafka topic provisioning" in text
-    assert "| Topic | Plan | Now | Partitions (want / have) |" in text
-    assert "| a | drift | drift | 3 / 1 | 1 / 1 | partitions: want 3, have 1 (fixable) |" in text
-    assert "| b | unknown | unknown | 1 / — |" in text
+    assert "| Topic | Plan | Now | Partitions (want / have) | Replication (want / have) |" in text
+    assert "| a | drift | drift | 3 / 1 | 1 / 1 |" in text
+    assert "- a: drift: partitions: want 3, have 1 (fixable)" in text
+    assert "| b | unknown | unknown | 1 / — | 1 / — |" in text
     assert "- read_only: only reads | nothing else" in text
     assert "- dry run: yes" in text
 

@@ -15,10 +15,9 @@ import anyio.lowlevel
 import pytest
 from fakes import FakeProbe, scripted, target_of
 
-from ingest_probe.commands.wait import BACKOFF_JITTER, backoff, wait_until_ready
+from ingest_probe.commands.wait import BACKOFF_JITTER, backoff, not_ready, wait_until_ready
 from ingest_probe.defaults import WAIT_MAX_INTERVAL
 from ingest_probe.errors import ProbeTimeoutError, RefusedError
-from ingest_probe.report.policy import not_ready, ready
 from ingest_probe.results import ProbeResult, Status
 
 CLI = [sys.executable, "-m", "ingest_probe", "wait", "--no-env"]
@@ -32,13 +31,12 @@ def result(status: Status) -> ProbeResult:
     ("degraded", {Status.OK, Status.SKIPPED}),
     ("down", {Status.OK, Status.SKIPPED, Status.DEGRADED, Status.STARTING}),
 ])
-def test_the_policy_counts_what_fail_on_says(fail_on, passing):
-    """degraded (default): only ok (or skipped) is ready; down: everything but down is."""
+def test_a_target_is_ready_as_the_exit_policy_says(fail_on, passing):
+    """degraded (default): only ok is ready; down: everything but down is; a skipped target never blocks."""
     for status in (s for s in Status if s is not Status.UNKNOWN):
-        assert ready([result(status)], fail_on) is (status in passing), status
-    assert not_ready([result(Status.OK), result(Status.DOWN)], fail_on) == [result(Status.DOWN)]
-    with pytest.raises(ValueError, match="fail_on"):
-        ready([], "sometimes")
+        assert (not_ready([result(status)], fail_on) == []) is (status in passing), status
+    assert not_ready([result(Status.OK), result(Status.DOWN), result(Status.SKIPPED)], fail_on) == [
+        result(Status.DOWN)]
 
 
 def test_backoff_doubles_from_the_interval_up_to_the_cap_with_jitter():
@@ -279,7 +277,7 @@ def test_help_says_the_defaults_and_exit_codes_and_imports_no_client_library(com
     if command == "wait":
         assert "exec: same pid" in flat
         assert "127 COMMAND not found" in flat
-        assert "[default: 60.0]" in flat
+        assert "[default: (60s)]" in flat
     else:
         assert "[default: 60; with --ingest-schedule: TIMESCALE_INGEST_INTERVAL_SECONDS]" in flat
         assert "SIGHUP reloads the configuration" in flat

@@ -1,9 +1,10 @@
 """The command line: the click group, and the process entry that turns every failure into one stderr line and a
-documented exit code. The commands live beside it (``report``, ``topics``, ``watch``, ``wait``)."""
+documented exit code. The commands live beside it (``report``, ``drill``, ``topics``, ``watch``, ``wait``)."""
 
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 from typing import NoReturn
@@ -12,7 +13,7 @@ import click
 
 from ingest_probe import errors
 from ingest_probe._version import __version__
-from ingest_probe.commands.options import EXIT_CODES
+from ingest_probe.commands.options import EXIT_CODES, epilog, examples
 from ingest_probe.commands.signals import Interrupted, handled
 from ingest_probe.defaults import EXIT_OK, EXIT_SIGNAL_BASE, EXIT_UNKNOWN
 from ingest_probe.renderers.printable import printable
@@ -20,6 +21,7 @@ from ingest_probe.renderers.printable import printable
 #: Each command and the module that defines it, imported only when that command runs or help lists it.
 COMMANDS = {
     "config": "ingest_probe.commands.report",
+    "drill": "ingest_probe.commands.drill",
     "readiness": "ingest_probe.commands.report",
     "report": "ingest_probe.commands.report",
     "topics": "ingest_probe.commands.topics",
@@ -42,8 +44,17 @@ class _Commands(click.Group):
         return command
 
 
+#: The variable click's shell completion answers to (``_INGEST_PROBE_COMPLETE=bash_source ingest-probe``).
+COMPLETE_VAR = "_INGEST_PROBE_COMPLETE"
+EXAMPLES = examples(
+    "ingest-probe report --env-file prod.env --connectivity",
+    "ingest-probe topics plan --env-file prod.env",
+    "eval \"$(_INGEST_PROBE_COMPLETE=bash_source ingest-probe)\"   # completion",
+)
+
+
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-             epilog=EXIT_CODES)
+             epilog=epilog(EXIT_CODES, EXAMPLES))
 @click.option("--debug", is_flag=True,
               help="Also print the traceback of an error (anywhere on the line; the exit code is unchanged).")
 @click.version_option(__version__, prog_name="ingest-probe")
@@ -102,14 +113,15 @@ def main(argv: list[str] | None = None) -> None:
         debug = "--debug" in args
         _quiet_library_loggers()
         args = [a for a in args if a != "--debug"]
-        if not args:
+        if not args and not os.environ.get(COMPLETE_VAR):  # a completion request comes with no arguments
             _fail("missing command: try 'ingest-probe --help'", errors.UsageError.exit_code)
         _run(args, debug)
 
 
 def _run(args: list[str], debug: bool) -> NoReturn:
     try:
-        cli.main(args=args, prog_name="ingest-probe", standalone_mode=False, obj={"debug": debug})
+        cli.main(args=args, prog_name="ingest-probe", complete_var=COMPLETE_VAR, standalone_mode=False,
+                 obj={"debug": debug})
     except Interrupted as exc:
         _fail(_stopped(exc), EXIT_SIGNAL_BASE + exc.signum)
     except click.exceptions.Exit as exc:

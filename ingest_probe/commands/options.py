@@ -6,18 +6,19 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from ingest_probe import errors
-from ingest_probe.defaults import JITTER, TIMEOUT
+from ingest_probe.defaults import CERT_WARN_DAYS, FAIL_ON, FAIL_ON_CHOICES, JITTER, TIMEOUT
 from ingest_probe.renderers.printable import printable
 from ingest_probe.results import Status
 
 if TYPE_CHECKING:
+    from ingest_probe.commands.terminal import View
     from ingest_probe.report.model import Report
     from ingest_probe.settings.service import Settings
 
@@ -25,40 +26,63 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CODES = """\b
 Exit codes (Nagios meaning; with several checks the worst wins):
-  0  OK: report written; every probed connector ok (or skipped), topics as declared
-  1  WARNING: a connector degraded or starting; topic drift remains, or a dry run would create topics
-  2  CRITICAL: a connector down; a topic creation failed or the broker is unreachable
-  3  UNKNOWN: usage or configuration error, nothing configured to probe, or an internal error (a
-     connector's error_kind internal: the report still has every other result)
-  130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way"""
+  0  OK: every probed connector ok (or skipped), topics as declared
+  1  WARNING: a connector degraded or starting; topic drift, or a dry run
+     would create topics (0 with --fail-on down)
+  2  CRITICAL: a connector down; a topic creation failed or the broker is
+     unreachable
+  3  UNKNOWN: usage or configuration error, nothing configured to probe, or
+     an internal error (that connector's error_kind is internal)
+  130  interrupted (SIGINT); 143 terminated (SIGTERM); clients closed"""
+
+
+def epilog(*parts: str) -> str:
+    """An epilog of several blocks (exit codes, examples), each kept as written (click's ``\\b``)."""
+    return "\n\n".join(parts)
+
+
+def examples(*lines: str) -> str:
+    """The closing block of a command's ``--help``: two or three example command lines."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 class Number(click.ParamType[float]):
     """A finite decimal number within bounds, for every numeric flag (--timeout, --interval, --splay ...).
 
     click's ``FloatRange`` takes ``nan`` (every comparison with it is false), ``inf``, ``1e300``, ``1_0`` and
-    non-ASCII digits (``٣``); a deadline of 1e300 s overflows the event loop's clock arithmetic.
+    non-ASCII digits (``٣``); a deadline of 1e300 s overflows the event loop's clock arithmetic. A duration
+    (``name="seconds"``, the default) may carry a unit: ``500ms``, ``2s``, ``1m``, ``1h``, ``1d``; a plain
+    number is seconds. The bounds hold after the unit is applied.
     """
 
     _TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+    _UNIT = re.compile(r"(.*?)\s*(ms|s|m|h|d)")
+    UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
     def __init__(self, low: float, high: float, *, low_open: bool = False, high_open: bool = False,
                  name: str = "seconds") -> None:
-        self.low, self.high, self.low_open, self.high_open, self.name = low, high, low_open, high_open, name
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+        self.duration = name == "seconds"
+        self.name = "duration" if self.duration else name
 
     def describe(self) -> str:
         low, high = (int(x) if x == int(x) else x for x in (self.low, self.high))
-        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        unit = " s" if self.duration else ""
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}{unit}"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, float):  # a default
             return value
-        text = str(value).strip()
-        number = float(text) if self._TEXT.fullmatch(text) else math.nan
+        text, scale = str(value).strip(), 1.0
+        unit = self._UNIT.fullmatch(text) if self.duration else None
+        if unit is not None:
+            text, scale = unit[1], self.UNITS[unit[2]]
+        number = float(text) * scale if self._TEXT.fullmatch(text) else math.nan
         low_ok = number > self.low if self.low_open else number >= self.low
         high_ok = number < self.high if self.high_open else number <= self.high
         if not (low_ok and high_ok):  # NaN fails both
-            self.fail(f"{str(value)[:40]!r} is not a decimal number in {self.describe()}", param, ctx)
+            what = "duration (500ms, 2s, 1m, 1h, 1d; a plain number is seconds)" if self.duration else "decimal number"
+            self.fail(f"{str(value)[:40]!r} is not a {what} in {self.describe()}", param, ctx)
         return number
 
 
@@ -88,18 +112,40 @@ config_options = options(
 )
 
 
-def timeout_option(help: str = "Per-probe deadline ceiling in seconds.") -> Callable[[F], F]:
-    return click.option("--timeout", type=TIMEOUT_TYPE, default=TIMEOUT, show_default=True, help=help)
+def timeout_option(help: str = "Per-probe deadline ceiling: 500ms, 2s, 1m (a plain number is seconds).",
+                   ) -> Callable[[F], F]:
+    return click.option("--timeout", "-t", type=TIMEOUT_TYPE, default=TIMEOUT, show_default=f"{TIMEOUT:g}s", help=help)
 
 
 jitter_option = click.option("--jitter", type=JITTER_TYPE, default=JITTER, show_default=True,
                              help="Each deadline is drawn from [T*(1-J), T].")
+fail_on_option = click.option(
+    "--fail-on", type=click.Choice(FAIL_ON_CHOICES), default=FAIL_ON, show_default=True,
+    help="What fails the run. degraded: a degraded or starting target (or topic drift, a drill warning) exits"
+         " 1. down: only a target down (or a failure) does; a warning is reported and exits 0 (readiness"
+         " probes, HEALTHCHECK).",
+)
+cert_warn_option = click.option(
+    "--cert-warn-days", type=Number(0, 3650, name="days"), default=CERT_WARN_DAYS, show_default=f"{CERT_WARN_DAYS:g}",
+    metavar="DAYS", help="A TLS certificate expiring within DAYS makes its target degraded (cert_expiry).",
+)
 probe_options = options(
     click.option("--connectivity", is_flag=True, help="Probe every configured connector concurrently."),
     timeout_option(),
     jitter_option,
     click.option("--seed", type=int, default=None, help="Seed the deadline jitter (reproducible runs)."),
+    fail_on_option,
+    cert_warn_option,
 )
+
+
+RESULTS_HELP = ("Ingest results JSON, as the ingest service writes them: {dimension: result}, a list of results"
+                " or one result, each {dimension, rows_written, symbols, start_ts, end_ts,"
+                " ingest_duration_seconds, freshness_seconds, source}.")
+#: `readiness` and `drill`: the required drill dimensions.
+dimensions_option = click.option(
+    "--dimensions", multiple=True, metavar="DIM",
+    help="Required drill dimensions; repeatable or comma-separated [default: TIMESCALE_FAILOVER_DRILL_DIMENSIONS].")
 
 
 def load(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...]) -> Settings:
@@ -135,12 +181,38 @@ OUTPUT_HELP = ("Write the report here instead of stdout (`-` is stdout). A file 
 
 
 def output_option(help: str = OUTPUT_HELP) -> Callable[[F], F]:
-    return click.option("--output", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
+    return click.option("--output", "-o", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
                         callback=writable_path, help=help)
 
 
-def format_option(*formats: str) -> Callable[[F], F]:
-    return click.option("--format", "fmt", type=click.Choice(formats), default=formats[0], show_default=True)
+def format_option(*formats: str, default: str | None = None) -> Callable[[F], F]:
+    """``--format``/``-f``; without a ``default``, text on a terminal, else json (``terminal.view``)."""
+    shown = "text on a terminal, else json" if default is None else default
+    return click.option("--format", "-f", "fmt", type=click.Choice(formats), default=default,
+                        help=f"Output format [default: {shown}].")
+
+
+color_option = click.option("--no-color", is_flag=True, help="No colour in the text format (also: NO_COLOR=1).")
+
+
+def _sections(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    from ingest_probe.renderers.markdown import SECTIONS
+
+    if value is None:
+        return None
+    chosen = tuple(dict.fromkeys(s.strip() for s in value.split(",") if s.strip()))
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown or not chosen:
+        raise click.BadParameter(f"{', '.join(unknown)[:60] or 'nothing'} is not a section; choose from"
+                                 f" {', '.join(SECTIONS)}", ctx=ctx, param=param)
+    return chosen
+
+
+sections_option = click.option(
+    "--sections", metavar="LIST", callback=_sections,
+    help="Markdown: only these sections, comma-separated, of connectivity, details, run, topics, drill, gating,"
+         " connectors, plan, schedule, failover, manifest [default: all, in that order].",
+)
 
 
 def require_stdout(*outputs: Path | None) -> None:
@@ -193,32 +265,39 @@ def write_failed_run(path: Path | None) -> None:
         click.echo(f"ingest-probe: warning: cannot write {printable(str(path))}: {exc.strerror or exc}", err=True)
 
 
-def finish(built: Report, fmt: str, output_path: Path | None) -> NoReturn:
-    """Render and write the report, say on stderr (one line each) what is not ok, exit with its code.
+def finish(built: Report, view: View, output_path: Path | None, *, announced: bool = False,
+           hints: Sequence[str] = ()) -> NoReturn:
+    """Render and write the report, say on stderr (one line each) what is not ok, exit with its code under
+    ``--fail-on`` (``report.policy.exit_code``).
 
     stdout carries only the report; with ``--output`` a failed cron run still leaves a trace in its log.
+    ``announced``: each target's line was already printed as its result came in (``terminal.Progress``).
     """
-    from ingest_probe.renderers import get_renderer
+    from ingest_probe.renderers import render
+    from ingest_probe.report.policy import exit_code
 
-    emit(get_renderer(fmt)(built), output_path)
-    for line in problems(built):  # a server's text: its control characters shown, never obeyed
+    emit(render(view.fmt, built, **view.options()), output_path)
+    for line in [*problems(built, targets=not announced), *hints]:  # a server's text: shown, never obeyed
         click.echo(f"ingest-probe: {printable(line)}", err=True)
     if debugging():
         import traceback
 
         for exc in built.internal_errors:
             traceback.print_exception(exc)
-    sys.exit(built.exit_code)
+    sys.exit(exit_code(built, view.fail_on))
 
 
-def problems(report: Report) -> list[str]:
-    """One line per target, topic or drill outcome that makes the exit code non-zero."""
+def problems(report: Report, *, targets: bool = True) -> list[str]:
+    """One line per target, topic or drill outcome that makes the exit code non-zero (``targets=False``: none
+    for the targets, already shown one by one)."""
+    from ingest_probe.commands.terminal import result_line
+
     lines = []
     if report.status is Status.UNKNOWN:
         lines.append("nothing to probe: no connector is configured (TIMESCALEDB_URL, REDIS_URL, KAFKA_BROKERS, ...)")
     for r in report.results or ():
-        if r.status not in (Status.OK, Status.SKIPPED):
-            lines.append(f"{r.name} {r.status.value} [{r.error_kind}]: {r.error}")
+        if targets and r.status not in (Status.OK, Status.SKIPPED):
+            lines.append(result_line(r))
     topics = report.topics
     if topics is not None:
         if topics.error:
@@ -226,6 +305,11 @@ def problems(report: Report) -> list[str]:
         lines += [f"kafka topic {name} failed: {message}" for name, message in sorted(topics.failed.items())]
         if topics.drifting:
             lines.append(f"kafka topics drifting: {', '.join(sorted(topics.drifting))}")
+        plans = topics.before if topics.dry_run else ()
+        create = [p.spec.name for p in plans if p.action.value == "create"]
+        if create:
+            lines.append(f"kafka topics would be created: {', '.join(create)} (dry run: nothing changed;"
+                         " `ingest-probe topics apply` creates them)")
     drill = report.drill
     if drill is not None and drill.status.value in ("warn", "fail"):
         lines.append(f"failover drill {drill.status.value}: {drill.reason}")

@@ -11,9 +11,14 @@ import click
 from ingest_probe import errors
 from ingest_probe.commands.options import (
     EXIT_CODES,
+    RESULTS_HELP,
     Number,
+    color_option,
     config_options,
     debug,
+    dimensions_option,
+    epilog,
+    examples,
     finish,
     format_option,
     load,
@@ -21,6 +26,7 @@ from ingest_probe.commands.options import (
     output_option,
     probe_options,
     require_stdout,
+    sections_option,
     write_failed_run,
 )
 from ingest_probe.renderers import FORMATS
@@ -32,6 +38,9 @@ if TYPE_CHECKING:
     from ingest_probe.settings.service import Settings
     from ingest_probe.topics.plan import ProvisioningSection
 
+splay_option = click.option(
+    "--splay", type=Number(0, 3600), default=0.0, metavar="DURATION",
+    help="Before contacting anything, sleep a random 0..S (30s, 1m), so many hosts' cron runs spread out.")
 report_options = options(
     click.option("--ensure-topics", is_flag=True,
                  help="Create the declared Kafka topics that are missing, before any probe (see `topics apply`);"
@@ -44,9 +53,10 @@ report_options = options(
     click.option("--validate-on-broker", is_flag=True,
                  help="With --topics-dry-run: also send CreateTopics validate_only (see `topics plan`)."),
     format_option(*FORMATS),
+    color_option,
+    sections_option,
     output_option(),
-    click.option("--splay", type=Number(0, 3600), default=0.0, metavar="SECONDS",
-                 help="Before contacting anything, sleep a random 0..S s, so many hosts' cron runs spread out."),
+    splay_option,
 )
 
 
@@ -94,91 +104,143 @@ def splay_sleep(seconds: float) -> float | None:
     return round(slept, 3)
 
 
-@click.command(epilog=EXIT_CODES, short_help="The manifest; with --connectivity, probe every connector.")
+REPORT_EXAMPLES = examples(
+    "ingest-probe report --env-file prod.env --connectivity",
+    "ingest-probe report --config ingest.yaml --connectivity -t 2s -f nagios",
+    "ingest-probe report --connectivity --fail-on down -o /dev/null || exit 1",
+)
+
+
+@click.command(epilog=epilog(EXIT_CODES, REPORT_EXAMPLES),
+               short_help="The manifest; with --connectivity, probe every connector.")
 @config_options
 @probe_options
 @report_options
 def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
-           connectivity: bool, timeout: float, jitter: float, seed: int | None, ensure_topics: bool,
-           topics_dry_run: bool, fix_drift: bool, validate_on_broker: bool, fmt: str, output: Path | None,
-           splay: float) -> None:
-    """Build the manifest report; with --connectivity, probe every configured connector."""
+           connectivity: bool, timeout: float, jitter: float, seed: int | None, fail_on: str, cert_warn_days: float,
+           ensure_topics: bool, topics_dry_run: bool, fix_drift: bool, validate_on_broker: bool, fmt: str | None,
+           no_color: bool, sections: tuple[str, ...] | None, output: Path | None, splay: float) -> None:
+    """Build the manifest report; with --connectivity, probe every configured connector.
+
+    On a terminal the report is a line per target and a summary (--format text); piped or with --output it
+    is JSON unless --format says otherwise.
+    """
     from ingest_probe.commands.oneshot import run_report
+    from ingest_probe.commands.terminal import Progress, view
 
     require_stdout(output)
     check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                       validate_on_broker=validate_on_broker)
     if splay and not (connectivity or ensure_topics):
         raise errors.UsageError("--splay needs --connectivity or --ensure-topics (nothing else is contacted)")
+    if fmt == "nagios" and not (connectivity or ensure_topics):
+        raise errors.UsageError("--format nagios needs --connectivity (a monitoring check that probes nothing"
+                                " would always be OK)")
+    shown = view(fmt, output, no_color=no_color, fail_on=fail_on, sections=sections, cert_warn_days=cert_warn_days)
     try:
         settings = load(config_file, no_env, env_files, extras)
     except (errors.ConfigError, OSError):
-        if fmt == "prometheus":
+        if shown.fmt == "prometheus":
             write_failed_run(output)  # the textfile says the run failed, instead of an old run's results
         raise
     splay_s = splay_sleep(splay)
     topics = provisioned(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                          validate_on_broker=validate_on_broker, timeout=timeout)
-    finish(run_report(settings, connectivity=connectivity, timeout=timeout, jitter=jitter, seed=seed, topics=topics,
-                      splay_s=splay_s), fmt, output)
+    progress = Progress()
+    hints = [] if connectivity or not progress.enabled else ["manifest only: add --connectivity to probe"]
+    if connectivity:
+        progress.start(sum(1 for c in settings.connectors.values() if c.configured), timeout)
+    built = run_report(settings, connectivity=connectivity, timeout=timeout, jitter=jitter, seed=seed, topics=topics,
+                       splay_s=splay_s, cert_warn_days=cert_warn_days, on_result=progress)
+    finish(built, shown, output, announced=progress.announced, hints=hints)
 
 
 READINESS_EXIT_CODES = """\b
-Exit codes (Nagios meaning; the worst of connectivity and drill):
-  0  OK: connectors ok (or skipped) and the drill ok or not run
-  1  WARNING: a connector degraded/starting, or drill warn (only optional dimensions
-     failing, or failover needed but no standby configured/rehearsed)
-  2  CRITICAL: a connector down, or drill fail (the standby is unreachable or in recovery)
-  3  UNKNOWN: usage or configuration error (a bad --ingest-results file), nothing configured, or an
-     internal error
-  130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way
-With --ensure-topics, topic outcomes count as in `report` (drift 1, failure or unreachable broker 2)."""
+Exit codes (Nagios meaning; the worst of connectivity, topics and drill):
+  0  OK: connectors ok (or skipped, or not probed) and the drill ok or not
+     run
+  1  WARNING: a connector degraded/starting, or drill warn (a dimension not
+     healthy but no failover, or failover needed but no standby configured
+     or rehearsed); 0 with --fail-on down
+  2  CRITICAL: a connector down, or drill fail (the standby is unreachable
+     or in recovery)
+  3  UNKNOWN: usage or configuration error (a bad results file), nothing
+     configured to probe (--connectivity), or an internal error
+  130  interrupted (SIGINT); 143 terminated (SIGTERM); clients closed
+With --ensure-topics, topic outcomes count as in `report` (drift 1, a
+failure or an unreachable broker 2)."""
+READINESS_EXAMPLES = examples(
+    "ingest-probe readiness --env-file prod.env --connectivity -f markdown",
+    "ingest-probe readiness --env-file prod.env --results results.json -o ev.md",
+)
 
 
-@click.command(epilog=READINESS_EXIT_CODES, short_help="Evidence for a promotion: connectivity + failover drill.")
+@click.command(epilog=epilog(READINESS_EXIT_CODES, READINESS_EXAMPLES),
+               short_help="Evidence for a promotion: report + failover drill.")
 @config_options
 @probe_options
-@click.option("--ingest-results", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
-              help="JSON: dimension -> {rows_written, symbols, start_ts, end_ts, ingest_duration_seconds,"
-                   " freshness_seconds, source}. Without it the drill is not run.")
-@click.option("--dimensions", multiple=True, metavar="DIM",
-              help="Required drill dimensions; repeatable or comma-separated [default:"
-                   " TIMESCALE_FAILOVER_DRILL_DIMENSIONS].")
+@click.option("--ingest-results", "--results", "ingest_results", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE", help=f"{RESULTS_HELP} Judged by the drill when TIMESCALE_FAILOVER_DRILL is true;"
+                                   " without it the drill is not run.")
+@dimensions_option
 @click.option("--scenario", metavar="LABEL", help="Drill label [default: TIMESCALE_FAILOVER_DRILL_LABEL].")
 @report_options
 def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
-              connectivity: bool, timeout: float, jitter: float, seed: int | None, ingest_results: Path | None,
-              dimensions: tuple[str, ...], scenario: str | None, ensure_topics: bool, topics_dry_run: bool,
-              fix_drift: bool, validate_on_broker: bool, fmt: str, output: Path | None, splay: float) -> None:
-    """Readiness evidence: the report with connectivity (always probed; --connectivity is implied) and a
-    Timescale failover drill judged from --ingest-results, probing the standby when failover is decided."""
+              connectivity: bool, timeout: float, jitter: float, seed: int | None, fail_on: str,
+              cert_warn_days: float, ingest_results: Path | None, dimensions: tuple[str, ...], scenario: str | None,
+              ensure_topics: bool, topics_dry_run: bool, fix_drift: bool, validate_on_broker: bool, fmt: str | None,
+              no_color: bool, sections: tuple[str, ...] | None, output: Path | None, splay: float) -> None:
+    """Readiness evidence: the manifest, the connectors with --connectivity (as `report`), topics with
+    --ensure-topics, and a Timescale failover drill judging --ingest-results (alias --results) as written; the
+    standby is probed when the drill decides a failover. `drill` rehearses a failover instead."""
     from ingest_probe.commands.oneshot import run_readiness
-    from ingest_probe.readiness.drill import load_ingest_results
+    from ingest_probe.commands.terminal import Progress, view
+    from ingest_probe.readiness.drill import load_ingest_results, not_enabled
 
-    del connectivity  # always on for readiness; accepted so `report` flags work unchanged
     require_stdout(output)
     check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                       validate_on_broker=validate_on_broker)
+    if splay and not (connectivity or ensure_topics or ingest_results):
+        raise errors.UsageError("--splay needs --connectivity, --ensure-topics or --ingest-results (nothing else"
+                                " is contacted)")
+    shown = view(fmt, output, no_color=no_color, fail_on=fail_on, sections=sections, cert_warn_days=cert_warn_days)
     settings = load(config_file, no_env, env_files, extras)
     # Inputs first: a bad results file is exit 3 before any topic is created or any server contacted.
     results = load_ingest_results(ingest_results) if ingest_results is not None else None
+    if results is not None and not settings.failover.enabled:
+        click.echo(printable(f"ingest-probe: warning: {not_enabled(settings)}: {ingest_results} was checked but not"
+                             " judged; set TIMESCALE_FAILOVER_DRILL=true, or run `ingest-probe drill --results FILE`"),
+                   err=True)
     splay_s = splay_sleep(splay)
     topics = provisioned(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                          validate_on_broker=validate_on_broker, timeout=timeout)
-    finish(run_readiness(settings, ingest_results=results, dimensions=dimensions, scenario=scenario,
-                         timeout=timeout, jitter=jitter, seed=seed, topics=topics, splay_s=splay_s), fmt, output)
+    progress = Progress()
+    if connectivity:
+        progress.start(sum(1 for c in settings.connectors.values() if c.configured), timeout)
+    built = run_readiness(settings, ingest_results=results, dimensions=dimensions, scenario=scenario,
+                          connectivity=connectivity, timeout=timeout, jitter=jitter, seed=seed, topics=topics,
+                          splay_s=splay_s, cert_warn_days=cert_warn_days, on_result=progress)
+    finish(built, shown, output, announced=progress.announced and connectivity)
 
 
-@click.command(short_help="The effective configuration, redacted, with sources.")
+CONFIG_EXAMPLES = examples(
+    "ingest-probe config --env-file prod.env",
+    "ingest-probe config --env-file prod.env --changed",
+    "ingest-probe config --config ingest.yaml -f json",
+)
+
+
+@click.command(epilog=CONFIG_EXAMPLES, short_help="The effective configuration, redacted, with sources.")
 @config_options
-@format_option("text", "json")
+@format_option("text", "json", default="text")
+@click.option("--changed", is_flag=True, help="Only the keys some source sets (not the built-in defaults).")
 def config(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
-           fmt: str) -> None:
+           fmt: str, changed: bool) -> None:
     """Print the effective configuration, redacted, with each value's source."""
     import json
 
     settings = load(config_file, no_env, env_files, extras)
-    rows = settings.effective
+    rows = [row for row in settings.effective if not (changed and row.source.split(" (")[0] == "default")]
     if fmt == "json":
         click.echo(json.dumps([{"key": k, "value": v, "source": s} for k, v, s in rows], indent=2))
         return

@@ -2,9 +2,10 @@
 
 The wait4x / wait-for-it job for container entrypoints and CI jobs that need PostgreSQL, Redis and Kafka
 together. Attempts are spaced by a capped exponential backoff with jitter (``backoff``); each attempt checks
-every target with one warm Prober (a target that answered keeps its connection). "Ready" is the readiness
-policy's (``report.policy.ready``, ``--fail-on``). Every await is bounded: an attempt still running when
-``--timeout`` passes is cut, so the command ends within ``--timeout`` plus the close budget.
+every target with one warm Prober (a target that answered keeps its connection). "Ready" is the exit
+policy's (``report.policy.ready`` under ``--fail-on``, target by target). Every await is bounded: an
+attempt still running when ``--timeout`` passes is cut, so the command ends within ``--timeout`` plus the
+close budget.
 
 With a COMMAND, once ready every client is closed, the event loop is gone, SIGINT/SIGTERM/SIGHUP get back
 the dispositions the process started with, and ``os.execvp`` replaces the process: same pid, COMMAND's
@@ -19,25 +20,25 @@ import os
 import random
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
 from ingest_probe import errors
-from ingest_probe.commands.options import TIMEOUT_TYPE, Number, config_options, load
+from ingest_probe.commands.options import TIMEOUT_TYPE, Number, config_options, epilog, examples, fail_on_option, load
 from ingest_probe.defaults import (
     CLIENT_NAME,
     EXIT_CRITICAL,
     EXIT_OK,
+    FAIL_ON,
     TIMEOUT,
     WAIT_INTERVAL,
     WAIT_MAX_INTERVAL,
     WAIT_TIMEOUT,
 )
 from ingest_probe.renderers.printable import printable
-from ingest_probe.report.policy import FAIL_ON
 
 if TYPE_CHECKING:
     from ingest_probe.connectors.base import Probe
@@ -48,12 +49,25 @@ if TYPE_CHECKING:
 WAIT_EXIT_CODES = """\b
 Exit codes:
   0  every configured connector ready (without COMMAND)
-  2  --timeout passed with a connector not ready (one stderr line each: its last result)
+  2  --timeout passed with a connector not ready (one stderr line each:
+     its last result)
   3  usage or configuration error, or nothing configured to wait for
   126  COMMAND is not executable; 127 COMMAND not found
-  130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way
-With COMMAND (after `--`), once ready ingest-probe becomes COMMAND (exec: same pid), so the exit code and
-the signals are COMMAND's."""
+  130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed
+With COMMAND (after `--`), once ready ingest-probe becomes COMMAND (exec:
+same pid), so the exit code and the signals are COMMAND's."""
+WAIT_EXAMPLES = examples(
+    "ingest-probe wait --env-file prod.env --timeout 60s -- ./start-ingest",
+    "ingest-probe wait --env-file ci.env --timeout 2m --interval 500ms",
+    "ingest-probe wait --env-file prod.env --fail-on down -- ./serve",
+)
+
+
+def not_ready(results: Iterable[ProbeResult], fail_on: str = FAIL_ON) -> list[ProbeResult]:
+    """The configured targets that ``fail_on`` counts as not ready (``report.policy.ready``, one by one)."""
+    from ingest_probe.report.policy import ready
+
+    return [r for r in results if r.configured and not ready([r], fail_on)]
 
 #: Each pause is drawn from [(1 - BACKOFF_JITTER) * d, d], d doubling from --interval up to the cap.
 BACKOFF_JITTER = 0.25
@@ -97,7 +111,7 @@ async def wait_until_ready(
     limit: float = WAIT_TIMEOUT,
     interval: float = WAIT_INTERVAL,
     probe_timeout: float,
-    fail_on: str = FAIL_ON[0],
+    fail_on: str = FAIL_ON,
     log: Callable[[str], None] = _line,
     rng: random.Random | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
@@ -112,7 +126,6 @@ async def wait_until_ready(
     import anyio
 
     from ingest_probe.prober import Prober
-    from ingest_probe.report.policy import not_ready
 
     rng = rng or random.Random()
     pause = sleep or anyio.sleep
@@ -147,18 +160,19 @@ async def wait_until_ready(
                 return Waited(False, last, attempt, clock() - started)
 
 
-@click.command(epilog=WAIT_EXIT_CODES, short_help="Wait until every connector is ready, then exit or exec a command.",
+@click.command(epilog=epilog(WAIT_EXIT_CODES, WAIT_EXAMPLES),
+               short_help="Wait until every connector is ready, then exit or exec a command.",
                context_settings={"allow_interspersed_args": False})
 @config_options
-@click.option("--timeout", type=Number(0, 86400, low_open=True), default=WAIT_TIMEOUT, show_default=True,
-              metavar="SECONDS", help="Give up (exit 2) after this long.")
-@click.option("--interval", type=Number(0, 3600, low_open=True), default=WAIT_INTERVAL, show_default=True,
-              metavar="SECONDS", help=f"First pause between attempts; it doubles up to {WAIT_MAX_INTERVAL:g} s (or"
-              " --interval if larger), with up to 25% jitter off each pause.")
-@click.option("--probe-timeout", type=TIMEOUT_TYPE, default=TIMEOUT, show_default=True, metavar="SECONDS",
-              help="Per-probe deadline of each attempt (what `report --timeout` is).")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), default=FAIL_ON[0], show_default=True,
-              help="degraded: ready means ok; down: ready means not down (degraded and starting pass).")
+@click.option("--timeout", type=Number(0, 86400, low_open=True), default=WAIT_TIMEOUT,
+              show_default=f"{WAIT_TIMEOUT:g}s", metavar="DURATION", help="Give up (exit 2) after this long.")
+@click.option("--interval", type=Number(0, 3600, low_open=True), default=WAIT_INTERVAL,
+              show_default=f"{WAIT_INTERVAL:g}s", metavar="DURATION",
+              help=f"First pause between attempts; it doubles up to {WAIT_MAX_INTERVAL:g}s (or --interval if"
+                   " larger), with up to 25% jitter off each pause.")
+@click.option("--probe-timeout", type=TIMEOUT_TYPE, default=TIMEOUT, show_default=f"{TIMEOUT:g}s",
+              metavar="DURATION", help="Per-probe deadline of each attempt (what `report --timeout` is).")
+@fail_on_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND [ARGS]...]")
 def wait(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
          timeout: float, interval: float, probe_timeout: float, fail_on: str, command: tuple[str, ...]) -> None:
@@ -180,8 +194,6 @@ def wait(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], ex
     waited = run_loop(functools.partial(wait_until_ready, targets, settings=settings, limit=timeout,
                                         interval=interval, probe_timeout=probe_timeout, fail_on=fail_on))
     if not waited.ready:
-        from ingest_probe.report.policy import not_ready
-
         failing = not_ready(waited.results.values(), fail_on)
         pending = [t.name for t in targets if t.configured and t.name not in waited.results]
         for result in failing:

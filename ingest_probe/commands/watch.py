@@ -13,6 +13,8 @@ from ingest_probe.commands.options import (
     Number,
     config_options,
     debugging,
+    epilog,
+    examples,
     jitter_option,
     load,
     output_option,
@@ -29,16 +31,24 @@ if TYPE_CHECKING:
 
 WATCH_EXIT_CODES = """\b
 Exit codes:
-  0  stopped by SIGINT/SIGTERM (clients closed), or stdout's reader went away (`watch | head -1`)
-  0/1/2  with --once: the cycle's report exit code (as `report --connectivity`)
-  2  stopped after --max-failures consecutive failing cycles (never without it, unless
-     --ingest-schedule takes TIMESCALE_INGEST_MAX_FAILURES)
-  3  usage or configuration error at start (the --prometheus-file then says ingest_probe_run_success 0),
-     or with --once an internal error
-SIGHUP reloads the configuration between cycles (a bad one is refused; the running one stays)."""
+  0  stopped by SIGINT/SIGTERM (clients closed), or stdout's reader went
+     away (`watch | head -1`)
+  0/1/2  with --once: the cycle's report exit code (as `report`)
+  2  stopped after --max-failures consecutive failing cycles (never without
+     it, unless --ingest-schedule takes TIMESCALE_INGEST_MAX_FAILURES)
+  3  usage or configuration error at start (the --prometheus-file then says
+     ingest_probe_run_success 0), or with --once an internal error
+SIGHUP reloads the configuration between cycles (a bad one is refused and
+the running one stays)."""
+WATCH_EXAMPLES = examples(
+    "ingest-probe watch --env-file prod.env --prometheus-file /var/lib/probe.prom",
+    "ingest-probe watch --env-file prod.env --ingest-schedule --max-failures 0",
+    "ingest-probe watch --env-file prod.env --interval 1m --once",
+)
 
 
-@click.command(epilog=WATCH_EXIT_CODES, short_help="Probe every connector every minute, with warm clients.")
+@click.command(epilog=epilog(WATCH_EXIT_CODES, WATCH_EXAMPLES),
+               short_help="Probe every connector every minute, with warm clients.")
 @config_options
 @click.option("--interval", type=Number(0, 31 * 86400, low_open=True), default=None, metavar="SECONDS",
               help="Pause from a cycle's end to the next start [default: 60; with --ingest-schedule:"

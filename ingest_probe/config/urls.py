@@ -29,6 +29,10 @@ class Authority(NamedTuple):
         return f"Authority(user={self.user!r}, password=***, host={self.host!r}, port={self.port!r})"
 
 
+#: Query parameters whose value is a secret: an unescaped ``&`` in one starts what looks like another parameter.
+SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
 class ParsedUrl(NamedTuple):
     """A URL's scheme, authority, path (percent-decoded, without the leading ``/``) and query (not shown)."""
 
@@ -36,18 +40,26 @@ class ParsedUrl(NamedTuple):
     authority: Authority
     path: str
     query: dict[str, str]
+    #: Query names that come after a secret-bearing parameter (``SECRET_PARAMS``), each with the nearest such
+    #: parameter before it: ``?password=ab&cd=ef`` may be the password ``ab&cd=ef``.
+    after_secret: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
         return f"ParsedUrl(scheme={self.scheme!r}, authority={self.authority!r}, path={self.path!r})"
 
 
-def unsupported(query: dict[str, str], honoured: tuple[str, ...], known: frozenset[str]) -> tuple[str, ...]:
+def unsupported(query: dict[str, str], honoured: tuple[str, ...], known: frozenset[str],
+                after_secret: tuple[tuple[str, str], ...] = ()) -> tuple[str, ...]:
     """Descriptions of query parameters that are dropped, for a warning; never a value.
 
-    A parameter's *name* is shown only when it is a real parameter name of the client library (an
-    allow-list): anything else may be a misplaced piece of a password, so it is described, not quoted.
+    Names are not secrets, so an unknown one is named (``?timout=5``: "did you mean 'timeout'?"), except
+    after a secret-bearing parameter: ``?password=ab&cd=ef`` is, as often as not, the password ``ab&cd=ef``
+    with its ``&`` left unescaped, and ``cd`` a piece of it. Such a name is described, not quoted, and the
+    warning says how to write the value. A real parameter name of the client library (``known``, an
+    allow-list) is always named.
     """
     out = []
+    secret_before = dict(after_secret)
     for name in query:
         if name in honoured:
             continue
@@ -56,7 +68,12 @@ def unsupported(query: dict[str, str], honoured: tuple[str, ...], known: frozens
             continue
         guess = difflib.get_close_matches(name.lower(), honoured, n=1, cutoff=0.75)
         hint = f"; did you mean {guess[0]!r}?" if guess else ""
-        out.append(f"an unrecognised query parameter is ignored (name not shown{hint})")
+        if name in secret_before:
+            out.append(f"an unrecognised query parameter after {secret_before[name]!r} is ignored (name not shown:"
+                       f" it may be part of the {secret_before[name]} value, whose '&' must be written %26{hint})")
+            continue
+        shown = name if len(name) <= 40 else name[:39] + "…"
+        out.append(f"unknown query parameter {shown!r} is ignored{hint}")
     return tuple(dict.fromkeys(out))
 
 
@@ -175,4 +192,12 @@ def parse_url(url: str) -> ParsedUrl:
     authority = parse_authority(authority_text)
     path, _, query = tail.partition("#")[0].partition("?")
     pairs = parse_qsl(query, keep_blank_values=True)
-    return ParsedUrl(scheme=scheme, authority=authority, path=unquote(path[1:]), query=dict(pairs))
+    after_secret: dict[str, str] = {}
+    secret: str | None = None
+    for name, _ in pairs:
+        if secret is not None and name not in SECRET_PARAMS:
+            after_secret.setdefault(name, secret)
+        if name in SECRET_PARAMS:
+            secret = name
+    return ParsedUrl(scheme=scheme, authority=authority, path=unquote(path[1:]), query=dict(pairs),
+                     after_secret=tuple(after_secret.items()))

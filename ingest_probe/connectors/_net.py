@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import errno
 import functools
 import ipaddress
@@ -14,11 +15,12 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -26,6 +28,9 @@ import anyio
 from ingest_probe import errors
 from ingest_probe.defaults import CLOSE_BUDGET, LIBRARY_SHARE, TIMEOUT
 from ingest_probe.secret import Secret
+
+if TYPE_CHECKING:
+    from ingest_probe.results import Recorder
 
 T = TypeVar("T")
 E = TypeVar("E", bound=BaseException)
@@ -343,3 +348,115 @@ def library_failure(
     return errors.ProtocolError(
         f"{where} answered with something {package} could not parse ({detail}): is this really a {protocol} port?"
     )
+
+
+# ---------------------------------------------------------------------------------- TLS certificate expiry
+
+
+def record_peer_certificate(rec: Recorder, transport: Any) -> None:
+    """Note the expiry of the TLS certificate the peer presented on ``transport`` (an asyncio transport or
+    stream writer; a plaintext one, or None, is ignored): ``details.tls_cert_not_after`` (UTC) and
+    ``tls_cert_days_left``, the earliest when a probe has several connections (Kafka brokers).
+
+    The certificate is read in DER form (``getpeercert(binary_form=True)``), so it is there whether or not it
+    was verified (with verification off, ``getpeercert()`` is empty). Never raises: a certificate that
+    cannot be read is noted, not a failure of the probe.
+    """
+    get_extra_info = getattr(transport, "get_extra_info", None)
+    ssl_object = get_extra_info("ssl_object") if get_extra_info is not None else None
+    if ssl_object is None:
+        return
+    try:
+        der = ssl_object.getpeercert(binary_form=True)
+    except (ValueError, OSError):  # handshake not done (ssl.SSLError is an OSError)
+        return
+    if not der:
+        return
+    try:
+        not_after = certificate_not_after(der)
+    except ValueError as exc:
+        rec.details["tls_cert_error"] = f"cannot read the peer certificate's validity: {exc}"
+        return
+    if rec.tls_not_after is not None and rec.tls_not_after <= not_after:
+        return
+    rec.tls_not_after = not_after
+    when = dt.datetime.fromtimestamp(not_after, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    rec.details["tls_cert_not_after"] = when
+    rec.details["tls_cert_days_left"] = round((not_after - time.time()) / 86400.0, 2)
+
+
+def cert_expiry(rec: Recorder, warn_days: float, *, now: float | None = None) -> str | None:
+    """Why the peer certificate recorded on ``rec`` makes the target degraded, or None: it expired (a
+    verified handshake would have failed: verification is off), or expires within ``warn_days``."""
+    if rec.tls_not_after is None:
+        return None
+    left = (rec.tls_not_after - (time.time() if now is None else now)) / 86400.0
+    when = rec.details.get("tls_cert_not_after")
+    where = f"of {rec.endpoint} " if rec.endpoint else ""
+    if left <= 0:
+        return (f"the TLS certificate {where}expired {-left:.1f} days ago ({when}) and was accepted only because"
+                " certificate verification is off: renew it, and verify it (a CA file, sslmode=verify-full)")
+    if left < warn_days:
+        return (f"the TLS certificate {where}expires in {left:.1f} days ({when}), within --cert-warn-days"
+                f" {warn_days:g}: renew it")
+    return None
+
+
+def _der_item(der: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """The DER item at ``pos`` (before ``end``): (tag, content start, content end)."""
+    if pos + 2 > end:
+        raise ValueError("truncated DER item")
+    tag, length = der[pos], der[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or pos + count > end:  # 0: indefinite length, never in DER
+            raise ValueError("bad DER length")
+        length = int.from_bytes(der[pos : pos + count], "big")
+        pos += count
+    if pos + length > end:
+        raise ValueError("truncated DER item")
+    return tag, pos, pos + length
+
+
+_SEQUENCE, _UTC_TIME, _GENERALIZED_TIME, _VERSION = 0x30, 0x17, 0x18, 0xA0
+
+
+def certificate_not_after(der: bytes) -> float:
+    """The ``notAfter`` of a DER-encoded X.509 certificate as Unix time: a minimal walk of RFC 5280's
+    Certificate → tbsCertificate → [version] serialNumber signature issuer validity; ``ValueError`` when the
+    bytes are not such a certificate."""
+
+    def expect(tag: int, pos: int, end: int) -> tuple[int, int]:
+        found, start, stop = _der_item(der, pos, end)
+        if found != tag:
+            raise ValueError(f"expected DER tag 0x{tag:02x}, found 0x{found:02x}")
+        return start, stop
+
+    cert_start, cert_end = expect(_SEQUENCE, 0, len(der))
+    tbs, tbs_end = expect(_SEQUENCE, cert_start, cert_end)
+    pos = tbs
+    if _der_item(der, pos, tbs_end)[0] == _VERSION:
+        pos = _der_item(der, pos, tbs_end)[2]
+    for _ in ("serialNumber", "signature", "issuer"):
+        pos = _der_item(der, pos, tbs_end)[2]
+    validity, validity_end = expect(_SEQUENCE, pos, tbs_end)
+    not_before_end = _der_item(der, validity, validity_end)[2]
+    tag, start, stop = _der_item(der, not_before_end, validity_end)
+    return _der_time(tag, der[start:stop])
+
+
+def _der_time(tag: int, raw: bytes) -> float:
+    """UTCTime (``YYMMDDHHMMSSZ``, 1950-2049) or GeneralizedTime (``YYYYMMDDHHMMSSZ``) as Unix time."""
+    text = raw.decode("ascii", "replace")
+    if tag == _UTC_TIME and len(text) == 13:
+        digits = text[:12]
+    elif tag == _GENERALIZED_TIME and len(text) == 15:
+        digits = text[:14]
+    else:
+        raise ValueError("notAfter is not a DER UTCTime or GeneralizedTime")
+    if not (digits.isascii() and digits.isdigit() and text.endswith("Z")):
+        raise ValueError("notAfter is not a UTC time in DER form")
+    if tag == _UTC_TIME:
+        digits = f"{19 if int(digits[:2]) >= 50 else 20}{digits}"
+    return dt.datetime.strptime(digits, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC).timestamp()

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ingest_probe.connectors import registry
-from ingest_probe.engine.supervisor import Job, RunInfo, TaskSupervisor
+from ingest_probe.engine.supervisor import Job, OnResult, RunInfo, TaskSupervisor
 
 if TYPE_CHECKING:
     from ingest_probe.connectors.base import Probe
@@ -47,9 +47,10 @@ def jobs(targets: Sequence[Target], probes: Mapping[str, Probe] | None = None) -
     return out
 
 
-async def run_targets(targets: Sequence[Target], supervisor: TaskSupervisor) -> tuple[list[ProbeResult], RunInfo]:
+async def run_targets(targets: Sequence[Target], supervisor: TaskSupervisor, on_result: OnResult | None = None,
+                      ) -> tuple[list[ProbeResult], RunInfo]:
     """Probe every target once under ``supervisor`` (fresh clients, closed at the end): results in target
-    order, and the run block."""
+    order, and the run block; each result also goes to ``on_result`` as soon as it is known."""
     started = time.monotonic()
-    results = await supervisor.run(jobs(targets))
+    results = await supervisor.run(jobs(targets), on_result=on_result)
     return results, supervisor.run_info(targets, duration_ms=round((time.monotonic() - started) * 1000.0, 3))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +14,8 @@ import anyio
 
 from ingest_probe import errors
 from ingest_probe.connectors._log_secrets import scrub
-from ingest_probe.connectors._net import SILENT_PEER, bounded_close, one_line
-from ingest_probe.defaults import CLIENT_NAME, CLOSE_BUDGET, CONCURRENCY, JITTER, TIMEOUT
+from ingest_probe.connectors._net import SILENT_PEER, bounded_close, cert_expiry, one_line
+from ingest_probe.defaults import CERT_WARN_DAYS, CLIENT_NAME, CLOSE_BUDGET, CONCURRENCY, JITTER, TIMEOUT
 from ingest_probe.results import ProbeResult, Recorder, Status
 from ingest_probe.settings.targets import check_unique
 
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 #: One unit of work: a target and the probe that checks it (None for a target that is not configured).
 Job = tuple["Target", "Probe | None"]
+#: Called with each result as soon as it is known (a skipped target's at once), in the event loop: it must
+#: not block or raise (the CLI prints a progress line; an embedder may stream results).
+OnResult = Callable[[ProbeResult], None]
 STATES = ("running", "finished", "failed", "cancelled")
 
 
@@ -119,6 +122,8 @@ class TaskSupervisor:
     plus the close budget. One target is never checked twice at once by one supervisor.
 
     The supervisor owns the ``random.Random`` that jitters deadlines; pass ``seed`` to reproduce a run.
+    A TLS peer certificate that expires within ``cert_warn_days`` (or has expired, when verification is off)
+    makes an otherwise successful check ``degraded`` (``cert_expiry``).
     Whatever a probe raises becomes its result, so one probe never costs the others theirs: expected
     failures (``ProbeError``) and deadline overruns as themselves, anything else (a bug, ours or a client
     library's) as status ``down`` with kind ``internal``, a one-line error naming the target and the
@@ -134,6 +139,7 @@ class TaskSupervisor:
         concurrency: int = CONCURRENCY,
         namespace: str = CLIENT_NAME,
         close_budget: float = CLOSE_BUDGET,
+        cert_warn_days: float = CERT_WARN_DAYS,
     ) -> None:
         if not timeout > 0:
             raise errors.UsageError(f"--timeout must be positive, got {timeout}")
@@ -145,14 +151,17 @@ class TaskSupervisor:
         self.concurrency = concurrency
         self.namespace = namespace
         self.close_budget = close_budget
+        self.cert_warn_days = cert_warn_days
         self._rng = random.Random(self.seed)
         self._tasks: dict[str, _Task] = {}
         # Made in the event loop, on first use (anyio's primitives belong to a loop).
         self._limiter: anyio.CapacityLimiter | None = None
         self._locks: dict[str, anyio.Lock] = {}
 
-    async def run(self, jobs: Sequence[Job], *, close: bool = True) -> list[ProbeResult]:
-        """Check every configured target concurrently; results come back in the order given.
+    async def run(self, jobs: Sequence[Job], *, close: bool = True, on_result: OnResult | None = None,
+                  ) -> list[ProbeResult]:
+        """Check every configured target concurrently; results come back in the order given, and each one
+        goes to ``on_result`` as soon as it is known.
 
         With ``close=True`` each probe's clients are closed as soon as its check ends; with ``close=False``
         (a warm client kept for the next run) only after a check that did not succeed. Closing is the
@@ -165,14 +174,17 @@ class TaskSupervisor:
         async with anyio.create_task_group() as tg:
             for index, (target, probe) in enumerate(jobs):
                 if probe is None or not target.configured:
-                    results[index] = ProbeResult(name=target.name, configured=False, status=Status.SKIPPED,
-                                                 kind=target.kind, labels=dict(target.labels))
+                    results[index] = skipped = ProbeResult(name=target.name, configured=False,
+                                                           status=Status.SKIPPED, kind=target.kind,
+                                                           labels=dict(target.labels))
+                    if on_result is not None:
+                        on_result(skipped)
                     continue
                 deadline = self.jitter.deadline(self.timeout, self._rng)
                 name = self.task_name(target)
                 task = self._tasks[name] = _Task(name, deadline)
                 lock = self._locks.setdefault(target.name, anyio.Lock())
-                tg.start_soon(self._guard, target, probe, task, lock, results, index, close, name=name)
+                tg.start_soon(self._guard, target, probe, task, lock, results, index, close, on_result, name=name)
         return [r for r in results if r is not None]
 
     async def _guard(
@@ -184,12 +196,13 @@ class TaskSupervisor:
         results: list[ProbeResult | None],
         index: int,
         close: bool,
+        on_result: OnResult | None,
     ) -> None:
         assert self._limiter is not None
         try:
             async with _slot(lock, self._limiter):  # the deadline starts with the slot
                 rec = Recorder(endpoint=target.settings.endpoint, phase_names=probe.phase_names)
-                run = _Run(target, probe, rec, task.deadline)
+                run = _Run(target, probe, rec, task.deadline, self.cert_warn_days)
                 try:
                     result, state = await self._check(run)
                 except BaseException:  # cancelled from outside (SIGTERM, the caller's scope): close, propagate
@@ -207,6 +220,8 @@ class TaskSupervisor:
             raise
         results[index] = result
         task.finish(state)
+        if on_result is not None:
+            on_result(result)
 
     async def _check(self, run: _Run) -> tuple[ProbeResult, str]:
         """One check under its deadline: its result and task state. Raises only a cancellation from outside."""
@@ -257,20 +272,26 @@ class TaskSupervisor:
 class _Run:
     """One check of one target: what the result is built from."""
 
-    __slots__ = ("deadline", "probe", "rec", "started", "target")
+    __slots__ = ("cert_warn_days", "deadline", "probe", "rec", "started", "target")
 
-    def __init__(self, target: Target, probe: Probe, rec: Recorder, deadline: float) -> None:
+    def __init__(self, target: Target, probe: Probe, rec: Recorder, deadline: float,
+                 cert_warn_days: float = CERT_WARN_DAYS) -> None:
         self.target, self.probe, self.rec, self.deadline = target, probe, rec, deadline
+        self.cert_warn_days = cert_warn_days
         self.started = time.monotonic()
 
     def _result(self, status: Status, **fields: Any) -> ProbeResult:
         return ProbeResult(
             name=self.target.name, kind=self.target.kind, labels=dict(self.target.labels), configured=True,
             status=status, latency_ms=(time.monotonic() - self.started) * 1000.0, phases=dict(self.rec.phases),
-            endpoint=self.rec.endpoint, details=dict(self.rec.details), deadline_s=self.deadline, **fields,
+            endpoint=self.rec.endpoint, details=dict(self.rec.details), deadline_s=self.deadline,
+            tls_not_after=self.rec.tls_not_after, **fields,
         )
 
     def succeeded(self) -> ProbeResult:
+        expiring = cert_expiry(self.rec, self.cert_warn_days)
+        if expiring is not None:  # after the probe's own reasons: theirs keep the headline
+            self.rec.degrade("cert_expiry", expiring)
         kind, message = self.rec.degraded if self.rec.degraded else (None, None)
         return self._result(Status.DEGRADED if self.rec.degraded else Status.OK, error=message, error_kind=kind)
 

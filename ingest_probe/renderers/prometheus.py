@@ -14,12 +14,15 @@ Families, all gauges, in this order (a family with no samples is left out entire
   ``ingest_probe_run_success`` (0 when the run cannot vouch for its results — exit code 3: an internal error,
   nothing configured — else 1), ``ingest_probe_run_duration_seconds`` (the ``run`` block's ``duration_ms``, when
   connectors were probed).
+* ``ingest_probe_tls_cert_not_after_timestamp_seconds{target}`` — for each target that spoke TLS: when the
+  certificate its server presented expires (Unix time; the earliest over a probe's connections), as
+  blackbox_exporter's ``probe_ssl_earliest_cert_expiry``. Labelled ``target`` (the target's name).
+* ``ingest_probe_topic_drift{topic}`` — when the report has a ``kafka_topic_provisioning`` section: 1 for a
+  topic whose existing configuration drifts from the declared one, 0 for every other requested topic.
 
 ``render_failed_run(at)`` is the textfile of a run that could not run at all (its configuration did not load,
 the cycle itself failed): only ``ingest_probe_run_success 0`` and the timestamp, so no per-target series from an
 earlier run is left claiming a target is up.
-* ``ingest_probe_topic_drift{topic}`` — when the report has a ``kafka_topic_provisioning`` section: 1 for a
-  topic whose existing configuration drifts from the declared one, 0 for every other requested topic.
 
 Only allow-listed, non-secret fields are read (names, statuses, numbers, topic names); error messages,
 endpoints and details never reach the output. Label values are escaped (backslash, double quote, newline).
@@ -47,6 +50,8 @@ _HELP = {
     "ingest_probe_run_success": "1 when the run could vouch for its results, 0 when it could not run or an "
     "internal error decided a result (exit code 3).",
     "ingest_probe_run_duration_seconds": "Wall time of the whole connectivity run in seconds.",
+    "ingest_probe_tls_cert_not_after_timestamp_seconds": "Unix time the TLS certificate the target presented "
+    "expires (the earliest of its connections).",
     "ingest_probe_topic_drift": "1 when an existing Kafka topic differs from its declaration, else 0.",
 }
 #: A target's statuses, one-hot (``unknown`` is a whole run's, never a target's).
@@ -78,6 +83,9 @@ def render(report: Report) -> str:
         *_run_families(report.generated_at, success=report.exit_code != EXIT_UNKNOWN),
         ("ingest_probe_run_duration_seconds", [] if report.run is None or report.run.duration_ms is None
          else [({}, report.run.duration_ms / 1000.0)]),
+        ("ingest_probe_tls_cert_not_after_timestamp_seconds", [
+            ({"target": r.name}, r.tls_not_after) for r in results if r.tls_not_after is not None
+        ]),
         ("ingest_probe_topic_drift", _drift(report.topics)),
     ]
     return _exposition(families)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from ingest_probe.connectors.timescale import connection_facts
 from ingest_probe.defaults import EXIT_OK
 from ingest_probe.errors import InternalError
 from ingest_probe.report.model import ManifestEntry, Report
+from ingest_probe.report.policy import results_exit_code
 from ingest_probe.results import overall_status
 from ingest_probe.settings.targets import Target, classic_targets
 
@@ -54,15 +56,15 @@ def build_report(
     topics: ProvisioningSection | None = None,
     drill: DrillSnapshot | None = None,
     now: dt.datetime | None = None,
+    probed_from: str | None = None,
 ) -> Report:
     """Assemble the report. ``targets`` default to the service's classic ones; ``results`` is None for a
-    manifest-only run; ``topics`` and ``drill`` are optional sections whose exit codes count towards the run's."""
+    manifest-only run; ``topics`` and ``drill`` are optional sections whose exit codes count towards the run's.
+    ``probed_from`` defaults to this machine's host name."""
     should_run, reason = gate(settings.plan)
     status = overall_status([r.status for r in results]) if results is not None else None
-    exit_code = EXIT_OK if status is None else status.exit_code
+    exit_code = EXIT_OK if results is None else results_exit_code(results)
     internal = [r.exception for r in results or () if r.error_kind == InternalError.kind]
-    if internal:
-        exit_code = max(exit_code, InternalError.exit_code)  # UNKNOWN: a bug decided a result, not the server
     for section in (topics, drill):
         if section is not None:
             exit_code = max(exit_code, section.exit_code)
@@ -86,4 +88,6 @@ def build_report(
         status=status,
         exit_code=exit_code,
         internal_errors=tuple(exc for exc in internal if exc is not None),
+        probed_from=probed_from if probed_from is not None else socket.gethostname(),
+        config_sources=settings.sources,
     )

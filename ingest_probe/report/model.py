@@ -73,6 +73,11 @@ class Report:
     status: Status | None
     exit_code: int
     internal_errors: tuple[BaseException, ...] = field(default=(), compare=False)
+    #: The host name of the machine the report was made on (where the probes ran from).
+    probed_from: str | None = None
+    #: The configuration sources read, lowest precedence first: file names as given, ``environment``,
+    #: ``--extra``; never their contents.
+    config_sources: tuple[str, ...] = ()
 
     @property
     def timestamp(self) -> str:
@@ -94,6 +99,8 @@ class Report:
             "schema_version": self.schema_version,
             "generated_at": self.timestamp,
             "tool": {"name": TOOL, "version": self.version},
+            "probed_from": self.probed_from,
+            "config_sources": list(self.config_sources),
             "status": None if self.status is None else self.status.value,
             "should_run": self.should_run,
             "reason": self.reason,

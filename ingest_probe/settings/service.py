@@ -47,6 +47,9 @@ class Settings:
     warnings: tuple[str, ...] = ()
     #: ``ingest-probe config``: every effective key, redacted by construction, with its origin.
     effective: tuple[ConfigRow, ...] = ()
+    #: The sources read, lowest precedence first: the YAML file and env files as given, ``environment``,
+    #: ``--extra`` (names only, for the report's ``config_sources``).
+    sources: tuple[str, ...] = ()
 
     @property
     def timescale(self) -> TimescaleSettings:
@@ -110,7 +113,10 @@ def load_settings(
     """``load_config`` then ``build_settings``; ``environ=None`` leaves the process environment unread."""
     raw = load_config(keys=key_registry(), config_file=config_file, env_files=env_files, extras=extras,
                       environ=environ)
-    return build_settings(raw)
+    sources = [*([str(config_file)] if config_file is not None else []),
+               *(["environment"] if environ is not None else []), *(str(p) for p in env_files),
+               *(["--extra"] if extras else [])]
+    return replace(build_settings(raw), sources=tuple(sources))
 
 
 # ------------------------------------------------------------------------------------------------- rows

@@ -327,15 +327,16 @@ class TlsFiles:
     other_ca: Path
 
 
-def make_tls_files(directory: Path) -> TlsFiles:
-    """A throwaway CA, a server certificate for 127.0.0.1/localhost signed by it, and an unrelated CA."""
+def make_tls_files(directory: Path, *, days: int = 30) -> TlsFiles:
+    """A throwaway CA, a server certificate for 127.0.0.1/localhost signed by it (valid ``days``; -1: expired
+    yesterday), and an unrelated CA."""
 
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=30)
 
     for name in ("ca", "other-ca"):
         subject = f"/CN=ingest-probe {name}"
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject,
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", subject,
                 "-keyout", f"{name}.key", "-out", f"{name}.pem")  # fmt: skip
     (directory / "server.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
@@ -344,7 +345,7 @@ def make_tls_files(directory: Path) -> TlsFiles:
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
             "-out", "server.csr")  # fmt: skip
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-extfile", "server.ext", "-out", "server.pem")  # fmt: skip
+            "-days", str(days), "-extfile", "server.ext", "-out", "server.pem")  # fmt: skip
     return TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key",
                     directory / "other-ca.pem")  # fmt: skip
 
@@ -407,14 +408,15 @@ class TlsTerminator:
 
 
 class TlsKafka(_KafkaTarget):
-    """Tansu behind a TLS terminator: ``bootstrap`` is the TLS port; ``files.ca`` verifies it."""
+    """Tansu behind a TLS terminator: ``bootstrap`` is the TLS port; ``files.ca`` verifies it; its certificate is
+    valid for ``days``."""
 
     owned = True
 
-    def __init__(self) -> None:
+    def __init__(self, *, days: int = 30) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="ingest-probe-kafka-tls-"))
         try:
-            self.files = make_tls_files(self.workdir)
+            self.files = make_tls_files(self.workdir, days=days)
             tls_port = free_port()
             self.broker = TansuBroker.start(advertised_port=tls_port)
             self.proxy = TlsTerminator(self.broker.port, self.files, port=tls_port)

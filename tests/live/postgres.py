@@ -121,7 +121,8 @@ class TlsFiles:
     other_ca: Path
 
     @classmethod
-    def make(cls, directory: Path, *, client_cn: str = CERT_USER) -> TlsFiles:
+    def make(cls, directory: Path, *, client_cn: str = CERT_USER, days: int = 30) -> TlsFiles:
+        """The files in ``directory``; the server certificate is valid for ``days`` (-1: expired yesterday)."""
         directory.mkdir(parents=True, exist_ok=True)
         d = directory
         ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -132,7 +133,7 @@ class TlsFiles:
             "keyUsage=critical,keyCertSign,cRLSign",
         ]
         for name, cn in (("ca", "ingest-probe test CA"), ("other_ca", "unrelated test CA")):
-            _run(["openssl", "req", "-x509", *ec, "-days", "3", "-subj", f"/CN={cn}", *ca_ext,
+            _run(["openssl", "req", "-x509", *ec, "-days", "30", "-subj", f"/CN={cn}", *ca_ext,
                   "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.crt")])  # fmt: skip
         leaf = {
             "server": (
@@ -145,7 +146,8 @@ class TlsFiles:
             (d / f"{name}.ext").write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n" + ext)
             _run(["openssl", "req", *ec, "-subj", f"/CN={cn}",
                   "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr")])  # fmt: skip
-            _run(["openssl", "x509", "-req", "-in", str(d / f"{name}.csr"), "-days", "3",
+            valid = days if name == "server" else 30
+            _run(["openssl", "x509", "-req", "-in", str(d / f"{name}.csr"), "-days", str(valid),
                   "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"), "-CAcreateserial",
                   "-extfile", str(d / f"{name}.ext"), "-out", str(d / f"{name}.crt")])  # fmt: skip
         for key in d.glob("*.key"):
@@ -213,13 +215,15 @@ class PostgresServer:
         hot_standby: bool = True,
         conf: dict[str, str] | None = None,
         name: str = "pg",
+        tls_days: int = 30,
     ) -> PostgresServer:
         """initdb a fresh cluster in a temp dir, configure it, start it and create the probe role.
 
         ``tls=True``: ``ssl=on`` and pg_hba ``hostssl`` only (TLS required), plus a ``certuser`` role that
-        logs in with the client certificate. ``standby=True`` starts it in standby mode with no primary to
-        follow (``standby.signal``); with ``hot_standby=False`` it then refuses every connection with SQLSTATE
-        57P03 ("the database system is ..."), which is how the suite produces a server that is "starting".
+        logs in with the client certificate; its server certificate is valid for ``tls_days``. ``standby=True``
+        starts it in standby mode with no primary to follow (``standby.signal``); with ``hot_standby=False`` it
+        then refuses every connection with SQLSTATE 57P03 ("the database system is ..."), which is how the suite
+        produces a server that is "starting".
         """
         base = Path(tempfile.mkdtemp(prefix=f"ingest-probe-{name}-"))
         server = cls(
@@ -227,7 +231,7 @@ class PostgresServer:
             port=free_port(),
             user=user,
             password=password or secrets.token_urlsafe(12),
-            tls=TlsFiles.make(base / "tls") if tls else None,
+            tls=TlsFiles.make(base / "tls", days=tls_days) if tls else None,
         )
         atexit.register(server.close)  # a crashed pytest/demo must not leave a postmaster behind
         try:

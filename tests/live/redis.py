@@ -46,8 +46,9 @@ class TlsFiles:
     other_ca_cert: str
 
 
-def make_tls_files(directory: Path) -> TlsFiles:
-    """Create a CA, a server cert for ``localhost``/``127.0.0.1`` signed by it, and a second, unrelated CA."""
+def make_tls_files(directory: Path, *, days: int = 30) -> TlsFiles:
+    """Create a CA, a server cert for ``localhost``/``127.0.0.1`` signed by it (valid ``days``; -1: expired
+    yesterday), and a second, unrelated CA."""
     directory.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
@@ -55,12 +56,12 @@ def make_tls_files(directory: Path) -> TlsFiles:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
     for ca in ("ca", "other-ca"):
-        openssl("req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "2",
+        openssl("req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "30",
                 "-subj", f"/CN=ingest-probe test {ca}")  # fmt: skip
     openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
     (directory / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "2", "-extfile", "san.cnf")  # fmt: skip
+            "-out", "server.crt", "-days", str(days), "-extfile", "san.cnf")  # fmt: skip
     return TlsFiles(
         ca_cert=str(directory / "ca.crt"),
         server_cert=str(directory / "server.crt"),
@@ -150,7 +151,7 @@ class RedisServer:
                 self._proc = None
                 raise RuntimeError(f"redis-server exited at start-up: {self.log_tail()}")
             try:
-                with self.admin(socket_timeout=1.0) as admin:
+                with self.admin(socket_timeout=1.0, verify=False) as admin:
                     admin.ping()
                     return
             except BusyLoadingError:
@@ -214,8 +215,9 @@ class RedisServer:
 
     # ------------------------------------------------------------------------------------ inspection
 
-    def admin(self, *, socket_timeout: float = 5.0) -> Any:
-        """A short-lived synchronous redis-py client as the default user (use it as a context manager)."""
+    def admin(self, *, socket_timeout: float = 5.0, verify: bool = True) -> Any:
+        """A short-lived synchronous redis-py client as the default user (use it as a context manager);
+        ``verify=False``: the server's certificate is not checked (a server that serves an expired one)."""
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -224,6 +226,8 @@ class RedisServer:
         kwargs: dict[str, Any] = {"retry": Retry(NoBackoff(), 0)}
         if self.tls is not None:
             kwargs.update(ssl=True, ssl_ca_certs=self.tls.ca_cert)
+            if not verify:
+                kwargs.update(ssl_cert_reqs="none", ssl_check_hostname=False)
         return redis.Redis(
             host=self.host, port=self.port, password=self.password, client_name="live-admin",
             socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, protocol=2,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ingest_probe import errors
-from ingest_probe.connectors._net import budget, connection_reset, resolve
+from ingest_probe.connectors._net import budget, connection_reset, record_peer_certificate, resolve
 from ingest_probe.connectors.base import WarmClient, map_error
 from ingest_probe.connectors.kafka import errors as kafka_errors
 from ingest_probe.connectors.kafka.client import (
@@ -126,6 +126,8 @@ class KafkaProbe(WarmClient["KafkaSettings", Any]):
     async def _query(self, admin: Any, rec: Recorder) -> None:
         with rec.phase("query"):
             response = await self._request()
+        for conn in list(admin._client._conns.values()):  # private, as in abort_connections: every broker's
+            record_peer_certificate(rec, getattr(conn, "_writer", None))
         self._record(rec, response)
 
     def _servers(self) -> list[tuple[str, int]]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ingest_probe import errors
-from ingest_probe.connectors._net import budget, one_line, resolve, speaks_tls
+from ingest_probe.connectors._net import budget, one_line, record_peer_certificate, resolve, speaks_tls
 from ingest_probe.connectors.base import WarmClient, map_error
 from ingest_probe.connectors.redis import errors as redis_errors
 from ingest_probe.defaults import CLIENT_NAME, CLOSE_BUDGET
@@ -121,6 +121,7 @@ class RedisProbe(WarmClient["RedisSettings", "Redis"]):
                 client.connection.socket_timeout = timeout
             await client.ping()
             self._answered = True
+            record_peer_certificate(rec, getattr(client.connection, "_writer", None))  # private, as in _abort
             await self._info(client, rec)
 
     def _library_timeout(self) -> float:

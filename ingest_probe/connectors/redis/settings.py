@@ -54,7 +54,7 @@ def parse_redis_url(url: str) -> RedisUrl:
         tls=parsed.scheme == "rediss", host=auth.host, port=auth.port,
         db=int(db_text) if db_text else None, username=parsed.query.get("username") or auth.user,
         password=password or None,
-        dropped=unsupported(parsed.query, REDIS_QUERY_PARTS, REDIS_KNOWN_UNSUPPORTED),
+        dropped=unsupported(parsed.query, REDIS_QUERY_PARTS, REDIS_KNOWN_UNSUPPORTED, parsed.after_secret),
     )
 
 

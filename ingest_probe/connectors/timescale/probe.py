@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ingest_probe import errors
-from ingest_probe.connectors._net import SILENT_PEER, budget, resolve
+from ingest_probe.connectors._net import SILENT_PEER, budget, record_peer_certificate, resolve
 from ingest_probe.connectors.base import WarmClient, map_error
 from ingest_probe.connectors.timescale import connect, sqlite
 from ingest_probe.connectors.timescale import errors as pg_errors
@@ -186,6 +186,7 @@ class TimescaleProbe(WarmClient["TimescaleSettings", Any]):
         s = self.settings
         with rec.phase("query"):
             row = await conn.fetchrow(_CHECK_SQL, timeout=budget())
+        record_peer_certificate(rec, conn._transport)  # private: asyncpg has no public transport accessor
         rec.details.update(
             server_version=row["server_version"],
             in_recovery=row["in_recovery"],

@@ -93,7 +93,7 @@ def parse_pg_url(url: str) -> PgUrl:
         database=query.pop("dbname", None) or parsed.path or None,
         user=query.pop("user", None) or auth.user,
         password=query.pop("password", None) if "password" in query else auth.password,
-        params=query, dropped=unsupported(parsed.query, PG_QUERY_PARTS, PG_KNOWN_UNSUPPORTED),
+        params=query, dropped=unsupported(parsed.query, PG_QUERY_PARTS, PG_KNOWN_UNSUPPORTED, parsed.after_secret),
     )
 
 
