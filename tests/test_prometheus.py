@@ -31,6 +31,7 @@ ALL_FAMILIES = {
     "ingest_probe_last_run_timestamp_seconds",
     "ingest_probe_run_success",
     "ingest_probe_run_duration_seconds",
+    "ingest_probe_tls_cert_not_after_timestamp_seconds",
     "ingest_probe_topic_drift",
 }
 

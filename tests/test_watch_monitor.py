@@ -82,7 +82,8 @@ async def test_a_target_down_for_100_cycles_is_reported_100_times_and_watching_g
 
 async def test_series_set_is_the_same_in_every_cycle_cold_warm_down_and_back(tmp_path):
     """The textfile's series (names and labels) are identical across a cold cycle, warm ones, a down one and
-    the recovery: the connect phase not run on a warm connection is NaN, not missing."""
+    the recovery: the connect phase not run on a warm connection is NaN, not missing, and so is the TLS
+    certificate's expiry in the cycle that never reached the handshake."""
     prom = tmp_path / "m.prom"
     sets, texts = [], []
 
@@ -90,12 +91,20 @@ async def test_series_set_is_the_same_in_every_cycle_cold_warm_down_and_back(tmp
         texts.append(prom.read_text())
         sets.append(series(texts[-1]))
 
-    probes = [FakeProbe("redis", scripted("ok", "ok", "down", "ok")), FakeProbe("kafka", scripted("ok"))]
+    outcome = scripted("ok", "ok", "down", "ok")
+
+    async def over_tls(rec):
+        await outcome(rec)
+        rec.tls_not_after = 2_000_000_000.0  # the handshake's certificate, seen only when the server answers
+
+    probes = [FakeProbe("redis", over_tls), FakeProbe("kafka", scripted("ok"))]
     await Run(probes, cycles=4, prometheus_file=prom, hooks={n: grab for n in range(1, 5)}).go()
     assert len(sets) == 4
     assert all(s == sets[0] for s in sets), [s ^ sets[0] for s in sets]
     assert ("ingest_probe_phase_seconds", (("connector", "redis"), ("phase", "connect"))) in sets[0]
     assert 'ingest_probe_phase_seconds{connector="kafka",phase="connect"} NaN' in texts[1]  # warm
+    assert 'ingest_probe_tls_cert_not_after_timestamp_seconds{target="redis"} 2000000000' in texts[1]
+    assert 'ingest_probe_tls_cert_not_after_timestamp_seconds{target="redis"} NaN' in texts[2]  # down
 
 
 async def test_a_cycle_that_cannot_run_is_logged_written_as_failed_and_the_loop_goes_on(tmp_path, monkeypatch):

@@ -14,9 +14,11 @@ Families, all gauges, in this order (a family with no samples is left out entire
   ``ingest_probe_run_success`` (0 when the run cannot vouch for its results — exit code 3: an internal error,
   nothing configured — else 1), ``ingest_probe_run_duration_seconds`` (the ``run`` block's ``duration_ms``, when
   connectors were probed).
-* ``ingest_probe_tls_cert_not_after_timestamp_seconds{target}`` — for each target that spoke TLS: when the
+* ``ingest_probe_tls_cert_not_after_timestamp_seconds{target}`` — for each probed target: when the TLS
   certificate its server presented expires (Unix time; the earliest over a probe's connections), as
-  blackbox_exporter's ``probe_ssl_earliest_cert_expiry``. Labelled ``target`` (the target's name).
+  blackbox_exporter's ``probe_ssl_earliest_cert_expiry``; ``NaN`` when no certificate was seen in this run (a
+  plaintext target, or a TLS one that did not get as far as the handshake), so the series set does not change
+  with an outage. Labelled ``target`` (the target's name).
 * ``ingest_probe_topic_drift{topic}`` — when the report has a ``kafka_topic_provisioning`` section: 1 for a
   topic whose existing configuration drifts from the declared one, 0 for every other requested topic.
 
@@ -51,7 +53,7 @@ _HELP = {
     "internal error decided a result (exit code 3).",
     "ingest_probe_run_duration_seconds": "Wall time of the whole connectivity run in seconds.",
     "ingest_probe_tls_cert_not_after_timestamp_seconds": "Unix time the TLS certificate the target presented "
-    "expires (the earliest of its connections).",
+    "expires (the earliest of its connections); NaN when none was seen in this run.",
     "ingest_probe_topic_drift": "1 when an existing Kafka topic differs from its declaration, else 0.",
 }
 #: A target's statuses, one-hot (``unknown`` is a whole run's, never a target's).
@@ -83,8 +85,9 @@ def render(report: Report) -> str:
         *_run_families(report.generated_at, success=report.exit_code != EXIT_UNKNOWN),
         ("ingest_probe_run_duration_seconds", [] if report.run is None or report.run.duration_ms is None
          else [({}, report.run.duration_ms / 1000.0)]),
-        ("ingest_probe_tls_cert_not_after_timestamp_seconds", [
-            ({"target": r.name}, r.tls_not_after) for r in results if r.tls_not_after is not None
+        ("ingest_probe_tls_cert_not_after_timestamp_seconds", [  # NaN: no certificate seen in this run
+            ({"target": r.name}, math.nan if r.tls_not_after is None else r.tls_not_after)
+            for r in results if r.status is not Status.SKIPPED
         ]),
         ("ingest_probe_topic_drift", _drift(report.topics)),
     ]
