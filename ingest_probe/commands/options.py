@@ -218,6 +218,7 @@ def problems(report: Report) -> list[str]:
         lines += [f"kafka topic {name} failed: {message}" for name, message in sorted(topics.failed.items())]
         if topics.drifting:
             lines.append(f"kafka topics drifting: {', '.join(sorted(topics.drifting))}")
+        lines += [f"kafka topic {note.text}" for note in topics.notes if note.code == "env_only_topic"]
     drill = report.drill
     if drill is not None and drill.status.value in ("warn", "fail"):
         lines.append(f"failover drill {drill.status.value}: {drill.reason}")

@@ -79,7 +79,10 @@ KEYS = KeySet(
             "libpq fallback (see above)", section=_T, secret=True, aliases=("TIMESCALE_URL", "DATABASE_URL"),
             shown=shown_url),
         *_parts(_T, ("TIMESCALEDB", "TIMESCALE"), pg_aliases=True),
-        key("TIMESCALEDB_APP", "str", CLIENT_NAME, "application_name", section=_T),
+        key("TIMESCALEDB_APP", "str", CLIENT_NAME, f"application_name of the service and of the probe's connection "
+            f"(unset: the probe connects as `{CLIENT_NAME}`, the manifest shows the ingest service's default)",
+            section=_T, aliases=("TIMESCALE_APP",), legacy=("TIMESCALE_APPLICATION_NAME",),
+            service_default="emp-timescale-ingest"),
         key("TIMESCALEDB_CONNECT_TIMEOUT", "float", f"{CONNECT_TIMEOUT:g}", "seconds each connection attempt (TCP, "
             "TLS, authentication) may take, capped by the probe deadline", section=_T, minimum=0,
             maximum=MAX_CONNECT_TIMEOUT),
