@@ -136,7 +136,8 @@ def rows(raw: RawConfig, keys: KeyRegistry, notes: Mapping[str, str] | None = No
         elif value is not None and value.origin.source is Source.DEFAULT and _alias_set(raw, value):
             continue  # the default is not used: an alias of the key is set (its own row shows it)
         elif value is not None:
-            note = f" ({notes[name]})" if name in notes else ""
+            text = notes.get(name) or ("not used by ingest-probe" if value.spec and value.spec.service_only else None)
+            note = f" ({text})" if text else ""
             out.append(ConfigRow(key=name, value=render(value), source=f"{value.origin.location}{note}"))
     return out
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from ingest_probe.config.keys import KeySet, KeySpec, key
+from ingest_probe.config.keys import KeySet, KeySpec, key, service_key
 from ingest_probe.config.reader import URL_PARTS_RULE
 from ingest_probe.connectors.redis.settings import NONE_WORDS, PRESETS, STRATEGY_SPELLINGS, shown_url
 from ingest_probe.defaults import CLIENT_NAME, REDIS_PORT
 
-_R = "Redis"
+_R, _RS = "Redis", "Redis: ingest service settings (not used by ingest-probe)"
 
 
 def _preset(name: str) -> str:
@@ -61,5 +61,9 @@ KEYS = KeySet(
             section=_R),
         key("REDIS_CACHE_INVALIDATE_PREFIXES", "csv", None, "cache policy: invalidation prefixes", section=_R,
             legacy=("REDIS_INVALIDATE_PREFIXES",)),
+        service_key("REDIS_HEALTH_CHECK_INTERVAL", "seconds between the service's health checks of its connection",
+                    section=_RS, service_default="5.0"),
+        service_key("REDIS_RETRY_ON_TIMEOUT", "the service's client retries on a timeout", section=_RS,
+                    service_default="true"),
     ),
 )

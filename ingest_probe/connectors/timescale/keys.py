@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest_probe.config.keys import Fallback, KeySet, KeySpec, Kind, key
+from ingest_probe.config.keys import Fallback, KeySet, KeySpec, Kind, key, service_key
 from ingest_probe.connectors.timescale.settings import (
     MAX_CONNECT_TIMEOUT,
     SSLMODES,
@@ -12,6 +12,7 @@ from ingest_probe.connectors.timescale.settings import (
 from ingest_probe.defaults import CLIENT_NAME, CONNECT_TIMEOUT, POSTGRES_DATABASE, POSTGRES_PORT
 
 _T, _FT = "Timescale", "Failover standby"
+_TS = "Timescale: ingest service settings (not used by ingest-probe)"
 
 _PARTS: tuple[tuple[str, Kind, str | None, str, tuple[str, ...]], ...] = (
     ("HOST", "host", None, "host name or address", ()),
@@ -99,5 +100,7 @@ KEYS = KeySet(
         key("TIMESCALEDB_FAILOVER_URL", "url", None, "standby database URL; wins over the parts below",
             section=_FT, secret=True, shown=shown_url),
         *_parts(_FT, ("TIMESCALEDB_FAILOVER",), pg_aliases=False),
+        service_key("TIMESCALEDB_DRIVER", "SQLAlchemy driver of the service's URL (`postgresql+<driver>`); the probe"
+                    " always speaks asyncpg", section=_TS, aliases=("PGDRIVER",)),
     ),
 )
