@@ -158,7 +158,9 @@ def test_service_keys_are_shown_redacted_and_never_validated(capsys, monkeypatch
     assert rows["KAFKA_INGEST_CONSUMER_LAG_INTERVAL"][0] == "off"
     assert rows["KAFKA_READINESS_FAIL_LAG_MESSAGES"][0] == "2000"
     assert rows["EMP_KILL_SWITCH"][0] == "/tmp/emp_pg.KILL"
-    monkeypatch.setattr(os, "environ", {"ALPHAVANTAGE_API_KEY": "av-canary-0d1e", "KAFKA_LINGER_MS": "20"})
+    # Undecodable bytes in a key the probe does not use (a value of another program's making): no error.
+    monkeypatch.setattr(os, "environ", {"ALPHAVANTAGE_API_KEY": "av-canary-0d1e", "KAFKA_LINGER_MS": "20",
+                                        "KAFKA_COMPRESSION_TYPE": "lz\udcff4"})
     code, out, err = run(capsys, "config", "--format", "json")
     assert (code, err) == (0, "")
     assert config_rows(out)["ALPHAVANTAGE_API_KEY"] == ("***", "env (not used by ingest-probe)")
