@@ -238,8 +238,8 @@ class KeyRegistry:
             default = f"`{spec.default}`" if spec.default is not None else "—"
             extra = ""
             if spec.legacy:
-                extra += f" {', '.join(f'`{n}`' for n in spec.legacy)}: read with a note (the ingest service's env" \
-                         " template name; its code read the first)."
+                extra += (f" {', '.join(f'`{n}`' for n in spec.legacy)}: a name of the ingest service's env template"
+                          " that its code never read, read as this key with a warning.")
             if spec.yaml_names:
                 extra += f" In YAML also `{'`, `'.join(spec.yaml_names)}` (top level or under `system_config:`)."
             if spec.clamp and spec.minimum is not None:

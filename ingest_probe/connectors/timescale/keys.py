@@ -81,7 +81,7 @@ KEYS = KeySet(
             shown=shown_url),
         *_parts(_T, ("TIMESCALEDB", "TIMESCALE"), pg_aliases=True),
         key("TIMESCALEDB_APP", "str", CLIENT_NAME, f"application_name of the service and of the probe's connection "
-            f"(unset: the probe connects as `{CLIENT_NAME}`, the manifest shows the ingest service's default)",
+            f"(unset: the probe's is `{CLIENT_NAME}`; the manifest's `service_defaults` has the service's)",
             section=_T, aliases=("TIMESCALE_APP",), legacy=("TIMESCALE_APPLICATION_NAME",),
             service_default="emp-timescale-ingest"),
         key("TIMESCALEDB_CONNECT_TIMEOUT", "float", f"{CONNECT_TIMEOUT:g}", "seconds each connection attempt (TCP, "
