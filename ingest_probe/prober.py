@@ -183,6 +183,11 @@ class Prober:
     # ---------------------------------------------------------------------------------------- checks
 
     @property
+    def running(self) -> bool:
+        """Whether the prober has been entered (``async with``) and not closed yet."""
+        return self._tg is not None and not self._closed
+
+    @property
     def probes(self) -> Mapping[str, Probe]:
         """The probe of each configured target, by target name (empty before ``__aenter__``)."""
         return self._probes
