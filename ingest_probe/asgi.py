@@ -11,7 +11,7 @@ other path 404):
 
 * ``/livez`` — 200 while the event loop answers; never touches a backend.
 * ``/readyz[?only=SELECTOR]`` — 200 when the selected targets pass ``fail_on`` (``report.policy``), else
-  503; JSON with one entry per target: status, error_kind, error, age of the result.
+  503; JSON with one entry per target: status, error_kind, error, the result's age and its check number.
 * ``/metrics`` — the Prometheus textfile of the latest results (the same renderer as ``report --format
   prometheus``, so the series cannot drift apart), plus the process's own metrics (prometheus_client).
 * ``/probe?target=NAME`` — blackbox style: an on-demand check of one *configured* target (a name, never a
@@ -277,7 +277,7 @@ class HealthApp:
             "fail_on": self.fail_on,
             "targets": [{"name": r.name, "kind": r.kind, "labels": dict(r.labels), "status": r.status.value,
                          "error_kind": r.error_kind, "error": r.error, "age_s": round(o.age(now), 3),
-                         "checked_at": _stamp(o.ended_at)}
+                         "checked_at": _stamp(o.ended_at), "check": o.run.check}
                         for o, r in zip(observed, results, strict=True)],
         })  # fmt: skip
 
