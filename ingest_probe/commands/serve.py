@@ -27,9 +27,10 @@ Exit codes:
 def parse_listen(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
     """``HOST:PORT`` with an IP address (``[::1]:PORT`` for IPv6); port 0 picks a free one."""
     host, sep, port = value.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
     try:
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or (":" in host and not bracketed):
             raise ValueError
         ipaddress.ip_address(host)
     except ValueError:
