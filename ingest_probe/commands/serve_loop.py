@@ -28,6 +28,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import uvicorn
@@ -124,11 +125,12 @@ def run_serve(load: Callable[[], Settings], options: ServeOptions) -> int:
         return anyio.run(_serve, load, settings, sock, options)
 
 
-def _uvicorn_config(app: HealthApp, options: ServeOptions) -> uvicorn.Config:
+def uvicorn_config(app: Any, *, grace: float) -> uvicorn.Config:
+    """uvicorn's configuration for ``serve`` (the benchmark serves its baseline app with the same)."""
     config = uvicorn.Config(
         app, http="h11", ws="none", lifespan="off", interface="asgi3", log_config=None, access_log=False,
         proxy_headers=False, server_header=False, limit_concurrency=SERVE_MAX_CONNECTIONS,
-        timeout_keep_alive=SERVE_KEEP_ALIVE, timeout_graceful_shutdown=options.grace,  # type: ignore[arg-type]
+        timeout_keep_alive=SERVE_KEEP_ALIVE, timeout_graceful_shutdown=grace,  # type: ignore[arg-type]
         h11_max_incomplete_event_size=SERVE_MAX_REQUEST_HEAD, backlog=BACKLOG,
     )  # fmt: skip
     config.load()  # imports the protocol modules now, not on the first connection
@@ -144,7 +146,7 @@ async def _serve(load: Callable[[], Settings], settings: Settings, sock: socket.
     first = _prober(settings, options)
     app = create_app(first, fail_on=options.fail_on, interval=options.interval, max_age=options.max_age,
                      access_log=log if options.access_log else None, log=log)
-    server = _Server(_uvicorn_config(app, options))
+    server = _Server(uvicorn_config(app, grace=options.grace))
     hup = _Hangups()
 
     def stop() -> None:
