@@ -79,7 +79,8 @@ def _text(status: int, line: str, headers: Sequence[tuple[str, str]] = ()) -> _R
 
 
 def _json(status: int, document: Any) -> _Response:
-    return _Response(status, json.dumps(document, sort_keys=True, indent=2, ensure_ascii=True) + "\n", _JSON)
+    """Compact, sorted, ASCII JSON on one line: the C encoder (with ``indent`` it is pure Python, 4x slower)."""
+    return _Response(status, json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n", _JSON)
 
 
 class _TokenBucket:
