@@ -1,4 +1,4 @@
-"""`ingest-probe readiness` against a real primary and real standbys: promoted, streaming replica, down, none."""
+"""`readiness` and `drill` against a real primary and real standbys: promoted, streaming replica, down, none."""
 
 from __future__ import annotations
 
@@ -46,12 +46,12 @@ def promoted(primary: PostgresServer) -> Iterator[PostgresServer]:
 
 
 def readiness(capsys: pytest.CaptureFixture[str], tmp_path: Path, primary: PostgresServer,
-              standby_url: str | None, *, results: dict[str, Any] = FAILING, timeout: float = 5.0
-              ) -> tuple[int, dict[str, Any], float]:
+              standby_url: str | None, *, results: dict[str, Any] = FAILING, timeout: float = 5.0,
+              command: tuple[str, ...] = ("readiness", "--connectivity")) -> tuple[int, dict[str, Any], float]:
     path = tmp_path / "ingest.json"
     path.write_text(json.dumps(results))
-    argv = ["readiness", "--no-env", "--extra", f"TIMESCALEDB_URL={primary.dsn()}",
-            "--extra", "TIMESCALE_FAILOVER_DRILL=true", "--ingest-results", str(path),
+    argv = [*command, "--no-env", "--extra", f"TIMESCALEDB_URL={primary.dsn()}",
+            "--extra", "TIMESCALE_FAILOVER_DRILL=true", "--results", str(path),
             "--timeout", str(timeout), "--seed", "7"]
     if standby_url is not None:
         argv += ["--extra", f"TIMESCALEDB_FAILOVER_URL={standby_url}"]
@@ -62,7 +62,10 @@ def readiness(capsys: pytest.CaptureFixture[str], tmp_path: Path, primary: Postg
     out, err = capsys.readouterr()
     assert "Traceback" not in err
     doc = json.loads(out)
-    assert doc["connectivity"][0]["status"] == "ok"  # the primary was probed alongside
+    if "--connectivity" in command:
+        assert doc["connectivity"][0]["status"] == "ok"  # the primary was probed alongside
+    else:
+        assert doc["connectivity"] is None  # the primary is not contacted
     return int(info.value.code or 0), doc, elapsed
 
 
@@ -136,10 +139,37 @@ def test_no_failover_needed_does_not_probe_standby(capsys, tmp_path, primary):
     assert "ingest-probe-timescale_failover" not in doc["run"]["deadlines_s"]
 
 
-def test_healthy_daily_result_under_the_default_legacy_key_is_ok(capsys, tmp_path, primary):
-    """A healthy `daily` result with the default TIMESCALE_FAILOVER_DRILL_DIMENSIONS=daily_bars: ok, exit 0, noted."""
+def test_healthy_daily_result_under_the_default_key_is_ok(capsys, tmp_path, primary):
+    """A healthy `daily` result with the default TIMESCALE_FAILOVER_DRILL_DIMENSIONS=daily_bars: ok, exit 0,
+    and no vocabulary note for the tool's own default."""
     code, doc, _ = readiness(capsys, tmp_path, primary, None, results={"daily": HEALTHY["daily_bars"]})
     snap = doc["failover_drill"]
     assert (code, snap["status"], snap["failover_decision"]["should_failover"]) == (0, "ok", False)
-    assert "[legacy_dimension_names] daily_bars read as daily" in snap["reason"]
-    assert "legacy_dimension_names" in snap["components"][0]["metadata"]["vocabulary_notes"]
+    assert snap["reason"].startswith("no failover needed: every dimension healthy")
+    assert snap["health_report"]["vocabulary"]["legacy_names"] == []
+    assert snap["components"][0]["metadata"]["vocabulary_notes"] == ["required_not_planned"]  # no symbols here
+
+
+def test_readiness_without_connectivity_still_probes_the_standby(capsys, tmp_path, primary, promoted):
+    """Without --connectivity the connectors are not contacted, but a decided failover still probes the standby."""
+    code, doc, _ = readiness(capsys, tmp_path, primary, promoted.dsn(), command=("readiness",))
+    assert (code, doc["failover_drill"]["status"], fallback(doc)["status"]) == (0, "ok", "ok")
+    assert list(doc["run"]["deadlines_s"]) == ["ingest-probe-timescale_failover"]
+
+
+def test_drill_rehearses_healthy_results_against_the_promoted_standby(capsys, tmp_path, primary, promoted):
+    """`drill` with healthy results: the simulated outage decides a failover and the promoted standby makes it
+    ok (exit 0); the primary is not contacted (the old drill could never be ok: it had no fallback)."""
+    code, doc, _ = readiness(capsys, tmp_path, primary, promoted.dsn(), results=HEALTHY, command=("drill",))
+    snap = doc["failover_drill"]
+    assert (code, snap["status"], snap["simulated_outage"]) == (0, "ok", ["daily"])
+    assert fallback(doc)["metadata"]["writable"] is True
+    assert list(doc["run"]["deadlines_s"]) == ["ingest-probe-timescale_failover"]
+    assert snap["scenario"] == "timescale_failover"
+
+
+def test_drill_against_a_streaming_replica_fails(capsys, tmp_path, primary, replica):
+    """`drill` against a replica still in recovery: the rehearsal fails (exit 2) and says to promote it."""
+    code, doc, _ = readiness(capsys, tmp_path, primary, replica.dsn(), results=HEALTHY, command=("drill",))
+    assert (code, doc["failover_drill"]["status"]) == (2, "fail")
+    assert "still in recovery" in fallback(doc)["summary"]

@@ -237,6 +237,22 @@ def test_failover_drill_settings() -> None:
     )
 
 
+def test_freshness_limits_per_dimension() -> None:
+    """Per-dimension freshness limits: the old defaults, TIMESCALE_FRESHNESS_SLA_SECONDS over all of them when
+    set, a TIMESCALE_FRESHNESS_SLA_<DIM>_SECONDS key over that; no unknown-key warning for the new keys."""
+    assert dict(ex().failover.freshness_sla_by_dimension) == {"daily": 86400, "intraday": 900, "macro": 604800}
+    fo = ex("TIMESCALE_FRESHNESS_SLA_SECONDS=60").failover
+    assert (fo.freshness_sla_seconds, dict(fo.freshness_sla_by_dimension)) == (
+        60, {"daily": 60, "intraday": 60, "macro": 60})
+    settings = ex("TIMESCALE_FRESHNESS_SLA_SECONDS=60", "TIMESCALE_FRESHNESS_SLA_INTRADAY_SECONDS=0",
+                  "TIMESCALE_FRESHNESS_SLA_MACRO_SECONDS=3600")
+    assert dict(settings.failover.freshness_sla_by_dimension) == {"daily": 60, "intraday": 0, "macro": 3600}
+    assert settings.warnings == ()
+    shown = {key: (value, source) for key, value, source in settings.effective}  # `ingest-probe config`
+    assert shown["TIMESCALE_FRESHNESS_SLA_DAILY_SECONDS"] == ("60", "TIMESCALE_FRESHNESS_SLA_SECONDS (--extra)")
+    assert shown["TIMESCALE_FRESHNESS_SLA_MACRO_SECONDS"] == ("3600", "--extra")
+
+
 # ------------------------------------------------------------------------------------------------ Redis
 
 

@@ -9,11 +9,11 @@ import time
 import anyio
 import pytest
 from fakes import FakeProbe, fake_prober, jobs, make_settings, target_of
-from live.net import free_port
+from live.net import BlackHole, free_port
 
 import ingest_probe
 from ingest_probe import errors
-from ingest_probe.commands.oneshot import run_readiness
+from ingest_probe.commands.oneshot import run_drill, run_readiness
 from ingest_probe.engine.supervisor import TaskSupervisor
 from ingest_probe.readiness.drill import parse_ingest_results
 from ingest_probe.renderers import get_renderer
@@ -64,6 +64,28 @@ def test_readiness_probes_the_standby_under_its_own_name_beside_the_connectors()
     fallback = report.drill.component("fallback") if report.drill else None
     assert fallback is not None
     assert (fallback.status.value, fallback.metadata["error_kind"]) == ("fail", "refused")
+
+
+def test_drill_probes_the_standby_target_and_no_connector():
+    """`drill` (rehearsal) probes only the standby target timescale_failover: a configured primary and Redis
+    (a listener that counts connections) are never contacted, and the standby's refusal goes to the drill."""
+    results = parse_ingest_results(json.dumps({"daily_bars": {"rows_written": 500, "symbols": []}}), path="r.json")
+    with BlackHole() as hole:
+        settings = make_settings(TIMESCALEDB_FAILOVER_URL=f"postgresql://u@127.0.0.1:{free_port()}/db",
+                                 TIMESCALEDB_URL=f"postgresql://u@127.0.0.1:{hole.port}/db",
+                                 REDIS_URL=f"redis://127.0.0.1:{hole.port}/0")
+        report = run_drill(settings, ingest_results=results, timeout=2.0, now=NOW)
+    assert hole.accepted == 0
+    assert report.results is None
+    assert report.run is not None
+    assert list(report.run.deadlines_s) == ["ingest-probe-timescale_failover"]
+    assert [m.name for m in report.manifest] == ["timescale", "redis", "kafka"]
+    assert report.drill is not None
+    assert report.drill.simulated_outage == ("daily",)
+    fallback = report.drill.component("fallback")
+    assert fallback is not None
+    assert (fallback.status.value, fallback.metadata["error_kind"]) == ("fail", "refused")
+    assert report.exit_code == 2
 
 
 @pytest.mark.parametrize(("only", "skip", "picked"), [

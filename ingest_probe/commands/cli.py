@@ -1,5 +1,5 @@
 """The command line: the click group, and the process entry that turns every failure into one stderr line and a
-documented exit code. The commands live beside it (``report``, ``serve``, ``topics``, ``watch``)."""
+documented exit code. The commands live beside it (``report``, ``drill``, ``serve``, ``topics``, ``watch``)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ingest_probe.renderers.printable import printable
 #: Each command and the module that defines it, imported only when that command runs or help lists it.
 COMMANDS = {
     "config": "ingest_probe.commands.report",
+    "drill": "ingest_probe.commands.drill",
     "readiness": "ingest_probe.commands.report",
     "report": "ingest_probe.commands.report",
     "serve": "ingest_probe.commands.serve",

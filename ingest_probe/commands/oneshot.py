@@ -1,10 +1,13 @@
-"""One event-loop entry per one-shot command: probe targets once (``report``, ``readiness``) or provision topics.
+"""One event-loop entry per one-shot command: probe targets once (``report``, ``readiness``, ``drill``) or
+provision topics.
 
 Everything that can fail without a network is done before the loop starts: settings, a bad drill results
-file (exit 3, nothing probed), the client-library imports. ``readiness`` probes the connectors and, when the
-drill calls for it, the failover standby as one more target (``timescale_failover``, label role=standby)
-under the same supervisor (one seed, every deadline in ``run``); the standby's result goes to the drill,
-not to ``connectivity``.
+file (exit 3, nothing contacted), the client-library imports. ``readiness`` probes the connectors (with
+``connectivity``) and, when the drill decides a failover, the failover standby as one more target
+(``timescale_failover``, label role=standby) under the same supervisor (one seed, every deadline in ``run``);
+the standby's result goes to the drill, not to ``connectivity``. ``readiness`` judges the results as written;
+``drill`` rehearses: it simulates the outage of the required dimensions (as the replaced
+``run_failover_drill``), so the standby is always the thing tested, and probes no connector.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ingest_probe.settings.targets import STANDBY, Target, classic_targets, stan
 if TYPE_CHECKING:
     from ingest_probe.connectors.kafka.settings import KafkaSettings
     from ingest_probe.engine.supervisor import RunInfo
-    from ingest_probe.readiness.drill import DrillSnapshot, IngestResults
+    from ingest_probe.readiness.drill import Assessment, DrillSnapshot, IngestResults
     from ingest_probe.report.model import Report
     from ingest_probe.results import ProbeResult
     from ingest_probe.settings.service import Settings
@@ -70,12 +73,17 @@ def run_report(
     return build_report(settings, targets=targets, results=results, run=_with_splay(run, splay_s), topics=topics)
 
 
+#: The replaced ``run_failover_drill``'s default scenario label (readiness: TIMESCALE_FAILOVER_DRILL_LABEL).
+DRILL_SCENARIO = "timescale_failover"
+
+
 def run_readiness(
     settings: Settings,
     *,
     ingest_results: Path | IngestResults | None,
     dimensions: Sequence[str] = (),
     scenario: str | None = None,
+    connectivity: bool = True,
     timeout: float = TIMEOUT,
     jitter: float = JITTER,
     seed: int | None = None,
@@ -83,7 +91,8 @@ def run_readiness(
     topics: ProvisioningSection | None = None,
     splay_s: float | None = None,
 ) -> Report:
-    """The readiness report: ``report --connectivity`` plus ``failover_drill``; the exit code is the worst."""
+    """The readiness report: the manifest, ``connectivity`` (unless False), ``failover_drill``; the exit code
+    is the worst. The drill runs only with ``TIMESCALE_FAILOVER_DRILL`` on (else ``not_run``, saying why)."""
     from ingest_probe.readiness import drill
 
     now = now or dt.datetime.now(dt.UTC)
@@ -99,21 +108,59 @@ def run_readiness(
             settings=settings, scenario=scenario, now=now,
         )
     elif not settings.failover.enabled:
-        snapshot = drill.not_run(
-            "the failover drill is disabled (TIMESCALE_FAILOVER_DRILL is false); set it to true to run it",
-            settings=settings, scenario=scenario, now=now,
-        )
+        snapshot = drill.not_run(f"{drill.not_enabled(settings)}; set it to true, or run `ingest-probe drill`",
+                                 settings=settings, scenario=scenario, now=now)
     else:
         assessment = drill.assess(settings, results, dimensions=dimensions)
+    return _run(settings, assessment, snapshot, connectivity=connectivity, scenario=scenario, timeout=timeout,
+                jitter=jitter, seed=seed, now=now, topics=topics, splay_s=splay_s)
+
+
+def run_drill(
+    settings: Settings,
+    *,
+    ingest_results: Path | IngestResults,
+    dimensions: Sequence[str] = (),
+    scenario: str | None = DRILL_SCENARIO,
+    timeout: float = TIMEOUT,
+    jitter: float = JITTER,
+    seed: int | None = None,
+    now: dt.datetime | None = None,
+    splay_s: float | None = None,
+) -> Report:
+    """The ``drill`` report: the manifest and a rehearsal (``assess(rehearse=True)``), the standby probed when
+    the simulated outage decides a failover; no connector probe. Runs whatever ``TIMESCALE_FAILOVER_DRILL``
+    says (an explicit request, as the replaced command)."""
+    from ingest_probe.readiness import drill
+
+    now = now or dt.datetime.now(dt.UTC)
+    results = drill.load_ingest_results(ingest_results) if isinstance(ingest_results, Path) else ingest_results
+    assessment = drill.assess(settings, results, dimensions=dimensions, rehearse=True)
+    return _run(settings, assessment, None, connectivity=False, scenario=scenario, timeout=timeout,
+                jitter=jitter, seed=seed, now=now, topics=None, splay_s=splay_s)
+
+
+def _run(settings: Settings, assessment: Assessment | None, snapshot: DrillSnapshot | None, *,
+         connectivity: bool, scenario: str | None, timeout: float, jitter: float, seed: int | None,
+         now: dt.datetime, topics: ProvisioningSection | None, splay_s: float | None) -> Report:
+    """Probe the classic targets (with ``connectivity``) and the standby when the drill needs it, in one run;
+    then conclude the drill. Nothing to contact: no event loop, no ``run`` block."""
+    from ingest_probe.readiness import drill
+
     targets = classic_targets(settings)
     standby = standby_target(settings) if assessment is not None and assessment.fallback_target else None
-    probed, run = probe_once([*targets, *([standby] if standby else [])], timeout=timeout, jitter=jitter, seed=seed)
-    connectivity = [r for r in probed if r.name != STANDBY]
+    probing = [*(targets if connectivity else ()), *([standby] if standby else [])]
+    probed: list[ProbeResult] = []
+    run: RunInfo | None = None
+    if probing:
+        probed, run = probe_once(probing, timeout=timeout, jitter=jitter, seed=seed)
+        run = _with_splay(run, splay_s)
     if assessment is not None:
         fallback = next((r for r in probed if r.name == STANDBY), None)
         snapshot = drill.conclude(assessment, settings, fallback=fallback, scenario=scenario, now=now)
-    return build_report(settings, targets=targets, results=connectivity, run=_with_splay(run, splay_s),
-                        topics=topics, drill=snapshot, now=now)
+    connected = [r for r in probed if r.name != STANDBY] if connectivity else None
+    return build_report(settings, targets=targets, results=connected, run=run, topics=topics, drill=snapshot,
+                        now=now)
 
 
 def provision_topics(kafka: KafkaSettings, *, dry_run: bool, fix_drift: bool = False,

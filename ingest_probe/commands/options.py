@@ -102,6 +102,15 @@ probe_options = options(
 )
 
 
+RESULTS_HELP = ("Ingest results JSON, as the ingest service writes them: {dimension: result}, a list of results"
+                " or one result, each {dimension, rows_written, symbols, start_ts, end_ts,"
+                " ingest_duration_seconds, freshness_seconds, source}.")
+#: `readiness` and `drill`: the required drill dimensions.
+dimensions_option = click.option(
+    "--dimensions", multiple=True, metavar="DIM",
+    help="Required drill dimensions; repeatable or comma-separated [default: TIMESCALE_FAILOVER_DRILL_DIMENSIONS].")
+
+
 def load(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...]) -> Settings:
     """Settings from the sources, warnings (no secrets) on stderr."""
     from ingest_probe.settings.service import load_settings

@@ -11,9 +11,11 @@ import click
 from ingest_probe import errors
 from ingest_probe.commands.options import (
     EXIT_CODES,
+    RESULTS_HELP,
     Number,
     config_options,
     debug,
+    dimensions_option,
     finish,
     format_option,
     load,
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
     from ingest_probe.settings.service import Settings
     from ingest_probe.topics.plan import ProvisioningSection
 
+splay_option = click.option(
+    "--splay", type=Number(0, 3600), default=0.0, metavar="SECONDS",
+    help="Before contacting anything, sleep a random 0..S s, so many hosts' cron runs spread out.")
 report_options = options(
     click.option("--ensure-topics", is_flag=True,
                  help="Create the declared Kafka topics that are missing, before any probe (see `topics apply`);"
@@ -44,8 +49,7 @@ report_options = options(
                  help="With --topics-dry-run: also send CreateTopics validate_only (see `topics plan`)."),
     format_option(*FORMATS),
     output_option(),
-    click.option("--splay", type=Number(0, 3600), default=0.0, metavar="SECONDS",
-                 help="Before contacting anything, sleep a random 0..S s, so many hosts' cron runs spread out."),
+    splay_option,
 )
 
 
@@ -118,49 +122,55 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
 
 
 READINESS_EXIT_CODES = """\b
-Exit codes (Nagios meaning; the worst of connectivity and drill):
-  0  OK: connectors ok (or skipped) and the drill ok or not run
-  1  WARNING: a connector degraded/starting, or drill warn (only optional dimensions
-     failing, or failover needed but no standby configured/rehearsed)
+Exit codes (Nagios meaning; the worst of connectivity, topics and drill):
+  0  OK: connectors ok (or skipped, or not probed) and the drill ok or not run
+  1  WARNING: a connector degraded/starting, or drill warn (a dimension not healthy but no failover,
+     or failover needed but no standby configured/rehearsed)
   2  CRITICAL: a connector down, or drill fail (the standby is unreachable or in recovery)
-  3  UNKNOWN: usage or configuration error (a bad --ingest-results file), nothing configured, or an
-     internal error
+  3  UNKNOWN: usage or configuration error (a bad results file), nothing configured to probe
+     (--connectivity), or an internal error
   130  interrupted (SIGINT); 143 terminated (SIGTERM) -- clients closed either way
 With --ensure-topics, topic outcomes count as in `report` (drift 1, failure or unreachable broker 2)."""
 
 
-@click.command(epilog=READINESS_EXIT_CODES, short_help="Evidence for a promotion: connectivity + failover drill.")
+@click.command(epilog=READINESS_EXIT_CODES, short_help="Evidence for a promotion: report + failover drill.")
 @config_options
 @probe_options
-@click.option("--ingest-results", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
-              help="JSON: dimension -> {rows_written, symbols, start_ts, end_ts, ingest_duration_seconds,"
-                   " freshness_seconds, source}. Without it the drill is not run.")
-@click.option("--dimensions", multiple=True, metavar="DIM",
-              help="Required drill dimensions; repeatable or comma-separated [default:"
-                   " TIMESCALE_FAILOVER_DRILL_DIMENSIONS].")
+@click.option("--ingest-results", "--results", "ingest_results", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE", help=f"{RESULTS_HELP} Judged by the drill when TIMESCALE_FAILOVER_DRILL is true;"
+                                   " without it the drill is not run.")
+@dimensions_option
 @click.option("--scenario", metavar="LABEL", help="Drill label [default: TIMESCALE_FAILOVER_DRILL_LABEL].")
 @report_options
 def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
               connectivity: bool, timeout: float, jitter: float, seed: int | None, ingest_results: Path | None,
               dimensions: tuple[str, ...], scenario: str | None, ensure_topics: bool, topics_dry_run: bool,
               fix_drift: bool, validate_on_broker: bool, fmt: str, output: Path | None, splay: float) -> None:
-    """Readiness evidence: the report with connectivity (always probed; --connectivity is implied) and a
-    Timescale failover drill judged from --ingest-results, probing the standby when failover is decided."""
+    """Readiness evidence: the manifest, the connectors with --connectivity (as `report`), topics with
+    --ensure-topics, and a Timescale failover drill judging --ingest-results (alias --results) as written; the
+    standby is probed when the drill decides a failover. `drill` rehearses a failover instead."""
     from ingest_probe.commands.oneshot import run_readiness
-    from ingest_probe.readiness.drill import load_ingest_results
+    from ingest_probe.readiness.drill import load_ingest_results, not_enabled
 
-    del connectivity  # always on for readiness; accepted so `report` flags work unchanged
     require_stdout(output)
     check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                       validate_on_broker=validate_on_broker)
+    if splay and not (connectivity or ensure_topics or ingest_results):
+        raise errors.UsageError("--splay needs --connectivity, --ensure-topics or --ingest-results (nothing else"
+                                " is contacted)")
     settings = load(config_file, no_env, env_files, extras)
     # Inputs first: a bad results file is exit 3 before any topic is created or any server contacted.
     results = load_ingest_results(ingest_results) if ingest_results is not None else None
+    if results is not None and not settings.failover.enabled:
+        click.echo(printable(f"ingest-probe: warning: {not_enabled(settings)}: {ingest_results} was checked but not"
+                             " judged; set TIMESCALE_FAILOVER_DRILL=true, or run `ingest-probe drill --results FILE`"),
+                   err=True)
     splay_s = splay_sleep(splay)
     topics = provisioned(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                          validate_on_broker=validate_on_broker, timeout=timeout)
     finish(run_readiness(settings, ingest_results=results, dimensions=dimensions, scenario=scenario,
-                         timeout=timeout, jitter=jitter, seed=seed, topics=topics, splay_s=splay_s), fmt, output)
+                         connectivity=connectivity, timeout=timeout, jitter=jitter, seed=seed, topics=topics,
+                         splay_s=splay_s), fmt, output)
 
 
 @click.command(short_help="The effective configuration, redacted, with sources.")

@@ -1,18 +1,37 @@
 """The Timescale failover drill as data: ingest results (strictly validated), health, decision, snapshot.
 
-    load_ingest_results(path)                 the file, or a ConfigError naming dimension and field (exit 3)
+    load_ingest_results(path)                 the file, or a ConfigError naming every problem (exit 3)
     assess(settings, results, dimensions=)    health per dimension + the failover decision (pure)
+    assess(..., rehearse=True)                the same after a simulated outage of the required dimensions
     Assessment.fallback_target                the standby to probe, or None (not needed / not possible)
     conclude(assessment, settings, fallback=) the snapshot, given the fallback probe's result (pure)
     not_run(reason)                           the snapshot when there is nothing to drill
 
-Dimension vocabulary (legacy names such as ``daily_bars`` read as the report's ``daily``, and the notes on names
-that do not line up) lives in ``readiness.vocabulary`` and is re-exported here.
+Dimension vocabulary (the ingest service's names such as ``daily_bars`` read as the report's ``daily``, and the
+notes on names that do not line up) lives in ``readiness.vocabulary`` and is re-exported here.
 
-The expected-symbols check (``TIMESCALE_SYMBOLS``) applies only to the symbol-based dimensions (``daily``,
-``intraday``); ``macro`` and any other dimension are judged on rows written and freshness alone.
+The judgement is the replaced system's (its ``evaluate_ingest_health`` and ``decide_ingest_failover``), in the
+report's names, with the drill's required dimensions (``TIMESCALE_FAILOVER_DRILL_DIMENSIONS`` or
+``--dimensions``) in the role its policy gave every planned dimension but ``macro_events``:
 
-Everything here is plain ``def``; the fallback probe itself runs under the supervisor (the readiness command).
+* health of each dimension that is required, planned (``settings.plan.dimensions``) or in the results:
+  zero rows of a required or planned one is an error when symbols are expected (``TIMESCALE_SYMBOLS``, for
+  ``daily`` and ``intraday`` only), else a warning; any other dimension warns below its minimum rows
+  (``MIN_ROWS``: daily 1, intraday 1, macro 0). All expected symbols missing is an error, some a warning.
+  Freshness over the dimension's limit (``settings.failover.freshness_sla_by_dimension``: daily 1 day,
+  intraday 15 min, macro 7 days, others ``TIMESCALE_FRESHNESS_SLA_SECONDS``) warns; unknown freshness
+  (``null``) warns for a required or planned dimension ("Freshness metric unavailable" in the old tool).
+* failover triggers, for required and planned dimensions: absent from the results, zero rows, any missing
+  expected symbol (the old ``fail_on_missing_symbols``), or health ``error``. A required dimension's trigger
+  decides a failover; a planned one's is an optional trigger (reported, no failover).
+* unlike the old decision, an ``error`` in a dimension neither required nor planned does not fail over (its
+  "overall status=error" rule): the operator said which dimensions the failover depends on.
+
+``rehearse=True`` (the ``drill`` command) first replaces each required dimension's result by an empty one (0
+rows, no symbols, unknown times and freshness, the same ``source``), as the old drill did, so the decision and
+the standby probe are exercised whatever the file says; readiness judges the file as written.
+
+Everything here is plain ``def``; the fallback probe itself runs under the supervisor (``readiness``, ``drill``).
 """
 
 from __future__ import annotations
@@ -29,6 +48,7 @@ from ingest_probe.readiness.results_file import (
     SOURCE_WITHHELD,
     DimensionResult,
     IngestResults,
+    Note,
     iso,
     load_ingest_results,
     parse_ingest_results,
@@ -37,9 +57,9 @@ from ingest_probe.readiness.results_file import (
 from ingest_probe.readiness.vocabulary import (
     DIMENSIONS_KEY,
     LEGACY_DIMENSIONS,
-    Note,
     Vocabulary,
     canonical_dimension,
+    operator_set,
     plural,
     required_dimensions,
     vocabulary,
@@ -51,12 +71,17 @@ __all__ = [
     "DIMENSIONS_KEY", "LEGACY_DIMENSIONS", "SOURCE_WITHHELD", "SYMBOL_DIMENSIONS", "Assessment", "Component",
     "DimensionHealth", "DimensionResult", "DrillSnapshot", "DrillStatus", "FailoverDecision", "Health",
     "IngestResults", "Note", "Step", "Vocabulary", "assess", "canonical_dimension", "conclude",
-    "load_ingest_results", "not_run", "parse_ingest_results", "required_dimensions", "safe_source",
+    "load_ingest_results", "not_enabled", "not_run", "parse_ingest_results", "required_dimensions", "safe_source",
     "scenario_label", "vocabulary",
 ]
 
 #: Dimensions ingested per symbol: only these are checked against TIMESCALE_SYMBOLS.
 SYMBOL_DIMENSIONS = frozenset({"daily", "intraday"})
+#: The old minimum rows per dimension (any other: 0); zero rows of a required or planned dimension is judged
+#: on its own (error when symbols are expected, else a warning).
+MIN_ROWS: Mapping[str, int] = {"daily": 1, "intraday": 1, "macro": 0}
+SIMULATED = "simulated outage: the result is replaced by an empty one"
+ENABLED_KEY = "TIMESCALE_FAILOVER_DRILL"
 
 
 class DrillStatus(StrEnum):
@@ -96,10 +121,15 @@ class Step(StrEnum):
 class DimensionHealth:
     name: str
     required: bool
+    planned: bool
     status: Health
     reasons: tuple[str, ...]
     missing_symbols: tuple[str, ...]
-    result: DimensionResult | None  # None: required but absent from the results file
+    result: DimensionResult | None  # None: required or planned, but absent from the results file
+    freshness_sla_seconds: int
+    #: What makes it a failover trigger (required) or an optional trigger (planned); empty otherwise.
+    triggers: tuple[str, ...] = ()
+    simulated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         r = self.result
@@ -107,16 +137,20 @@ class DimensionHealth:
             "name": self.name,
             "name_in_results": None if r is None else r.name,
             "required": self.required,
+            "planned": self.planned,
+            "simulated": self.simulated,
             "status": self.status.value,
             "reasons": list(self.reasons),
+            "triggers": list(self.triggers),
             "rows_written": None if r is None else r.rows_written,
             "symbol_count": None if r is None else len(r.symbols),
             "missing_symbols": list(self.missing_symbols),
-            "start_ts": None if r is None else iso(r.start_ts),
-            "end_ts": None if r is None else iso(r.end_ts),
+            "start_ts": None if r is None or r.start_ts is None else iso(r.start_ts),
+            "end_ts": None if r is None or r.end_ts is None else iso(r.end_ts),
             "ingest_duration_seconds": None if r is None else r.ingest_duration_seconds,
             "freshness_seconds": None if r is None else r.freshness_seconds,
-            "source": None if r is None else safe_source(r.source),
+            "freshness_sla_seconds": self.freshness_sla_seconds,
+            "source": None if r is None or r.source is None else safe_source(r.source),
         }
 
 
@@ -124,14 +158,16 @@ class DimensionHealth:
 class FailoverDecision:
     should_failover: bool
     reason: str
-    required_in_error: tuple[str, ...]
-    warnings: tuple[str, ...]  # dimensions that only warn (optional in error, or any dimension in warn)
+    triggered: tuple[str, ...]  # required dimensions with a trigger: these decide the failover
+    optional_triggers: tuple[str, ...]  # planned, not required, with a trigger: reported only
+    warnings: tuple[str, ...]  # every other dimension that is not ok
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "should_failover": self.should_failover,
             "reason": self.reason,
-            "required_in_error": list(self.required_in_error),
+            "triggered_dimensions": list(self.triggered),
+            "optional_triggers": list(self.optional_triggers),
             "warning_dimensions": list(self.warnings),
         }
 
@@ -148,23 +184,41 @@ class Assessment:
     fallback_target: TimescaleSettings | None
     #: Why the fallback does not run (``None`` when it does), and the component status that implies.
     fallback_skip: tuple[Step, str] | None
+    #: Notes on the results file itself (naive timestamps read as UTC); they change no status.
+    results_notes: tuple[Note, ...] = ()
+    #: The required dimensions whose outage was simulated (``rehearse=True``), else empty.
+    simulated: tuple[str, ...] = ()
 
     def health_report(self) -> dict[str, Any]:
         counts = {h.value: sum(1 for d in self.health if d.status is h) for h in Health}
         return {
             "results_file": self.results_file,
             "vocabulary": self.vocabulary.to_dict(),
+            "notes": [n.to_dict() for n in self.results_notes],
             "counts": counts,
             "dimensions": [d.to_dict() for d in self.health],
         }
 
 
-def assess(settings: Settings, results: IngestResults, *, dimensions: Sequence[str] = ()) -> Assessment:
-    """Health per dimension, then the decision: fail over when a required dimension is in error."""
+def assess(settings: Settings, results: IngestResults, *, dimensions: Sequence[str] = (),
+           rehearse: bool = False) -> Assessment:
+    """Health per dimension, then the decision: fail over when a required dimension has a trigger.
+
+    ``rehearse``: simulate the outage of the required dimensions first (the ``drill`` command).
+    """
     vocab, by_name = vocabulary(settings, results, dimensions)
     required = vocab.required
-    order = [*required, *vocab.not_required]
-    health = tuple(_health(name, name in required, by_name.get(name), settings) for name in order)
+    simulated = required if rehearse else ()
+    for name in simulated:
+        prior = by_name.get(name)
+        by_name[name] = DimensionResult(name=prior.name if prior else name, rows_written=0, symbols=(),
+                                        source=prior.source if prior else None)
+    planned = settings.plan.dimensions
+    order = [*required, *(d for d in planned if d not in required), *(d for d in vocab.present
+                                                                     if d not in required and d not in planned)]
+    health = tuple(_health(name, required=name in required, planned=name in planned, r=by_name.get(name),
+                           settings=settings, simulated=name in simulated)
+                   for name in dict.fromkeys(order))
     decision = _decide(health, required)
     skip: tuple[Step, str] | None = None
     target = settings.failover.target
@@ -175,47 +229,80 @@ def assess(settings: Settings, results: IngestResults, *, dimensions: Sequence[s
     elif target is None or not target.configured:
         skip = (Step.WARN, "no standby configured: set TIMESCALEDB_FAILOVER_URL or TIMESCALEDB_FAILOVER_HOST")
     return Assessment(results_file=results.path, vocabulary=vocab, health=health, decision=decision,
-                      fallback_target=None if skip else target, fallback_skip=skip)
+                      fallback_target=None if skip else target, fallback_skip=skip,
+                      results_notes=results.notes, simulated=tuple(simulated))
 
 
-def _health(name: str, required: bool, r: DimensionResult | None, settings: Settings) -> DimensionHealth:
-    if r is None:
-        return DimensionHealth(name=name, required=required, status=Health.ERROR, missing_symbols=(),
-                               reasons=("required but absent from the ingest results",), result=None)
+def freshness_limit(settings: Settings, name: str) -> tuple[int, str]:
+    """The dimension's freshness limit in seconds, and the key that sets it (or how to set it)."""
+    f, overall = settings.failover, "TIMESCALE_FRESHNESS_SLA_SECONDS"
+    own = f"TIMESCALE_FRESHNESS_SLA_{name.upper()}_SECONDS"
+    if name not in f.freshness_sla_by_dimension:
+        return f.freshness_sla_seconds, overall
+    if operator_set(settings, own):
+        source = own
+    elif operator_set(settings, overall):
+        source = overall
+    else:
+        source = f"default for {name}; set {own}"
+    return f.freshness_sla_by_dimension[name], source
+
+
+def _health(name: str, *, required: bool, planned: bool, r: DimensionResult | None, settings: Settings,
+            simulated: bool) -> DimensionHealth:
+    sla, sla_source = freshness_limit(settings, name)
+    if r is None:  # required or planned, absent: a trigger, an error only when required
+        return DimensionHealth(name=name, required=required, planned=planned, missing_symbols=(), result=None,
+                               status=Health.ERROR if required else Health.WARN, freshness_sla_seconds=sla,
+                               reasons=(f"{'required' if required else 'planned'} but absent from the ingest"
+                                        " results",), triggers=("absent",))
     errors: list[str] = []
-    warnings: list[str] = []
-    if r.rows_written == 0:
-        errors.append("no rows written")
-    # macro (and any unknown dimension): rows and freshness only
-    symbols = settings.plan.symbols if name in SYMBOL_DIMENSIONS else ()
-    missing = tuple(s for s in symbols if s not in r.symbols)
-    if missing:
+    warnings: list[str] = [SIMULATED] if simulated else []
+    expected = settings.plan.symbols if name in SYMBOL_DIMENSIONS else ()  # macro and others: rows, freshness
+    missing = tuple(s for s in expected if s not in r.symbols)
+    if (required or planned) and r.rows_written == 0:
+        (errors if expected else warnings).append("no rows written")
+    elif r.rows_written < MIN_ROWS.get(name, 0):
+        warnings.append(f"rows below the minimum ({r.rows_written} < {MIN_ROWS[name]})")
+    if missing and len(missing) == len(expected):
+        errors.append(f"all {plural(len(expected), 'expected symbol')} of TIMESCALE_SYMBOLS missing:"
+                      f" {', '.join(missing)}")
+    elif missing:
         warnings.append(f"missing {plural(len(missing), 'expected symbol')} of TIMESCALE_SYMBOLS:"
                         f" {', '.join(missing)}")
-    sla = settings.failover.freshness_sla_seconds
-    if r.freshness_seconds > sla:
-        warnings.append(f"stale: freshness {r.freshness_seconds:g} s is over the {sla} s SLA of"
-                        " TIMESCALE_FRESHNESS_SLA_SECONDS")
+    if r.freshness_seconds is None:
+        if (required or planned) and not simulated:
+            warnings.append("freshness unknown: the results give no freshness_seconds")
+    elif r.freshness_seconds > sla:
+        warnings.append(f"stale: freshness {r.freshness_seconds:g} s is over the {sla} s limit ({sla_source})")
     status = Health.ERROR if errors else Health.WARN if warnings else Health.OK
-    return DimensionHealth(name=name, required=required, status=status, reasons=(*errors, *warnings),
-                           missing_symbols=missing, result=r)
+    triggers: tuple[str, ...] = ()
+    if required or planned:
+        triggers = tuple(t for t, hit in (("zero rows", r.rows_written == 0), ("missing symbols", bool(missing)),
+                                          ("status error", status is Health.ERROR)) if hit)
+    reasons = (*warnings[:1], *errors, *warnings[1:]) if simulated else (*errors, *warnings)
+    return DimensionHealth(name=name, required=required, planned=planned, status=status, reasons=reasons,
+                           missing_symbols=missing, result=r, freshness_sla_seconds=sla, triggers=triggers,
+                           simulated=simulated)
 
 
 def _decide(health: Sequence[DimensionHealth], required: Sequence[str]) -> FailoverDecision:
     def why(dims: Sequence[DimensionHealth]) -> str:
         return "; ".join(f"{d.name}: {', '.join(d.reasons)}" for d in dims)
 
-    failing = [d for d in health if d.required and d.status is Health.ERROR]
-    warned = [d for d in health if d.status is not Health.OK and d not in failing]
+    triggered = [d for d in health if d.required and d.triggers]
+    optional = [d for d in health if not d.required and d.triggers]
+    warned = [d for d in health if d.status is not Health.OK and d not in triggered]
     also = f". Warnings only (no failover for these): {why(warned)}" if warned else ""
-    if failing:
-        reason = f"fail over: {plural(len(failing), 'required dimension')} in error: {why(failing)}{also}"
+    if triggered:
+        reason = f"fail over: {plural(len(triggered), 'required dimension')} failing: {why(triggered)}{also}"
     elif not required:
         reason = f"no failover: no required dimensions to judge{also}"
     else:
-        reason = f"no failover: no required dimension in error ({', '.join(required)}){also}"
-    return FailoverDecision(should_failover=bool(failing), reason=reason,
-                            required_in_error=tuple(d.name for d in failing),
+        reason = f"no failover: every required dimension passes ({', '.join(required)}){also}"
+    return FailoverDecision(should_failover=bool(triggered), reason=reason,
+                            triggered=tuple(d.name for d in triggered),
+                            optional_triggers=tuple(d.name for d in optional),
                             warnings=tuple(d.name for d in warned))
 
 
@@ -254,6 +341,11 @@ class DrillSnapshot:
     def failover_decision(self) -> FailoverDecision | None:
         return None if self.assessment is None else self.assessment.decision
 
+    @property
+    def simulated_outage(self) -> tuple[str, ...]:
+        """The required dimensions whose outage the ``drill`` command simulated (empty for readiness)."""
+        return () if self.assessment is None else self.assessment.simulated
+
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
 
@@ -266,7 +358,14 @@ class DrillSnapshot:
             "components": [c.to_dict() for c in self.components],
             "health_report": None if self.assessment is None else self.assessment.health_report(),
             "failover_decision": None if self.failover_decision is None else self.failover_decision.to_dict(),
+            "simulated_outage": list(self.simulated_outage),
         }
+
+
+def not_enabled(settings: Settings) -> str:
+    """Why readiness does not judge a results file: the key is off (unset or set false)."""
+    state = "false" if operator_set(settings, ENABLED_KEY) else "unset"
+    return f"the failover drill is not enabled ({ENABLED_KEY} is {state})"
 
 
 def scenario_label(settings: Settings, scenario: str | None) -> str:
@@ -285,13 +384,13 @@ def conclude(assessment: Assessment, settings: Settings, *, fallback: ProbeResul
     notes = a.vocabulary.notes()
     all_ok = all(d.status is Health.OK for d in a.health)
     health = Component(
-        name="health",  # FAIL exactly when failover is decided: a required dimension is in error
+        name="health",  # FAIL exactly when failover is decided: a required dimension has a trigger
         status=Step.FAIL if decision.should_failover else Step.OK if all_ok else Step.WARN,
         summary=", ".join(f"{d.name} {d.status.value}" for d in a.health) or "no dimensions",
         metadata={"dimensions": len(a.health), "required": len(a.vocabulary.required),
                   "vocabulary_matches": a.vocabulary.matches, "vocabulary_notes": [n.code for n in notes]},
     )
-    short = (f"fail over: {', '.join(decision.required_in_error)} in error" if decision.should_failover
+    short = (f"fail over: {', '.join(decision.triggered)} failing" if decision.should_failover
              else "no failover needed")
     failover = Component(name="failover", status=Step.WARN if decision.should_failover else Step.OK,
                          summary=short, metadata={"should_failover": decision.should_failover})
@@ -312,6 +411,8 @@ def conclude(assessment: Assessment, settings: Settings, *, fallback: ProbeResul
         status, reason = DrillStatus.WARN, "no failover needed, but not every dimension is healthy"
     if decision.should_failover:
         reason = f"{reason}: {fb.summary}"
+    if a.simulated:
+        reason = f"rehearsal (simulated outage of {', '.join(a.simulated)}): {reason}"
     if notes:  # said here too, not only in the vocabulary block: a name mismatch can decide a failover
         reason += ". Dimension vocabulary: " + "; ".join(f"[{n.code}] {n.brief}" for n in notes)
     return DrillSnapshot(

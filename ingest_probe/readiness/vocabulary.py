@@ -1,18 +1,23 @@
-"""The failover drill's dimension vocabulary: required names, legacy-name normalisation, and the notes on mismatches.
+"""The failover drill's dimension vocabulary: required names, the ingest service's names, notes on mismatches.
 
 The report names its ingest dimensions ``daily``, ``intraday``, ``macro`` (from the plan: ``TIMESCALE_SYMBOLS``,
-``TIMESCALE_ENABLE_INTRADAY``, ``TIMESCALE_ENABLE_MACRO``), while the system this replaces wrote ``daily_bars``,
-``intraday_bars``, ``macro_events`` (hence the default ``TIMESCALE_FAILOVER_DRILL_DIMENSIONS`` of ``daily_bars``,
-kept so existing env files mean the same). Choice: a legacy name is *the same dimension* as its report name. Both
-sides (the required names, from ``--dimensions`` or the key, and the results file's keys) are normalised to the
-report's name before they are compared, and every rewrite is said in a note (``legacy_dimension_names``), so a
-healthy ``daily`` result under the default settings is ``ok`` with a note, not "required 'daily_bars' absent" and
-a failover. Reporting only would turn every default-configured run into a false failover, which no operator
-wants. A results file holding both names of one dimension is ambiguous and refused (``ConfigError``, exit 3). The
-required names are also compared with this configuration's own ingest dimensions (``settings.plan.dimensions``);
-anything that does not line up is a note with a stable ``code``, listed in ``health_report.vocabulary``, counted in
-the health component's metadata and repeated in the snapshot's ``reason``. Notes never change a status: a missing
-required dimension is already an error.
+``TIMESCALE_ENABLE_INTRADAY``, ``TIMESCALE_ENABLE_MACRO``), while the ingest service (and the drill this replaces)
+calls them ``daily_bars``, ``intraday_trades``, ``macro_events`` (hence the default
+``TIMESCALE_FAILOVER_DRILL_DIMENSIONS`` of ``daily_bars``, kept so existing env files mean the same). Choice: a
+service name is *the same dimension* as its report name. Both sides (the required names, from ``--dimensions``
+or the key, and the results file's names) are normalised to the report's name before they are compared, so a
+healthy ``daily`` result under the default settings is ``ok``, not "required 'daily_bars' absent" and a failover.
+``intraday_bars`` is not one of them: the replaced code never wrote it.
+
+Notes (a stable ``code``, listed in ``health_report.vocabulary``, counted in the health component's metadata and
+repeated in the snapshot's ``reason``) say what does not line up. A service name is noted
+(``legacy_dimension_names``) only where the operator wrote it: ``--dimensions`` or a
+``TIMESCALE_FAILOVER_DRILL_DIMENSIONS`` they set. The key's own default and the results file's names (what the
+service writes on every run) are read silently; every rename is still listed in ``vocabulary.legacy_names``
+and shown in the health table. A results file holding both names of one dimension is ambiguous and refused
+(``ConfigError``, exit 3). The required names are also compared with this configuration's own ingest
+dimensions (``settings.plan.dimensions``). Notes never change a status: a missing required dimension is already
+a failover trigger.
 
 Re-exported by ``ingest_probe.readiness.drill``; import the names from there.
 """
@@ -24,14 +29,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ingest_probe.config.sources import Source
 from ingest_probe.errors import ConfigError
-from ingest_probe.readiness.results_file import DimensionResult, IngestResults
+from ingest_probe.readiness.results_file import DimensionResult, IngestResults, Note
 from ingest_probe.settings.service import Settings
 
 DIMENSIONS_KEY = "TIMESCALE_FAILOVER_DRILL_DIMENSIONS"
 PLAN_KEYS = "TIMESCALE_SYMBOLS, TIMESCALE_ENABLE_INTRADAY, TIMESCALE_ENABLE_MACRO"
-#: The predecessor's dimension names, read as the report's (see the module docstring).
-LEGACY_DIMENSIONS: Mapping[str, str] = {"daily_bars": "daily", "intraday_bars": "intraday", "macro_events": "macro"}
+#: The ingest service's dimension names (``TimescaleIngestResult.dimension``), read as the report's.
+LEGACY_DIMENSIONS: Mapping[str, str] = {"daily_bars": "daily", "intraday_trades": "intraday", "macro_events": "macro"}
+#: Where the results file's names were written (never noted: it is what the ingest service writes).
+IN_RESULTS = "ingest results"
+
+
+def operator_set(settings: Settings, key: str) -> bool:
+    """Whether ``key`` has a value from a source the operator controls (not the registry's default)."""
+    origin = settings.origins.get(key)
+    return origin is not None and origin.source is not Source.DEFAULT
 
 
 def canonical_dimension(name: str) -> str:
@@ -41,18 +55,6 @@ def canonical_dimension(name: str) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Note:
-    """One thing about the dimension names that does not line up; ``code`` is stable, ``message`` for people."""
-
-    code: str
-    message: str
-    brief: str  # the few words repeated in the snapshot's reason
-
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,13 +88,14 @@ class Vocabulary:
 
     def notes(self) -> list[Note]:
         notes: list[Note] = []
-        if self.aliases:
+        typed = [(old, new, where) for old, new, where in self.aliases if where != IN_RESULTS]
+        if typed:
             pairs: dict[tuple[str, str], list[str]] = {}  # each rename once, with every place it was written
-            for old, new, where in self.aliases:
+            for old, new, where in typed:
                 pairs.setdefault((old, new), []).append(where)
             renamed = ", ".join(f"{old} -> {new} ({', '.join(where)})" for (old, new), where in pairs.items())
             notes.append(Note(code="legacy_dimension_names",
-                              message=f"legacy dimension names read as this report's: {renamed}",
+                              message=f"the ingest service's dimension names read as this report's: {renamed}",
                               brief=", ".join(f"{old} read as {new}" for old, new in pairs)))
         if self.overridden and set(self.required) != set(self.configured):
             notes.append(Note(code="dimensions_flag_differs",
@@ -142,14 +145,19 @@ class Vocabulary:
         }
 
 
-def required_dimensions(settings: Settings, dimensions: Sequence[str] = ()) -> tuple[tuple[str, ...], str]:
-    """The required names (``--dimensions`` wins over the key) and where they came from."""
+def required_dimensions(settings: Settings, dimensions: Sequence[str] = (), *,
+                        results: IngestResults | None = None) -> tuple[tuple[str, ...], str]:
+    """The required names and where they came from: ``--dimensions``, else the key; for a drill run without
+    ``TIMESCALE_FAILOVER_DRILL`` and without the key set, every dimension of the results (as the old drill)."""
     if dimensions:
         names = [part.strip() for value in dimensions for part in value.split(",")]
         if any(not n for n in names):
             raise ConfigError("--dimensions: empty dimension name")
         return tuple(dict.fromkeys(names)), "--dimensions"
     origin = settings.origins.get(DIMENSIONS_KEY)
+    if results is not None and not operator_set(settings, DIMENSIONS_KEY) and not settings.failover.enabled:
+        return tuple(results.dimensions), (f"every dimension of the ingest results (TIMESCALE_FAILOVER_DRILL"
+                                           f" is off and {DIMENSIONS_KEY} unset)")
     return settings.failover.dimensions, f"{DIMENSIONS_KEY} [{origin or 'default'}]"
 
 
@@ -159,18 +167,24 @@ def _legacy(names: Sequence[str], where: str) -> list[tuple[str, str, str]]:
 
 def vocabulary(settings: Settings, results: IngestResults,
                dimensions: Sequence[str] = ()) -> tuple[Vocabulary, dict[str, DimensionResult]]:
-    """The names in the report's vocabulary, and the results keyed by them (legacy names normalised)."""
-    raw, source = required_dimensions(settings, dimensions)
+    """The names in the report's vocabulary, and the results keyed by them (service names normalised)."""
+    raw, source = required_dimensions(settings, dimensions, results=results)
     by_name: dict[str, DimensionResult] = {}
     for name, result in results.dimensions.items():
         key = canonical_dimension(name)
         if key in by_name:
             first = by_name[key].name
-            raise ConfigError(f"--ingest-results {results.path}: dimensions {first!r} and {name!r} are the same"
-                              f" dimension ({key!r}; legacy names are read as the report's): keep one")
+            raise ConfigError(f"ingest results {results.path}: dimensions {first!r} and {name!r} are the same"
+                              f" dimension ({key!r}; the ingest service's names are read as the report's):"
+                              " keep one")
         by_name[key] = result
-    aliases = _legacy(raw, "--dimensions" if dimensions else DIMENSIONS_KEY) + _legacy(
-        list(results.dimensions), "ingest results")
+    if dimensions:
+        where = "--dimensions"
+    elif source.startswith(DIMENSIONS_KEY) and operator_set(settings, DIMENSIONS_KEY):
+        where = DIMENSIONS_KEY
+    else:
+        where = ""  # the key's own default, or the results' names: nothing the operator typed
+    aliases = (_legacy(raw, where) if where else []) + _legacy(list(results.dimensions), IN_RESULTS)
     vocab = Vocabulary(required=tuple(dict.fromkeys(map(canonical_dimension, raw))), required_source=source,
                        present=tuple(by_name),
                        configured=tuple(dict.fromkeys(map(canonical_dimension, settings.failover.dimensions))),

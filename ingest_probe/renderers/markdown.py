@@ -47,7 +47,7 @@ def _run(report: Report) -> list[str]:
 
 def render(report: Report) -> str:
     if report.drill is not None:
-        title = "readiness evidence"
+        title = "failover drill" if report.drill.simulated_outage else "readiness evidence"
     elif report.topics is not None and report.results is None:
         title = "topic provisioning"
     else:

@@ -1,8 +1,8 @@
-"""Markdown for the ``failover_drill`` section of a readiness report (pure: the typed snapshot in, lines out)."""
+"""Markdown for the ``failover_drill`` section (readiness, drill): the typed snapshot in, lines out (pure)."""
 
 from __future__ import annotations
 
-from ingest_probe.readiness.drill import DimensionHealth, DrillSnapshot
+from ingest_probe.readiness.drill import DimensionHealth, DimensionResult, DrillSnapshot
 from ingest_probe.readiness.results_file import iso, safe_source
 from ingest_probe.renderers.markdown_blocks import bullets, fmt, table
 
@@ -12,6 +12,7 @@ def failover_drill(drill: DrillSnapshot) -> list[str]:
         "Status": drill.status.value,
         "Scenario": drill.scenario,
         "Generated": iso(drill.generated_at.replace(microsecond=0)),
+        **({"Simulated outage": drill.simulated_outage} if drill.simulated_outage else {}),
         "Verdict": drill.reason,
     })
     if drill.components:
@@ -31,11 +32,11 @@ def failover_drill(drill: DrillSnapshot) -> list[str]:
             "Required but not planned": vocab.not_planned,
             "Names match": vocab.matches,
         })
-        out += [f"- note [{note.code}]: {fmt(note.message)}" for note in vocab.notes()]
+        out += [f"- note [{note.code}]: {fmt(note.message)}" for note in [*a.results_notes, *vocab.notes()]]
         out += ["", "### Dimension health", ""]
         out += table(
-            ["Dimension", "Required", "Status", "Rows", "Symbols", "Window (UTC)", "Freshness (s)", "Source",
-             "Reasons"],
+            ["Dimension", "Required", "Status", "Rows", "Symbols", "Window (UTC)", "Freshness (s)",
+             "Limit (s)", "Source", "Reasons"],
             [_row(d) for d in a.health],
         )
         out += ["", "### Failover decision", ""]
@@ -47,9 +48,16 @@ def failover_drill(drill: DrillSnapshot) -> list[str]:
 
 
 def _row(d: DimensionHealth) -> list[object]:
-    r = d.result
+    r, reasons = d.result, "; ".join(d.reasons) or None
     if r is None:
-        return [d.name, d.required, d.status.value, None, None, None, None, None, "; ".join(d.reasons) or None]
-    named = d.name if r.name == d.name else f"{d.name} (as {r.name})"  # the results file's legacy name
-    return [named, d.required, d.status.value, r.rows_written, len(r.symbols), f"{iso(r.start_ts)} – {iso(r.end_ts)}",
-            r.freshness_seconds, safe_source(r.source), "; ".join(d.reasons) or None]
+        return [d.name, d.required, d.status.value, None, None, None, None, d.freshness_sla_seconds, None, reasons]
+    named = d.name if r.name == d.name else f"{d.name} (as {r.name})"  # the results file's own (service) name
+    return [named, d.required, d.status.value, r.rows_written, len(r.symbols), _window(r), r.freshness_seconds,
+            d.freshness_sla_seconds, None if r.source is None else safe_source(r.source), reasons]
+
+
+def _window(r: DimensionResult) -> str | None:
+    """The ingest window; an unknown end (or start) is shown as ``?``."""
+    if r.start_ts is None and r.end_ts is None:
+        return None
+    return f"{'?' if r.start_ts is None else iso(r.start_ts)} – {'?' if r.end_ts is None else iso(r.end_ts)}"

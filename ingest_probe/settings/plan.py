@@ -43,8 +43,15 @@ KEYS = KeySet(
             section=_F),
         key("TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK", "bool", "true", "probe the standby when failover is decided",
             section=_F),
-        key("TIMESCALE_FRESHNESS_SLA_SECONDS", "int", "86400", "data older than this is stale", section=_F,
-            minimum=0),
+        key("TIMESCALE_FRESHNESS_SLA_SECONDS", "int", "86400", "seconds of `freshness_seconds` after which a "
+            "dimension is stale. Unset, each dimension has its own limit (the keys below; any other dimension "
+            "86400); set, it is the limit of every dimension without its own key set", section=_F, minimum=0),
+        key("TIMESCALE_FRESHNESS_SLA_DAILY_SECONDS", "int", "86400", "freshness limit of `daily` (`daily_bars`)",
+            section=_F, minimum=0),
+        key("TIMESCALE_FRESHNESS_SLA_INTRADAY_SECONDS", "int", "900", "freshness limit of `intraday` "
+            "(`intraday_trades`)", section=_F, minimum=0),
+        key("TIMESCALE_FRESHNESS_SLA_MACRO_SECONDS", "int", "604800", "freshness limit of `macro` "
+            "(`macro_events`)", section=_F, minimum=0),
     ),
 )
 
@@ -105,14 +112,21 @@ class ScheduleSettings:
                 "max_failures": self.max_failures}
 
 
+#: The replaced system's freshness limits per ingest dimension, in seconds (any other dimension: 86400).
+FRESHNESS_SLA_DEFAULTS: Mapping[str, int] = {"daily": 86400, "intraday": 900, "macro": 604800}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FailoverSettings:
     enabled: bool
     dimensions: tuple[str, ...]
     label: str
     run_fallback: bool
-    #: TIMESCALE_FRESHNESS_SLA_SECONDS.
+    #: TIMESCALE_FRESHNESS_SLA_SECONDS: the limit of a dimension without one of its own.
     freshness_sla_seconds: int
+    #: The limits of daily, intraday, macro: TIMESCALE_FRESHNESS_SLA_<DIM>_SECONDS, else
+    #: TIMESCALE_FRESHNESS_SLA_SECONDS when set, else ``FRESHNESS_SLA_DEFAULTS``.
+    freshness_sla_by_dimension: Mapping[str, int]
     #: The standby database (TIMESCALEDB_FAILOVER_URL or composed from TIMESCALEDB_FAILOVER_HOST/...).
     target: TimescaleSettings | None = None
 
@@ -151,5 +165,21 @@ def failover(r: Reader, target: TimescaleSettings | None) -> FailoverSettings:
         label=cast(str, r.text("TIMESCALE_FAILOVER_DRILL_LABEL")),
         run_fallback=bool(r.boolean("TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK")),
         freshness_sla_seconds=cast(int, r.integer("TIMESCALE_FRESHNESS_SLA_SECONDS")),
+        freshness_sla_by_dimension=freshness_limits(r),
         target=target,
     )
+
+
+def freshness_limits(r: Reader) -> dict[str, int]:
+    """Per dimension: its own key, else TIMESCALE_FRESHNESS_SLA_SECONDS if set, else the old default (``config``
+    shows a per-dimension key the overall one decides with that key as its source)."""
+    overall_raw = r.pick("TIMESCALE_FRESHNESS_SLA_SECONDS", explicit=True)
+    overall = None if overall_raw is None else r.integer(overall_raw.key)
+    limits = {}
+    for dim, default in FRESHNESS_SLA_DEFAULTS.items():
+        key = f"TIMESCALE_FRESHNESS_SLA_{dim.upper()}_SECONDS"
+        own = r.integer(key, explicit=True)
+        if own is None and overall_raw is not None and overall is not None:
+            r.supply(key, overall, overall_raw)
+        limits[dim] = own if own is not None else overall if overall is not None else default
+    return limits
