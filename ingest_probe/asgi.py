@@ -18,6 +18,7 @@ other path 404):
   URL: nothing from the query string is ever contacted), its deadline the scrape timeout Prometheus sends
   (``X-Prometheus-Scrape-Timeout-Seconds``) less a margin; 400 for an unknown name, 429 beyond a token
   bucket of ``probe_rate`` checks per second.
+* A request head (path, query, headers) over ``SERVE_MAX_REQUEST_HEAD`` bytes is 431 on every route.
 * ``/report[?only=SELECTOR]`` — the JSON report of the latest results (redacted as every report).
 
 Results come from a background check every ``interval`` seconds (warm clients, ``lifespan``) and, when the
@@ -42,7 +43,7 @@ import anyio
 
 from ingest_probe.connectors._log_secrets import scrub
 from ingest_probe.connectors._net import one_line
-from ingest_probe.defaults import PROBE_RATE, SCRAPE_MARGIN, SERVE_INTERVAL
+from ingest_probe.defaults import PROBE_RATE, SCRAPE_MARGIN, SERVE_INTERVAL, SERVE_MAX_REQUEST_HEAD
 from ingest_probe.errors import UsageError
 from ingest_probe.report import policy
 from ingest_probe.report.builder import build_report
@@ -177,7 +178,7 @@ class HealthApp:
                 await prober.check()
             except anyio.ClosedResourceError:
                 if prober is self._prober:
-                    raise
+                    return  # closed by its owner: nothing left to check
                 continue  # swapped for another while checking: check that one now
             except Exception as exc:  # noqa: BLE001 -- a failure of the check machinery: said, and tried again
                 self._say(f"error: background check failed: {_describe(exc)}")
@@ -203,12 +204,15 @@ class HealthApp:
     async def _lifespan_protocol(self, receive: Receive, send: Send) -> None:
         """ASGI lifespan: startup enters ``lifespan()``, shutdown leaves it."""
         await receive()  # lifespan.startup
+        started = False
         try:
             async with self.lifespan():
                 await send({"type": "lifespan.startup.complete"})
+                started = True
                 await receive()  # lifespan.shutdown
         except Exception as exc:  # noqa: BLE001 -- reported to the server, which decides
-            await send({"type": "lifespan.startup.failed", "message": _describe(exc)})
+            failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+            await send({"type": failed, "message": _describe(exc)})
             return
         await send({"type": "lifespan.shutdown.complete"})
 
@@ -236,6 +240,10 @@ class HealthApp:
 
     async def _respond(self, scope: Scope) -> tuple[_Response, str]:
         """The response, and the request line as the access log may show it (only what we recognise)."""
+        head = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b"")) + sum(
+            len(name) + len(value) + 4 for name, value in scope.get("headers") or ())
+        if head > SERVE_MAX_REQUEST_HEAD:  # the server refuses a longer one only while it is still arriving
+            return _text(431, "request head too large"), "(request head too large)"
         path = _route_path(scope)
         route = self._routes.get(path)
         if route is None:

@@ -50,7 +50,8 @@ SCRAPE_MARGIN = 0.5
 PROBE_RATE = 10.0
 #: At most this many connections and requests at once; beyond it uvicorn answers 503.
 SERVE_MAX_CONNECTIONS = 512
-#: Bytes of a request head (request line and headers) at most; h11 refuses a larger one.
+#: Bytes of a request head (request line and headers) at most: h11 drops a connection whose head grows past it
+#: while arriving; one that arrived whole (asyncio reads up to 256 KiB at once) is answered 431 by the app.
 SERVE_MAX_REQUEST_HEAD = 8192
 #: Seconds an idle keep-alive connection stays open.
 SERVE_KEEP_ALIVE = 5

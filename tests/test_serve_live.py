@@ -286,3 +286,26 @@ def test_real_prometheus_scrapes_metrics_and_probe_per_target(
         ("timescale", "timescale", 1), ("redis", "redis", 0)}
     assert prom.wait_for('process_resident_memory_bytes{job="ingest-probe"}')[0].value > 0
     assert re.search(r'"GET /probe\?target=(timescale|redis)" 200', server.stderr)
+
+
+def test_request_size_and_connection_count_are_bounded(tmp_path, redis_server, serve_process):
+    """A request head over 8 KiB is refused (431 when it arrived whole, a dropped connection when it grows past
+    what one read brings); with 512 connections open, one more request is 503; the server answers normally
+    afterwards."""
+    from ingest_probe.defaults import SERVE_MAX_CONNECTIONS
+
+    path = env_file(tmp_path / "s.env", {"REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0"})
+    server = serve_process(["--no-env", "--env-file", path, "--no-access-log"])
+    assert server.get("/livez", headers={"X-Padding": "x" * 9000})[0] == 431
+    with pytest.raises(ConnectionError):
+        server.get("/livez", headers={"X-Padding": "x" * 1_000_000})
+    assert server.get("/livez", headers={"X-Padding": "x" * 7000})[0] == 200
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(SERVE_MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.5)  # every connection accepted
+        assert server.get("/livez")[0] == 503
+    finally:
+        for sock in held:
+            sock.close()
+    assert wait_until(lambda: server.get("/livez")[0] == 200, timeout=5)
+    assert server.stop() == 0

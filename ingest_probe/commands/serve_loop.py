@@ -13,9 +13,10 @@ Prober for the old one (which is then closed); a configuration that does not loa
 old one stays. A swap opens new clients for every target — the Prober has no target swap keeping the warm
 clients of unchanged targets yet (issue #12 brings one; this reload should then use it).
 
-uvicorn's limits bound every request: the head (request line and headers) at ``SERVE_MAX_REQUEST_HEAD``
-bytes, ``SERVE_MAX_CONNECTIONS`` connections and requests at once (then 503), idle keep-alive connections
-closed after ``SERVE_KEEP_ALIVE`` s; no request body is read (only GET and HEAD are served).
+uvicorn's limits bound every request: a head still arriving past ``SERVE_MAX_REQUEST_HEAD`` bytes drops the
+connection (the app answers 431 to one that arrived whole), ``SERVE_MAX_CONNECTIONS`` connections and
+requests at once (then 503), idle keep-alive connections closed after ``SERVE_KEEP_ALIVE`` s; no request body
+is read (only GET and HEAD are served).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -117,12 +119,26 @@ class _Server(uvicorn.Server):
 
 def run_serve(load: Callable[[], Settings], options: ServeOptions) -> int:
     """The CLI's single event-loop entry for ``serve``; returns the exit code."""
-    settings = load()
-    targets = targets_of(settings)
-    preload_drivers(targets)  # before the loop: ~0.2 s of imports would stall it
-    sock = bind(options.host, options.port)
-    with contextlib.closing(sock), signals.handled():
-        return anyio.run(_serve, load, settings, sock, options)
+    with _ignored(signal.SIGHUP):  # a reload asked for while starting: the configuration is being read now
+        settings = load()
+        targets = targets_of(settings)
+        preload_drivers(targets)  # before the loop: ~0.2 s of imports would stall it
+        sock = bind(options.host, options.port)
+        with contextlib.closing(sock), signals.handled():
+            return anyio.run(_serve, load, settings, sock, options)
+
+
+@contextlib.contextmanager
+def _ignored(signum: int) -> Iterator[None]:
+    """``signum`` ignored for the block (instead of its default action: SIGHUP's ends the process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
 
 
 def uvicorn_config(app: Any, *, grace: float) -> uvicorn.Config:
