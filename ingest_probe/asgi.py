@@ -137,7 +137,7 @@ class HealthApp:
         self._bucket = _TokenBucket(probe_rate, 2 * probe_rate)
         self._access_log = access_log
         self._log = log
-        self._wake = anyio.Event()
+        self._wake: anyio.Event | None = None  # made in the loop, by lifespan()
         self._statuses: dict[str, Status] = {}
         self._process = _process_registry() if process_metrics else None
         self._routes: dict[str, Callable[[Prober, dict[str, list[str]], Scope], Awaitable[_Response]]] = {
@@ -153,7 +153,8 @@ class HealthApp:
         """Answer from ``prober`` (already running) from now on, and check it at once; the caller closes the
         previous one (requests waiting on it retry once on the new one)."""
         self._prober = prober
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
 
     # ------------------------------------------------------------------------------------------ lifespan
 
@@ -173,6 +174,7 @@ class HealthApp:
 
     async def _refresh_forever(self) -> None:
         while True:
+            wake = self._wake = anyio.Event()  # use() during the check below: the next one starts at once
             prober = self._prober
             try:
                 await prober.check()
@@ -185,8 +187,7 @@ class HealthApp:
             else:
                 self._log_transitions(prober)
             with anyio.move_on_after(self.interval):
-                await self._wake.wait()
-            self._wake = anyio.Event()
+                await wake.wait()
 
     def _log_transitions(self, prober: Prober) -> None:
         for seen in prober.latest():

@@ -275,6 +275,20 @@ async def test_a_swap_answers_waiting_requests_from_the_new_prober():
     assert new_probes[1].checks == 1
 
 
+async def test_a_swap_is_checked_in_the_background_at_once():
+    """use(new) during the lifespan: the background check runs on the new prober now, not an interval later."""
+    old_probes, new_probes = trio(), trio()
+    async with fake_prober(old_probes, timeout=1.0) as old, fake_prober(new_probes, timeout=1.0) as new:
+        app = create_app(old, interval=60, process_metrics=False)
+        async with app.lifespan():
+            await anyio.sleep(0.1)
+            assert old_probes[1].checks == 1
+            app.use(new)
+            await anyio.sleep(0.1)
+            assert new_probes[1].checks == 1
+    assert old_probes[1].checks == 1
+
+
 async def test_access_log_shows_routes_and_known_names_only():
     """One access-log line per request: client, method, route, status, time; a query value or path that
     names no configured target is never written."""

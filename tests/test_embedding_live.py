@@ -67,7 +67,8 @@ async def test_starlette_example_mounts_the_health_app(redis_env):
     the lifespan opened one Redis connection and closed it on shutdown."""
     import uvicorn
 
-    app = run_example("from starlette")["app"]
+    # imported as uvicorn imports it: outside the event loop
+    app = (await anyio.to_thread.run_sync(run_example, "from starlette"))["app"]
     sock = listening_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None, access_log=False))
@@ -90,7 +91,7 @@ async def test_aiohttp_example_uses_the_prober_directly(redis_env):
     Redis connection), and the cleanup context closes it."""
     from aiohttp import web
 
-    app = run_example("from aiohttp")["app"]
+    app = (await anyio.to_thread.run_sync(run_example, "from aiohttp"))["app"]
     runner = web.AppRunner(app)
     await runner.setup()
     sock = listening_socket()
