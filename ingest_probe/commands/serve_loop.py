@@ -245,7 +245,7 @@ def _uvicorn_warnings() -> Iterator[None]:
 
     class Handler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            log(f"uvicorn: {record.getMessage()}")
+            log(f"uvicorn: {record.getMessage().strip()}")
 
     handler = Handler(logging.WARNING)
     saved = logger.propagate
