@@ -309,3 +309,26 @@ def test_request_size_and_connection_count_are_bounded(tmp_path, redis_server, s
             sock.close()
     assert wait_until(lambda: server.get("/livez")[0] == 200, timeout=5)
     assert server.stop() == 0
+
+
+def test_a_second_signal_while_closing_cuts_it_short(tmp_path, redis_server_factory, serve_process):
+    """SIGTERM, then SIGTERM again while a request still waits on a frozen Redis within the grace period: the
+    exit is 143 at once, with one line saying closing was cut short."""
+    redis = redis_server_factory()
+    path = env_file(tmp_path / "s.env", {"REDIS_URL": f"redis://127.0.0.1:{redis.port}/0"})
+    server = serve_process(["--no-env", "--env-file", path, "--max-age", "0", "--timeout", "5", "--grace", "10"])
+    assert readyz(server)[0] == 200
+    redis.freeze()
+    try:
+        threading.Thread(target=lambda: server.get("/readyz"), daemon=True).start()
+        time.sleep(0.5)
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert server.proc.poll() is None  # waiting for the request (grace 10 s)
+        started = time.monotonic()
+        assert server.stop(signal.SIGTERM) == 143
+        assert time.monotonic() - started < 2.0
+    finally:
+        redis.thaw()
+    assert server.lines[-1] == ("ingest-probe: error: terminated by a second SIGTERM while closing; closing was cut"
+                                " short")
