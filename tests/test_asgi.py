@@ -330,7 +330,7 @@ def test_bad_options_fail_at_construction():
     from ingest_probe.errors import UsageError
 
     prober = Prober([])
-    with pytest.raises(ValueError, match="fail_on"):
+    with pytest.raises(UsageError, match="fail-on"):
         create_app(prober, fail_on="sometimes")
     with pytest.raises(UsageError):
         create_app(prober, interval=0)

@@ -11,8 +11,7 @@ import click
 
 from ingest_probe.commands.options import Number, config_options, jitter_option, load, timeout_option
 from ingest_probe.commands.signals import Interrupted
-from ingest_probe.defaults import EXIT_OK, SERVE_GRACE, SERVE_INTERVAL, SERVE_LISTEN
-from ingest_probe.defaults import FAIL_ON_CHOICES
+from ingest_probe.defaults import EXIT_OK, FAIL_ON_CHOICES, SERVE_GRACE, SERVE_INTERVAL, SERVE_LISTEN
 
 SERVE_EXIT_CODES = """\b
 Routes: GET /livez, /readyz[?only=SELECTOR], /metrics, /probe?target=NAME, /report
