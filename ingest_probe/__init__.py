@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ingest_probe.connectors.base import Connector, ConnectorSettings, Probe
     from ingest_probe.connectors.registry import get_connector, register_connector, unregister_connector
     from ingest_probe.engine.supervisor import RunInfo, TaskSupervisor
-    from ingest_probe.prober import Prober
+    from ingest_probe.prober import Observation, Prober
     from ingest_probe.report.builder import build_manifest, build_report
     from ingest_probe.report.model import Report
     from ingest_probe.report.policy import ready
@@ -37,6 +37,7 @@ __all__ = [
     "IngestProbeError",
     "KeySet",
     "KeySpec",
+    "Observation",
     "Probe",
     "ProbeError",
     "ProbeResult",
@@ -67,6 +68,7 @@ _LAZY = {
     "ConnectorSettings": "ingest_probe.connectors.base",
     "KeySet": "ingest_probe.config.keys",
     "KeySpec": "ingest_probe.config.keys",
+    "Observation": "ingest_probe.prober",
     "Probe": "ingest_probe.connectors.base",
     "Prober": "ingest_probe.prober",
     "Report": "ingest_probe.report.model",

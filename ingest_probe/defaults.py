@@ -43,6 +43,26 @@ FAIL_ON = "degraded"
 STATUS_EXIT_CODES = {"down": EXIT_CRITICAL, "starting": EXIT_WARNING, "degraded": EXIT_WARNING,
                      "unknown": EXIT_UNKNOWN}
 
+# ``serve``: the HTTP server (``ingest_probe.asgi`` under uvicorn).
+#: Where it listens: loopback unless told otherwise (``--listen``).
+SERVE_LISTEN = "127.0.0.1:9464"
+#: Seconds from the end of one background check to the start of the next (``--interval``); results older
+#: than ``--max-age`` (default twice this) are checked again on demand.
+SERVE_INTERVAL = 15.0
+#: Seconds in-flight requests get to finish after SIGTERM before they are cancelled (``--grace``).
+SERVE_GRACE = 5.0
+#: Seconds kept off Prometheus's scrape timeout so a /probe answer arrives in time (blackbox_exporter's offset).
+SCRAPE_MARGIN = 0.5
+#: On-demand /probe checks per second, bursts of twice that (a token bucket; beyond it: 429).
+PROBE_RATE = 10.0
+#: At most this many connections and requests at once; beyond it uvicorn answers 503.
+SERVE_MAX_CONNECTIONS = 512
+#: Bytes of a request head (request line and headers) at most: h11 drops a connection whose head grows past it
+#: while arriving; one that arrived whole (asyncio reads up to 256 KiB at once) is answered 431 by the app.
+SERVE_MAX_REQUEST_HEAD = 8192
+#: Seconds an idle keep-alive connection stays open.
+SERVE_KEEP_ALIVE = 5
+
 #: ``watch``: the pause between two cycles of a monitor (``--interval``); ``--ingest-schedule`` follows the ingest's.
 WATCH_INTERVAL = 60.0
 #: ``wait``: give up after this long (``--timeout``); the first pause between attempts (``--interval``), doubling

@@ -14,10 +14,16 @@ Design (structured concurrency, as in trio's nurseries):
   builds one probe per configured target and opens a task group owned by the prober. The probes keep one
   warm client each between checks and reconnect after a failure.
 * A check runs in a task of that task group, through ``TaskSupervisor.run(jobs, close=False)``; every
-  caller of ``check()`` only *waits* for it. So concurrent ``check()`` calls with the same selection share
-  one in-flight check (single-flight: never more than one connection per target), a target is never
-  checked twice at once (the supervisor's per-target lock), and a caller that is cancelled does not orphan
-  the check other callers are waiting for — the check still ends within its deadlines.
+  caller of ``check()`` only *waits* for it. Single-flight is per target: a caller joins the check already
+  in flight for each target it selected and starts one check for the rest, so concurrent callers — with
+  the same selection or overlapping ones — never check a target twice at once, whatever the request rate
+  (never more than one connection per target; the supervisor's per-target lock backs this up). A caller
+  that is cancelled does not orphan the check other callers are waiting for — it still ends within its
+  deadlines.
+* Each target's latest result is kept with the time its check ended (``latest()``); ``check(max_age=S)``
+  answers from it for targets checked within the last S seconds and checks only the others (a server's
+  cache: many readiness requests, one check per target per S seconds). ``ready(fail_on=...)`` is the
+  verdict of the readiness policy (``report.policy``) over such a check.
 * ``__aexit__`` cancels a check still in flight and closes every probe's client, concurrently, bounded
   and shielded from cancellation — also when the caller leaves because it was itself cancelled.
 
@@ -32,6 +38,8 @@ supervisor and the one-shot run.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -43,6 +51,7 @@ from ingest_probe.connectors._net import bounded_close
 from ingest_probe.defaults import CLOSE_BUDGET, CONCURRENCY, JITTER, TIMEOUT
 from ingest_probe.engine.run import jobs, preload_drivers
 from ingest_probe.engine.supervisor import RunInfo, TaskSupervisor
+from ingest_probe.report import policy
 from ingest_probe.report.builder import build_report
 from ingest_probe.settings.service import Settings, load_settings
 from ingest_probe.settings.targets import Target, check_unique, classic_targets, select
@@ -56,16 +65,31 @@ if TYPE_CHECKING:
     from ingest_probe.topics.plan import ProvisioningSection
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Observation:
+    """A target's result and when the check that produced it ended (``ended``: ``time.monotonic()``,
+    ``ended_at``: UTC), with that check's ``run`` block."""
+
+    result: ProbeResult
+    ended: float
+    ended_at: dt.datetime
+    run: RunInfo
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the check ended."""
+        return (time.monotonic() if now is None else now) - self.ended
+
+
 class _Flight:
-    """One in-flight check of a selection of targets and its outcome, shared by everyone waiting for it."""
+    """One in-flight check of some targets and its outcome, shared by everyone waiting for any of them."""
 
-    __slots__ = ("done", "error", "results", "run", "targets")
+    __slots__ = ("ceiling", "done", "error", "observed", "targets")
 
-    def __init__(self, targets: tuple[Target, ...]) -> None:
+    def __init__(self, targets: tuple[Target, ...], ceiling: float | None) -> None:
         self.targets = targets
+        self.ceiling = ceiling
         self.done = anyio.Event()
-        self.results: list[ProbeResult] | None = None
-        self.run: RunInfo | None = None
+        self.observed: dict[str, Observation] | None = None
         self.error: Exception | None = None
 
 
@@ -114,7 +138,8 @@ class Prober:
         self._probes: dict[str, Probe] = {}
         self._tg: TaskGroup | None = None
         self._closed = False
-        self._flights: dict[tuple[str, ...], _Flight] = {}
+        self._flights: dict[str, _Flight] = {}  # target name -> the check in flight for it
+        self._latest: dict[str, Observation] = {}
         self._undelivered: Exception | None = None
         self._checks = 0
         self._last_run: RunInfo | None = None
@@ -206,9 +231,15 @@ class Prober:
         current = {name: self._probes[name] for name in kept if name in self._probes}
         current.update({t.name: p for t, p in jobs(fresh, given) if p is not None})
         dropped = {name: p for name, p in self._probes.items() if current.get(name) is not p}
-        # The swap itself has no checkpoint: a check starting after it sees only the new targets.
+        # The swap itself has no checkpoint: a check starting after it sees only the new targets. A check in
+        # flight for a target removed or changed is no longer joined, and what it finds is not kept as that
+        # name's latest result (nor is an older one).
         self.settings, self.targets, self._probes, self._given = new_settings, targets, current, given
-        in_flight = [f for f in self._flights.values() if any(t.name in dropped for t in f.targets)]
+        in_flight = list({id(f): f for f in self._flights.values()
+                          if any(t.name in dropped for t in f.targets)}.values())
+        for name in set(old) - set(kept):
+            self._flights.pop(name, None)
+            self._latest.pop(name, None)
         if in_flight:  # closed by the prober once those checks end (or when it closes)
             self._tg.start_soon(self._retire, dropped, in_flight, name="ingest-probe-retire")
         else:
@@ -216,6 +247,11 @@ class Prober:
         return Swap(kept=kept, added=tuple(t.name for t in fresh), removed=tuple(n for n in old if n not in kept))
 
     # ---------------------------------------------------------------------------------------- checks
+
+    @property
+    def running(self) -> bool:
+        """Whether the prober has been entered (``async with``) and not closed yet."""
+        return self._tg is not None and not self._closed
 
     @property
     def probes(self) -> Mapping[str, Probe]:
@@ -232,12 +268,46 @@ class Prober:
         """The ``run`` block of the last completed check, or None before the first one."""
         return self._last_run
 
-    async def check(self, *, only: Sequence[str] = (), skip: Sequence[str] = ()) -> list[ProbeResult]:
+    @property
+    def timeout(self) -> float:
+        """The per-probe deadline ceiling of every check (``check(ceiling=)`` may set another)."""
+        return self._supervisor.timeout
+
+    async def check(
+        self,
+        *,
+        only: Sequence[str] = (),
+        skip: Sequence[str] = (),
+        max_age: float | None = None,
+        ceiling: float | None = None,
+    ) -> list[ProbeResult]:
         """Check the targets ``only``/``skip`` select (target names or kinds, globs allowed; default: every
-        target), joining a check of the same selection already in flight; results in target order."""
-        flight = await self._join(select(self.targets, only=only, skip=skip))
-        assert flight.results is not None
-        return list(flight.results)
+        target); results in target order.
+
+        A target whose check is in flight is not checked again: the caller joins that check. With
+        ``max_age``, a target checked within the last ``max_age`` seconds is answered from its latest result
+        (``latest()``). ``ceiling``: the deadline ceiling of the checks this call starts, instead of
+        ``timeout`` (``serve``'s ``/probe`` takes it from the scrape timeout).
+        """
+        observed = await self._gather(select(self.targets, only=only, skip=skip), max_age, ceiling)
+        return [o.result for o in observed]
+
+    def latest(self, *, only: Sequence[str] = (), skip: Sequence[str] = ()) -> list[Observation]:
+        """The latest result of each selected target that has been checked, in target order (no check)."""
+        return [self._latest[t.name] for t in select(self.targets, only=only, skip=skip) if t.name in self._latest]
+
+    async def ready(
+        self,
+        *,
+        fail_on: str = "down",
+        only: Sequence[str] = (),
+        skip: Sequence[str] = (),
+        max_age: float | None = None,
+    ) -> bool:
+        """Whether the selected targets pass the readiness policy: ``check(only=, skip=, max_age=)``, then
+        ``fail_on="down"`` (default) fails only on a target down, ``"degraded"`` on anything but ok
+        (``report.policy``; a skipped target never fails)."""
+        return policy.ready(await self.check(only=only, skip=skip, max_age=max_age), fail_on)
 
     async def report(
         self,
@@ -245,50 +315,94 @@ class Prober:
         only: Sequence[str] = (),
         skip: Sequence[str] = (),
         topics: ProvisioningSection | None = None,
+        max_age: float | None = None,
     ) -> Report:
-        """``check()`` and build the report from its results and its ``run`` block (``topics``: a provisioning
-        section to include)."""
+        """``check(only=, skip=, max_age=)`` and build the report from its results (``topics``: a provisioning
+        section to include). ``generated_at`` is when the oldest of those results was obtained; the ``run``
+        block is that of the check(s) behind them."""
         selected = select(self.targets, only=only, skip=skip)
-        flight = await self._join(selected)
-        return build_report(self.settings or load_settings(), targets=selected, results=flight.results,
-                            run=flight.run, topics=topics)
+        observed = await self._gather(selected, max_age, None)
+        return build_report(self.settings or load_settings(), targets=selected,
+                            results=[o.result for o in observed], run=self._run_of(selected, observed),
+                            topics=topics, now=min((o.ended_at for o in observed), default=None))
 
-    async def _join(self, targets: tuple[Target, ...]) -> _Flight:
+    def _run_of(self, targets: Sequence[Target], observed: Sequence[Observation]) -> RunInfo | None:
+        """The run block behind these results: their check's, or one merged from the checks they came from."""
+        runs = list({id(o.run): o.run for o in observed}.values())
+        if not runs:
+            return None
+        wanted = {self._supervisor.task_name(t) for t in targets}
+        if len(runs) == 1 and {t.name for t in runs[0].tasks} <= wanted:
+            return runs[0]
+        tasks = tuple(task for target, o in zip(targets, observed, strict=True) for task in o.run.tasks
+                      if task.name == self._supervisor.task_name(target))
+        durations = [r.duration_ms for r in runs if r.duration_ms is not None]
+        return dataclasses.replace(runs[-1], tasks=tasks, duration_ms=max(durations, default=None),
+                                   check=max((r.check or 0 for r in runs), default=None))
+
+    async def _gather(
+        self, targets: tuple[Target, ...], max_age: float | None, ceiling: float | None
+    ) -> list[Observation]:
+        """The observations of ``targets``: fresh enough ones as kept, the others from the checks in flight
+        for them (joined) or from one new check of all the rest."""
         if self._tg is None:
             raise RuntimeError("use `async with Prober(settings) as prober:` before calling check()")
         if self._closed:
             raise anyio.ClosedResourceError("this Prober is closed")
-        key = tuple(t.name for t in targets)
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = self._flights[key] = _Flight(targets)
-            self._tg.start_soon(self._fly, key, flight, name="ingest-probe-check")
-        await flight.done.wait()
-        if flight.error is not None:
-            if self._undelivered is flight.error:
-                self._undelivered = None
-            raise flight.error
-        if flight.results is None:  # cancelled because the prober is closing
-            raise anyio.ClosedResourceError("the Prober was closed during the check")
-        return flight
+        now = time.monotonic()
+        kept: dict[str, Observation] = {}
+        waiting: list[_Flight] = []
+        new: list[Target] = []
+        for target in targets:
+            seen = self._latest.get(target.name)
+            if max_age is not None and seen is not None and seen.age(now) <= max_age:
+                kept[target.name] = seen
+                continue
+            flight = self._flights.get(target.name)
+            if flight is None:
+                new.append(target)
+            elif flight not in waiting:
+                waiting.append(flight)
+        if new:
+            flight = _Flight(tuple(new), ceiling)
+            for target in new:
+                self._flights[target.name] = flight
+            self._tg.start_soon(self._fly, flight, name="ingest-probe-check")
+            waiting.append(flight)
+        for flight in waiting:
+            await flight.done.wait()
+            if flight.error is not None:
+                if self._undelivered is flight.error:
+                    self._undelivered = None
+                raise flight.error
+            if flight.observed is None:  # cancelled because the prober is closing
+                raise anyio.ClosedResourceError("the Prober was closed during the check")
+            kept.update((name, o) for name, o in flight.observed.items() if name not in kept)
+        return [kept[t.name] for t in targets]
 
-    async def _fly(self, key: tuple[str, ...], flight: _Flight) -> None:
+    async def _fly(self, flight: _Flight) -> None:
         """Run one check for every waiter; always wakes them, whatever happens."""
         started = time.monotonic()
         try:
             work = [(t, self._probes.get(t.name)) for t in flight.targets]
-            results = await self._supervisor.run(work, close=False)
+            results = await self._supervisor.run(work, close=False, ceiling=flight.ceiling)
             self._checks += 1
+            ended = time.monotonic()
             run = self._supervisor.run_info(flight.targets, check=self._checks,
-                                            duration_ms=round((time.monotonic() - started) * 1000.0, 3))
-            flight.results, flight.run = results, run
+                                            duration_ms=round((ended - started) * 1000.0, 3))
+            ended_at = dt.datetime.now(dt.UTC)
+            flight.observed = {r.name: Observation(r, ended, ended_at, run) for r in results}
+            current = {t.name: t for t in self.targets}  # an update() meanwhile may have changed some
+            self._latest.update((t.name, flight.observed[t.name]) for t in flight.targets
+                                if current.get(t.name) == t)
             self._last_run = run
         except Exception as exc:  # noqa: BLE001 - not a probe's (those are results): handed to every waiter, re-raised
             flight.error = exc
             self._undelivered = exc
         finally:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
+            for target in flight.targets:
+                if self._flights.get(target.name) is flight:
+                    del self._flights[target.name]
             flight.done.set()
 
 

@@ -5,4 +5,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "guard"))
 
-pytest_plugins = ["loopback_plugin", "live.postgres", "live.redis", "live.kafka", "live.prometheus"]
+pytest_plugins = ["loopback_plugin", "live.postgres", "live.redis", "live.kafka", "live.prometheus", "live.serve"]

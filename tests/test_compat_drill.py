@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from ingest_probe.commands.cli import main
 COMPAT = Path(__file__).parent / "fixtures" / "compat"
 RESULTS = COMPAT / "results"
 ENV = COMPAT / "drill.env"
+#: The ingest service's env template: its drill keys under names its own code never read (TIMESCALE_FAILOVER_*).
+TEMPLATE = COMPAT / "institutional_ingest.env"
 #: Every shape the old drill read, and what `readiness` makes of it with the template's drill keys (symbols
 #: EURUSD, GBPUSD; intraday planned; TIMESCALE_FAILOVER_DRILL_DIMENSIONS=daily_bars): drill status, and the
 #: reasons of the `daily` row. None of them fails over: daily has its rows and symbols.
@@ -204,3 +207,64 @@ def test_readiness_help_says_what_connectivity_and_results_do():
     assert imported == "[]"
     for needle in ("--ingest-results, --results", "--connectivity", "with --connectivity", "drill fail"):
         assert needle in text, needle
+
+
+def test_readiness_reads_the_env_template_drill_keys_under_their_template_names(capsys):
+    """The env template's TIMESCALE_FAILOVER_ENABLED/_DIMENSIONS/_LABEL/_RUN_FALLBACK (names its code never read)
+    enable the drill, require daily and intraday and name the scenario, as the template means; stderr: the one
+    note naming them, then the verdict."""
+    code, out, err = run(capsys, "readiness", "--no-env", "--env-file", str(TEMPLATE), "--results",
+                         str(RESULTS / "results_intraday.json"))
+    snapshot = drill_of(out)
+    vocabulary = snapshot["health_report"]["vocabulary"]
+    assert (code, snapshot["status"], snapshot["scenario"]) == (1, "warn", "staged_timescale_outage")
+    assert (vocabulary["required"], vocabulary["planned"], vocabulary["notes"]) == (["daily", "intraday"],
+                                                                                   ["daily", "intraday"], [])
+    assert vocabulary["required_source"] == f"TIMESCALE_FAILOVER_DRILL_DIMENSIONS [{TEMPLATE}:30]"
+    # USDJPY is expected (TIMESCALE_SYMBOLS) but absent: the old missing-symbols rule decides a failover.
+    assert snapshot["failover_decision"]["triggered_dimensions"] == ["daily", "intraday"]
+    note, verdict = err.splitlines()
+    assert note.startswith("ingest-probe: warning: names from the ingest service's env template")
+    assert f"TIMESCALE_FAILOVER_ENABLED ({TEMPLATE}:29) as TIMESCALE_FAILOVER_DRILL" in note
+    assert verdict == f"ingest-probe: failover drill warn: {snapshot['reason']}"
+    assert "unknown key" not in err
+
+
+def test_drill_rehearses_the_env_template_dimensions(capsys):
+    """`drill` with the env template: its TIMESCALE_FAILOVER_DIMENSIONS are the simulated outage; the scenario
+    is the old command's default; no unknown-key warning."""
+    code, out, err = run(capsys, "drill", "--no-env", "--env-file", str(TEMPLATE), "--results",
+                         str(RESULTS / "results_list.json"))
+    snapshot = drill_of(out)
+    assert (code, snapshot["scenario"], snapshot["simulated_outage"]) == (1, "timescale_failover",
+                                                                          ["daily", "intraday"])
+    assert snapshot["failover_decision"]["should_failover"] is True
+    assert "unknown key" not in err
+
+
+@pytest.mark.live
+def test_env_template_against_real_servers_is_ready(capsys, tmp_path, pg_server, redis_server, kafka_broker):
+    """The env template pointed at real servers (every other line as shipped) and Tier-1: `readiness
+    --connectivity --ensure-topics` creates its topic, every connector is ok, the drill decides a failover and
+    the standby (a promoted server) makes it ok: exit 0."""
+    text = TEMPLATE.read_text()
+    for old, new in {"postgresql+psycopg2://emp:empchangeme@localhost:5433/emp_market": pg_server.dsn(),
+                     "redis://localhost:6380/0": f"redis://127.0.0.1:{redis_server.port}/0",
+                     "localhost:9094": kafka_broker.bootstrap,
+                     "telemetry.ingest": f"telemetry.{uuid.uuid4().hex[:8]}"}.items():
+        assert old in text
+        text = text.replace(old, new)
+    env = tmp_path / TEMPLATE.name
+    env.write_text(text)
+    code, out, err = run(capsys, "readiness", "--no-env", "--env-file", str(env), "--connectivity",
+                         "--ensure-topics", "--results", str(RESULTS / "results_intraday.json"), "--extra",
+                         "EMP_TIER=tier_1", "--extra", f"TIMESCALEDB_FAILOVER_URL={pg_server.dsn()}",
+                         "--timeout", "10")
+    doc = json.loads(out)
+    assert (code, doc["status"], doc["should_run"]) == (0, "ok", True), err
+    assert [r["status"] for r in doc["connectivity"]] == ["ok", "ok", "ok"]
+    assert (doc["failover_drill"]["status"], doc["failover_drill"]["components"][2]["status"]) == ("ok", "ok")
+    timescale = {m["name"]: m["metadata"] for m in doc["manifest"]}["timescale"]
+    assert timescale["application_name"] == "emp_institutional_ingest"
+    assert doc["connectivity"][0]["details"]["application_name"] == "emp_institutional_ingest"
+    assert "unknown key" not in err

@@ -223,7 +223,7 @@ NASTY: dict[str, tuple[str, ...]] = {
     "KAFKA_INGEST_TOPIC_PARTITIONS": ("2147483647", "10001", "0", "²"),
     "KAFKA_INGEST_TOPIC_REPLICATION_FACTOR": ("32768", "0"),
     "KAFKA_INGEST_TOPIC_DAILY_PARTITIONS": ("²", "99999"),
-    "TIMESCALE_INGEST_INTERVAL_SECONDS": ("59", "9" * 20),
+    "TIMESCALE_INGEST_INTERVAL_SECONDS": ("59.5", "9" * 20),  # below 60 is raised to 60 (a warning)
     "TIMESCALEDB_CONNECT_TIMEOUT": ("nan", "inf", "-inf", "1e300", "1e309", "٣", "1_0", "0", "-1", "0x1p3"),
     "REDIS_SOCKET_TIMEOUT": ("NaN", "Infinity", "1e99"),
     "REDIS_SSL": ("²", "maybe", "tru"),

@@ -96,9 +96,14 @@ def test_vocabulary_mismatch_is_spelled_out():
     assert "- note [required_not_planned]: 1 required dimension (TIMESCALE_FAILOVER_DRILL_DIMENSIONS" in markdown
 
 
+#: Macro planned: enabled, with a window of events (without events or a window the service plans no macro slice).
+MACRO_PLANNED = {"TIMESCALE_ENABLE_MACRO": "true", "TIMESCALE_MACRO_START": "2026-01-01",
+                 "TIMESCALE_MACRO_END": "2026-02-01"}
+
+
 def test_dimensions_flag_overrides_and_says_so():
     """--dimensions (repeatable, comma-separated) wins over the key, and the difference is noted."""
-    s = settings(TIMESCALE_ENABLE_MACRO="true")
+    s = settings(**MACRO_PLANNED)
     snap = snapshot({"daily": entry(), "macro": entry()}, s, dimensions=("daily,macro", "macro")).to_dict()
     vocab = snap["health_report"]["vocabulary"]
     assert vocab["required"] == ["daily", "macro"]
@@ -216,7 +221,6 @@ def test_required_dimension_outside_the_ingest_plan_is_noted():
 # --------------------------------------------------------------------------------- health and decision
 
 
-MACRO_PLANNED = {"TIMESCALE_ENABLE_MACRO": "true"}
 
 
 @pytest.mark.parametrize(

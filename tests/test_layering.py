@@ -33,6 +33,7 @@ LAYERS = {
     "report": ("ingest_probe.report",),
     "renderers": ("ingest_probe.renderers",),
     "prober": ("ingest_probe.prober",),
+    "asgi": ("ingest_probe.asgi",),
     "commands": ("ingest_probe.commands",),
     "api": ("ingest_probe", "ingest_probe.__main__"),
 }
@@ -51,7 +52,8 @@ ALLOWED = {
     "report": (*_BELOW_ENGINE, "engine", "topics", "readiness"),
     "renderers": (*_BELOW_ENGINE, "engine", "topics", "readiness", "report"),
     "prober": (*_BELOW_ENGINE, "engine", "topics", "readiness", "report"),
-    "commands": (*_BELOW_ENGINE, "engine", "topics", "readiness", "report", "renderers", "prober"),
+    "asgi": (*_BELOW_ENGINE, "engine", "topics", "readiness", "report", "renderers", "prober"),
+    "commands": (*_BELOW_ENGINE, "engine", "topics", "readiness", "report", "renderers", "prober", "asgi"),
     "api": tuple(LAYERS),
 }
 

@@ -204,7 +204,7 @@ async def test_check_failure_nobody_waited_for_is_raised_on_exit(monkeypatch):
     when the block ends, not lost."""
     from ingest_probe.engine.supervisor import TaskSupervisor
 
-    async def broken_run(self, probes, *, close=True):
+    async def broken_run(self, probes, *, close=True, ceiling=None):
         await anyio.sleep(0.05)
         raise KeyError("late bug")
 
@@ -270,6 +270,136 @@ async def test_misuse_is_reported_clearly():
             pass
     with pytest.raises(anyio.ClosedResourceError):
         await prober.check()
+
+
+# ------------------------------------------------------------------ per-target single-flight, the cache, ready()
+
+
+async def test_overlapping_selections_share_the_in_flight_check_per_target():
+    """check(only=redis) and check() at once: redis is checked once (joined), the others once; nobody waits on
+    a second check of a target already in flight."""
+    release = anyio.Event()
+    probes = trio_of(lambda rec: release.wait())
+    got = {}
+
+    async def call(key, **kw):
+        got[key] = await prober.check(**kw)
+
+    async with fake_prober(probes, timeout=2.0) as prober:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: call("redis", only=["redis"]))
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(lambda: call("all"))
+            tg.start_soon(lambda: call("kafka+redis", skip=["timescale"]))
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+    assert [p.checks for p in probes] == [1, 1, 1]
+    assert got["redis"][0] is got["all"][1] is got["kafka+redis"][0]
+    assert [r.name for r in got["all"]] == ["timescale", "redis", "kafka"]
+
+
+async def test_200_concurrent_mixed_callers_check_each_target_once():
+    """200 concurrent callers over four different selections: every target is checked exactly once, and
+    never twice at once."""
+    release = anyio.Event()
+    probes = trio_of(lambda rec: release.wait())
+    selections = [{}, {"only": ["redis"]}, {"skip": ["kafka"]}, {"only": ["k*"]}]
+    answers = []
+    async with fake_prober(probes, timeout=2.0) as prober:
+        async with anyio.create_task_group() as tg:
+            for i in range(200):
+                tg.start_soon(lambda kw=selections[i % 4]: _append(answers, prober.check(**kw)))
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+    assert len(answers) == 200
+    assert [p.checks for p in probes] == [1, 1, 1]
+    assert [p.max_active for p in probes] == [1, 1, 1]
+
+
+async def test_max_age_answers_from_the_latest_result_and_rechecks_stale_ones():
+    """check(max_age=S) reuses results younger than S (no probe call) and checks only the older ones;
+    latest() gives each result with its age, without checking."""
+    probes = trio_of()
+    async with fake_prober(probes, timeout=1.0) as prober:
+        assert prober.latest() == []
+        first = await prober.check()
+        assert [p.checks for p in probes] == [1, 1, 1]
+        again = await prober.check(max_age=60)
+        assert [p.checks for p in probes] == [1, 1, 1]
+        assert [a is b for a, b in zip(again, first, strict=True)] == [True] * 3
+        await anyio.sleep(0.05)
+        await prober.check(only=["redis"])  # redis is now fresher than the others
+        await prober.check(max_age=0.04)
+        assert [p.checks for p in probes] == [2, 2, 2]
+        await prober.check(max_age=0.04)
+        assert [p.checks for p in probes] == [2, 2, 2]
+        await prober.check(max_age=0)  # nothing is fresh enough: every target is checked
+        assert [p.checks for p in probes] == [3, 3, 3]
+        latest = prober.latest(only=["redis", "kafka"])
+        assert [o.result.name for o in latest] == ["redis", "kafka"]
+        assert all(0 <= o.age() < 1.0 for o in latest)
+
+
+async def test_ready_applies_the_fail_on_policy():
+    """ready(): fail_on=down fails only on a down target, fail_on=degraded on anything but ok; skipped never
+    fails; an unknown policy is a ValueError."""
+    from fakes import scripted
+
+    probes = [FakeProbe("timescale", scripted("degraded", "down", "ok")), FakeProbe("redis"),
+              FakeProbe("kafka", configured=False)]
+    async with fake_prober(probes, timeout=1.0) as prober:
+        assert await prober.ready() is True  # degraded: not down
+        assert await prober.ready(fail_on="degraded", max_age=60) is False  # the same result, stricter policy
+        assert await prober.ready() is False  # down now
+        assert await prober.ready(only=["redis"], max_age=60) is True
+        assert await prober.ready(fail_on="degraded") is True  # ok; kafka skipped
+        with pytest.raises(ingest_probe.errors.UsageError, match="fail-on"):
+            await prober.ready(fail_on="sometimes")
+
+
+async def test_a_lower_timeout_bounds_the_checks_a_call_starts():
+    """check(ceiling=T) gives the checks it starts a deadline of at most T (the /probe scrape timeout)."""
+    probes = [FakeProbe("redis", hang)]
+    async with fake_prober(probes, timeout=30.0, jitter=0.0) as prober:
+        started = time.monotonic()
+        [result] = await prober.check(ceiling=0.1)
+        assert time.monotonic() - started < 2.0
+    assert (result.status, result.error_kind, result.deadline_s) == (Status.DOWN, "timeout", 0.1)
+
+
+async def test_report_from_kept_results_dates_them_by_the_oldest_and_merges_the_run_blocks():
+    """report(max_age=) over results of two checks: generated_at is the older check's end, the run block
+    has one task per target (each from the check behind its result) and the later check number."""
+    probes = trio_of()
+    async with fake_prober(probes, timeout=1.0) as prober:
+        await prober.check()
+        oldest = {o.result.name: o for o in prober.latest()}["timescale"].ended_at
+        await anyio.sleep(0.02)
+        await prober.check(skip=["timescale"])
+        report = await prober.report(max_age=60)
+    assert [p.checks for p in probes] == [1, 2, 2]
+    assert report.generated_at == oldest
+    run = report.to_dict()["run"]
+    assert [t["name"] for t in run["tasks"]] == ["ingest-probe-timescale", "ingest-probe-redis", "ingest-probe-kafka"]
+    assert run["check"] == 2
+
+
+def test_policy_function_on_results_and_reports():
+    """report.policy.ready: the same verdict from a Report and from its results."""
+    from ingest_probe.report.builder import build_report
+    from ingest_probe.report.policy import ready
+    from ingest_probe.results import ProbeResult
+
+    def result(name, status):
+        return ProbeResult(name=name, configured=status is not Status.SKIPPED, status=status)
+
+    results = [result("a", Status.OK), result("b", Status.STARTING), result("c", Status.SKIPPED)]
+    report = build_report(make_settings(), results=results)
+    assert ready(results, "down")
+    assert ready(report, "down")
+    assert not ready(results, "degraded")
+    assert not ready(report, "degraded")
+    assert not ready([*results, result("d", Status.DOWN)], "down")
 
 
 def test_bad_arguments_fail_at_construction():

@@ -7,6 +7,7 @@ import pytest
 from fakes import FakeProbe, fake_prober, target_of
 
 from ingest_probe import ConfigError, Prober, target_from_url
+from ingest_probe.errors import RefusedError
 from ingest_probe.results import Status
 
 
@@ -80,6 +81,48 @@ async def test_a_check_in_flight_keeps_its_clients_until_it_ends():
         release.set()
         with anyio.fail_after(5):
             await closed.wait()
+
+
+async def test_a_changed_target_is_not_answered_from_its_old_check_or_result():
+    """After an update changes a target, a new check does not join the old configuration's check still in
+    flight, nor serve its result from latest()/max_age: it waits its turn and checks the new one."""
+    started, release = anyio.Event(), anyio.Event()
+
+    async def held(rec):
+        started.set()
+        await release.wait()
+        raise RefusedError("the old configuration's answer")
+
+    proceed = anyio.Event()
+
+    async def gated(rec):
+        await proceed.wait()
+
+    old, new = FakeProbe("x", held), FakeProbe("x", gated)
+    old_done = anyio.Event()
+
+    async def check_old():
+        await prober.check()
+        old_done.set()
+
+    async with fake_prober([old], timeout=10.0) as prober, anyio.create_task_group() as tg:
+        tg.start_soon(check_old)
+        await started.wait()
+        targets, probes = _probes(new)
+        await prober.update(targets, probes=probes)
+        results: list = []
+
+        async def check_new():
+            results.extend(await prober.check(max_age=3600))
+
+        tg.start_soon(check_new)
+        release.set()
+        await old_done.wait()
+        assert prober.latest() == []  # the old configuration's answer is not x's latest result
+        proceed.set()
+    assert [r.status for r in results] == [Status.OK]
+    assert new.checks == 1
+    assert [o.result.status for o in prober.latest()] == [Status.OK]
 
 
 async def test_duplicate_names_are_refused_and_leave_the_prober_as_it_was():

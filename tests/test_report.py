@@ -70,7 +70,11 @@ RUN = RunInfo(timeout_s=5.0, jitter=0.1, seed=42, concurrency=100, duration_ms=3
         ({"DATA_BACKBONE_MODE": "institutional", "EMP_TIER": "tier_2", "TIMESCALE_SYMBOLS": "A"}, False,
          REASON_NOT_TIER_1),
         ({"DATA_BACKBONE_MODE": "institutional", "EMP_TIER": "tier_1"}, False, REASON_NO_DIMENSIONS),
-        ({"DATA_BACKBONE_MODE": "institutional", "EMP_TIER": "tier_1", "TIMESCALE_ENABLE_MACRO": "1"}, True, None),
+        ({"DATA_BACKBONE_MODE": "institutional", "EMP_TIER": "tier_1", "TIMESCALE_ENABLE_MACRO": "1",
+          "TIMESCALE_MACRO_EVENTS": '[{"event": "cpi"}]'}, True, None),
+        # The ingest service's rule: intraday needs symbols, macro needs events or a window.
+        ({"DATA_BACKBONE_MODE": "institutional", "EMP_TIER": "tier_1", "TIMESCALE_ENABLE_INTRADAY": "y",
+          "TIMESCALE_ENABLE_MACRO": "1", "TIMESCALE_MACRO_EVENTS": "[]"}, False, REASON_NO_DIMENSIONS),
         ({"REDIS_HOST": "r", "EMP_TIER": "tier_1", "TIMESCALE_SYMBOLS": "A"}, True, None),
     ],
 )

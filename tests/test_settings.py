@@ -439,6 +439,7 @@ def test_plan_fields() -> None:
         "TIMESCALE_ENABLE_INTRADAY=yes",
         "TIMESCALE_INTRADAY_INTERVAL=5m",
         "TIMESCALE_ENABLE_MACRO=true",
+        "TIMESCALE_MACRO_EVENTS_FILE=/etc/emp/macro.json",
     ).plan
     assert (plan.tier, plan.symbols, plan.dimensions) == (
         "tier_1",
@@ -512,21 +513,23 @@ def test_port_range_is_1_to_65535_in_every_source(key: str) -> None:
             "KAFKA_SECURITY_PROTOCOL='TLS' from --extra: expected one of PLAINTEXT, "
             "SSL, SASL_PLAINTEXT, SASL_SSL",
         ),
-        ("KAFKA_SASL_MECHANISM=GSSAPI", "KAFKA_SASL_MECHANISM='GSSAPI' from --extra: expected one of PLAIN"),
+        ("KAFKA_SASL_MECHANISM=KERBEROS", "KAFKA_SASL_MECHANISM='KERBEROS' from --extra: expected one of PLAIN"),
         (
             "DATA_BACKBONE_MODE=prod",
             "DATA_BACKBONE_MODE='prod' from --extra: expected one of bootstrap, institutional",
         ),
         ("EMP_TIER=tier_9", "EMP_TIER='tier_9' from --extra: expected one of tier_0, tier_1, tier_2"),
         (
-            "TIMESCALE_INGEST_INTERVAL_SECONDS=59",
-            "TIMESCALE_INGEST_INTERVAL_SECONDS='59' from --extra: expected an integer >= 60",
+            "TIMESCALE_INGEST_INTERVAL_SECONDS=59.5",
+            "TIMESCALE_INGEST_INTERVAL_SECONDS='59.5' from --extra: expected an integer",
         ),
-        ("TIMESCALE_INGEST_JITTER_SECONDS=-1", "expected an integer >= 0"),
-        (
-            "TIMESCALE_INGEST_MAX_FAILURES=-1",
-            "TIMESCALE_INGEST_MAX_FAILURES='-1' from --extra: expected an integer >= 0",
-        ),
+        ("TIMESCALE_INGEST_JITTER_SECONDS=86401", "expected an integer <= 86400"),
+        ("REDIS_CACHE_TTL_SECONDS=forever", "REDIS_CACHE_TTL_SECONDS='forever' from --extra: expected an integer"
+         " (or none/null/off/disabled)"),
+        ("REDIS_CACHE_STRATEGY=cheap", "REDIS_CACHE_STRATEGY='cheap' from --extra: expected one of institutional,"
+         " bootstrap, aggressive, extended, disabled"),
+        ("TIMESCALE_MACRO_EVENTS={}", "TIMESCALE_MACRO_EVENTS='{}' from --extra: expected a JSON list of macro"
+         " events, got dict"),
         ("TIMESCALE_LOOKBACK_DAYS=1.5", "TIMESCALE_LOOKBACK_DAYS='1.5' from --extra: expected an integer"),
         (
             "TIMESCALEDB_CONNECT_TIMEOUT=0",

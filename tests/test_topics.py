@@ -694,7 +694,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (["report", "--no-env", "--topics-dry-run"], "--topics-dry-run needs --ensure-topics"),
         (["report", "--no-env", "--fix-drift"], "--fix-drift needs --ensure-topics"),
         (["report", "--no-env", "--ensure-topics", "--validate-on-broker"], "--validate-on-broker needs"),
-        (["report", "--no-env", "--ensure-topics"], "need Kafka bootstrap servers"),
+        (["topics", "plan", "--no-env"], "need Kafka bootstrap servers"),  # report --ensure-topics: a note
         (["topics", "plan", "--no-env", "--extra", "KAFKA_BROKERS=k:1", "--extra", "KAFKA_INGEST_TOPICS=daily:d",
           "--extra", "KAFKA_INGEST_TOPIC_CONFIG=[1]"], "KAFKA_INGEST_TOPIC_CONFIG"),
         (["report", "--no-env", "--ensure-topics", "--extra", "KAFKA_BROKERS=k:1", "--extra",

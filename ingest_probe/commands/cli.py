@@ -1,5 +1,6 @@
 """The command line: the click group, and the process entry that turns every failure into one stderr line and a
-documented exit code. The commands live beside it (``report``, ``drill``, ``topics``, ``watch``, ``wait``)."""
+documented exit code. The commands live beside it (``report``, ``drill``, ``serve``, ``topics``, ``watch``,
+``wait``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ COMMANDS = {
     "drill": "ingest_probe.commands.drill",
     "readiness": "ingest_probe.commands.report",
     "report": "ingest_probe.commands.report",
+    "serve": "ingest_probe.commands.serve",
     "topics": "ingest_probe.commands.topics",
     "wait": "ingest_probe.commands.wait",
     "watch": "ingest_probe.commands.watch",

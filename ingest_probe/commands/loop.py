@@ -41,11 +41,17 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         return anyio.run(main)
 
 
-@contextlib.contextmanager
-def cancel_on_signal(scope: CancelScope) -> Iterator[_signals.Cancelling]:
+def cancel_on_signal(scope: CancelScope) -> contextlib.AbstractContextManager[_signals.Cancelling]:
     """In the running asyncio loop: the first SIGINT/SIGTERM cancels ``scope`` (see ``_signals``)."""
+    return call_on_signal(scope.cancel)
+
+
+@contextlib.contextmanager
+def call_on_signal(callback: Callable[[], object]) -> Iterator[_signals.Cancelling]:
+    """In the running asyncio loop: the first SIGINT/SIGTERM calls ``callback`` in the loop (``serve``: a
+    graceful stop); a second one raises ``Interrupted(forced=True)`` (see ``_signals``)."""
     loop = asyncio.get_running_loop()
-    with _wakeup(loop), _signals.cancelling(lambda: loop.call_soon_threadsafe(scope.cancel)) as seen:
+    with _wakeup(loop), _signals.cancelling(lambda: loop.call_soon_threadsafe(callback)) as seen:
         yield seen
 
 

@@ -310,6 +310,7 @@ def problems(report: Report, *, targets: bool = True) -> list[str]:
         if create:
             lines.append(f"kafka topics would be created: {', '.join(create)} (dry run: nothing changed;"
                          " `ingest-probe topics apply` creates them)")
+        lines += [f"kafka topic {note.text}" for note in topics.notes if note.code == "env_only_topic"]
     drill = report.drill
     if drill is not None and drill.status.value in ("warn", "fail"):
         lines.append(f"failover drill {drill.status.value}: {drill.reason}")

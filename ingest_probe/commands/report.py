@@ -74,9 +74,17 @@ def check_topic_flags(*, ensure_topics: bool, topics_dry_run: bool, fix_drift: b
 def provisioned(settings: Settings, *, ensure_topics: bool, topics_dry_run: bool, fix_drift: bool,
                 validate_on_broker: bool, timeout: float) -> ProvisioningSection | None:
     """The provisioning section when --ensure-topics was given (run before the probes, so the Kafka probe
-    sees the topics this run created), else None."""
+    sees the topics this run created), else None. Without Kafka configured: a section saying so."""
     if not ensure_topics:
         return None
+    if not settings.kafka.configured:  # the rest of the report still matters: a note, not an error exit
+        from ingest_probe.topics.plan import kafka_not_configured
+
+        if not settings.kafka.topics:
+            click.echo("ingest-probe: warning: --ensure-topics: Kafka is not configured (set KAFKA_BROKERS); no"
+                       " topic to provision", err=True)
+        return kafka_not_configured(settings.kafka.topics, dry_run=topics_dry_run, fix_drift=fix_drift,
+                                    validate_on_broker=validate_on_broker)
     from ingest_probe.commands.oneshot import provision_topics
 
     return provision_topics(settings.kafka, dry_run=topics_dry_run, fix_drift=fix_drift,

@@ -62,10 +62,11 @@ APPLY_EXAMPLES = examples(
 def topics() -> None:
     """Plan or create the declared Kafka topics, with drift detection.
 
-    Declared topics: KAFKA_INGEST_TOPICS, KAFKA_INGEST_TOPIC_<DIM>, KAFKA_INGEST_DEFAULT_TOPIC and
-    KAFKA_INGEST_CONSUMER_TOPICS, each with _PARTITIONS, _REPLICATION_FACTOR and _CONFIG (defaults 1, 1,
-    {}). Drift compares partitions, replication factor and the declared configs only: broker defaults never
-    drift.
+    Declared topics: KAFKA_INGEST_TOPICS, KAFKA_INGEST_TOPIC_<DIM>, KAFKA_INGEST_DEFAULT_TOPIC,
+    KAFKA_INGEST_HEALTH_TOPIC/_METRICS_/_QUALITY_ and KAFKA_INGEST_CONSUMER_TOPICS, each with _PARTITIONS,
+    _REPLICATION_FACTOR and _CONFIG (defaults 1, 1, {}). A KAFKA_INGEST_TOPIC_<DIM> found only in the process
+    environment is never created (set it in an env file, the YAML file or --extra). Drift compares partitions,
+    replication factor and the declared configs only: broker defaults never drift.
     """
 
 

@@ -47,6 +47,21 @@ class KeySpec:
     shown: Callable[[str], str] | None = field(default=None, compare=False)
     #: Pattern keys: why a key only *looks* like an instance (a misspelt setting), else None.
     near_miss: Callable[[str], str | None] | None = field(default=None, compare=False)
+    #: Names among ``aliases`` that the replaced system's files use but its code never read: accepted, each
+    #: with a note saying which key it is read as.
+    legacy: tuple[str, ...] = ()
+    #: Other names of the key at the top level and under ``system_config:`` of the YAML file (the replaced
+    #: system's ``SystemConfig`` fields, e.g. ``tier`` for ``EMP_TIER``).
+    yaml_names: tuple[str, ...] = ()
+    #: Values (lower-case) that mean "none" for an ``int`` key (``off`` for a TTL): read as no value.
+    none_words: tuple[str, ...] = ()
+    #: An ``int`` below ``minimum`` is raised to it with a warning instead of refused (as the replaced system did).
+    clamp: bool = False
+    #: The value the ingest service itself uses when the key is unset (the manifest shows it, marked).
+    service_default: str | None = None
+    #: A key of the ingest service that ingest-probe knows but does not use: never warned about as unknown,
+    #: shown by ``config`` (redacted if secret), never validated.
+    service_only: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -61,12 +76,21 @@ def key(
     name: str, kind: Kind, default: str | None, description: str, *, section: str, secret: bool = False,
     aliases: tuple[str, ...] = (), choices: tuple[str, ...] = (), minimum: int | None = None,
     maximum: int | None = None, shown: Callable[[str], str] | None = None,
-    near_miss: Callable[[str], str | None] | None = None,
+    near_miss: Callable[[str], str | None] | None = None, legacy: tuple[str, ...] = (),
+    none_words: tuple[str, ...] = (), clamp: bool = False, service_default: str | None = None,
 ) -> KeySpec:
     """A ``KeySpec`` in the positional shape the key tables are written in."""
     return KeySpec(name=name, kind=kind, default=default, description=description, section=section,
-                   secret=secret, aliases=aliases, choices=choices, minimum=minimum, maximum=maximum, shown=shown,
-                   near_miss=near_miss)
+                   secret=secret, aliases=(*aliases, *legacy), choices=choices, minimum=minimum, maximum=maximum,
+                   shown=shown, near_miss=near_miss, legacy=legacy, none_words=none_words, clamp=clamp,
+                   service_default=service_default)
+
+
+def service_key(name: str, description: str, *, section: str, secret: bool = False, aliases: tuple[str, ...] = (),
+                yaml_names: tuple[str, ...] = (), service_default: str | None = None) -> KeySpec:
+    """A key of the ingest service that ingest-probe knows but does not use (``KeySpec.service_only``)."""
+    return KeySpec(name=name, kind="str", default=None, description=description, section=section, secret=secret,
+                   aliases=aliases, yaml_names=yaml_names, service_default=service_default, service_only=True)
 
 
 class Fallback(NamedTuple):
@@ -134,6 +158,7 @@ class KeyRegistry:
         self.fallbacks = tuple(f for ks in sets for f in ks.fallbacks)
         self.notes = {section: note for ks in sets for section, note in ks.notes.items()}
         self._by_name = {n: spec for spec in self.specs if not spec.is_pattern for n in spec.names}
+        self._by_yaml = {n: spec.name for spec in self.specs for n in spec.yaml_names}
         patterns = []
         for spec in self.specs:
             if spec.is_pattern:
@@ -152,6 +177,10 @@ class KeyRegistry:
                 if _INSTANCE.fullmatch(key[len(head) : len(key) - len(tail)]):
                     return pattern
         return None
+
+    def yaml_field(self, name: str) -> str | None:
+        """The key a YAML field name stands for (``tier`` → ``EMP_TIER``), else None."""
+        return self._by_yaml.get(name)
 
     def names(self) -> Iterator[str]:
         """Every exact name (aliases included) in registry order; pattern keys have none."""
@@ -207,7 +236,17 @@ class KeyRegistry:
             also = f" (also {', '.join(f'`{a}`' for a in spec.aliases)})" if spec.aliases else ""
             secret = " Secret." if spec.secret else ""
             default = f"`{spec.default}`" if spec.default is not None else "—"
-            desc = f"{spec.description}{also}.{secret}".replace("|", "\\|")
+            extra = ""
+            if spec.legacy:
+                extra += (f" {', '.join(f'`{n}`' for n in spec.legacy)}: a name of the ingest service's env template"
+                          " that its code never read, read as this key with a warning.")
+            if spec.yaml_names:
+                extra += f" In YAML also `{'`, `'.join(spec.yaml_names)}` (top level or under `system_config:`)."
+            if spec.clamp and spec.minimum is not None:
+                extra += f" Below {spec.minimum}: raised to {spec.minimum} with a warning."
+            if spec.service_default is not None:
+                extra += f" Ingest service default: `{spec.service_default}`."
+            desc = f"{spec.description}{also}.{secret}{extra}".replace("|", "\\|")
             lines.append(f"| `{spec.name}` | {kind.replace('|', '/')} | {default} | {desc} |")
         return "\n".join(lines).strip() + "\n"
 

@@ -17,8 +17,8 @@ from ingest_probe.secret import Secret
 #: How a URL and its part keys combine (Redis; Kafka credentials and protocol), for warnings and the README.
 URL_PARTS_RULE = ("a part key overrides what a URL sets only from the same or a higher source; from a lower "
                   "source it only fills in what the URL leaves out")
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
+_TRUE = frozenset({"true", "1", "yes", "y", "on"})
+_FALSE = frozenset({"false", "0", "no", "n", "off"})
 
 
 def bad(raw: RawValue, reason: str) -> ConfigError:
@@ -39,6 +39,16 @@ class Reader:
         self.notes: dict[str, str] = {}
         #: ``ingest-probe config`` rows for parts a URL supplies: key → (value, source), e.g. REDIS_PORT.
         self.supplied: dict[str, tuple[str, str]] = {}
+        #: Legacy names read (``KeySpec.legacy``): name → (the key it is read as, where it was set).
+        self.legacy: dict[str, tuple[str, str]] = {}
+
+    def legacy_warning(self) -> str | None:
+        """One line naming every legacy name read and the key it was read as, else None."""
+        if not self.legacy:
+            return None
+        read = ", ".join(f"{name} ({where}) as {key}" for name, (key, where) in self.legacy.items())
+        return (f"names from the ingest service's env template that its own code never read are read as the keys"
+                f" it did read: {read}; rename them")
 
     def supply(self, name: str, value: object, url: RawValue) -> None:
         """Record that the part ``name`` is taken from the URL in ``url`` (never for a secret part)."""
@@ -77,6 +87,9 @@ class Reader:
             if other.value != present[0].value:
                 self.warnings.append(_shadowed(other, present[0], names))
         if present:
+            if spec is not None and present[0].key in spec.legacy:
+                self.legacy[present[0].key] = (spec.name, present[0].origin.location)
+                self.notes.setdefault(present[0].key, f"read as {spec.name}")
             return present[0]
         if explicit or spec is None or spec.default is None:
             return None
@@ -93,8 +106,24 @@ class Reader:
         return Secret(value) if value else None
 
     def integer(self, name: str, *, explicit: bool = False) -> int | None:
+        """The value; ``None`` when unset or one of the key's ``none_words``; below a ``clamp`` key's minimum,
+        the minimum (with a warning)."""
         raw = self.pick(name, explicit=explicit)
-        return None if raw is None else parse_int(raw)
+        if raw is None or is_none_word(raw):
+            return None
+        value = parse_int(raw)
+        if raw.spec is not None and raw.spec.clamp and raw.spec.minimum is not None and value < raw.spec.minimum:
+            self.warnings.append(f"{raw.key}={raw.shown} from {raw.origin.location} is below {raw.spec.minimum}: "
+                                 f"{raw.spec.minimum} is used (as the ingest service does)")
+            return raw.spec.minimum
+        return value
+
+    def service_default(self, name: str) -> str | None:
+        """The ingest service's own default for ``name`` when no name of the key has a value, else None."""
+        spec = self.keys.spec(name)
+        if spec is None or spec.service_default is None or self.pick(name, explicit=True) is not None:
+            return None
+        return spec.service_default
 
     def number(self, name: str) -> float | None:
         raw = self.pick(name)
@@ -216,12 +245,18 @@ INT_MAX = 2**31 - 1
 FLOAT_MAX = 86400
 
 
+def is_none_word(raw: RawValue) -> bool:
+    """Whether ``raw`` holds one of its key's words for "none" (``off`` for a cache TTL)."""
+    return raw.spec is not None and raw.value.strip().lower() in raw.spec.none_words
+
+
 def parse_int(raw: RawValue) -> int:
     text = raw.value.strip()
     if not _INT.fullmatch(text):
-        raise bad(raw, "expected an integer")
+        words = "/".join(raw.spec.none_words) if raw.spec is not None else ""
+        raise bad(raw, f"expected an integer (or {words})" if words else "expected an integer")
     spec = raw.spec
-    minimum = spec.minimum if spec is not None else None
+    minimum = spec.minimum if spec is not None and not spec.clamp else None
     maximum = spec.maximum if spec is not None and spec.maximum is not None else INT_MAX
     value = int(text) if len(text) <= 20 else int(text[0] + "1" + "0" * 20)  # int() refuses 4301+ digits
     if minimum is not None and value < minimum:
@@ -256,7 +291,7 @@ def parse_bool(raw: RawValue) -> bool:
     word = raw.value.strip().lower()
     if word in _TRUE or word in _FALSE:
         return word in _TRUE
-    raise bad(raw, "expected a boolean (true/false, 1/0, yes/no, on/off)")
+    raise bad(raw, "expected a boolean (true/false, 1/0, yes/no, y/n, on/off)")
 
 
 def parse_choice(raw: RawValue) -> str:
@@ -310,7 +345,7 @@ def validate_all(raw: RawConfig, keys: KeyRegistry, skip: Collection[str] = ()) 
         spec = keys.spec(value.key)
         if spec is None or value.origin.source is Source.DEFAULT or not value.value.strip():
             continue
-        if value.key in skip:
+        if value.key in skip or spec.service_only or is_none_word(value):
             continue
         if spec.is_pattern and spec.near_miss is not None and (reason := spec.near_miss(value.key)) is not None:
             raise bad(value, reason)

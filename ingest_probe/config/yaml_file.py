@@ -25,6 +25,9 @@ __all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "read_entries"]
 _Item = tuple[str, str, str]  # key, value, location
 
 _SECTIONS = (("system_config",), ("extras",), ("system_config", "extras"))
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+#: Where the replaced system's ``SystemConfig`` fields (``tier``, ``environment``, ...) are read.
+_FIELD_SECTIONS = ((), ("system_config",))
 _TAG = "tag:yaml.org,2002:"
 
 
@@ -191,12 +194,19 @@ def _yaml_entries(path: Path, node: yaml.MappingNode, section: tuple[str, ...],
             continue
         if section == ("system_config",) and key == "extras":
             continue
+        if section in _FIELD_SECTIONS and keys.yaml_field(key) is not None:
+            key = str(keys.yaml_field(key))  # a SystemConfig field: ``tier`` is EMP_TIER
         if keys.spec(key) is None and keys.spec(key.upper()) is not None:
             key = key.upper()
         location = f"{path}:{key_node.start_mark.line + 1}"
         if section:
             location += f" ({'.'.join(section)})"
         spec = keys.spec(key)
+        if spec is None and isinstance(value_node, yaml.MappingNode) and f"{key.upper()}_".startswith(keys.prefixes):
+            name = key if _PLAIN_NAME.fullmatch(key) else "<NAME>"  # never more of the file than a plain name
+            raise ConfigError(f"{location}: key {name!r} holds a mapping, which is not read: write its keys in full"
+                              f" ({_spelled_out(name, value_node, keys)}) at the top level, under system_config:"
+                              " or under extras:")
         if spec is None:
             if keys.is_ours(key):
                 yield key, "", location  # unknown: only its name matters, for the warning
@@ -247,6 +257,15 @@ def _json_value(node: yaml.Node, where: str, depth: int) -> object:
         if isinstance(data, bool | int) or (isinstance(data, float) and math.isfinite(data)):
             return data
     return str(node.value)
+
+
+def _spelled_out(section: str, node: yaml.MappingNode, keys: KeyRegistry) -> str:
+    """``REDIS_URL: ...`` for a ``redis: {url: ...}`` section: the known keys its entries would be, else a form."""
+    import yaml
+
+    names = [f"{section}_{k.value}".upper() for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+    known = [name for name in names if keys.spec(name) is not None]
+    return ", ".join(f"{name}: ..." for name in known) if known else f"{section.upper()}_<NAME>: ..."
 
 
 def _child_node(node: yaml.Node | None, name: str) -> yaml.Node | None:

@@ -159,15 +159,20 @@ class TaskSupervisor:
         self._locks: dict[str, anyio.Lock] = {}
 
     async def run(self, jobs: Sequence[Job], *, close: bool = True, on_result: OnResult | None = None,
-                  ) -> list[ProbeResult]:
+                  ceiling: float | None = None) -> list[ProbeResult]:
         """Check every configured target concurrently; results come back in the order given, and each one
         goes to ``on_result`` as soon as it is known.
 
         With ``close=True`` each probe's clients are closed as soon as its check ends; with ``close=False``
         (a warm client kept for the next run) only after a check that did not succeed. Closing is the
         owner's: bounded by ``close_budget`` and shielded from cancellation (probes never shield).
+        ``ceiling``: this run's deadline ceiling instead of ``timeout`` (``serve``'s ``/probe`` takes it from
+        the scrape timeout); the jitter applies to it as usual.
         """
         check_unique(target for target, _ in jobs)
+        ceiling = self.timeout if ceiling is None else ceiling
+        if not ceiling > 0:
+            raise errors.UsageError(f"a run's deadline ceiling must be positive, got {ceiling}")
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.concurrency)
         results: list[ProbeResult | None] = [None] * len(jobs)
@@ -180,7 +185,7 @@ class TaskSupervisor:
                     if on_result is not None:
                         on_result(skipped)
                     continue
-                deadline = self.jitter.deadline(self.timeout, self._rng)
+                deadline = self.jitter.deadline(ceiling, self._rng)
                 name = self.task_name(target)
                 task = self._tasks[name] = _Task(name, deadline)
                 lock = self._locks.setdefault(target.name, anyio.Lock())

@@ -92,12 +92,14 @@ def build_settings(raw: RawConfig) -> Settings:
     plan = general.plan(r, connectors)
     schedule = general.schedule(r)
     failover = general.failover(r, standby(r))
+    if (legacy := r.legacy_warning()) is not None:
+        r.warnings.append(legacy)
     primary = connectors.get("timescale")
     if primary is not None and primary.configured:  # the database the plan ingests into shows the plan
         connectors["timescale"] = replace(primary, dimensions=plan.dimensions, symbols=plan.symbols)
     return Settings(
         plan=plan, schedule=schedule, failover=failover, connectors=connectors,
-        origins={key: value.origin for key, value in sorted(raw.values.items())},
+        origins=origins(raw, keys),
         warnings=tuple(dict.fromkeys((*raw.warnings, *r.warnings))),
         effective=tuple(rows(raw, keys, r.notes, r.supplied)),
     )
@@ -137,9 +139,35 @@ def rows(raw: RawConfig, keys: KeyRegistry, notes: Mapping[str, str] | None = No
         value = raw.get(name)
         if name in supplied and (value is None or value.origin.source is Source.DEFAULT):
             out.append(ConfigRow(key=name, value=supplied[name][0], source=supplied[name][1]))
+        elif value is not None and value.origin.source is Source.DEFAULT and _alias_set(raw, value):
+            continue  # the default is not used: an alias of the key is set (its own row shows it)
         elif value is not None:
-            note = f" ({notes[name]})" if name in notes else ""
+            text = notes.get(name) or ("not used by ingest-probe" if value.spec and value.spec.service_only else None)
+            note = f" ({text})" if text else ""
             out.append(ConfigRow(key=name, value=render(value), source=f"{value.origin.location}{note}"))
+    return out
+
+
+def _alias_set(raw: RawConfig, value: RawValue) -> bool:
+    return value.spec is not None and _alias_value(raw, value.spec.aliases) is not None
+
+
+def _alias_value(raw: RawConfig, names: Sequence[str]) -> RawValue | None:
+    """The first of ``names`` with an explicit, non-empty value."""
+    return next((v for v in map(raw.explicit, names) if v is not None and v.value.strip()), None)
+
+
+def origins(raw: RawConfig, keys: KeyRegistry) -> dict[str, Origin]:
+    """Where each effective value came from, by the name set; a key set only through an alias (e.g. a legacy
+    name) also by its own name, with the alias's origin."""
+    out = {key: value.origin for key, value in sorted(raw.values.items())}
+    fallbacks = {name for fallback in keys.fallbacks for name in fallback.names}  # used only as a whole
+    for spec in keys.specs:
+        own = raw.explicit(spec.name)
+        aliases = [name for name in spec.aliases if name not in fallbacks]
+        alias = _alias_value(raw, aliases) if own is None or not own.value.strip() else None
+        if alias is not None:
+            out[spec.name] = alias.origin
     return out
 
 

@@ -171,7 +171,7 @@ class _Run:
         if self.dry_run:
             return await self._plan_only(before)
         self.step = "create"
-        attempted = await self._create([p for p in before if p.action is Action.CREATE])
+        attempted = await self._create(self._creatable([p for p in before if p.action is Action.CREATE]))
         drifting = [p for p in before if p.action is Action.DRIFT]
         expect: dict[str, int | None] = {name: None for name in attempted}
         if self.fix_drift:
@@ -291,7 +291,7 @@ class _Run:
     # -------------------------------------------------------------------------------------------- plan
 
     async def _plan_only(self, before: tuple[TopicPlan, ...]) -> ProvisioningSection:
-        creates = [p for p in before if p.action is Action.CREATE]
+        creates = self._creatable([p for p in before if p.action is Action.CREATE])
         for p in creates:
             self.changes.append(Change(topic=p.spec.name, kind="create", detail=_describe(p),
                                        status="planned"))
@@ -449,6 +449,19 @@ class _Run:
         for p in plans:
             self._change(p, kind, detail[p.spec.name], "not_applied", reason)
         return []
+
+    def _creatable(self, missing: Sequence[TopicPlan]) -> list[TopicPlan]:
+        """The missing topics this run may create: one declared only by ``KAFKA_INGEST_TOPIC_<DIM>`` variables of
+        the process environment is skipped, with a note (any variable may carry that prefix)."""
+        for p in missing:
+            if p.spec.env_only:
+                keys = ", ".join(p.spec.env_only)
+                reason = (f"declared only by {keys} from the process environment: set it in an env file, the YAML"
+                          " file or --extra to create it")
+                self.changes.append(Change(topic=p.spec.name, kind="create", detail=_describe(p), status="skipped",
+                                           reason=reason))
+                self.notes.append(Note("env_only_topic", f"{p.spec.name}: not created: {reason}"))
+        return [p for p in missing if not p.spec.env_only]
 
     def _skip_fixable(self, drifting: Sequence[TopicPlan], reason: str) -> None:
         for p in drifting:

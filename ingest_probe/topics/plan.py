@@ -21,8 +21,8 @@ from enum import StrEnum
 from typing import Any
 
 from ingest_probe.connectors.kafka.topic_specs import TopicSpec
-from ingest_probe.defaults import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
-from ingest_probe.errors import InternalError
+from ingest_probe.defaults import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
+from ingest_probe.errors import ConfigError, InternalError
 
 FIXABLE = "fixable"
 NOT_FIXABLE = "not_fixable_by_apply"
@@ -252,10 +252,10 @@ class ProvisioningSection:
 
     @property
     def exit_code(self) -> int:
-        """3: an internal error; 2: broker unreachable, a topic unreadable or a creation failed; 1: drift
-        remains, or a dry run would create; 0: every topic in sync."""
-        if self.error_kind == InternalError.kind:
-            return InternalError.exit_code
+        """3: an internal error, or topics declared without Kafka; 2: broker unreachable, a topic unreadable or a
+        creation failed; 1: drift remains, or a dry run would create; 0: every topic in sync."""
+        if self.error_kind in (InternalError.kind, ConfigError.kind):
+            return EXIT_UNKNOWN
         if self.error is not None or self.failed:
             return EXIT_CRITICAL
         actions = {p.action for p in self.after}
@@ -314,6 +314,25 @@ class ProvisioningSection:
             "error_kind": self.error_kind,
             "plan": [e.to_dict() for e in self.entries()],
         }
+
+
+def kafka_not_configured(specs: Sequence[TopicSpec], *, dry_run: bool, fix_drift: bool = False,
+                         validate_on_broker: bool = False) -> ProvisioningSection:
+    """The section of ``--ensure-topics`` without Kafka bootstrap servers: a note, nothing contacted. Topics
+    declared all the same are ``unknown`` and the section's error says why (exit 3); with none declared there is
+    nothing to provision (exit 0)."""
+    unknown = plan_topics(specs, None)
+    note = Note("kafka_not_configured", "Kafka is not configured (KAFKA_BROKERS, KAFKA_BOOTSTRAP_SERVERS or"
+                " KAFKA_URL): no broker was contacted, no topic read or created")
+    error = None
+    if specs:
+        error = ConfigError(f"{len(specs)} Kafka topic{'s are' if len(specs) > 1 else ' is'} declared"
+                            f" ({', '.join(s.name for s in specs)}) but no bootstrap servers are set: set"
+                            " KAFKA_BROKERS")
+    return ProvisioningSection(dry_run=dry_run, fix_drift=fix_drift, validate_on_broker=validate_on_broker,
+                               before=unknown, after=unknown, notes=(note,),
+                               error=None if error is None else str(error),
+                               error_kind=None if error is None else error.kind)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,7 +7,9 @@
 (b) manifest-only `report` wall time, and which client libraries it imported (none expected);
 (c) one black-holed Redis with --timeout 1: wall time vs probing the same connectors one after another;
 (d) every connector behind ~100 ms of injected latency per chunk: concurrent vs sequential probing;
-(e) a warm embedded `Prober.check()` vs the same raw round trips on warm clients (see bench_prober.py).
+(e) a warm embedded `Prober.check()` vs the same raw round trips on warm clients (see bench_prober.py);
+(f) `serve`: /readyz under 200 concurrent clients vs a trivial ASGI app on the same server, backend sessions
+    during the load, RSS idle and after 10,000 requests (see bench_serve.py).
 Medians over N runs. Numbers are for this machine, this minute: compare the ratios, not the seconds.
 
     scripts/bench --soak [--cycles 1000] [--soak-timeout 0.1]
@@ -202,6 +204,12 @@ def warm_prober(stack: LocalStack, runs: int) -> dict[str, Any]:
     return result
 
 
+def serve(stack: LocalStack, env_file: Path, runs: int) -> dict[str, Any]:
+    from live.bench_serve import measure
+
+    return measure(stack, env_file, runs)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7)
@@ -227,6 +235,7 @@ def main(argv: list[str]) -> int:
             "c_black_holed_redis_timeout_1s": black_hole(stack, env_file, max(3, args.runs // 2)),
             "d_injected_latency_100ms": injected_latency(stack, max(3, args.runs // 2)),
             "e_warm_prober_vs_raw_warm_clients": warm_prober(stack, args.runs),
+            "f_serve_200_clients": serve(stack, env_file, max(3, args.runs // 2)),
         }
     print(json.dumps(_rounded(results), indent=2))
     print()
@@ -265,6 +274,14 @@ def _verdicts(r: dict[str, Any]) -> list[str]:
     e = r["e_warm_prober_vs_raw_warm_clients"]
     if "ratio" in e:
         out.append(line("(e) warm Prober.check() / raw warm round trips", e["ratio"], 1.3, True))
+    f = r["f_serve_200_clients"]
+    out.append(f"INFO  (f) serve /readyz, 200 clients: p50 {f['readyz_p50_ms']:.1f} ms, p99 {f['readyz_p99_ms']:.1f} ms"
+               f" = {f['ratio_p50']:.2f}x / {f['ratio_p99']:.2f}x a trivial ASGI app on the same server"
+               f" ({f['trivial_asgi_p50_ms']:.1f} / {f['trivial_asgi_p99_ms']:.1f} ms)")
+    out.append(f"INFO  (f) backend sessions during the load (pg, redis): {f['backend_sessions_peak_pg_redis']};"
+               f" RSS idle {f['rss_idle_kib'] / 1024:.1f} MiB, after 10,000 /readyz"
+               f" {f['rss_after_10k_readyz_kib'] / 1024:.1f} MiB, after {f['requests_served_at_end']} requests"
+               f" {f['rss_at_end_kib'] / 1024:.1f} MiB")
     return out
 
 

@@ -39,6 +39,7 @@ def manifest(ks: KafkaSettings) -> dict[str, Any]:
         "consumer_topics": list(ks.consumer_topics),
         "streaming_enabled": ks.streaming_enabled,
         "consumer_enabled": ks.consumer_enabled,
+        "service_defaults": dict(ks.service_defaults),
     }
 
 

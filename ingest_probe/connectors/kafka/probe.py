@@ -21,6 +21,7 @@ from ingest_probe.connectors.kafka.client import (
     usable_host_name,
 )
 from ingest_probe.connectors.kafka.errors import Failure, captured_failures
+from ingest_probe.connectors.kafka.settings import PROBE_MECHANISMS
 from ingest_probe.defaults import CLOSE_BUDGET
 
 if TYPE_CHECKING:
@@ -159,6 +160,12 @@ class KafkaProbe(WarmClient["KafkaSettings", Any]):
 
         s = self.settings
         sasl = s.security_protocol.startswith("SASL_")
+        if sasl and s.sasl_mechanism not in (None, *PROBE_MECHANISMS):
+            raise errors.DriverError(
+                f"cannot authenticate to {self.endpoint} with SASL mechanism {s.sasl_mechanism}: the probe speaks"
+                f" {', '.join(PROBE_MECHANISMS)} (no token provider or Kerberos ticket can be configured);"
+                " the broker was not contacted"
+            )
         if sasl and (s.username is None or s.password is None):
             raise errors.AuthError(
                 f"{s.security_protocol} needs a SASL username and password (KAFKA_USERNAME, KAFKA_PASSWORD)"

@@ -4,7 +4,8 @@ configuration (credentials and protocol from their keys or the URL form, the dec
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, cast
 
 from ingest_probe.config.reader import Reader, bad, parse_choice
@@ -109,7 +110,10 @@ def shown_servers(value: str) -> str:
 # ------------------------------------------------------------------------------------------ the settings
 
 Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-Mechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+Mechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
+#: Every mechanism the ingest service accepts; the probe authenticates with the first three only.
+MECHANISMS: tuple[Mechanism, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
+PROBE_MECHANISMS = MECHANISMS[:3]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,8 +136,12 @@ class KafkaSettings:
     consumer_topics: tuple[str, ...] = ()
     consumer_group: str | None = None
     consumer_offset_reset: str | None = None
-    streaming_enabled: bool = False
-    consumer_enabled: bool = False
+    #: None when unset (the service's default is in ``service_defaults``).
+    streaming_enabled: bool | None = None
+    consumer_enabled: bool | None = None
+    #: Manifest fields whose key is unset, with the value the ingest service uses instead (its own default;
+    #: the probe's connection keeps client id ``ingest-probe``).
+    service_defaults: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str | None:
@@ -187,9 +195,24 @@ def from_config(r: Reader) -> KafkaSettings:
         client_id=r.text("KAFKA_CLIENT_ID") or CLIENT_NAME, topics=topics,
         consumer_topics=consumer_topics, consumer_group=r.text("KAFKA_INGEST_CONSUMER_GROUP"),
         consumer_offset_reset=r.choice("KAFKA_INGEST_CONSUMER_OFFSET_RESET"),
-        streaming_enabled=r.flag("KAFKA_INGEST_ENABLE_STREAMING"),
-        consumer_enabled=r.flag("KAFKA_INGEST_CONSUMER_ENABLED"),
+        streaming_enabled=r.boolean("KAFKA_INGEST_ENABLE_STREAMING"),
+        consumer_enabled=r.boolean("KAFKA_INGEST_CONSUMER_ENABLED"), service_defaults=_service_defaults(r),
     )
+
+
+#: Manifest field → key, where the ingest service has a default of its own.
+_DEFAULTED = {"client_id": "KAFKA_CLIENT_ID", "consumer_group": "KAFKA_INGEST_CONSUMER_GROUP",
+              "consumer_offset_reset": "KAFKA_INGEST_CONSUMER_OFFSET_RESET",
+              "streaming_enabled": "KAFKA_INGEST_ENABLE_STREAMING", "consumer_enabled": "KAFKA_INGEST_CONSUMER_ENABLED"}
+
+
+def _service_defaults(r: Reader) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for shown, name in _DEFAULTED.items():
+        value = r.service_default(name)
+        if value is not None:
+            out[shown] = value == "true" if shown.endswith("_enabled") else value
+    return out
 
 
 def _half_credentials(has_user: bool, raw: RawValue, protocol: str) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ingest_probe.config.reader import Reader, bad, json_object
-from ingest_probe.config.sources import RawValue, quoted
+from ingest_probe.config.sources import RawValue, Source, quoted
 from ingest_probe.errors import ConfigError
 
 
@@ -21,6 +21,10 @@ class TopicSpec:
     partitions: int = 1
     replication_factor: int = 1
     configs: Mapping[str, str] = field(default_factory=dict)
+    #: The ``KAFKA_INGEST_TOPIC_<DIM>`` keys of the *process environment* that alone declare this topic: it is
+    #: probed, but ``--ensure-topics``/``topics apply`` do not create it (a stray variable with that prefix
+    #: must not create a topic); empty when a file, the YAML or ``--extra`` declares it.
+    env_only: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------- the pattern keys
@@ -88,13 +92,26 @@ _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _SUFFIXES = ("_PARTITIONS", "_REPLICATION_FACTOR", "_CONFIG")
 
 
+#: The topics the ingest service produces its own events to (``KAFKA_INGEST_<DIM>_TOPIC``), by dimension.
+SERVICE_TOPICS = ("health", "metrics", "quality")
+
+
+def dimension_name(text: str) -> str:
+    """A dimension as the ingest service normalises it: ``Daily-Bars`` is ``daily_bars``, ``*`` ``default``."""
+    name = text.strip().lower().replace("-", "_")
+    return "default" if name == "*" else name
+
+
 def build_topics(r: Reader) -> tuple[tuple[TopicSpec, ...], tuple[str, ...]]:
     """Topics by name (dimensions merged) and the consumer topics.
 
-    Sources: ``KAFKA_INGEST_TOPICS`` (``dim:topic`` / ``dim=topic``), then ``KAFKA_INGEST_TOPIC_<DIM>``
-    (wins for its dimension), ``KAFKA_INGEST_DEFAULT_TOPIC`` (dimension ``default``) and
-    ``KAFKA_INGEST_CONSUMER_TOPICS`` (dimension ``consumer``). Per-dimension ``_PARTITIONS``,
-    ``_REPLICATION_FACTOR`` and ``_CONFIG`` win over the global ``KAFKA_INGEST_TOPIC_*`` ones.
+    Sources: ``KAFKA_INGEST_TOPICS`` (``dim:topic`` / ``dim=topic``; ``*`` is the default topic), then
+    ``KAFKA_INGEST_TOPIC_<DIM>`` (wins for its dimension), ``KAFKA_INGEST_DEFAULT_TOPIC`` (dimension
+    ``default``), ``KAFKA_INGEST_HEALTH_TOPIC``/``_METRICS_``/``_QUALITY_`` (dimensions ``health``, ``metrics``,
+    ``quality``) and ``KAFKA_INGEST_CONSUMER_TOPICS`` (dimension ``consumer``). Per-dimension ``_PARTITIONS``,
+    ``_REPLICATION_FACTOR`` and ``_CONFIG`` win over the global ``KAFKA_INGEST_TOPIC_*`` ones. A
+    ``KAFKA_INGEST_TOPIC_<DIM>`` from the process environment whose value is not a topic name is a stray
+    variable: ignored with a warning.
     """
     by_dim: dict[str, tuple[str, RawValue]] = {}
     listed = r.pick("KAFKA_INGEST_TOPICS")
@@ -103,7 +120,7 @@ def build_topics(r: Reader) -> tuple[tuple[TopicSpec, ...], tuple[str, ...]]:
             if not item:
                 continue
             cut = min((i for i in (item.find(":"), item.find("=")) if i >= 0), default=-1)
-            dim, topic = item[:cut].strip().lower(), item[cut + 1 :].strip()
+            dim, topic = dimension_name(item[:cut]), item[cut + 1 :].strip()
             if cut < 0 or not dim or not topic:
                 raise bad(listed, f"entry {quoted(item)} is not dimension:topic (or dimension=topic)")
             by_dim[dim] = (_checked(topic, listed), listed)  # checked even if a _TOPIC_<DIM> key replaces it
@@ -113,11 +130,14 @@ def build_topics(r: Reader) -> tuple[tuple[TopicSpec, ...], tuple[str, ...]]:
         if parts is not None and raw.value.strip():
             specific[parts] = raw
     for (dim, suffix), raw in specific.items():
-        if suffix == "":
+        if suffix == "" and not _stray(r, raw):
             by_dim[dim] = (raw.value.strip(), raw)
-    default = r.pick("KAFKA_INGEST_DEFAULT_TOPIC")
-    if default is not None:
-        by_dim["default"] = (default.value.strip(), default)
+    for dim, name in (("default", "KAFKA_INGEST_DEFAULT_TOPIC"),
+                      *((d, f"KAFKA_INGEST_{d.upper()}_TOPIC") for d in SERVICE_TOPICS)):
+        named = r.pick(name)
+        if named is not None:
+            by_dim[dim] = (named.value.strip(), named)
+    if "default" in by_dim:
         for suffix in _SUFFIXES:
             explicit = r.pick(f"KAFKA_INGEST_DEFAULT_TOPIC{suffix}", explicit=True)
             if explicit is not None:
@@ -136,8 +156,23 @@ def build_topics(r: Reader) -> tuple[tuple[TopicSpec, ...], tuple[str, ...]]:
             reason = f"dimension {dim!r} has no topic"
             r.warnings.append(f"{raw.key} from {raw.origin.location} is ignored: {reason}")
             r.notes[raw.key] = f"ignored: {reason}"
-    specs = [_spec(r, name, [dim for dim, _ in entries], specific) for name, entries in uses.items()]
+    specs = [_spec(r, name, entries, specific) for name, entries in uses.items()]
     return tuple(sorted(specs, key=lambda t: t.name)), consumer_topics
+
+
+def _from_env(raw: RawValue) -> bool:
+    """A ``KAFKA_INGEST_TOPIC_<DIM>`` value from the process environment (any variable may have that prefix)."""
+    return raw.origin.source is Source.ENV and topic_key_parts(raw.key) is not None
+
+
+def _stray(r: Reader, raw: RawValue) -> bool:
+    """A ``KAFKA_INGEST_TOPIC_<DIM>`` from the environment whose value is no topic name: noted, not a topic."""
+    if not _from_env(raw) or _TOPIC_NAME.fullmatch(raw.value.strip()):
+        return False
+    r.warnings.append(f"{raw.key} from env is ignored: its value is not a Kafka topic name (a variable of"
+                      " something else? declare topics in an env file, the YAML file or --extra)")
+    r.notes[raw.key] = "ignored: not a Kafka topic name"
+    return True
 
 
 def _checked(topic: str, raw: RawValue) -> str:
@@ -147,7 +182,11 @@ def _checked(topic: str, raw: RawValue) -> str:
     return topic
 
 
-def _spec(r: Reader, name: str, dims: list[str], specific: dict[tuple[str, str], RawValue]) -> TopicSpec:
+def _spec(r: Reader, name: str, entries: list[tuple[str, RawValue]],
+          specific: dict[tuple[str, str], RawValue]) -> TopicSpec:
+    dims = [dim for dim, _ in entries]
+    env_only = tuple(sorted(raw.key for _, raw in entries)) if all(_from_env(raw) for _, raw in entries) else ()
+
     def one(suffix: str) -> int:
         found = {dim: specific[(dim, suffix)] for dim in dims if (dim, suffix) in specific}
         values = {dim: r.integer(raw.key, explicit=True) for dim, raw in found.items()}
@@ -175,4 +214,5 @@ def _spec(r: Reader, name: str, dims: list[str], specific: dict[tuple[str, str],
             owner[key] = raw
             configs[key] = value
     return TopicSpec(name=name, dimensions=tuple(sorted(set(dims))), partitions=one("_PARTITIONS"),
-                     replication_factor=one("_REPLICATION_FACTOR"), configs=dict(sorted(configs.items())))
+                     replication_factor=one("_REPLICATION_FACTOR"), configs=dict(sorted(configs.items())),
+                     env_only=env_only)

@@ -24,15 +24,8 @@ def manifest(rs: RedisSettings) -> dict[str, Any]:
         "tls": rs.tls,
         "client_name": rs.client_name,
         "socket_timeout_s": rs.socket_timeout,
-        "policy": None
-        if policy is None
-        else {
-            "strategy": policy.strategy,
-            "ttl_seconds": policy.ttl_seconds,
-            "max_keys": policy.max_keys,
-            "namespace": policy.namespace,
-            "invalidate_prefixes": list(policy.invalidate_prefixes),
-        },
+        "policy": None if policy is None else policy.to_dict(),
+        "service_defaults": dict(rs.service_defaults),
     }
 
 

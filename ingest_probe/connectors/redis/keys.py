@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from ingest_probe.config.keys import KeySet, key
+from ingest_probe.config.keys import KeySet, KeySpec, key, service_key
 from ingest_probe.config.reader import URL_PARTS_RULE
-from ingest_probe.connectors.redis.settings import shown_url
-from ingest_probe.defaults import REDIS_PORT
+from ingest_probe.connectors.redis.settings import NONE_WORDS, PRESETS, STRATEGY_SPELLINGS, shown_url
+from ingest_probe.defaults import CLIENT_NAME, REDIS_PORT
 
-_R = "Redis"
+_R, _RS = "Redis", "Redis: ingest service settings (not used by ingest-probe)"
+
+
+def _preset(name: str) -> str:
+    ttl, max_keys, namespace = PRESETS[name]
+    return f"TTL {'none' if ttl is None else ttl}, {max_keys} keys, `{namespace}`"
+
+
+def _also(name: str) -> str:
+    others = [spelling for spelling, preset in STRATEGY_SPELLINGS.items() if preset == name]
+    return f"; also {', '.join(f'`{o}`' for o in others)}" if others else ""
+
 
 KEYS = KeySet(
     prefixes=("REDIS_",),
@@ -32,13 +43,27 @@ KEYS = KeySet(
         key("REDIS_SSL_CA_CERTS", "str", None, "CA bundle", section=_R),
         key("REDIS_SSL_CERTFILE", "str", None, "client certificate", section=_R),
         key("REDIS_SSL_KEYFILE", "str", None, "client private key", section=_R),
-        key("REDIS_CLIENT_NAME", "str", None, "CLIENT SETNAME value", section=_R),
+        key("REDIS_CLIENT_NAME", "str", None, f"CLIENT SETNAME value of the service and of the probe's connection "
+            f"(unset: the probe's is `{CLIENT_NAME}`)", section=_R, aliases=("REDIS_APP_NAME",),
+            service_default="emp-professional-cache"),
         key("REDIS_SOCKET_TIMEOUT", "float", None, "socket timeout in seconds", section=_R, minimum=0,
             maximum=3600),
-        key("REDIS_CACHE_STRATEGY", "str", None, "cache policy: strategy (manifest only)", section=_R),
-        key("REDIS_CACHE_TTL_SECONDS", "int", None, "cache policy: TTL", section=_R, minimum=0),
-        key("REDIS_CACHE_MAX_KEYS", "int", None, "cache policy: max keys", section=_R, minimum=0),
-        key("REDIS_CACHE_NAMESPACE", "str", None, "cache policy: key namespace", section=_R),
-        key("REDIS_CACHE_INVALIDATE_PREFIXES", "csv", None, "cache policy: invalidation prefixes", section=_R),
+        KeySpec(name="REDIS_CACHE_STRATEGY", kind="choice", default=None, description="cache policy preset "
+                "(manifest only): " + "; ".join(f"`{name}` ({_preset(name)}{_also(name)})" for name in PRESETS),
+                section=_R, choices=tuple(PRESETS), spellings=STRATEGY_SPELLINGS,
+                service_default="institutional"),
+        key("REDIS_CACHE_TTL_SECONDS", "int", None, "cache policy: TTL over the preset's (`off`, `none`, `null`, "
+            "`disabled`: no TTL)", section=_R, minimum=0, legacy=("REDIS_TTL_SECONDS",), none_words=NONE_WORDS),
+        key("REDIS_CACHE_MAX_KEYS", "int", None, "cache policy: max keys over the preset's (`off`, `none`, "
+            "`null`, `disabled`: no limit)", section=_R, minimum=0, legacy=("REDIS_MAX_KEYS",),
+            none_words=NONE_WORDS),
+        key("REDIS_CACHE_NAMESPACE", "str", None, "cache policy: key namespace (one trailing `:` dropped)",
+            section=_R),
+        key("REDIS_CACHE_INVALIDATE_PREFIXES", "csv", None, "cache policy: invalidation prefixes", section=_R,
+            legacy=("REDIS_INVALIDATE_PREFIXES",)),
+        service_key("REDIS_HEALTH_CHECK_INTERVAL", "seconds between the service's health checks of its connection",
+                    section=_RS, service_default="5.0"),
+        service_key("REDIS_RETRY_ON_TIMEOUT", "the service's client retries on a timeout", section=_RS,
+                    service_default="true"),
     ),
 )

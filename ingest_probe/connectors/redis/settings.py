@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import NamedTuple, cast
 from urllib.parse import quote
 
@@ -72,11 +73,33 @@ def shown_url(value: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RedisCachePolicy:
+    """The ingest service's cache policy (manifest only): a preset, with the REDIS_CACHE_* keys over it."""
+
     strategy: str | None
     ttl_seconds: int | None
     max_keys: int | None
     namespace: str | None
     invalidate_prefixes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"strategy": self.strategy, "ttl_seconds": self.ttl_seconds, "max_keys": self.max_keys,
+                "namespace": self.namespace, "invalidate_prefixes": list(self.invalidate_prefixes)}
+
+
+#: The ingest service's REDIS_CACHE_STRATEGY presets: (TTL seconds or None, max keys, namespace).
+PRESETS: dict[str, tuple[int | None, int, str]] = {
+    "institutional": (900, 1024, "emp:cache"), "bootstrap": (1800, 256, "emp:bootstrap"),
+    "aggressive": (120, 512, "emp:cache"), "extended": (43200, 4096, "emp:cache"), "disabled": (None, 0, "emp:cache"),
+}
+#: Its other names for them.
+STRATEGY_SPELLINGS = {
+    **dict.fromkeys(("default", "standard", "balanced", "production", "prod"), "institutional"),
+    **dict.fromkeys(("fast", "short", "short_ttl"), "aggressive"),
+    **dict.fromkeys(("long", "long_ttl", "12h", "12hr", "twelve_hours"), "extended"),
+    **dict.fromkeys(("none", "no_cache", "off"), "disabled"),
+}
+#: Values of REDIS_CACHE_TTL_SECONDS / _MAX_KEYS that mean "none" (as the ingest service reads them).
+NONE_WORDS = ("none", "null", "off", "disabled")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +117,8 @@ class RedisSettings:
     client_name: str | None = None
     socket_timeout: float | None = None
     policy: RedisCachePolicy | None = None
+    #: Manifest fields whose key is unset, with the value the ingest service uses instead (its own default).
+    service_defaults: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str | None:
@@ -153,12 +178,12 @@ def from_config(r: Reader) -> RedisSettings:
         for key, value, raw in (("REDIS_PORT", url.port, port_raw), ("REDIS_DB", url.db, db_raw)):
             if value is not None and raw is None:
                 r.supply(key, value, url_raw)
-    policy = None
-    if any(r.pick(name, explicit=True) for name in _POLICY):
-        policy = RedisCachePolicy(
-            strategy=r.text(_POLICY[0]), ttl_seconds=r.integer(_POLICY[1]), max_keys=r.integer(_POLICY[2]),
-            namespace=r.text(_POLICY[3]), invalidate_prefixes=r.csv(_POLICY[4]),
-        )
+    service_defaults: dict[str, object] = {}
+    if (name := r.service_default("REDIS_CLIENT_NAME")) is not None:
+        service_defaults["client_name"] = name
+    policy = cache_policy(r)
+    if policy is None:
+        service_defaults["policy"] = preset(cast(str, r.service_default(_POLICY[0]))).to_dict()
     return RedisSettings(
         configured=True, host=parse_host(host_raw) if host_raw else url.host or "localhost",
         port=parse_int(port_raw) if port_raw else url.port or cast(int, r.integer("REDIS_PORT")),
@@ -168,7 +193,30 @@ def from_config(r: Reader) -> RedisSettings:
         tls=parse_bool(tls_raw) if tls_raw else url.tls,
         ssl_ca_certs=r.text("REDIS_SSL_CA_CERTS"), ssl_certfile=r.text("REDIS_SSL_CERTFILE"),
         ssl_keyfile=r.text("REDIS_SSL_KEYFILE"), client_name=r.text("REDIS_CLIENT_NAME"),
-        socket_timeout=r.number("REDIS_SOCKET_TIMEOUT"), policy=policy,
+        socket_timeout=r.number("REDIS_SOCKET_TIMEOUT"), policy=policy, service_defaults=service_defaults,
+    )
+
+
+def preset(strategy: str) -> RedisCachePolicy:
+    ttl, max_keys, namespace = PRESETS[strategy]
+    return RedisCachePolicy(strategy=strategy, ttl_seconds=ttl, max_keys=max_keys, namespace=namespace,
+                            invalidate_prefixes=())
+
+
+def cache_policy(r: Reader) -> RedisCachePolicy | None:
+    """The policy when any REDIS_CACHE_* key is set: the preset (REDIS_CACHE_STRATEGY, else the service's
+    default) with the other keys over it (a TTL or max keys of ``off``/``none``/...: None), else None."""
+    if not any(r.pick(name, explicit=True) for name in _POLICY):
+        return None
+    base = preset(r.choice(_POLICY[0]) or cast(str, r.service_default(_POLICY[0])))
+    ttl_raw, max_raw = r.pick(_POLICY[1], explicit=True), r.pick(_POLICY[2], explicit=True)
+    namespace = r.text(_POLICY[3], explicit=True)
+    return RedisCachePolicy(
+        strategy=base.strategy,
+        ttl_seconds=base.ttl_seconds if ttl_raw is None else r.integer(_POLICY[1]),
+        max_keys=base.max_keys if max_raw is None else r.integer(_POLICY[2]),
+        namespace=base.namespace if namespace is None else namespace.removesuffix(":"),
+        invalidate_prefixes=r.csv(_POLICY[4]) or base.invalidate_prefixes,
     )
 
 

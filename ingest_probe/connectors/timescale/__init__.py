@@ -38,6 +38,7 @@ def manifest(ts: TimescaleSettings) -> dict[str, Any]:
             "statement_timeout_ms": ts.statement_timeout_ms,
         },
         "require_extension": ts.require_extension,
+        "service_defaults": dict(ts.service_defaults),
     }
     if ts.backend == "postgresql" and ts.pool is not None:
         pool = {

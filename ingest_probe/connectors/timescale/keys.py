@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest_probe.config.keys import Fallback, KeySet, KeySpec, Kind, key
+from ingest_probe.config.keys import Fallback, KeySet, KeySpec, Kind, key, service_key
 from ingest_probe.connectors.timescale.settings import (
     MAX_CONNECT_TIMEOUT,
     SSLMODES,
@@ -12,6 +12,7 @@ from ingest_probe.connectors.timescale.settings import (
 from ingest_probe.defaults import CLIENT_NAME, CONNECT_TIMEOUT, POSTGRES_DATABASE, POSTGRES_PORT
 
 _T, _FT = "Timescale", "Failover standby"
+_TS = "Timescale: ingest service settings (not used by ingest-probe)"
 
 _PARTS: tuple[tuple[str, Kind, str | None, str, tuple[str, ...]], ...] = (
     ("HOST", "host", None, "host name or address", ()),
@@ -79,7 +80,10 @@ KEYS = KeySet(
             "libpq fallback (see above)", section=_T, secret=True, aliases=("TIMESCALE_URL", "DATABASE_URL"),
             shown=shown_url),
         *_parts(_T, ("TIMESCALEDB", "TIMESCALE"), pg_aliases=True),
-        key("TIMESCALEDB_APP", "str", CLIENT_NAME, "application_name", section=_T),
+        key("TIMESCALEDB_APP", "str", CLIENT_NAME, f"application_name of the service and of the probe's connection "
+            f"(unset: the probe's is `{CLIENT_NAME}`; the manifest's `service_defaults` has the service's)",
+            section=_T, aliases=("TIMESCALE_APP",), legacy=("TIMESCALE_APPLICATION_NAME",),
+            service_default="emp-timescale-ingest"),
         key("TIMESCALEDB_CONNECT_TIMEOUT", "float", f"{CONNECT_TIMEOUT:g}", "seconds each connection attempt (TCP, "
             "TLS, authentication) may take, capped by the probe deadline", section=_T, minimum=0,
             maximum=MAX_CONNECT_TIMEOUT),
@@ -96,5 +100,7 @@ KEYS = KeySet(
         key("TIMESCALEDB_FAILOVER_URL", "url", None, "standby database URL; wins over the parts below",
             section=_FT, secret=True, shown=shown_url),
         *_parts(_FT, ("TIMESCALEDB_FAILOVER",), pg_aliases=False),
+        service_key("TIMESCALEDB_DRIVER", "SQLAlchemy driver of the service's URL (`postgresql+<driver>`); the probe"
+                    " always speaks asyncpg", section=_TS, aliases=("PGDRIVER",)),
     ),
 )

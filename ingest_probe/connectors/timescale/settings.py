@@ -4,7 +4,7 @@ from the configuration (the primary, its pool, and the failover standby from its
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal, NamedTuple, cast
 from urllib.parse import quote, unquote
@@ -150,6 +150,9 @@ class TimescaleSettings:
     #: database configured on its own (a standby, a URL target).
     dimensions: tuple[str, ...] = ()
     symbols: tuple[str, ...] = ()
+    #: Manifest fields whose key is unset, with the value the ingest service uses instead (its own default;
+    #: the probe's connection keeps ``ingest-probe``): ``{"application_name": "emp-timescale-ingest"}``.
+    service_defaults: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str | None:
@@ -192,6 +195,9 @@ def primary(r: Reader) -> TimescaleSettings:
     found = target(r, *PRIMARY)
     if found is None:
         return TimescaleSettings(configured=False, backend=None, url_source_key=None)
+    app = r.service_default("TIMESCALEDB_APP")
+    if app is not None and "TIMESCALEDB_APP" not in r.supplied:  # not set, not in the URL either
+        found = replace(found, service_defaults={"application_name": app})
     if found.backend != "postgresql":
         r.ignore(_POOL, "pool settings apply to PostgreSQL only", warn=False)
         return found
