@@ -281,3 +281,20 @@ def test_help_says_the_defaults_and_exit_codes_and_imports_no_client_library(com
     else:
         assert "[default: 60; with --ingest-schedule: TIMESCALE_INGEST_INTERVAL_SECONDS]" in flat
         assert "SIGHUP reloads the configuration" in flat
+
+
+def test_cli_sigterm_while_waiting_exits_143_with_clients_closed(tmp_path):
+    """SIGTERM during the wait (between attempts): exit 143, the documented line, COMMAND never run."""
+    from live.net import free_port
+    from test_signals import stop, wait_for_line
+
+    proc = subprocess.Popen([*CLI, "--extra", f"REDIS_URL=redis://127.0.0.1:{free_port()}/0", "--interval", "5",
+                             "--", "touch", str(tmp_path / "never")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_line(proc, "redis down [refused]")
+    out, err, took = stop(proc, signal.SIGTERM)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "ingest-probe: error: terminated by SIGTERM; every connection was closed"
+    assert out == ""
+    assert took < 5, took
+    assert not (tmp_path / "never").exists()

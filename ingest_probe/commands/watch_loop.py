@@ -208,7 +208,6 @@ class WatchLoop:
         self.code: int | None = None
         self.stdout_closed = False
         self.cycles = 0
-        self.reloads = 0
         self.previous: dict[str, Status] | None = None
         self._prober: Prober | None = None
         self._reload_pending = False
@@ -329,7 +328,6 @@ class WatchLoop:
             self.error(f"reload refused, keeping the previous configuration: internal error: {_describe(exc)}")
             return False
         self.settings, self.targets = settings, tuple(targets)
-        self.reloads += 1
         self.info(f"reloaded the configuration: {len(self.targets)} targets, {len(swap.kept)} unchanged (clients"
                   f" kept), {len(swap.added)} new or changed, {len(set(swap.removed) - set(swap.added))} removed")
         return True
