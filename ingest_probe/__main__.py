@@ -1,3 +1,3 @@
-from ingest_probe.commands.cli import main
+from ingest_probe.commands.cli import run
 
-main()
+run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 import threading
@@ -28,6 +29,10 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
     """``anyio.run(fn)`` for a command: SIGINT/SIGTERM (Ctrl-C, cron timeouts, Kubernetes) cancel ``fn`` so
     every client still closes, then raise ``_signals.Interrupted`` (exit 130/143)."""
     import anyio
+
+    if not gc.isenabled():  # paused for start-up by the process entry (``cli.run``): every module is loaded now
+        gc.freeze()  # the import-time heap lives to the end: no collection needs to walk it again
+        gc.enable()  # a long run (``wait``, many targets) collects its garbage as usual
 
     async def main() -> T:
         install_daemon_executor()
