@@ -445,7 +445,7 @@ def test_watch_into_head_1_ends_promptly_on_epipe(quiet):
 #: the interpreter's teardown (its final collection) would run.
 ENTRY_WITH_WITNESSES = (
     "import atexit, sys\n"
-    "from ingest_probe.commands.cli import run\n"
+    "from ingest_probe.__main__ import run\n"
     "class Witness:\n"
     "    def __del__(self):\n        sys.stderr.write('teardown collected a cycle\\n')\n"
     "w = Witness(); w.cycle = w; del w\n"

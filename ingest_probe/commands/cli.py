@@ -4,8 +4,6 @@ documented exit code. The commands live beside it (``report``, ``drill``, ``serv
 
 from __future__ import annotations
 
-import atexit
-import gc
 import importlib
 import os
 import signal
@@ -73,21 +71,6 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-def _quiet_library_loggers() -> None:
-    """Client libraries log connection trouble themselves; the report already says it, once, in our words.
-
-    Without a handler Python prints their WARNINGs on stderr (``logging.lastResort``), e.g. aiokafka's
-    background metadata refresher. A ``NullHandler`` ends that; an embedding application keeps its own
-    logging configuration, since only the CLI calls this.
-    """
-    import logging
-
-    for name in ("aiokafka", "asyncpg", "redis"):
-        logger = logging.getLogger(name)
-        if not logger.handlers:
-            logger.addHandler(logging.NullHandler())
-
-
 def _fail(message: str, code: int, *, debug: bool = False) -> NoReturn:
     if debug:
         import traceback
@@ -105,67 +88,9 @@ def _stopped(exc: Interrupted) -> str:
     return f"{verb} by {exc.name}; every connection was closed"
 
 
-#: Commands that loop until stopped: start-up is not worth pausing the garbage collector for.
-LOOPS = ("serve", "watch")
-
-
-def run() -> NoReturn:
-    """The process entry (the ``ingest-probe`` script, ``python -m ingest_probe``): ``main`` with a quick start
-    and a quick exit. In-process callers (tests, embedding) use ``main``, which never does either.
-
-    Start: the collector is paused while modules load (``commands.loop.run`` resumes it, the import-time heap
-    frozen, when the event loop starts), which saves its ~100 passes over objects that all live anyway.
-    Exit: see ``_leave``.
-    """
-    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    if command not in LOOPS:
-        gc.disable()
-    try:
-        main()
-    except SystemExit as exc:
-        _leave(exc.code)
-    _leave(EXIT_OK)
-
-
-def _leave(code: str | int | None) -> NoReturn:
-    """Leave without the interpreter's teardown when nothing depends on it.
-
-    Most of a short run's teardown is the final garbage collection over every loaded module's objects (about
-    70 ms of a ``report --connectivity``); every client is closed and every report written and flushed by
-    then. ``gc.freeze()`` takes those objects out of that collection. Then, unless a non-daemon thread still
-    runs (the interpreter would join it), the exit handlers run and the process ends at once after a flush.
-    A flush that fails takes the interpreter's own exit, which reports it as it always did. A run checked for
-    leaks (``-X dev``, ``-W ...``: unclosed transports are found by that collection) keeps the whole teardown.
-    """
-    if sys.flags.dev_mode or sys.warnoptions:  # a leak check: it needs the whole teardown
-        sys.exit(code)
-    gc.freeze()
-    if not isinstance(code, int) or _threads_running():
-        sys.exit(code)
-    try:
-        _flush()
-        atexit._run_exitfuncs()  # what the interpreter would run next; what they print is flushed below
-        _flush()
-    except (OSError, ValueError):
-        sys.exit(code)
-    os._exit(code)
-
-
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:  # closed when the process started (`>&-`)
-            stream.flush()
-
-
-def _threads_running() -> bool:
-    threading = sys.modules.get("threading")
-    if threading is None:
-        return False
-    return any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())
-
-
 def main(argv: list[str] | None = None) -> None:
-    """The CLI (``run`` in a process of its own): maps every failure to one stderr line and a documented exit code.
+    """The CLI (``ingest_probe.__main__`` runs it as a process): maps every failure to one stderr line and a
+    documented exit code.
 
     ``--debug`` may stand anywhere on the line; it adds the traceback but never changes the exit code.
     SIGINT/SIGTERM are handled from here on (``signals``): whenever they arrive, the exit is 130/143
@@ -174,7 +99,6 @@ def main(argv: list[str] | None = None) -> None:
     with handled():
         args = list(sys.argv[1:] if argv is None else argv)
         debug = "--debug" in args
-        _quiet_library_loggers()
         args = [a for a in args if a != "--debug"]
         if not args and not os.environ.get(COMPLETE_VAR):  # a completion request comes with no arguments
             _fail("missing command: try 'ingest-probe --help'", errors.UsageError.exit_code)

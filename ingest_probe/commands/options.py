@@ -15,7 +15,6 @@ import click
 from ingest_probe import errors
 from ingest_probe.defaults import CERT_WARN_DAYS, FAIL_ON, FAIL_ON_CHOICES, JITTER, TIMEOUT
 from ingest_probe.renderers.printable import printable
-from ingest_probe.results import Status
 
 if TYPE_CHECKING:
     from ingest_probe.commands.terminal import View
@@ -196,10 +195,10 @@ color_option = click.option("--no-color", is_flag=True, help="No colour in the t
 
 
 def _sections(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
-    from ingest_probe.renderers.markdown import SECTIONS
-
     if value is None:
         return None
+    from ingest_probe.renderers.markdown import SECTIONS  # ~30 ms of imports: only when the option is given
+
     chosen = tuple(dict.fromkeys(s.strip() for s in value.split(",") if s.strip()))
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown or not chosen:
@@ -291,6 +290,7 @@ def problems(report: Report, *, targets: bool = True) -> list[str]:
     """One line per target, topic or drill outcome that makes the exit code non-zero (``targets=False``: none
     for the targets, already shown one by one)."""
     from ingest_probe.commands.terminal import result_line
+    from ingest_probe.results import Status
 
     lines = []
     if report.status is Status.UNKNOWN:

@@ -21,7 +21,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 import sys
 from pathlib import Path
@@ -199,7 +198,7 @@ def _create_temp(target: bytes, mode: int) -> tuple[int, bytes]:
         name_max = 255
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(100):
-        token = secrets.token_hex(4).encode()
+        token = os.urandom(4).hex().encode()  # what secrets.token_hex does, without its hashlib import
         room = name_max - len(b"..") - len(token) - len(b".tmp")
         tmp = os.path.join(directory, b"." + name[:room] + b"." + token + b".tmp")
         try:
