@@ -4,6 +4,7 @@ latency-injecting and connection-resetting TCP proxies."""
 from __future__ import annotations
 
 import contextlib
+import queue
 import selectors
 import socket
 import struct
@@ -119,7 +120,8 @@ class Unaccepted:
 
 
 class DelayProxy(_Listener):
-    """Forwards TCP to ``127.0.0.1:target`` adding ``delay`` seconds before each chunk, both directions."""
+    """Forwards TCP to ``127.0.0.1:target``, each chunk ``delay`` seconds after it arrived, both directions: a
+    link of that one-way latency (chunks sent back to back arrive back to back, not one delay apart)."""
 
     def __init__(self, target: int, delay: float) -> None:
         self.target = target
@@ -131,12 +133,24 @@ class DelayProxy(_Listener):
             return
         self._conns += [client, upstream]
         for src, dst in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            line: queue.SimpleQueue[tuple[float, bytes] | None] = queue.SimpleQueue()
+            threading.Thread(target=self._receive, args=(src, line), daemon=True).start()
+            threading.Thread(target=self._deliver, args=(line, dst), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _receive(self, src: socket.socket, line: queue.SimpleQueue[tuple[float, bytes] | None]) -> None:
         try:
             while data := src.recv(65536):
-                time.sleep(self.delay)
+                line.put((time.monotonic() + self.delay, data))
+        except OSError:
+            pass
+        finally:
+            line.put(None)
+
+    def _deliver(self, line: queue.SimpleQueue[tuple[float, bytes] | None], dst: socket.socket) -> None:
+        try:
+            while (item := line.get()) is not None:
+                due, data = item
+                time.sleep(max(0.0, due - time.monotonic()))
                 dst.sendall(data)
         except OSError:
             pass
