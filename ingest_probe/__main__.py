@@ -38,7 +38,8 @@ def _leave(code: str | int | None) -> NoReturn:
     then. ``gc.freeze()`` takes those objects out of that collection. Then, unless a non-daemon thread still
     runs (the interpreter would join it), the exit handlers run and the process ends at once after a flush.
     A flush that fails takes the interpreter's own exit, which reports it as it always did. A run checked for
-    leaks (``-X dev``, ``-W ...``: unclosed transports are found by that collection) keeps the whole teardown.
+    leaks (``-X dev``, ``-W ...``: unclosed transports are found by that collection) keeps the whole teardown,
+    as must a wrapper that reports after the module returns (``python -W default -m cProfile -m ingest_probe``).
     """
     if sys.flags.dev_mode or sys.warnoptions:  # a leak check: it needs the whole teardown
         sys.exit(code)
