@@ -331,10 +331,11 @@ def emit(text: str, output_path: Path | None) -> None:
         raise errors.IngestProbeError(f"cannot write report to {where}: {exc.strerror or exc}") from exc
 
 
-def write_failed_run(path: Path | None) -> None:
+def write_failed_run(path: Path | None, flags: TargetFlags | None = None) -> None:
     """A run whose configuration did not load (exit 3) still replaces the Prometheus textfile at ``path``:
     ``ingest_probe_run_success 0`` and the time, no per-target series (an earlier run's ``up 1`` must not
-    outlive it). Not on stdout, which carries a report or nothing; a failure to write is one more line."""
+    outlive it), labelled with ``--label`` (those of ``flags``). Not on stdout, which carries a report or
+    nothing; a failure to write is one more line."""
     import datetime as dt
 
     from ingest_probe.commands import output
@@ -343,7 +344,8 @@ def write_failed_run(path: Path | None) -> None:
     if path is None or output.is_stdout(path):
         return
     try:
-        output.write_output(path, render_failed_run(dt.datetime.now(dt.UTC)))
+        labels = dict(flags.labels) if flags is not None else {}
+        output.write_output(path, render_failed_run(dt.datetime.now(dt.UTC), labels))
     except OSError as exc:
         click.echo(f"ingest-probe: warning: cannot write {printable(str(path))}: {exc.strerror or exc}", err=True)
 

@@ -154,7 +154,7 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
         settings, probed = load_targets(config_file, no_env, env_files, extras, targets)
     except (errors.ConfigError, OSError):
         if shown.fmt == "prometheus":
-            write_failed_run(output)  # the textfile says the run failed, instead of an old run's results
+            write_failed_run(output, targets)  # the textfile says the run failed, instead of an old run's results
         raise
     splay_s = splay_sleep(splay)
     topics = provisioned(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,

@@ -100,7 +100,7 @@ def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], e
         try:
             settings, probed = configure()
         except (errors.ConfigError, OSError):
-            write_failed_run(prometheus_file)  # the textfile says so, instead of an old cycle's `up 1`
+            write_failed_run(prometheus_file, targets)  # the textfile says so, instead of an old cycle's `up 1`
             raise
         opts = WatchOptions(
             interval=interval, jitter_seconds=jitter_seconds, max_failures=max_failures,

@@ -355,9 +355,11 @@ class WatchLoop:
     async def _write_failed_run(self) -> None:
         """A cycle that could not run: the textfile says so (and drops every per-target series)."""
         from ingest_probe.renderers.prometheus import render_failed_run
+        from ingest_probe.settings.targets import shared_labels
 
         if self.options.prometheus_file is not None:
-            await self._put(self.options.prometheus_file, render_failed_run(dt.datetime.now(dt.UTC)))
+            labels = shared_labels(t.labels for t in self.targets or ())
+            await self._put(self.options.prometheus_file, render_failed_run(dt.datetime.now(dt.UTC), labels))
 
     async def _put(self, path: Path, text: str) -> None:
         stdout = output.is_stdout(path)

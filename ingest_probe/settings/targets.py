@@ -115,3 +115,12 @@ def select(targets: Sequence[Target], *, only: Sequence[str] = (), skip: Sequenc
             raise UsageError(f"selector {selector!r} matches no target name or kind (targets: {names}{more})")
     return tuple(t for t in targets
                  if (not only or any(matches(t, s) for s in only)) and not any(matches(t, s) for s in skip))
+
+
+def shared_labels(label_sets: Iterable[Mapping[str, str]]) -> dict[str, str]:
+    """The labels every one of ``label_sets`` has with the same value (a run's own labels: ``--label
+    env=prod``, or ``service`` when one service is probed); none for no sets."""
+    sets = [dict(labels) for labels in label_sets]
+    if not sets:
+        return {}
+    return {k: v for k, v in sets[0].items() if all(other.get(k) == v for other in sets[1:])}
