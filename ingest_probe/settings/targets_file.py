@@ -174,6 +174,7 @@ def _target(path: Path, name: str, node: yaml.Node, environ: Mapping[str, str] |
     if ("url" in fields) == ("url_env" in fields):
         raise ConfigError(f"{where}: give exactly one of url: and url_env:")
     warnings: list[str] = []
+    at = f"{path}:{_line(fields.get('url') or fields['url_env'])}: target {name!r}"
     if "url" in fields:
         url = _scalar(path, name, fields["url"], "url")
         if _has_password(url):
@@ -182,15 +183,14 @@ def _target(path: Path, name: str, node: yaml.Node, environ: Mapping[str, str] |
                             " secret")
     else:
         variable = _scalar(path, name, fields["url_env"], "url_env")
-        at = f"{path}:{_line(fields['url_env'])}: target {name!r}"
         if environ is None:
             raise ConfigError(f"{at}: url_env {variable[:60]} cannot be read with --no-env")
         url = environ.get(variable, "")
         if not url.strip():
             raise ConfigError(f"{at}: url_env {variable[:60]} is not set in the environment (or is empty)")
     options = {k: v for k, v, _ in _mapping(path, name, fields.get("options"), "options")}
-    target, said = target_from_url(kind, url, name=name, labels=labels, options=options, where=where)
-    return (target,), (*warnings, *(f"{where}: {w}" for w in said))
+    target, said = target_from_url(kind, url, name=name, labels=labels, options=options, where=at)
+    return (target,), (*warnings, *(f"{at}: {w}" for w in said))
 
 
 def _has_password(url: str) -> bool:
