@@ -386,7 +386,7 @@ def test_a_really_full_disk_keeps_the_old_file_and_names_the_target(capsys, smal
 # ------------------------------------------------------------------------------- closed stdout, EPIPE
 
 
-@pytest.mark.parametrize("argv", [["report"], ["report", "--output", "-"], ["watch", "--once"]])
+@pytest.mark.parametrize("argv", [["report"], ["report", "--output", "-"], ["watch", "--once"], ["config"]])
 def test_closed_stdout_is_exit_3_before_anything_runs(argv):
     """`ingest-probe report >&-`: exit 3 with one line "cannot write report", not a silent exit 0."""
     done = subprocess.run(["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m", "ingest_probe", *argv,

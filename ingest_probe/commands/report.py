@@ -255,6 +255,7 @@ def config(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
     """Print the effective configuration, redacted, with each value's source."""
     import json
 
+    require_stdout()
     settings = load(config_file, no_env, env_files, extras)
     rows = [row for row in settings.effective if not (changed and row.source.split(" (")[0] == "default")]
     if fmt == "json":

@@ -8,10 +8,9 @@ off so ``commands.signals`` keeps SIGINT/SIGTERM: the first one sets ``should_ex
 accepting, closes idle keep-alive connections and gives in-flight requests ``grace`` seconds), then the
 background checks stop and every client closes; exit 0. A second signal cuts that short (130/143).
 
-SIGHUP re-reads the configuration (same flags, same files) in a worker thread and, if it loads, swaps in a new
-Prober for the old one (which is then closed); a configuration that does not load is one log line and the
-old one stays. A swap opens new clients for every target — the Prober has no target swap keeping the warm
-clients of unchanged targets yet (issue #12 brings one; this reload should then use it).
+SIGHUP re-reads the configuration (same flags, same files) in a worker thread and, if it loads, swaps the
+Prober's targets (``Prober.update``, as ``watch`` does): the warm clients of unchanged targets are kept, those
+of removed or changed ones closed; a configuration that does not load is one log line and the old one stays.
 
 uvicorn's limits bound every request: a head still arriving past ``SERVE_MAX_REQUEST_HEAD`` bytes drops the
 connection (the app answers 431 to one that arrived whole), ``SERVE_MAX_CONNECTIONS`` connections and
@@ -34,7 +33,6 @@ from typing import Any
 
 import anyio
 import uvicorn
-from anyio.abc import TaskGroup, TaskStatus
 
 from ingest_probe import errors
 from ingest_probe.asgi import HealthApp, create_app
@@ -159,16 +157,12 @@ def uvicorn_config(app: Any, *, grace: float) -> uvicorn.Config:
     return config
 
 
-def _prober(settings: Settings, targets: Sequence[Target], options: ServeOptions) -> Prober:
-    return Prober(targets, settings=settings, timeout=options.timeout, jitter=options.jitter, seed=options.seed,
-                  concurrency=options.concurrency)
-
-
 async def _serve(load: Callable[[], Loaded], settings: Settings, targets: Sequence[Target], sock: socket.socket,
                  options: ServeOptions) -> int:
     install_daemon_executor()  # a DNS lookup stuck in the resolver must not hold the exit
-    first = _prober(settings, targets, options)
-    app = create_app(first, fail_on=options.fail_on, interval=options.interval, max_age=options.max_age,
+    prober = Prober(targets, settings=settings, timeout=options.timeout, jitter=options.jitter, seed=options.seed,
+                    concurrency=options.concurrency)
+    app = create_app(prober, fail_on=options.fail_on, interval=options.interval, max_age=options.max_age,
                      access_log=log if options.access_log else None, log=log)
     server = _Server(uvicorn_config(app, grace=options.grace))
     hup = _Hangups()
@@ -177,30 +171,18 @@ async def _serve(load: Callable[[], Loaded], settings: Settings, targets: Sequen
         server.should_exit = True
 
     with _uvicorn_warnings(), call_on_signal(stop) as seen, hup.installed():
-        # Probers are held by tasks of their own (a task group is left by the task that entered it); leaving
-        # this group closes whichever is held, shielded and bounded by the close budget.
-        async with anyio.create_task_group() as held:
-            release = anyio.Event()
-            await held.start(_hold, first, release)
-            async with app.lifespan(), anyio.create_task_group() as tg:
-                tg.start_soon(_reload_on_hangup, hup, load, app, held, release, options)
-                host, port = sock.getsockname()[:2]
-                shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-                log(f"listening on http://{shown} ({', '.join(t.name for t in first.targets if t.configured)};"
-                    f" every {options.interval:g} s, max age {app.max_age:g} s, fail on {options.fail_on})")
-                await server.serve(sockets=[sock])
-                tg.cancel_scope.cancel()
-            held.cancel_scope.cancel()
+        # Leaving the prober closes every client, shielded and bounded by the close budget.
+        async with prober, app.lifespan(), anyio.create_task_group() as tg:
+            tg.start_soon(_reload_on_hangup, hup, load, app)
+            host, port = sock.getsockname()[:2]
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log(f"listening on http://{shown} ({', '.join(t.name for t in prober.targets if t.configured)};"
+                f" every {options.interval:g} s, max age {app.max_age:g} s, fail on {options.fail_on})")
+            await server.serve(sockets=[sock])
+            tg.cancel_scope.cancel()
     if seen.signum is not None:
         log(f"stopped by {signal.Signals(seen.signum).name}; clients closed")
     return EXIT_OK
-
-
-async def _hold(prober: Prober, release: anyio.Event, *, task_status: TaskStatus[None]) -> None:
-    """Enter ``prober``, report it running, keep it open until ``release`` is set or this task is cancelled."""
-    async with prober:
-        task_status.started()
-        await release.wait()
 
 
 class _Hangups:
@@ -225,24 +207,21 @@ class _Hangups:
         self.event = anyio.Event()
 
 
-async def _reload_on_hangup(hup: _Hangups, load: Callable[[], Loaded], app: HealthApp, held: TaskGroup,
-                            release: anyio.Event, options: ServeOptions) -> None:  # fmt: skip
-    """On each SIGHUP: the configuration re-read off the loop; if it loads, a new Prober (held in ``held``) in
-    place of the old one (``release`` closes it)."""
+async def _reload_on_hangup(hup: _Hangups, load: Callable[[], Loaded], app: HealthApp) -> None:
+    """On each SIGHUP: the configuration re-read off the loop; if it loads, the prober's targets swapped for
+    its targets (unchanged ones keep their warm clients) and checked at once."""
+    prober = app.prober
     while True:
         await hup.wait()
         try:
             settings, given = await anyio.to_thread.run_sync(load)
-            targets = targets_of(settings, given)
+            swap = await prober.update(targets_of(settings, given), settings=settings)
         except errors.IngestProbeError as exc:
             log(f"reload refused, the previous configuration stays: {exc}")
             continue
-        new, new_release = _prober(settings, targets, options), anyio.Event()
-        await held.start(_hold, new, new_release)
-        app.use(new)
-        release.set()  # the old prober closes in its own task; requests waiting on it retry on the new one
-        release = new_release
-        log(f"reloaded: {', '.join(t.name for t in targets if t.configured)}")
+        app.recheck()
+        configured = ", ".join(t.name for t in prober.targets if t.configured)
+        log(f"reloaded: {configured} ({len(swap.kept)} unchanged, clients kept; {len(swap.added)} new or changed)")
 
 
 @contextlib.contextmanager
