@@ -117,7 +117,7 @@ async def test_metrics_is_the_textfile_renderer_plus_process_metrics():
     assert status == 200
     assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert body.startswith(textfile)
-    assert 'ingest_probe_up{connector="redis"} 1' in textfile
+    assert 'ingest_probe_up{target="redis",connector="redis"} 1' in textfile
     assert "\nprocess_resident_memory_bytes " in body[len(textfile):]
 
 
@@ -148,7 +148,7 @@ async def test_probe_checks_now_within_the_scrape_timeout_less_a_margin():
                                                headers=[("X-Prometheus-Scrape-Timeout-Seconds", header)])
             assert time.monotonic() - started < deadline + 0.5
             assert (status, headers["content-type"]) == (200, "text/plain; version=0.0.4; charset=utf-8")
-            assert 'ingest_probe_up{connector="redis"} 0' in body
+            assert 'ingest_probe_up{target="redis",connector="redis"} 0' in body
             assert "timescale" not in body
             [seen] = prober.latest(only=["redis"])
             assert (seen.result.error_kind, seen.result.deadline_s) == ("timeout", deadline)
@@ -171,7 +171,7 @@ async def test_probe_joining_a_slower_check_answers_at_the_scrape_deadline():
         assert time.monotonic() - started < 1.5
         tg.cancel_scope.cancel()
     assert status == 200
-    assert 'ingest_probe_up{connector="redis"} 0' in body
+    assert 'ingest_probe_up{target="redis",connector="redis"} 0' in body
     assert probes[0].checks == 1
 
 

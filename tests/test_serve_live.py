@@ -65,12 +65,12 @@ def test_routes_against_real_servers(tmp_path, pg_server, redis_server, kafka_br
     assert (status, headers["content-type"]) == (200, "text/plain; version=0.0.4; charset=utf-8")
     assert promtool.check_metrics(metrics) == []
     for name in ("timescale", "redis", "kafka"):
-        assert f'ingest_probe_up{{connector="{name}"}} 1' in metrics
+        assert f'ingest_probe_up{{target="{name}",connector="{name}"}} 1' in metrics
     assert re.search(r"(?m)^ingest_probe_last_run_timestamp_seconds \d+$", metrics)
     assert re.search(r"(?m)^process_resident_memory_bytes \S+$", metrics)
     status, _, probed = server.get("/probe?target=redis", headers={"X-Prometheus-Scrape-Timeout-Seconds": "5"})
     assert status == 200
-    assert 'ingest_probe_up{connector="redis"} 1' in probed
+    assert 'ingest_probe_up{target="redis",connector="redis"} 1' in probed
     assert "timescale" not in probed
     assert promtool.check_metrics(probed) == []
     status, headers, body = server.get("/report")

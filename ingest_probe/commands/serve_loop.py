@@ -27,7 +27,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ from ingest_probe.asgi import HealthApp, create_app
 from ingest_probe.commands import signals
 from ingest_probe.commands.loop import call_on_signal, install_daemon_executor
 from ingest_probe.defaults import (
+    CONCURRENCY,
     EXIT_OK,
     JITTER,
     SERVE_KEEP_ALIVE,
@@ -51,6 +52,9 @@ from ingest_probe.prober import Prober
 from ingest_probe.renderers.printable import printable
 from ingest_probe.settings.service import Settings
 from ingest_probe.settings.targets import Target, classic_targets
+
+#: What ``load`` returns: the settings and the targets to serve (SIGHUP runs it again).
+Loaded = tuple[Settings, Sequence[Target]]
 
 #: Connections the kernel queues before the server accepts them (uvicorn's default).
 BACKLOG = 2048
@@ -68,6 +72,7 @@ class ServeOptions:
     timeout: float = TIMEOUT
     jitter: float = JITTER
     seed: int | None = None
+    concurrency: int = CONCURRENCY
     grace: float = 5.0
     access_log: bool = True
 
@@ -82,9 +87,10 @@ def log(line: str) -> None:
     print(stamped(line), file=sys.stderr, flush=True)
 
 
-def targets_of(settings: Settings) -> tuple[Target, ...]:
-    """What to serve: the service's targets; nothing configured is a configuration error (exit 3)."""
-    targets = classic_targets(settings)
+def targets_of(settings: Settings, targets: Sequence[Target] | None = None) -> tuple[Target, ...]:
+    """What to serve: ``targets`` (default: the service's classic ones); nothing configured is a configuration
+    error (exit 3)."""
+    targets = classic_targets(settings) if targets is None else tuple(targets)
     if not any(t.configured for t in targets):
         raise errors.ConfigError("nothing to probe: no connector is configured (TIMESCALEDB_URL, REDIS_URL,"
                                  " KAFKA_BROKERS, ...)")
@@ -115,15 +121,15 @@ class _Server(uvicorn.Server):
         yield
 
 
-def run_serve(load: Callable[[], Settings], options: ServeOptions) -> int:
+def run_serve(load: Callable[[], Loaded], options: ServeOptions) -> int:
     """The CLI's single event-loop entry for ``serve``; returns the exit code."""
     with _ignored(signal.SIGHUP):  # a reload asked for while starting: the configuration is being read now
-        settings = load()
-        targets = targets_of(settings)
+        settings, given = load()
+        targets = targets_of(settings, given)
         preload_drivers(targets)  # before the loop: ~0.2 s of imports would stall it
         sock = bind(options.host, options.port)
         with contextlib.closing(sock), signals.handled():
-            return anyio.run(_serve, load, settings, sock, options)
+            return anyio.run(_serve, load, settings, targets, sock, options)
 
 
 @contextlib.contextmanager
@@ -151,9 +157,11 @@ def uvicorn_config(app: Any, *, grace: float) -> uvicorn.Config:
     return config
 
 
-async def _serve(load: Callable[[], Settings], settings: Settings, sock: socket.socket, options: ServeOptions) -> int:
+async def _serve(load: Callable[[], Loaded], settings: Settings, targets: Sequence[Target], sock: socket.socket,
+                 options: ServeOptions) -> int:
     install_daemon_executor()  # a DNS lookup stuck in the resolver must not hold the exit
-    prober = Prober(settings, timeout=options.timeout, jitter=options.jitter, seed=options.seed)
+    prober = Prober(targets, settings=settings, timeout=options.timeout, jitter=options.jitter, seed=options.seed,
+                    concurrency=options.concurrency)
     app = create_app(prober, fail_on=options.fail_on, interval=options.interval, max_age=options.max_age,
                      access_log=log if options.access_log else None, log=log)
     server = _Server(uvicorn_config(app, grace=options.grace))
@@ -199,15 +207,15 @@ class _Hangups:
         self.event = anyio.Event()
 
 
-async def _reload_on_hangup(hup: _Hangups, load: Callable[[], Settings], app: HealthApp) -> None:
+async def _reload_on_hangup(hup: _Hangups, load: Callable[[], Loaded], app: HealthApp) -> None:
     """On each SIGHUP: the configuration re-read off the loop; if it loads, the prober's targets swapped for
     its targets (unchanged ones keep their warm clients) and checked at once."""
     prober = app.prober
     while True:
         await hup.wait()
         try:
-            settings = await anyio.to_thread.run_sync(load)
-            swap = await prober.update(targets_of(settings), settings=settings)
+            settings, given = await anyio.to_thread.run_sync(load)
+            swap = await prober.update(targets_of(settings, given), settings=settings)
         except errors.IngestProbeError as exc:
             log(f"reload refused, the previous configuration stays: {exc}")
             continue

@@ -57,7 +57,7 @@ from ingest_probe import errors
 from ingest_probe.commands import output, signals
 from ingest_probe.commands.loop import cancel_on_signal, install_daemon_executor
 from ingest_probe.connectors._net import DaemonExecutor, one_line
-from ingest_probe.defaults import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, JITTER, TIMEOUT, WATCH_INTERVAL
+from ingest_probe.defaults import CONCURRENCY, EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, JITTER, TIMEOUT, WATCH_INTERVAL
 from ingest_probe.engine.run import preload_drivers
 from ingest_probe.prober import Prober
 from ingest_probe.renderers.printable import printable
@@ -101,6 +101,7 @@ class WatchOptions:
     timeout: float = TIMEOUT
     jitter: float = JITTER
     seed: int | None = None
+    concurrency: int = CONCURRENCY
     once: bool = False
     output: Path | None = None
     prometheus_file: Path | None = None
@@ -256,7 +257,7 @@ class WatchLoop:
         failures = 0
         source = self.settings if self.targets is None else self.targets
         async with Prober(source, settings=self.settings, timeout=opts.timeout, jitter=opts.jitter, seed=opts.seed,
-                          probes=self.probes) as prober:
+                          concurrency=opts.concurrency, probes=self.probes) as prober:
             self._prober = prober
             while True:
                 report = await self._cycle(prober)
@@ -354,9 +355,11 @@ class WatchLoop:
     async def _write_failed_run(self) -> None:
         """A cycle that could not run: the textfile says so (and drops every per-target series)."""
         from ingest_probe.renderers.prometheus import render_failed_run
+        from ingest_probe.settings.targets import shared_labels
 
         if self.options.prometheus_file is not None:
-            await self._put(self.options.prometheus_file, render_failed_run(dt.datetime.now(dt.UTC)))
+            labels = shared_labels(t.labels for t in self.targets or ())
+            await self._put(self.options.prometheus_file, render_failed_run(dt.datetime.now(dt.UTC), labels))
 
     async def _put(self, path: Path, text: str) -> None:
         stdout = output.is_stdout(path)
