@@ -8,9 +8,8 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 import click
 
@@ -130,9 +129,11 @@ def _labels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     return tuple(parse_label(value) for value in values)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TargetFlags:
-    """What ``target_options`` collects: which targets a run probes, how many at once, and their labels."""
+class TargetFlags(NamedTuple):
+    """What ``target_options`` collects: which targets a run probes, how many at once, and their labels.
+
+    A ``NamedTuple``, not a dataclass: ``--help`` loads this module, and a frozen slotted dataclass would cost it
+    the ``dataclasses`` import and ~0.5 ms of class creation (see scripts/bench, ``--help``)."""
 
     services: tuple[tuple[str, Path], ...] = ()
     targets_file: Path | None = None
