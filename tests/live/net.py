@@ -316,7 +316,7 @@ class ScramPeer(_Listener):
 
     It speaks just enough protocol for a client to start hashing the password: an SSLRequest gets ``N``,
     the StartupMessage gets AuthenticationSASL, the client-first message gets AuthenticationSASLContinue
-    with ``i=<iterations>``; then it waits. ``asked`` is set once that challenge is on the wire.
+    with ``i=<iterations>``; then it waits. ``asked`` is set as that challenge goes on the wire.
     """
 
     def __init__(self, iterations: int) -> None:
@@ -353,8 +353,10 @@ class ScramPeer(_Listener):
             first = body[body.index(b"\x00") + 1 + 4 :]  # mechanism name, int32 length, client-first
             nonce = first.split(b"r=", 1)[1].split(b",", 1)[0]
             challenge = b"r=" + nonce + b"srv,s=c2FsdHNhbHQ=,i=" + str(self.iterations).encode()
-            conn.sendall(b"R" + struct.pack("!ii", 4 + 4 + len(challenge), 11) + challenge)
+            # Set first: once the bytes are out, the client may read them, refuse and let its test check ``asked``
+            # before this thread gets the GIL back from ``sendall``.
             self.asked.set()
+            conn.sendall(b"R" + struct.pack("!ii", 4 + 4 + len(challenge), 11) + challenge)
             while conn.recv(65536):  # whatever comes next (a proof, if the client computed one): ignored
                 pass
         except OSError:
