@@ -97,8 +97,9 @@ def test_python_dash_m_works():
         (["nosuchcommand"], "No such command"),
         ([], "missing command"),
         (["report", "--splay", "5"], "--splay needs --connectivity or --ensure-topics"),
-        (["readiness", "--no-env", "--splay", "5"],
-         "--splay needs --connectivity, --ensure-topics or --ingest-results"),
+        (["readiness", "--no-env", "--splay", "5"], "--splay needs --connectivity or --ensure-topics"),
+        (["readiness", "--no-env", "--splay", "5", "--results", "r.json"],  # without --connectivity: no standby probe
+         "--splay needs --connectivity or --ensure-topics"),
     ],
 )
 def test_usage_and_config_errors_exit_3_with_one_line(capsys, argv, needle):

@@ -240,7 +240,7 @@ def load_targets(config_file: Path | None, no_env: bool, env_files: tuple[Path, 
     settings = load(config_file, no_env, env_files, extras)
     targets, warnings = build_targets(
         settings, services=flags.services, targets_file=flags.targets_file, labels=label_map(flags.labels),
-        only=flags.only, skip=flags.skip, environ=None if no_env else os.environ)
+        only=flags.only, skip=flags.skip, environ=None if no_env else os.environ, env_files=env_files)
     for warning in warnings:
         click.echo(f"ingest-probe: warning: {printable(warning)}", err=True)
     return settings, targets
