@@ -108,6 +108,56 @@ def scram_capped() -> Iterator[None]:
         _SCRAM_LIMIT.reset(token)
 
 
+# ---------------------------------------------------------------------------- sockets of failed attempts
+#
+# Over TLS, asyncpg ends a failed connection attempt (a refused login, a lost handshake) with ``close()`` on
+# the TLS transport: a polite TLS shutdown that waits for the server's close_notify, which nobody awaits,
+# and the socket stays open until the server answers or asyncio's 30 s shutdown timeout. A check returned
+# long before that, and an event loop closed meanwhile leaves the socket to the garbage collector (the
+# "unclosed transport" ResourceWarning). asyncpg gives no handle on those sockets, so the seam is the
+# protocol every TLS attempt starts with (``connect_utils.TLSUpgradeProto``, looked up as a module global
+# at call time): for connections this probe opens (a ContextVar, as for SCRAM) it records the raw
+# transport, and ``sockets_aborted`` aborts each one the returned connection does not use.
+
+_ATTEMPTS: ContextVar[list[Any] | None] = ContextVar("ingest_probe_pg_attempts", default=None)
+
+
+@functools.cache
+def _recording_upgrade_protocol() -> type[Any]:
+    from asyncpg import connect_utils
+
+    class RecordingTLSUpgradeProto(connect_utils.TLSUpgradeProto):  # type: ignore[misc]  # untyped base
+        def connection_made(self, transport: Any) -> None:
+            attempts = _ATTEMPTS.get()
+            if attempts is not None:
+                attempts.append(transport)
+            super().connection_made(transport)
+
+    return RecordingTLSUpgradeProto
+
+
+@contextlib.contextmanager
+def sockets_aborted() -> Iterator[list[Any]]:
+    """Around ``asyncpg.connect``: every TLS attempt's socket is aborted on the way out, unless it carries
+    the connection that was returned (append that connection to the yielded list)."""
+    from asyncpg import connect_utils
+
+    recording = _recording_upgrade_protocol()
+    if connect_utils.TLSUpgradeProto is not recording:
+        connect_utils.TLSUpgradeProto = recording
+    attempts: list[Any] = []
+    token = _ATTEMPTS.set(attempts)
+    kept: list[Any] = []
+    try:
+        yield kept
+    finally:
+        _ATTEMPTS.reset(token)
+        in_use = {id(conn._transport.get_extra_info("socket")) for conn in kept if conn._transport is not None}
+        for transport in attempts:
+            if id(transport.get_extra_info("socket")) not in in_use:
+                transport.abort()
+
+
 def ssl_context(s: TimescaleSettings, mode: str) -> ssl.SSLContext:
     """The client context for any sslmode but disable, built only from the settings (no env, no ~).
 

@@ -159,8 +159,9 @@ class TimescaleProbe(WarmClient["TimescaleSettings", Any]):
         import asyncpg
 
         s = self.settings
-        with connect.scram_capped():  # a server's absurd SCRAM iteration count is refused, not computed
-            return await asyncpg.connect(
+        # A server's absurd SCRAM iteration count is refused, not computed; failed TLS attempts leave no socket.
+        with connect.scram_capped(), connect.sockets_aborted() as kept:
+            conn = await asyncpg.connect(
                 None,
                 host=s.host,
                 port=s.port,
@@ -181,6 +182,8 @@ class TimescaleProbe(WarmClient["TimescaleSettings", Any]):
                 },
                 **connect.gss_kwargs(),
             )
+            kept.append(conn)
+            return conn
 
     async def _query(self, conn: Any, rec: Recorder) -> None:
         s = self.settings
