@@ -256,9 +256,9 @@ def _bug_at_the_boundary(name: str, monkeypatch: pytest.MonkeyPatch) -> Probe:
 
         monkeypatch.setattr(Redis, "initialize", _raise_type_error)
         return RedisProbe(RedisSettings(configured=True, host="127.0.0.1", port=9))
-    from aiokafka.admin import AIOKafkaAdminClient
+    from ingest_probe.connectors.kafka import probe as kafka_probe
 
-    monkeypatch.setattr(AIOKafkaAdminClient, "start", _raise_type_error)
+    monkeypatch.setattr(kafka_probe, "bootstrap", _raise_type_error)  # what starts the admin client
     return KafkaProbe(KafkaSettings(configured=True, bootstrap_servers=("127.0.0.1:9",)))
 
 

@@ -103,3 +103,61 @@ async def count_check(probe: Any, proxy: CountingProxy, *, deadline: float = 5.0
     with anyio.fail_after(deadline):
         await probe.check(rec)
     return rec, proxy.counts()
+
+
+async def cold_and_warm(probe: Any, proxy: CountingProxy) -> dict[str, tuple[int, int]]:
+    """``{"cold": (round_trips, connections), "warm": ...}`` of two checks on one probe (then closed); both
+    must succeed, the first on a new connection, the second on the kept one."""
+    try:
+        cold_rec, cold = await count_check(probe, proxy)
+        assert cold_rec.details["reused_connection"] is False, cold_rec.details
+        warm_rec, warm = await count_check(probe, proxy)
+        assert warm_rec.details["reused_connection"] is True, warm_rec.details
+    finally:
+        await probe.aclose()
+    return {"cold": cold, "warm": warm}
+
+
+#: The targets of issue 15: cold (round trips, connections) per kind, warm (round trips, connections).
+TARGETS = {
+    "timescale": {"cold": (6, 1), "warm": (1, 0)},
+    "redis": {"cold": (2, 1), "warm": (1, 0)},
+    "kafka": {"cold": (3, 1), "warm": (1, 0)},
+}
+
+
+def round_trip_counts(postgres: Any, redis: Any) -> dict[str, dict[str, tuple[int, int]]]:
+    """For the bench: each probe's cold and warm ``(round_trips, connections)`` through a counting proxy, as
+    ``{"timescale": {"cold": (6, 1), "warm": (1, 0)}, "redis": ..., "kafka": ...}`` (compare with ``TARGETS``).
+
+    ``postgres``/``redis``: running ``PostgresServer``/``RedisServer`` (e.g. a ``LocalStack``'s); Kafka gets
+    a private Tansu that advertises the proxy's port (else every connection after bootstrap bypasses it).
+    Sync: runs its own event loop.
+    """
+    import asyncio
+
+    from ingest_probe.connectors.kafka.probe import KafkaProbe
+    from ingest_probe.connectors.kafka.settings import KafkaSettings
+    from ingest_probe.connectors.redis.probe import RedisProbe
+    from ingest_probe.connectors.timescale.probe import TimescaleProbe
+    from ingest_probe.connectors.timescale.settings import TimescaleSettings
+    from ingest_probe.secret import Secret
+    from live.kafka import TansuBroker
+
+    async def count_all(pg_proxy: CountingProxy, redis_proxy: CountingProxy, kafka_proxy: CountingProxy) -> Any:
+        pg = TimescaleProbe(TimescaleSettings(
+            configured=True, backend="postgresql", url_source_key=None, host="127.0.0.1", port=pg_proxy.port,
+            user=postgres.user, password=Secret(postgres.password), database=postgres.database,
+            application_name="ingest-probe-round-trips"))  # fmt: skip
+        rd = RedisProbe(redis.settings(host="127.0.0.1", port=redis_proxy.port))
+        kf = KafkaProbe(KafkaSettings(configured=True, bootstrap_servers=(f"127.0.0.1:{kafka_proxy.port}",)))
+        return {
+            "timescale": await cold_and_warm(pg, pg_proxy),
+            "redis": await cold_and_warm(rd, redis_proxy),
+            "kafka": await cold_and_warm(kf, kafka_proxy),
+        }
+
+    with CountingProxy(postgres.port) as pg_proxy, CountingProxy(redis.port) as redis_proxy, \
+            CountingProxy() as kafka_proxy, TansuBroker.start(advertised_port=kafka_proxy.port) as broker:
+        kafka_proxy.target = broker.port
+        return asyncio.run(count_all(pg_proxy, redis_proxy, kafka_proxy))  # type: ignore[no-any-return]
