@@ -230,12 +230,19 @@ async def _shutdown(client: Redis) -> None:
     """Close the socket without waiting for the peer, then the client and its pool; never raises."""
     from redis.exceptions import RedisError
 
+    conn = client.connection
+    writer = getattr(conn, "_writer", None)  # private, as in _abort: disconnect() forgets it
     try:
-        if client.connection is not None:
+        if conn is not None:
             # nowait: do not wait for a TLS close_notify from a server that may be frozen.
-            await client.connection.disconnect(nowait=True)
+            await conn.disconnect(nowait=True)
     except (RedisError, OSError):
         pass
+    finally:
+        if writer is not None:
+            # disconnect() started a polite TLS shutdown that nobody waits for: the socket would stay open
+            # until the server answers (or 30 s), and outlive an event loop closed meanwhile.
+            writer.transport.abort()
     try:
         await client.aclose()  # releases the connection and disconnects the whole pool
     except (RedisError, OSError):
