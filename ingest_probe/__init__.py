@@ -5,7 +5,8 @@ on first attribute access, and client libraries (asyncpg, redis, aiokafka) and y
 config file needs them.
 
 A fourth connector kind plugs in through ``register_connector`` (a ``Connector``: its ``KeySet``, settings
-from the configuration, a manifest row and a ``Probe``); ``target_from_url`` makes a target of any kind.
+from the configuration, a manifest row and a ``Probe``); ``target_from_url`` makes a target of any kind,
+``read_targets_file`` the targets of a ``--targets`` file, ``build_targets`` a run's targets as the CLI does.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from ingest_probe.report.policy import ready
     from ingest_probe.settings.service import Settings, load_settings
     from ingest_probe.settings.targets import Target, classic_targets, select, target_from_url
+    from ingest_probe.settings.targets_file import build_targets, read_targets_file
 
 __all__ = [
     "ConfigError",
@@ -52,9 +54,11 @@ __all__ = [
     "__version__",
     "build_manifest",
     "build_report",
+    "build_targets",
     "classic_targets",
     "get_connector",
     "load_settings",
+    "read_targets_file",
     "ready",
     "register_connector",
     "select",
@@ -78,9 +82,11 @@ _LAZY = {
     "TaskSupervisor": "ingest_probe.engine.supervisor",
     "build_manifest": "ingest_probe.report.builder",
     "build_report": "ingest_probe.report.builder",
+    "build_targets": "ingest_probe.settings.targets_file",
     "classic_targets": "ingest_probe.settings.targets",
     "get_connector": "ingest_probe.connectors.registry",
     "load_settings": "ingest_probe.settings.service",
+    "read_targets_file": "ingest_probe.settings.targets_file",
     "ready": "ingest_probe.report.policy",
     "register_connector": "ingest_probe.connectors.registry",
     "select": "ingest_probe.settings.targets",

@@ -149,10 +149,8 @@ class HealthApp:
     def prober(self) -> Prober:
         return self._prober
 
-    def use(self, prober: Prober) -> None:
-        """Answer from ``prober`` (already running) from now on, and check it at once; the caller closes the
-        previous one (requests waiting on it retry once on the new one)."""
-        self._prober = prober
+    def recheck(self) -> None:
+        """Start the next background check now (the targets were just swapped: ``Prober.update``)."""
         if self._wake is not None:
             self._wake.set()
 
@@ -174,14 +172,12 @@ class HealthApp:
 
     async def _refresh_forever(self) -> None:
         while True:
-            wake = self._wake = anyio.Event()  # use() during the check below: the next one starts at once
+            wake = self._wake = anyio.Event()  # recheck() during the check below: the next one starts at once
             prober = self._prober
             try:
                 await prober.check()
             except anyio.ClosedResourceError:
-                if prober is self._prober:
-                    return  # closed by its owner: nothing left to check
-                continue  # swapped for another while checking: check that one now
+                return  # closed by its owner: nothing left to check
             except Exception as exc:  # noqa: BLE001 -- a failure of the check machinery: said, and tried again
                 self._say(f"error: background check failed: {_describe(exc)}")
             else:
@@ -257,17 +253,13 @@ class HealthApp:
         except ValueError:
             return _text(400, "too many query parameters"), path
         shown = path + _shown_query(self._prober, query)
-        for attempt in (1, 2):
-            prober = self._prober
-            try:
-                return await route(prober, query, scope), shown
-            except anyio.ClosedResourceError:
-                if attempt == 2 or prober is self._prober:  # not a swap: the server is shutting down
-                    return _text(503, "shutting down"), shown
-            except Exception as exc:  # noqa: BLE001 -- a bug: one line in the log, a 500 without details
-                self._say(f"error: internal error answering {path}: {_describe(exc)}")
-                return _text(500, "internal error (see the server's log)"), shown
-        raise AssertionError("unreachable")
+        try:
+            return await route(self._prober, query, scope), shown
+        except anyio.ClosedResourceError:
+            return _text(503, "shutting down"), shown
+        except Exception as exc:  # noqa: BLE001 -- a bug: one line in the log, a 500 without details
+            self._say(f"error: internal error answering {path}: {_describe(exc)}")
+            return _text(500, "internal error (see the server's log)"), shown
 
     async def _livez(self, prober: Prober, query: dict[str, list[str]], scope: Scope) -> _Response:
         return _text(200, "ok")

@@ -513,7 +513,7 @@ def test_cron_line_runs_today(tmp_path: Path, promtool: Promtool) -> None:
     assert proc.returncode == 2, proc.stderr  # CRITICAL: redis down
     assert proc.stdout == ""
     textfile = (tmp_path / "ingest_probe.prom").read_text()
-    assert 'ingest_probe_up{connector="redis"} 0' in textfile
+    assert 'ingest_probe_up{target="redis",connector="redis"} 0' in textfile
     assert "canary-pw-5d1e" not in textfile + proc.stderr
     assert promtool.check_metrics(textfile) == []
 
@@ -712,7 +712,7 @@ def test_cert_expiry_alert_goes_pending_on_a_real_textfile(
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr  # degraded: cert_expiry
     assert "redis degraded [cert_expiry]" in proc.stderr
-    assert 'ingest_probe_tls_cert_not_after_timestamp_seconds{target="redis"} ' in proc.stdout
+    assert 'ingest_probe_tls_cert_not_after_timestamp_seconds{target="redis",connector="redis"} ' in proc.stdout
     assert promtool.check_metrics(proc.stdout) == []
     exporter = static_exporter(proc.stdout)
     job = {"job_name": "textfile", "scrape_interval": "1s", "scrape_timeout": "1s",

@@ -79,7 +79,7 @@ async def test_starlette_example_mounts_the_health_app(redis_env):
         assert status == 200
         assert {t["name"]: t["status"] for t in json.loads(body)["targets"]}["redis"] == "ok"
         status, body = await anyio.to_thread.run_sync(http_get, port, "/health/metrics")
-        assert 'ingest_probe_up{connector="redis"} 1' in body
+        assert 'ingest_probe_up{target="redis",connector="redis"} 1' in body
         assert (await anyio.to_thread.run_sync(http_get, port, "/readyz"))[0] == 404  # only below the mount
         assert len(redis_env.client_list(NAME)) == 1
         server.should_exit = True

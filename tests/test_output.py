@@ -11,9 +11,11 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from live.kafka import wait_until
 
 from ingest_probe.commands.cli import main
 
@@ -386,7 +388,7 @@ def test_a_really_full_disk_keeps_the_old_file_and_names_the_target(capsys, smal
 # ------------------------------------------------------------------------------- closed stdout, EPIPE
 
 
-@pytest.mark.parametrize("argv", [["report"], ["report", "--output", "-"], ["watch", "--once"]])
+@pytest.mark.parametrize("argv", [["report"], ["report", "--output", "-"], ["watch", "--once"], ["config"]])
 def test_closed_stdout_is_exit_3_before_anything_runs(argv):
     """`ingest-probe report >&-`: exit 3 with one line "cannot write report", not a silent exit 0."""
     done = subprocess.run(["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m", "ingest_probe", *argv,
@@ -408,6 +410,33 @@ def test_reader_gone_is_exit_3_with_one_line_and_no_python_noise():
     assert done.returncode == 3
     assert done.stderr == "ingest-probe: error: cannot write report to stdout: Broken pipe\n"
 
+
+
+def test_watch_into_a_reader_that_stalls_still_stops_on_sigterm(tmp_path):
+    """`watch | reader-that-stopped-reading`: the pipe fills, the write blocks, and SIGTERM still ends watch
+    promptly with exit 0 (the blocked write is abandoned), instead of hanging until SIGKILL."""
+    import fcntl
+    import signal
+
+    err = tmp_path / "stderr"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "ingest_probe", "watch", "--no-env", "--interval", "0.05",
+                                 "-v"], stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)  # full after a few cycles' lines
+        assert wait_until(lambda: err.read_text().count("next in") >= 2, timeout=30)  # 2 lines of ~2 KB fill it
+        # the pipe is full now: no cycle ends any more, each waits for its write
+        blocked = err.read_text().count("next in")
+        time.sleep(0.5)
+        assert err.read_text().count("next in") == blocked
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    assert "Traceback" not in err.read_text()
 
 @pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "normal"])
 def test_watch_into_head_1_ends_promptly_on_epipe(quiet):

@@ -111,7 +111,7 @@ def test_error_line_is_escaped(capsys: pytest.CaptureFixture[str], monkeypatch: 
     def bad(*args: Any) -> Any:
         raise errors.ConfigError(f"bad value {HOSTILE}")
 
-    monkeypatch.setattr(report, "load", bad)
+    monkeypatch.setattr(report, "load_targets", bad)
     with pytest.raises(SystemExit):
         cli.main(["report", "--no-env"])
     err = capsys.readouterr().err

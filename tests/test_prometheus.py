@@ -114,10 +114,10 @@ def test_up_is_one_for_ok_zero_for_down_and_absent_for_skipped():
     ]
     up = samples(parse(render(build_report(make_settings(), results=res, now=NOW)))["ingest_probe_up"])
     assert up == {
-        (("connector", "a"),): 1,
-        (("connector", "b"),): 1,
-        (("connector", "c"),): 0,
-        (("connector", "d"),): 0,
+        (("connector", "a"), ("target", "a")): 1,
+        (("connector", "b"), ("target", "b")): 1,
+        (("connector", "c"), ("target", "c")): 0,
+        (("connector", "d"), ("target", "d")): 0,
     }
 
 
@@ -135,8 +135,8 @@ def test_latency_and_every_phase_in_seconds_nan_when_not_reached():
     (so a target's series set does not change with how far its probe got)."""
     families = parse(render(full_report()))
     assert samples(families["ingest_probe_latency_seconds"]) == {
-        (("connector", "timescale"),): 0.0125,
-        (("connector", "redis"),): 0.003,
+        (("connector", "timescale"), ("target", "timescale")): 0.0125,
+        (("connector", "redis"), ("target", "redis")): 0.003,
     }
     phases = samples(families["ingest_probe_phase_seconds"])
     assert {(dict(k)["connector"], dict(k)["phase"]) for k in phases} == {
@@ -147,9 +147,9 @@ def test_latency_and_every_phase_in_seconds_nan_when_not_reached():
         ("redis", "connect"),
         ("redis", "ping"),
     }
-    assert phases[(("connector", "timescale"), ("phase", "connect"))] == pytest.approx(0.010)
-    assert math.isnan(phases[(("connector", "redis"), ("phase", "connect"))])
-    assert 'ingest_probe_phase_seconds{connector="redis",phase="ping"} NaN\n' in render(full_report())
+    assert phases[(("connector", "timescale"), ("phase", "connect"), ("target", "timescale"))] == pytest.approx(0.010)
+    assert math.isnan(phases[(("connector", "redis"), ("phase", "connect"), ("target", "redis"))])
+    assert 'ingest_probe_phase_seconds{target="redis",connector="redis",phase="ping"} NaN\n' in render(full_report())
 
 
 def test_run_gauges_come_from_the_report():

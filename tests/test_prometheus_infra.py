@@ -162,7 +162,7 @@ def test_real_textfile_passes_promtool(promtool: Promtool) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr  # redis down
-    assert 'ingest_probe_up{connector="redis"} 0' in proc.stdout
+    assert 'ingest_probe_up{target="redis",connector="redis"} 0' in proc.stdout
     assert promtool.check_metrics(proc.stdout) == []
 
 

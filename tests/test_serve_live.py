@@ -65,12 +65,12 @@ def test_routes_against_real_servers(tmp_path, pg_server, redis_server, kafka_br
     assert (status, headers["content-type"]) == (200, "text/plain; version=0.0.4; charset=utf-8")
     assert promtool.check_metrics(metrics) == []
     for name in ("timescale", "redis", "kafka"):
-        assert f'ingest_probe_up{{connector="{name}"}} 1' in metrics
+        assert f'ingest_probe_up{{target="{name}",connector="{name}"}} 1' in metrics
     assert re.search(r"(?m)^ingest_probe_last_run_timestamp_seconds \d+$", metrics)
     assert re.search(r"(?m)^process_resident_memory_bytes \S+$", metrics)
     status, _, probed = server.get("/probe?target=redis", headers={"X-Prometheus-Scrape-Timeout-Seconds": "5"})
     assert status == 200
-    assert 'ingest_probe_up{connector="redis"} 1' in probed
+    assert 'ingest_probe_up{target="redis",connector="redis"} 1' in probed
     assert "timescale" not in probed
     assert promtool.check_metrics(probed) == []
     status, headers, body = server.get("/report")
@@ -181,18 +181,22 @@ def test_sigterm_finishes_in_flight_requests_then_closes_every_client(
 
 
 def test_sighup_reloads_the_configuration_and_refuses_a_bad_one(tmp_path, pg_server, redis_server, serve_process):
-    """SIGHUP re-reads the env file: a target added is served (and the old clients closed); a file that does
-    not load is one log line and the previous configuration keeps being served."""
+    """SIGHUP re-reads the env file: a target added is served, an unchanged one keeps its warm client (the
+    same Redis connection before and after); a file that does not load is one log line and the previous
+    configuration keeps being served."""
     path = tmp_path / "s.env"
     env_file(path, {"REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0", "REDIS_CLIENT_NAME": APP})
     server = serve_process(["--no-env", "--env-file", str(path), "--interval", "0.5"])
     assert [t["status"] for t in readyz(server)[1]["targets"]] == ["skipped", "ok", "skipped"]
+    [before] = [c["id"] for c in redis_server.client_list(APP)]
     env_file(path, stack(pg_server, redis_server, None))
     mark = len(server.lines)
     server.send_signal(signal.SIGHUP)
-    server.wait_for_line("reloaded: timescale, redis", start=mark)
+    reloaded = server.wait_for_line("reloaded: timescale, redis", start=mark)
+    assert "(2 unchanged, clients kept; 1 new or changed)" in reloaded.string  # timescale new
     assert [t["status"] for t in readyz(server)[1]["targets"]] == ["ok", "ok", "skipped"]
     assert wait_until(lambda: sessions(pg_server, redis_server) == (1, 1), timeout=5)
+    assert [c["id"] for c in redis_server.client_list(APP)] == [before]
 
     path.write_text("REDIS_PORT=notaport\n")
     mark = len(server.lines)

@@ -280,6 +280,7 @@ async def test_prometheus_series_from_a_live_probe(pg_short_cert: PostgresServer
     report = build_report(load_settings(environ={}), results=[result])
     text = get_renderer("prometheus")(report)
     assert result.tls_not_after is not None
-    line = f'ingest_probe_tls_cert_not_after_timestamp_seconds{{target="timescale"}} {int(result.tls_not_after)}'
+    labels = '{target="timescale",connector="timescale"}'
+    line = f"ingest_probe_tls_cert_not_after_timestamp_seconds{labels} {int(result.tls_not_after)}"
     assert line in text.splitlines()
     assert promtool.check_metrics(text) == []

@@ -78,7 +78,8 @@ async def test_live_watch_reports_every_down_cycle_recovers_and_keeps_one_series
     assert seen[1][1] == {"timescale": True, "redis": True}
     sets = [s for _, _, s in seen]
     assert all(s == sets[0] for s in sets), [sorted(s ^ sets[0]) for s in sets]
-    assert ("ingest_probe_phase_seconds", (("connector", "redis"), ("phase", "connect"))) in sets[0]
+    connect = (("connector", "redis"), ("phase", "connect"), ("target", "redis"))
+    assert ("ingest_probe_phase_seconds", connect) in sets[0]
     body = [line.split("ingest-probe watch: ", 1)[1] for line in lines]
     assert body[1].startswith("cycle 3: redis ok -> down [refused]")
     assert body[2] == "cycle 9: redis down -> ok"

@@ -101,10 +101,11 @@ async def test_series_set_is_the_same_in_every_cycle_cold_warm_down_and_back(tmp
     await Run(probes, cycles=4, prometheus_file=prom, hooks={n: grab for n in range(1, 5)}).go()
     assert len(sets) == 4
     assert all(s == sets[0] for s in sets), [s ^ sets[0] for s in sets]
-    assert ("ingest_probe_phase_seconds", (("connector", "redis"), ("phase", "connect"))) in sets[0]
-    assert 'ingest_probe_phase_seconds{connector="kafka",phase="connect"} NaN' in texts[1]  # warm
-    assert 'ingest_probe_tls_cert_not_after_timestamp_seconds{target="redis"} 2000000000' in texts[1]
-    assert 'ingest_probe_tls_cert_not_after_timestamp_seconds{target="redis"} NaN' in texts[2]  # down
+    connect = (("connector", "redis"), ("phase", "connect"), ("target", "redis"))
+    assert ("ingest_probe_phase_seconds", connect) in sets[0]
+    assert 'ingest_probe_phase_seconds{target="kafka",connector="kafka",phase="connect"} NaN' in texts[1]  # warm
+    assert 'ingest_probe_tls_cert_not_after_timestamp_seconds{target="redis",connector="redis"} 2000000000' in texts[1]
+    assert 'ingest_probe_tls_cert_not_after_timestamp_seconds{target="redis",connector="redis"} NaN' in texts[2]  # down
 
 
 async def test_a_cycle_that_cannot_run_is_logged_written_as_failed_and_the_loop_goes_on(tmp_path, monkeypatch):
@@ -227,7 +228,7 @@ async def test_reload_requested_mid_cycle_runs_before_the_pause():
 # ------------------------------------------------------------------------------------- the command line
 
 def _old_textfile(path):
-    path.write_text('# TYPE ingest_probe_up gauge\ningest_probe_up{connector="redis"} 1\n')
+    path.write_text('# TYPE ingest_probe_up gauge\ningest_probe_up{target="redis",connector="redis"} 1\n')
 
 
 @pytest.mark.parametrize("argv", [

@@ -70,13 +70,15 @@ def run_report(
     splay_s: float | None = None,
     cert_warn_days: float = CERT_WARN_DAYS,
     on_result: OnResult | None = None,
+    targets: Sequence[Target] | None = None,
+    concurrency: int = CONCURRENCY,
 ) -> Report:
-    """``report``: the manifest; with ``connectivity``, every classic target probed once."""
-    targets = classic_targets(settings)
+    """``report``: the manifest; with ``connectivity``, every target (default: the classic ones) probed once."""
+    targets = classic_targets(settings) if targets is None else targets
     if not connectivity:
         return build_report(settings, targets=targets, topics=topics)
     results, run = probe_once(targets, timeout=timeout, jitter=jitter, seed=seed, cert_warn_days=cert_warn_days,
-                              on_result=on_result)
+                              on_result=on_result, concurrency=concurrency)
     return build_report(settings, targets=targets, results=results, run=_with_splay(run, splay_s), topics=topics)
 
 
@@ -99,9 +101,12 @@ def run_readiness(
     splay_s: float | None = None,
     cert_warn_days: float = CERT_WARN_DAYS,
     on_result: OnResult | None = None,
+    targets: Sequence[Target] | None = None,
+    concurrency: int = CONCURRENCY,
 ) -> Report:
-    """The readiness report: the manifest, ``connectivity`` (unless False), ``failover_drill``; the exit code
-    is the worst. The drill runs only with ``TIMESCALE_FAILOVER_DRILL`` on (else ``not_run``, saying why)."""
+    """The readiness report: the manifest, ``connectivity`` (unless False) of ``targets`` (default: the classic
+    ones), ``failover_drill``; the exit code is the worst. The drill runs only with
+    ``TIMESCALE_FAILOVER_DRILL`` on (else ``not_run``, saying why)."""
     from ingest_probe.readiness import drill
 
     now = now or dt.datetime.now(dt.UTC)
@@ -123,7 +128,7 @@ def run_readiness(
         assessment = drill.assess(settings, results, dimensions=dimensions)
     return _run(settings, assessment, snapshot, connectivity=connectivity, scenario=scenario, timeout=timeout,
                 jitter=jitter, seed=seed, now=now, topics=topics, splay_s=splay_s, cert_warn_days=cert_warn_days,
-                on_result=on_result)
+                on_result=on_result, targets=targets, concurrency=concurrency)
 
 
 def run_drill(
@@ -153,19 +158,20 @@ def run_drill(
 def _run(settings: Settings, assessment: Assessment | None, snapshot: DrillSnapshot | None, *,
          connectivity: bool, scenario: str | None, timeout: float, jitter: float, seed: int | None,
          now: dt.datetime, topics: ProvisioningSection | None, splay_s: float | None,
-         cert_warn_days: float = CERT_WARN_DAYS, on_result: OnResult | None = None) -> Report:
-    """Probe the classic targets (with ``connectivity``) and the standby when the drill needs it, in one run;
-    then conclude the drill. Nothing to contact: no event loop, no ``run`` block."""
+         cert_warn_days: float = CERT_WARN_DAYS, on_result: OnResult | None = None,
+         targets: Sequence[Target] | None = None, concurrency: int = CONCURRENCY) -> Report:
+    """Probe ``targets`` (default: the classic ones; with ``connectivity``) and the standby when the drill
+    needs it, in one run; then conclude the drill. Nothing to contact: no event loop, no ``run`` block."""
     from ingest_probe.readiness import drill
 
-    targets = classic_targets(settings)
+    targets = classic_targets(settings) if targets is None else targets
     standby = standby_target(settings) if assessment is not None and assessment.fallback_target else None
     probing = [*(targets if connectivity else ()), *([standby] if standby else [])]
     probed: list[ProbeResult] = []
     run: RunInfo | None = None
     if probing:
         probed, run = probe_once(probing, timeout=timeout, jitter=jitter, seed=seed, cert_warn_days=cert_warn_days,
-                                 on_result=on_result)
+                                 on_result=on_result, concurrency=concurrency)
         run = _with_splay(run, splay_s)
     if assessment is not None:
         fallback = next((r for r in probed if r.name == STANDBY), None)

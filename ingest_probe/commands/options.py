@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from ingest_probe import errors
-from ingest_probe.defaults import CERT_WARN_DAYS, FAIL_ON, FAIL_ON_CHOICES, JITTER, TIMEOUT
+from ingest_probe.defaults import CERT_WARN_DAYS, CONCURRENCY, FAIL_ON, FAIL_ON_CHOICES, JITTER, TIMEOUT
 from ingest_probe.renderers.printable import printable
 from ingest_probe.results import Status
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from ingest_probe.commands.terminal import View
     from ingest_probe.report.model import Report
     from ingest_probe.settings.service import Settings
+    from ingest_probe.settings.targets import Target
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,6 +115,71 @@ config_options = options(
 )
 
 
+def _service(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[str, Path], ...]:
+    out = []
+    for value in values:
+        name, eq, path = value.partition("=")
+        if not eq or not name.strip() or not path.strip():
+            raise click.BadParameter(f"expected NAME=ENV_FILE, got {value[:60]!r}", ctx=ctx, param=param)
+        out.append((name.strip(), Path(path.strip())))
+    return tuple(out)
+
+
+def _labels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    from ingest_probe.settings.targets_file import parse_label
+
+    return tuple(parse_label(value) for value in values)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetFlags:
+    """What ``target_options`` collects: which targets a run probes, how many at once, and their labels."""
+
+    services: tuple[tuple[str, Path], ...] = ()
+    targets_file: Path | None = None
+    only: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    concurrency: int = CONCURRENCY
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def custom(self) -> bool:
+        """Whether --target/--targets replace the classic targets."""
+        return bool(self.services) or self.targets_file is not None
+
+
+def target_options(f: F) -> F:
+    """``--target``, ``--targets``, ``--only``, ``--skip``, ``--concurrency``, ``--label``, passed to the command
+    as one ``targets: TargetFlags`` argument (``load_targets`` turns it into the run's targets)."""
+
+    @functools.wraps(f)
+    def command(*args: Any, service: tuple[tuple[str, Path], ...], targets_file: Path | None, only: tuple[str, ...],
+                skip: tuple[str, ...], concurrency: int, label: tuple[tuple[str, str], ...], **kwargs: Any) -> Any:
+        flags = TargetFlags(services=service, targets_file=targets_file, only=only, skip=skip,
+                            concurrency=concurrency, labels=label)
+        return f(*args, targets=flags, **kwargs)
+
+    return options(
+        click.option("--target", "service", multiple=True, metavar="NAME=ENV_FILE", callback=_service,
+                     help="Probe a service: ENV_FILE read on its own, its connectors as targets NAME/timescale,"
+                          " NAME/redis, NAME/kafka (label service=NAME); repeatable. With --target/--targets the"
+                          " classic configuration only gives the run's global settings."),
+        click.option("--targets", "targets_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+                     help="YAML file of targets (targets: NAME: {kind:, url: | url_env:, labels:} or"
+                          " {env_file:}); see README, Many targets."),
+        click.option("--only", multiple=True, metavar="SELECTOR",
+                     help="Probe only the targets this name or kind picks (globs: 'prod/*'); repeatable."),
+        click.option("--skip", multiple=True, metavar="SELECTOR",
+                     help="Do not probe the targets this name or kind picks (globs); repeatable."),
+        click.option("--concurrency", type=click.IntRange(1, 10_000), default=CONCURRENCY, show_default=True,
+                     metavar="N", help="At most N probes in flight; each deadline starts when its probe gets a"
+                                       " slot."),
+        click.option("--label", multiple=True, metavar="KEY=VALUE", callback=_labels,
+                     help="Add this label to every target (JSON, Prometheus series); repeatable; a target's"
+                          " own label of that name wins."),
+    )(command)  # type: ignore[return-value]
+
+
 def timeout_option(help: str = "Per-probe deadline ceiling: 500ms, 2s, 1m (a plain number is seconds).",
                    ) -> Callable[[F], F]:
     return click.option("--timeout", "-t", type=TIMEOUT_TYPE, default=TIMEOUT, show_default=f"{TIMEOUT:g}s", help=help)
@@ -161,6 +229,21 @@ def load(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], ex
     for warning in settings.warnings:
         click.echo(f"ingest-probe: warning: {printable(warning)}", err=True)
     return settings
+
+
+def load_targets(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
+                 flags: TargetFlags) -> tuple[Settings, tuple[Target, ...]]:
+    """The settings (``load``) and the run's targets (``settings.targets_file.build_targets``), warnings (no
+    secrets) on stderr."""
+    from ingest_probe.settings.targets_file import build_targets, label_map
+
+    settings = load(config_file, no_env, env_files, extras)
+    targets, warnings = build_targets(
+        settings, services=flags.services, targets_file=flags.targets_file, labels=label_map(flags.labels),
+        only=flags.only, skip=flags.skip, environ=None if no_env else os.environ)
+    for warning in warnings:
+        click.echo(f"ingest-probe: warning: {printable(warning)}", err=True)
+    return settings, targets
 
 
 def writable_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -248,10 +331,11 @@ def emit(text: str, output_path: Path | None) -> None:
         raise errors.IngestProbeError(f"cannot write report to {where}: {exc.strerror or exc}") from exc
 
 
-def write_failed_run(path: Path | None) -> None:
+def write_failed_run(path: Path | None, flags: TargetFlags | None = None) -> None:
     """A run whose configuration did not load (exit 3) still replaces the Prometheus textfile at ``path``:
     ``ingest_probe_run_success 0`` and the time, no per-target series (an earlier run's ``up 1`` must not
-    outlive it). Not on stdout, which carries a report or nothing; a failure to write is one more line."""
+    outlive it), labelled with ``--label`` (those of ``flags``). Not on stdout, which carries a report or
+    nothing; a failure to write is one more line."""
     import datetime as dt
 
     from ingest_probe.commands import output
@@ -260,7 +344,8 @@ def write_failed_run(path: Path | None) -> None:
     if path is None or output.is_stdout(path):
         return
     try:
-        output.write_output(path, render_failed_run(dt.datetime.now(dt.UTC)))
+        labels = dict(flags.labels) if flags is not None else {}
+        output.write_output(path, render_failed_run(dt.datetime.now(dt.UTC), labels))
     except OSError as exc:
         click.echo(f"ingest-probe: warning: cannot write {printable(str(path))}: {exc.strerror or exc}", err=True)
 

@@ -13,6 +13,7 @@ from ingest_probe.commands.options import (
     EXIT_CODES,
     RESULTS_HELP,
     Number,
+    TargetFlags,
     color_option,
     config_options,
     debug,
@@ -22,11 +23,13 @@ from ingest_probe.commands.options import (
     finish,
     format_option,
     load,
+    load_targets,
     options,
     output_option,
     probe_options,
     require_stdout,
     sections_option,
+    target_options,
     write_failed_run,
 )
 from ingest_probe.renderers import FORMATS
@@ -122,10 +125,12 @@ REPORT_EXAMPLES = examples(
 @click.command(epilog=epilog(EXIT_CODES, REPORT_EXAMPLES),
                short_help="The manifest; with --connectivity, probe every connector.")
 @config_options
+@target_options
 @probe_options
 @report_options
 def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
-           connectivity: bool, timeout: float, jitter: float, seed: int | None, fail_on: str, cert_warn_days: float,
+           targets: TargetFlags, connectivity: bool, timeout: float, jitter: float, seed: int | None, fail_on: str,
+           cert_warn_days: float,
            ensure_topics: bool, topics_dry_run: bool, fix_drift: bool, validate_on_broker: bool, fmt: str | None,
            no_color: bool, sections: tuple[str, ...] | None, output: Path | None, splay: float) -> None:
     """Build the manifest report; with --connectivity, probe every configured connector.
@@ -146,10 +151,10 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
                                 " would always be OK)")
     shown = view(fmt, output, no_color=no_color, fail_on=fail_on, sections=sections, cert_warn_days=cert_warn_days)
     try:
-        settings = load(config_file, no_env, env_files, extras)
+        settings, probed = load_targets(config_file, no_env, env_files, extras, targets)
     except (errors.ConfigError, OSError):
         if shown.fmt == "prometheus":
-            write_failed_run(output)  # the textfile says the run failed, instead of an old run's results
+            write_failed_run(output, targets)  # the textfile says the run failed, instead of an old run's results
         raise
     splay_s = splay_sleep(splay)
     topics = provisioned(settings, ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
@@ -157,9 +162,10 @@ def report(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
     progress = Progress()
     hints = [] if connectivity or not progress.enabled else ["manifest only: add --connectivity to probe"]
     if connectivity:
-        progress.start(sum(1 for c in settings.connectors.values() if c.configured), timeout)
+        progress.start(sum(1 for t in probed if t.configured), timeout)
     built = run_report(settings, connectivity=connectivity, timeout=timeout, jitter=jitter, seed=seed, topics=topics,
-                       splay_s=splay_s, cert_warn_days=cert_warn_days, on_result=progress)
+                       splay_s=splay_s, cert_warn_days=cert_warn_days, on_result=progress, targets=probed,
+                       concurrency=targets.concurrency)
     finish(built, shown, output, announced=progress.announced, hints=hints)
 
 
@@ -186,6 +192,7 @@ READINESS_EXAMPLES = examples(
 @click.command(epilog=epilog(READINESS_EXIT_CODES, READINESS_EXAMPLES),
                short_help="Evidence for a promotion: report + failover drill.")
 @config_options
+@target_options
 @probe_options
 @click.option("--ingest-results", "--results", "ingest_results", type=click.Path(path_type=Path, dir_okay=False),
               metavar="FILE", help=f"{RESULTS_HELP} Judged by the drill when TIMESCALE_FAILOVER_DRILL is true;"
@@ -194,7 +201,7 @@ READINESS_EXAMPLES = examples(
 @click.option("--scenario", metavar="LABEL", help="Drill label [default: TIMESCALE_FAILOVER_DRILL_LABEL].")
 @report_options
 def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
-              connectivity: bool, timeout: float, jitter: float, seed: int | None, fail_on: str,
+              targets: TargetFlags, connectivity: bool, timeout: float, jitter: float, seed: int | None, fail_on: str,
               cert_warn_days: float, ingest_results: Path | None, dimensions: tuple[str, ...], scenario: str | None,
               ensure_topics: bool, topics_dry_run: bool, fix_drift: bool, validate_on_broker: bool, fmt: str | None,
               no_color: bool, sections: tuple[str, ...] | None, output: Path | None, splay: float) -> None:
@@ -212,7 +219,7 @@ def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...
         raise errors.UsageError("--splay needs --connectivity, --ensure-topics or --ingest-results (nothing else"
                                 " is contacted)")
     shown = view(fmt, output, no_color=no_color, fail_on=fail_on, sections=sections, cert_warn_days=cert_warn_days)
-    settings = load(config_file, no_env, env_files, extras)
+    settings, probed = load_targets(config_file, no_env, env_files, extras, targets)
     # Inputs first: a bad results file is exit 3 before any topic is created or any server contacted.
     results = load_ingest_results(ingest_results) if ingest_results is not None else None
     if results is not None and not settings.failover.enabled:
@@ -224,10 +231,11 @@ def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...
                          validate_on_broker=validate_on_broker, timeout=timeout)
     progress = Progress()
     if connectivity:
-        progress.start(sum(1 for c in settings.connectors.values() if c.configured), timeout)
+        progress.start(sum(1 for t in probed if t.configured), timeout)
     built = run_readiness(settings, ingest_results=results, dimensions=dimensions, scenario=scenario,
                           connectivity=connectivity, timeout=timeout, jitter=jitter, seed=seed, topics=topics,
-                          splay_s=splay_s, cert_warn_days=cert_warn_days, on_result=progress)
+                          splay_s=splay_s, cert_warn_days=cert_warn_days, on_result=progress, targets=probed,
+                          concurrency=targets.concurrency)
     finish(built, shown, output, announced=progress.announced and connectivity)
 
 
@@ -247,6 +255,7 @@ def config(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], 
     """Print the effective configuration, redacted, with each value's source."""
     import json
 
+    require_stdout()
     settings = load(config_file, no_env, env_files, extras)
     rows = [row for row in settings.effective if not (changed and row.source.split(" (")[0] == "default")]
     if fmt == "json":

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import click
 
-from ingest_probe.commands.options import Number, config_options, jitter_option, load, timeout_option
+from ingest_probe.commands.options import (
+    Number,
+    TargetFlags,
+    config_options,
+    jitter_option,
+    load_targets,
+    target_options,
+    timeout_option,
+)
 from ingest_probe.commands.signals import Interrupted
 from ingest_probe.defaults import EXIT_OK, FAIL_ON_CHOICES, SERVE_GRACE, SERVE_INTERVAL, SERVE_LISTEN
 
@@ -40,6 +48,7 @@ def parse_listen(ctx: click.Context, param: click.Parameter, value: str) -> tupl
 
 @click.command(epilog=SERVE_EXIT_CODES, short_help="Health and metrics over HTTP (Kubernetes, Prometheus).")
 @config_options
+@target_options
 @click.option("--listen", default=SERVE_LISTEN, show_default=True, metavar="IP:PORT", callback=parse_listen,
               help="Address to serve on (loopback by default; 0.0.0.0:9464 in a container).")
 @click.option("--interval", type=Number(0, 86400, low_open=True), default=SERVE_INTERVAL, show_default=True,
@@ -57,16 +66,17 @@ def parse_listen(ctx: click.Context, param: click.Parameter, value: str) -> tupl
               help="One stderr line per request (method, route, status, time; never a query value that is not"
                    " a configured target's name).")
 def serve(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
-          listen: tuple[str, int], interval: float, max_age: float | None, fail_on: str, timeout: float,
-          jitter: float, seed: int | None, grace: float, access_log: bool) -> None:
+          targets: TargetFlags, listen: tuple[str, int], interval: float, max_age: float | None, fail_on: str,
+          timeout: float, jitter: float, seed: int | None, grace: float, access_log: bool) -> None:
     """Serve /livez, /readyz, /metrics, /probe?target=NAME and /report over HTTP, from background checks
     every --interval on warm clients (one connection per target, whatever the request rate)."""
     from ingest_probe.commands.serve_loop import ServeOptions, run_serve, stamped
 
     options = ServeOptions(host=listen[0], port=listen[1], interval=interval, max_age=max_age, fail_on=fail_on,
-                           timeout=timeout, jitter=jitter, seed=seed, grace=grace, access_log=access_log)
+                           timeout=timeout, jitter=jitter, seed=seed, concurrency=targets.concurrency, grace=grace,
+                           access_log=access_log)
     try:
-        code = run_serve(functools.partial(load, config_file, no_env, env_files, extras), options)
+        code = run_serve(functools.partial(load_targets, config_file, no_env, env_files, extras, targets), options)
     except Interrupted as exc:  # before the server ran (loading drivers): stopped all the same, exit 0
         if exc.forced:
             raise

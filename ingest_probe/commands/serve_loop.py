@@ -8,10 +8,9 @@ off so ``commands.signals`` keeps SIGINT/SIGTERM: the first one sets ``should_ex
 accepting, closes idle keep-alive connections and gives in-flight requests ``grace`` seconds), then the
 background checks stop and every client closes; exit 0. A second signal cuts that short (130/143).
 
-SIGHUP re-reads the configuration (same flags, same files) in a worker thread and, if it loads, swaps in a new
-Prober for the old one (which is then closed); a configuration that does not load is one log line and the
-old one stays. A swap opens new clients for every target — the Prober has no target swap keeping the warm
-clients of unchanged targets yet (issue #12 brings one; this reload should then use it).
+SIGHUP re-reads the configuration (same flags, same files) in a worker thread and, if it loads, swaps the
+Prober's targets (``Prober.update``, as ``watch`` does): the warm clients of unchanged targets are kept, those
+of removed or changed ones closed; a configuration that does not load is one log line and the old one stays.
 
 uvicorn's limits bound every request: a head still arriving past ``SERVE_MAX_REQUEST_HEAD`` bytes drops the
 connection (the app answers 431 to one that arrived whole), ``SERVE_MAX_CONNECTIONS`` connections and
@@ -28,19 +27,19 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import uvicorn
-from anyio.abc import TaskGroup, TaskStatus
 
 from ingest_probe import errors
 from ingest_probe.asgi import HealthApp, create_app
 from ingest_probe.commands import signals
 from ingest_probe.commands.loop import call_on_signal, install_daemon_executor
 from ingest_probe.defaults import (
+    CONCURRENCY,
     EXIT_OK,
     JITTER,
     SERVE_KEEP_ALIVE,
@@ -53,6 +52,9 @@ from ingest_probe.prober import Prober
 from ingest_probe.renderers.printable import printable
 from ingest_probe.settings.service import Settings
 from ingest_probe.settings.targets import Target, classic_targets
+
+#: What ``load`` returns: the settings and the targets to serve (SIGHUP runs it again).
+Loaded = tuple[Settings, Sequence[Target]]
 
 #: Connections the kernel queues before the server accepts them (uvicorn's default).
 BACKLOG = 2048
@@ -70,6 +72,7 @@ class ServeOptions:
     timeout: float = TIMEOUT
     jitter: float = JITTER
     seed: int | None = None
+    concurrency: int = CONCURRENCY
     grace: float = 5.0
     access_log: bool = True
 
@@ -84,9 +87,10 @@ def log(line: str) -> None:
     print(stamped(line), file=sys.stderr, flush=True)
 
 
-def targets_of(settings: Settings) -> tuple[Target, ...]:
-    """What to serve: the service's targets; nothing configured is a configuration error (exit 3)."""
-    targets = classic_targets(settings)
+def targets_of(settings: Settings, targets: Sequence[Target] | None = None) -> tuple[Target, ...]:
+    """What to serve: ``targets`` (default: the service's classic ones); nothing configured is a configuration
+    error (exit 3)."""
+    targets = classic_targets(settings) if targets is None else tuple(targets)
     if not any(t.configured for t in targets):
         raise errors.ConfigError("nothing to probe: no connector is configured (TIMESCALEDB_URL, REDIS_URL,"
                                  " KAFKA_BROKERS, ...)")
@@ -117,15 +121,15 @@ class _Server(uvicorn.Server):
         yield
 
 
-def run_serve(load: Callable[[], Settings], options: ServeOptions) -> int:
+def run_serve(load: Callable[[], Loaded], options: ServeOptions) -> int:
     """The CLI's single event-loop entry for ``serve``; returns the exit code."""
     with _ignored(signal.SIGHUP):  # a reload asked for while starting: the configuration is being read now
-        settings = load()
-        targets = targets_of(settings)
+        settings, given = load()
+        targets = targets_of(settings, given)
         preload_drivers(targets)  # before the loop: ~0.2 s of imports would stall it
         sock = bind(options.host, options.port)
         with contextlib.closing(sock), signals.handled():
-            return anyio.run(_serve, load, settings, sock, options)
+            return anyio.run(_serve, load, settings, targets, sock, options)
 
 
 @contextlib.contextmanager
@@ -153,14 +157,12 @@ def uvicorn_config(app: Any, *, grace: float) -> uvicorn.Config:
     return config
 
 
-def _prober(settings: Settings, options: ServeOptions) -> Prober:
-    return Prober(settings, timeout=options.timeout, jitter=options.jitter, seed=options.seed)
-
-
-async def _serve(load: Callable[[], Settings], settings: Settings, sock: socket.socket, options: ServeOptions) -> int:
+async def _serve(load: Callable[[], Loaded], settings: Settings, targets: Sequence[Target], sock: socket.socket,
+                 options: ServeOptions) -> int:
     install_daemon_executor()  # a DNS lookup stuck in the resolver must not hold the exit
-    first = _prober(settings, options)
-    app = create_app(first, fail_on=options.fail_on, interval=options.interval, max_age=options.max_age,
+    prober = Prober(targets, settings=settings, timeout=options.timeout, jitter=options.jitter, seed=options.seed,
+                    concurrency=options.concurrency)
+    app = create_app(prober, fail_on=options.fail_on, interval=options.interval, max_age=options.max_age,
                      access_log=log if options.access_log else None, log=log)
     server = _Server(uvicorn_config(app, grace=options.grace))
     hup = _Hangups()
@@ -169,30 +171,18 @@ async def _serve(load: Callable[[], Settings], settings: Settings, sock: socket.
         server.should_exit = True
 
     with _uvicorn_warnings(), call_on_signal(stop) as seen, hup.installed():
-        # Probers are held by tasks of their own (a task group is left by the task that entered it); leaving
-        # this group closes whichever is held, shielded and bounded by the close budget.
-        async with anyio.create_task_group() as held:
-            release = anyio.Event()
-            await held.start(_hold, first, release)
-            async with app.lifespan(), anyio.create_task_group() as tg:
-                tg.start_soon(_reload_on_hangup, hup, load, app, held, release, options)
-                host, port = sock.getsockname()[:2]
-                shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-                log(f"listening on http://{shown} ({', '.join(t.name for t in first.targets if t.configured)};"
-                    f" every {options.interval:g} s, max age {app.max_age:g} s, fail on {options.fail_on})")
-                await server.serve(sockets=[sock])
-                tg.cancel_scope.cancel()
-            held.cancel_scope.cancel()
+        # Leaving the prober closes every client, shielded and bounded by the close budget.
+        async with prober, app.lifespan(), anyio.create_task_group() as tg:
+            tg.start_soon(_reload_on_hangup, hup, load, app)
+            host, port = sock.getsockname()[:2]
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log(f"listening on http://{shown} ({', '.join(t.name for t in prober.targets if t.configured)};"
+                f" every {options.interval:g} s, max age {app.max_age:g} s, fail on {options.fail_on})")
+            await server.serve(sockets=[sock])
+            tg.cancel_scope.cancel()
     if seen.signum is not None:
         log(f"stopped by {signal.Signals(seen.signum).name}; clients closed")
     return EXIT_OK
-
-
-async def _hold(prober: Prober, release: anyio.Event, *, task_status: TaskStatus[None]) -> None:
-    """Enter ``prober``, report it running, keep it open until ``release`` is set or this task is cancelled."""
-    async with prober:
-        task_status.started()
-        await release.wait()
 
 
 class _Hangups:
@@ -217,24 +207,21 @@ class _Hangups:
         self.event = anyio.Event()
 
 
-async def _reload_on_hangup(hup: _Hangups, load: Callable[[], Settings], app: HealthApp, held: TaskGroup,
-                            release: anyio.Event, options: ServeOptions) -> None:  # fmt: skip
-    """On each SIGHUP: the configuration re-read off the loop; if it loads, a new Prober (held in ``held``) in
-    place of the old one (``release`` closes it)."""
+async def _reload_on_hangup(hup: _Hangups, load: Callable[[], Loaded], app: HealthApp) -> None:
+    """On each SIGHUP: the configuration re-read off the loop; if it loads, the prober's targets swapped for
+    its targets (unchanged ones keep their warm clients) and checked at once."""
+    prober = app.prober
     while True:
         await hup.wait()
         try:
-            settings = await anyio.to_thread.run_sync(load)
-            targets = targets_of(settings)
+            settings, given = await anyio.to_thread.run_sync(load)
+            swap = await prober.update(targets_of(settings, given), settings=settings)
         except errors.IngestProbeError as exc:
             log(f"reload refused, the previous configuration stays: {exc}")
             continue
-        new, new_release = _prober(settings, options), anyio.Event()
-        await held.start(_hold, new, new_release)
-        app.use(new)
-        release.set()  # the old prober closes in its own task; requests waiting on it retry on the new one
-        release = new_release
-        log(f"reloaded: {', '.join(t.name for t in targets if t.configured)}")
+        app.recheck()
+        configured = ", ".join(t.name for t in prober.targets if t.configured)
+        log(f"reloaded: {configured} ({len(swap.kept)} unchanged, clients kept; {len(swap.added)} new or changed)")
 
 
 @contextlib.contextmanager

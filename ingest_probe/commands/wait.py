@@ -27,9 +27,20 @@ from typing import TYPE_CHECKING, NamedTuple
 import click
 
 from ingest_probe import errors
-from ingest_probe.commands.options import TIMEOUT_TYPE, Number, config_options, epilog, examples, fail_on_option, load
+from ingest_probe.commands.options import (
+    TIMEOUT_TYPE,
+    Number,
+    TargetFlags,
+    config_options,
+    epilog,
+    examples,
+    fail_on_option,
+    load_targets,
+    target_options,
+)
 from ingest_probe.defaults import (
     CLIENT_NAME,
+    CONCURRENCY,
     EXIT_CRITICAL,
     EXIT_OK,
     FAIL_ON,
@@ -111,6 +122,7 @@ async def wait_until_ready(
     limit: float = WAIT_TIMEOUT,
     interval: float = WAIT_INTERVAL,
     probe_timeout: float,
+    concurrency: int = CONCURRENCY,
     fail_on: str = FAIL_ON,
     log: Callable[[str], None] = _line,
     rng: random.Random | None = None,
@@ -133,7 +145,8 @@ async def wait_until_ready(
     until = started + limit
     last: dict[str, ProbeResult] = {}
     attempt = 0
-    async with Prober(targets, settings=settings, timeout=probe_timeout, probes=probes) as prober:
+    async with Prober(targets, settings=settings, timeout=probe_timeout, concurrency=concurrency,
+                      probes=probes) as prober:
         while True:
             attempt += 1
             results: list[ProbeResult] | None = None
@@ -164,6 +177,7 @@ async def wait_until_ready(
                short_help="Wait until every connector is ready, then exit or exec a command.",
                context_settings={"allow_interspersed_args": False})
 @config_options
+@target_options
 @click.option("--timeout", type=Number(0, 86400, low_open=True), default=WAIT_TIMEOUT,
               show_default=f"{WAIT_TIMEOUT:g}s", metavar="DURATION", help="Give up (exit 2) after this long.")
 @click.option("--interval", type=Number(0, 3600, low_open=True), default=WAIT_INTERVAL,
@@ -175,7 +189,8 @@ async def wait_until_ready(
 @fail_on_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND [ARGS]...]")
 def wait(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
-         timeout: float, interval: float, probe_timeout: float, fail_on: str, command: tuple[str, ...]) -> None:
+         targets: TargetFlags, timeout: float, interval: float, probe_timeout: float, fail_on: str,
+         command: tuple[str, ...]) -> None:
     """Probe every configured connector until all are ready; then exit 0, or exec COMMAND.
 
     Use it as a container entrypoint or a CI step: `ingest-probe wait --env-file prod.env --timeout 60 --
@@ -183,19 +198,18 @@ def wait(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], ex
     """
     from ingest_probe.commands.loop import run as run_loop
     from ingest_probe.engine.run import preload_drivers
-    from ingest_probe.settings.targets import classic_targets
 
-    settings = load(config_file, no_env, env_files, extras)
-    targets = classic_targets(settings)
-    if not any(t.configured for t in targets):
+    settings, probed = load_targets(config_file, no_env, env_files, extras, targets)
+    if not any(t.configured for t in probed):
         raise errors.ConfigError("nothing to wait for: no connector is configured (TIMESCALEDB_URL, REDIS_URL,"
                                  " KAFKA_BROKERS, ...)")
-    preload_drivers(targets)  # before the loop: imports inside it would be charged to the first deadlines
-    waited = run_loop(functools.partial(wait_until_ready, targets, settings=settings, limit=timeout,
-                                        interval=interval, probe_timeout=probe_timeout, fail_on=fail_on))
+    preload_drivers(probed)  # before the loop: imports inside it would be charged to the first deadlines
+    waited = run_loop(functools.partial(wait_until_ready, probed, settings=settings, limit=timeout,
+                                        interval=interval, probe_timeout=probe_timeout,
+                                        concurrency=targets.concurrency, fail_on=fail_on))
     if not waited.ready:
         failing = not_ready(waited.results.values(), fail_on)
-        pending = [t.name for t in targets if t.configured and t.name not in waited.results]
+        pending = [t.name for t in probed if t.configured and t.name not in waited.results]
         for result in failing:
             _line(f"not ready after {waited.elapsed:.2f} s: {result.name} {_shown(result)}")
         for name in pending:

@@ -11,14 +11,16 @@ import click
 from ingest_probe import errors
 from ingest_probe.commands.options import (
     Number,
+    TargetFlags,
     config_options,
     debugging,
     epilog,
     examples,
     jitter_option,
-    load,
+    load_targets,
     output_option,
     require_stdout,
+    target_options,
     timeout_option,
     writable_path,
     write_failed_run,
@@ -50,6 +52,7 @@ WATCH_EXAMPLES = examples(
 @click.command(epilog=epilog(WATCH_EXIT_CODES, WATCH_EXAMPLES),
                short_help="Probe every connector every minute, with warm clients.")
 @config_options
+@target_options
 @click.option("--interval", type=Number(0, 31 * 86400, low_open=True), default=None, metavar="SECONDS",
               help="Pause from a cycle's end to the next start [default: 60; with --ingest-schedule:"
                    " TIMESCALE_INGEST_INTERVAL_SECONDS].")
@@ -73,7 +76,8 @@ WATCH_EXAMPLES = examples(
 @click.option("--quiet", "-q", is_flag=True, help="Log nothing but errors.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every cycle, not only status transitions.")
 def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], extras: tuple[str, ...],
-          interval: float | None, jitter_seconds: float | None, max_failures: int | None, ingest_schedule: bool,
+          targets: TargetFlags, interval: float | None, jitter_seconds: float | None, max_failures: int | None,
+          ingest_schedule: bool,
           timeout: float, jitter: float, seed: int | None, once: bool, output: Path | None,
           prometheus_file: Path | None, quiet: bool, verbose: bool) -> None:
     """Probe every configured connector every minute with warm clients, until stopped.
@@ -89,25 +93,23 @@ def watch(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...], e
     require_stdout(output, prometheus_file)
 
     def configure() -> Loaded:
-        """The configuration from the flags' sources; SIGHUP runs this again."""
-        from ingest_probe.settings.targets import classic_targets
-
-        settings = load(config_file, no_env, env_files, extras)
-        return settings, classic_targets(settings)
+        """The configuration from the flags' sources (and the targets files); SIGHUP runs this again."""
+        return load_targets(config_file, no_env, env_files, extras, targets)
 
     try:
         try:
-            settings, targets = configure()
+            settings, probed = configure()
         except (errors.ConfigError, OSError):
-            write_failed_run(prometheus_file)  # the textfile says so, instead of an old cycle's `up 1`
+            write_failed_run(prometheus_file, targets)  # the textfile says so, instead of an old cycle's `up 1`
             raise
         opts = WatchOptions(
             interval=interval, jitter_seconds=jitter_seconds, max_failures=max_failures,
-            ingest_schedule=ingest_schedule, timeout=timeout, jitter=jitter, seed=seed, once=once, output=output,
+            ingest_schedule=ingest_schedule, timeout=timeout, jitter=jitter, seed=seed,
+            concurrency=targets.concurrency, once=once, output=output,
             prometheus_file=prometheus_file, verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL,
             debug=debugging(),
         )
-        code = run_watch(settings, opts, targets=targets, reload=configure)
+        code = run_watch(settings, opts, targets=probed, reload=configure)
     except Interrupted as exc:  # before the first cycle (loading drivers): stopped all the same, exit 0
         if exc.forced:
             raise

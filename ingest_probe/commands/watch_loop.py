@@ -27,8 +27,8 @@ one line and the previous one stays, the pause going on as planned.
 
 Outputs follow ``output``'s rules (``-`` is stdout, devices and FIFOs written in place, files replaced
 atomically). A file is replaced in a worker thread the loop waits for, even when cancelled, so no temp
-file is left and a file is never half written; an in-place write (a FIFO whose reader stalls) runs in a
-daemon thread that a signal may abandon.
+file is left and a file is never half written; an in-place write (a FIFO whose reader stalls) and a write
+to stdout (`watch | slow-reader`) run in a daemon thread that a signal may abandon.
 
 Logging (stderr, one line each): the first cycle's statuses, then one line per connector status
 *transition* — not one per cycle. ``verbose`` adds a line per cycle; ``quiet`` keeps only errors (a file
@@ -57,7 +57,7 @@ from ingest_probe import errors
 from ingest_probe.commands import output, signals
 from ingest_probe.commands.loop import cancel_on_signal, install_daemon_executor
 from ingest_probe.connectors._net import DaemonExecutor, one_line
-from ingest_probe.defaults import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, JITTER, TIMEOUT, WATCH_INTERVAL
+from ingest_probe.defaults import CONCURRENCY, EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, JITTER, TIMEOUT, WATCH_INTERVAL
 from ingest_probe.engine.run import preload_drivers
 from ingest_probe.prober import Prober
 from ingest_probe.renderers.printable import printable
@@ -101,6 +101,7 @@ class WatchOptions:
     timeout: float = TIMEOUT
     jitter: float = JITTER
     seed: int | None = None
+    concurrency: int = CONCURRENCY
     once: bool = False
     output: Path | None = None
     prometheus_file: Path | None = None
@@ -256,7 +257,7 @@ class WatchLoop:
         failures = 0
         source = self.settings if self.targets is None else self.targets
         async with Prober(source, settings=self.settings, timeout=opts.timeout, jitter=opts.jitter, seed=opts.seed,
-                          probes=self.probes) as prober:
+                          concurrency=opts.concurrency, probes=self.probes) as prober:
             self._prober = prober
             while True:
                 report = await self._cycle(prober)
@@ -354,15 +355,17 @@ class WatchLoop:
     async def _write_failed_run(self) -> None:
         """A cycle that could not run: the textfile says so (and drops every per-target series)."""
         from ingest_probe.renderers.prometheus import render_failed_run
+        from ingest_probe.settings.targets import shared_labels
 
         if self.options.prometheus_file is not None:
-            await self._put(self.options.prometheus_file, render_failed_run(dt.datetime.now(dt.UTC)))
+            labels = shared_labels(t.labels for t in self.targets or ())
+            await self._put(self.options.prometheus_file, render_failed_run(dt.datetime.now(dt.UTC), labels))
 
     async def _put(self, path: Path, text: str) -> None:
         stdout = output.is_stdout(path)
         try:
-            if stdout:
-                await anyio.to_thread.run_sync(output.write_stdout, text)
+            if stdout:  # a reader that stalls blocks the writer, not a signal: abandoned like an in-place write
+                await asyncio.wrap_future(DaemonExecutor().submit(output.write_stdout, text, unbuffered=True))
             elif output.in_place(path):
                 await asyncio.wrap_future(DaemonExecutor().submit(output.write_in_place, path, text))
             else:

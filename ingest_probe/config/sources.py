@@ -21,7 +21,7 @@ from typing import NamedTuple
 from ingest_probe.config.keys import KeyRegistry, KeySpec
 from ingest_probe.errors import ConfigError
 
-__all__ = ["ConfigRow", "Origin", "RawConfig", "RawValue", "Source", "load_config"]
+__all__ = ["ConfigRow", "Origin", "RawConfig", "RawValue", "Source", "load_config", "read_text"]
 
 
 class Source(StrEnum):
@@ -234,7 +234,7 @@ def _bad_name(name: str, keys: KeyRegistry) -> str:
     return f"{lead} {_char(name[match.end()])}"
 
 
-def _read_text(path: Path, what: str, keys: KeyRegistry) -> str:
+def read_text(path: Path, what: str, keys: KeyRegistry) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -258,7 +258,7 @@ def _read_env_file(path: Path, keys: KeyRegistry) -> list[_Entry]:
     A malformed line is described, never quoted: ``TIMESCALEDB_URL: postgresql://u:pw@db/x`` holds a password.
     """
     entries: list[_Entry] = []
-    for number, line in enumerate(_read_text(path, "env file", keys).split("\n"), start=1):
+    for number, line in enumerate(read_text(path, "env file", keys).split("\n"), start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -302,7 +302,7 @@ def _read_yaml(path: Path, keys: KeyRegistry) -> list[_Entry]:
     from ingest_probe.config import yaml_file  # only with --config: the module, and then yaml, load on use
 
     return [(key, value, Origin(source=Source.YAML, location=where))
-            for key, value, where in yaml_file.read_entries(path, _read_text(path, "config file", keys), keys)]
+            for key, value, where in yaml_file.read_entries(path, read_text(path, "config file", keys), keys)]
 
 
 def _read_extras(extras: Sequence[str], keys: KeyRegistry) -> list[_Entry]:

@@ -20,7 +20,7 @@ from ingest_probe.errors import ConfigError
 if TYPE_CHECKING:
     import yaml
 
-__all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "read_entries"]
+__all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "compose", "node_type", "read_entries"]
 
 _Item = tuple[str, str, str]  # key, value, location
 
@@ -43,6 +43,31 @@ def read_entries(path: Path, text: str, keys: KeyRegistry) -> list[tuple[str, st
     """
     import yaml  # lazily: ``--help`` and env-only runs never pay for it
 
+    node = compose(path, text, keys)
+    if node is None or node.tag == _TAG + "null":
+        return []
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{path}: expected a mapping of KEY: value at the top level, got {node_type(node)}")
+    entries = list(_yaml_entries(path, node, (), keys))
+    for section in _SECTIONS:
+        child: yaml.Node | None = node
+        for name in section:
+            child = _child_node(child, name)
+        if child is None or child.tag == _TAG + "null":
+            continue
+        if not isinstance(child, yaml.MappingNode):
+            raise ConfigError(f"{path}: key {'.'.join(section)!r}: expected a mapping of KEY: value, "
+                              f"got {node_type(child)}")
+        entries += _yaml_entries(path, child, section, keys)
+    return entries
+
+
+def compose(path: Path, text: str, keys: KeyRegistry | None = None) -> yaml.Node | None:
+    """The composed node tree of a YAML document (merge keys applied), bounded against alias bombs and deep
+    nesting; a YAML error is a one-line ``ConfigError`` with ``file:line`` that never quotes the file
+    (``keys``: name the known key on that line)."""
+    import yaml
+
     loader = None
     try:
         loader = _loader_class()(text)  # its reader refuses control characters at once
@@ -56,22 +81,7 @@ def read_entries(path: Path, text: str, keys: KeyRegistry) -> list[tuple[str, st
     finally:
         if loader is not None:
             loader.dispose()
-    if node is None or node.tag == _TAG + "null":
-        return []
-    if not isinstance(node, yaml.MappingNode):
-        raise ConfigError(f"{path}: expected a mapping of KEY: value at the top level, got {_node_type(node)}")
-    entries = list(_yaml_entries(path, node, (), keys))
-    for section in _SECTIONS:
-        child: yaml.Node | None = node
-        for name in section:
-            child = _child_node(child, name)
-        if child is None or child.tag == _TAG + "null":
-            continue
-        if not isinstance(child, yaml.MappingNode):
-            raise ConfigError(f"{path}: key {'.'.join(section)!r}: expected a mapping of KEY: value, "
-                              f"got {_node_type(child)}")
-        entries += _yaml_entries(path, child, section, keys)
-    return entries
+    return node
 
 
 #: Nodes that aliases may add when expanded (each use counted), beyond one per character of the file (a
@@ -102,7 +112,7 @@ def _loader_class() -> type[yaml.SafeLoader]:
     return Loader
 
 
-def _yaml_error(path: Path, text: str, exc: yaml.YAMLError, keys: KeyRegistry) -> ConfigError:
+def _yaml_error(path: Path, text: str, exc: yaml.YAMLError, keys: KeyRegistry | None) -> ConfigError:
     """file:line, the known key on that line if any, and PyYAML's problem with every quoted token dropped.
 
     PyYAML quotes the file in its messages ("found undefined alias 'hunter2'"); only its own token names
@@ -122,7 +132,7 @@ def _yaml_error(path: Path, text: str, exc: yaml.YAMLError, keys: KeyRegistry) -
         problem = _QUOTED.sub(lambda m: m.group() if _KEPT_TOKEN.fullmatch(m.group().strip()) else "", raw)
         problem = problem.strip()[:120]
     where = f"{path}:{line}" if line else str(path)
-    key = keys.known_name_at(text.split("\n")[line - 1]) if line else None
+    key = keys.known_name_at(text.split("\n")[line - 1]) if line and keys is not None else None
     return ConfigError(f"{where}: invalid YAML{f' at key {key}' if key else ''}: {problem}")
 
 
@@ -278,7 +288,7 @@ def _child_node(node: yaml.Node | None, name: str) -> yaml.Node | None:
     return found[-1] if found else None
 
 
-def _node_type(node: yaml.Node) -> str:
+def node_type(node: yaml.Node) -> str:
     import yaml
 
     if isinstance(node, yaml.SequenceNode):

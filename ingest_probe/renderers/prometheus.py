@@ -2,23 +2,28 @@
 
 Families, all gauges, in this order (a family with no samples is left out entirely):
 
-* ``ingest_probe_up{connector}`` — 1 ok/degraded, 0 starting/down. A *skipped* connector (not configured)
+Every per-target series carries ``target`` (the target's name, unique in a run), ``connector`` (its kind) and the
+target's labels (``--label``, a targets file's ``labels:``, ``service`` for ``--target``), so the textfiles of
+two environments or services in one directory never share a series.
+
+* ``ingest_probe_up{target,connector}`` — 1 ok/degraded, 0 starting/down. A *skipped* connector (not configured)
   gets no ``up`` sample: 0 would page someone for a connector nobody configured, 1 would claim a check that
   never ran. Its state is visible in ``ingest_probe_status{status="skipped"}``.
-* ``ingest_probe_status{connector,status}`` — one-hot over ok/degraded/starting/down/skipped.
-* ``ingest_probe_latency_seconds{connector}`` — probed connectors only.
-* ``ingest_probe_phase_seconds{connector,phase}`` — every phase the probe has, in every run: ``NaN`` for a phase
+* ``ingest_probe_status{target,connector,status}`` — one-hot over ok/degraded/starting/down/skipped.
+* ``ingest_probe_latency_seconds{target,connector}`` — probed connectors only.
+* ``ingest_probe_phase_seconds{target,connector,phase}`` — every phase the probe has, in every run: ``NaN`` for a phase
   not reached in this run (a refused connection never queries; a warm connection is neither resolved nor
   connected again), so the series set of a target never changes between cycles.
 * ``ingest_probe_should_run``, ``ingest_probe_last_run_timestamp_seconds`` (the report's ``generated_at``),
   ``ingest_probe_run_success`` (0 when the run cannot vouch for its results — exit code 3: an internal error,
   nothing configured — else 1), ``ingest_probe_run_duration_seconds`` (the ``run`` block's ``duration_ms``, when
-  connectors were probed).
-* ``ingest_probe_tls_cert_not_after_timestamp_seconds{target}`` — for each probed target: when the TLS
+  connectors were probed). These and ``topic_drift`` carry the labels every target of the run shares
+  (``run_labels``: ``--label env=prod``), so two runs' textfiles differ in them too.
+* ``ingest_probe_tls_cert_not_after_timestamp_seconds{target,connector}`` — for each probed target: when the TLS
   certificate its server presented expires (Unix time; the earliest over a probe's connections), as
   blackbox_exporter's ``probe_ssl_earliest_cert_expiry``; ``NaN`` when no certificate was seen in this run (a
   plaintext target, or a TLS one that did not get as far as the handshake), so the series set does not change
-  with an outage. Labelled ``target`` (the target's name).
+  with an outage.
 * ``ingest_probe_topic_drift{topic}`` — when the report has a ``kafka_topic_provisioning`` section: 1 for a
   topic whose existing configuration drifts from the declared one, 0 for every other requested topic.
 
@@ -38,7 +43,8 @@ from collections.abc import Mapping
 
 from ingest_probe.defaults import EXIT_UNKNOWN
 from ingest_probe.report.model import Report
-from ingest_probe.results import Status
+from ingest_probe.results import ProbeResult, Status
+from ingest_probe.settings.targets import shared_labels
 from ingest_probe.topics.plan import ProvisioningSection
 
 _HELP = {
@@ -64,45 +70,63 @@ Sample = tuple[Mapping[str, str], float]
 
 def render(report: Report) -> str:
     results = report.results or ()
+    own = [(r, _target_labels(r)) for r in results]
+    shared = run_labels(report)
     families: list[tuple[str, list[Sample]]] = [
         ("ingest_probe_up", [
-            ({"connector": r.name}, 1.0 if r.healthy else 0.0) for r in results if r.status is not Status.SKIPPED
+            (labels, 1.0 if r.healthy else 0.0) for r, labels in own if r.status is not Status.SKIPPED
         ]),
         ("ingest_probe_status", [
-            ({"connector": r.name, "status": s.value}, 1.0 if r.status is s else 0.0)
-            for r in results
+            ({**labels, "status": s.value}, 1.0 if r.status is s else 0.0)
+            for r, labels in own
             for s in STATUSES
         ]),
         ("ingest_probe_latency_seconds", [
-            ({"connector": r.name}, round(r.latency_ms, 3) / 1000.0) for r in results if r.latency_ms is not None
+            (labels, round(r.latency_ms, 3) / 1000.0) for r, labels in own if r.latency_ms is not None
         ]),
         ("ingest_probe_phase_seconds", [
-            ({"connector": r.name, "phase": phase}, math.nan if ms is None else round(ms, 3) / 1000.0)
-            for r in results
+            ({**labels, "phase": phase}, math.nan if ms is None else round(ms, 3) / 1000.0)
+            for r, labels in own
             for phase, ms in r.phases.items()
         ]),
-        ("ingest_probe_should_run", [({}, 1.0 if report.should_run else 0.0)]),
-        *_run_families(report.generated_at, success=report.exit_code != EXIT_UNKNOWN),
+        ("ingest_probe_should_run", [(shared, 1.0 if report.should_run else 0.0)]),
+        *_run_families(report.generated_at, success=report.exit_code != EXIT_UNKNOWN, labels=shared),
         ("ingest_probe_run_duration_seconds", [] if report.run is None or report.run.duration_ms is None
-         else [({}, report.run.duration_ms / 1000.0)]),
+         else [(shared, report.run.duration_ms / 1000.0)]),
         ("ingest_probe_tls_cert_not_after_timestamp_seconds", [  # NaN: no certificate seen in this run
-            ({"target": r.name}, math.nan if r.tls_not_after is None else r.tls_not_after)
-            for r in results if r.status is not Status.SKIPPED
+            (labels, math.nan if r.tls_not_after is None else r.tls_not_after)
+            for r, labels in own if r.status is not Status.SKIPPED
         ]),
-        ("ingest_probe_topic_drift", _drift(report.topics)),
+        ("ingest_probe_topic_drift", [({**shared, **labels}, v) for labels, v in _drift(report.topics)]),
     ]
     return _exposition(families)
 
 
-def render_failed_run(at: dt.datetime) -> str:
-    """The textfile of a run that could not run (configuration error, failed cycle): success 0, and when."""
-    return _exposition(_run_families(at, success=False))
+def run_labels(report: Report) -> dict[str, str]:
+    """The labels of the run's series (``should_run``, ``run_success`` ...): those every target of the run has,
+    with the same value (``--label env=prod``; ``service`` when one ``--target`` is probed). None for the
+    classic configuration without ``--label``, as before targets had labels."""
+    return shared_labels(m.labels for m in report.manifest)
 
 
-def _run_families(at: dt.datetime, *, success: bool) -> list[tuple[str, list[Sample]]]:
+def _target_labels(result: ProbeResult) -> dict[str, str]:
+    """A target's series labels: ``target`` (its name), ``connector`` (its kind), then its own labels (names
+    checked when they were given: never ``target``/``connector``/``status``/``phase``/``topic``)."""
+    labels = {"target": result.name, "connector": result.kind or result.name}
+    labels.update((k, v) for k, v in result.labels.items() if k not in labels)
+    return labels
+
+
+def render_failed_run(at: dt.datetime, labels: Mapping[str, str] | None = None) -> str:
+    """The textfile of a run that could not run (configuration error, failed cycle): success 0, and when;
+    ``labels``: the run's (``--label``, or those of the last good cycle), so it replaces its own series."""
+    return _exposition(_run_families(at, success=False, labels=labels or {}))
+
+
+def _run_families(at: dt.datetime, *, success: bool, labels: Mapping[str, str]) -> list[tuple[str, list[Sample]]]:
     return [
-        ("ingest_probe_last_run_timestamp_seconds", [({}, at.replace(microsecond=0).timestamp())]),
-        ("ingest_probe_run_success", [({}, 1.0 if success else 0.0)]),
+        ("ingest_probe_last_run_timestamp_seconds", [(labels, at.replace(microsecond=0).timestamp())]),
+        ("ingest_probe_run_success", [(labels, 1.0 if success else 0.0)]),
     ]
 
 

@@ -216,7 +216,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--soak", action="store_true", help="run the soak benchmark only")
     parser.add_argument("--cycles", type=int, default=1000, help="soak: cycles to run (at least 10)")
     parser.add_argument("--soak-timeout", type=float, default=0.1, help="soak: per-probe deadline in seconds")
+    parser.add_argument("--scale", action="store_true", help="run the scale benchmark only (bench_scale.py)")
+    parser.add_argument("--concurrency", type=int, default=100, help="scale: the cap of probes in flight")
     args = parser.parse_args(argv)
+    if args.scale:
+        from live.bench_scale import main as scale
+
+        return scale(runs=args.runs if "--runs" in argv else 3, cap=args.concurrency)
     if args.soak:
         from live.bench_soak import soak, verdicts
 
