@@ -170,6 +170,7 @@ async def test_no_free_connection_slot_is_refused_not_auth(pg_one_slot: Postgres
     assert_failed(result, "refused", f"127.0.0.1:{pg_one_slot.port} has no free connection slots",
                   "connection slots are reserved")
     assert result.retryable is True
+    assert await server_connections(pg_one_slot) == 0  # the holder's backend exits after its close returned
     again, _ = await run_once(TimescaleProbe(pg_settings(pg_one_slot)), 5.0)  # the slot is free again
     assert again.status is Status.OK, again
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from live import missing
+from live import missing, stop_process
 from live.net import free_port
 
 SUPERUSER = "postgres"
@@ -421,7 +421,7 @@ class PostgresServer:
         pids = self._process_tree()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
+                stop_process(pid)  # stopped on return
         self._frozen = pids
 
     def thaw(self) -> None:

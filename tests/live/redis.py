@@ -27,7 +27,7 @@ import pytest
 
 from ingest_probe.connectors.redis.settings import RedisSettings
 from ingest_probe.secret import Secret
-from live import missing
+from live import missing, stop_process
 from live.net import free_port
 
 REDIS_SERVER = os.environ.get("INGEST_PROBE_TEST_REDIS_SERVER", "redis-server")
@@ -188,7 +188,7 @@ class RedisServer:
     def freeze(self) -> None:
         """SIGSTOP: the kernel still accepts connections, the server answers nothing."""
         assert self._proc is not None
-        self._proc.send_signal(signal.SIGSTOP)
+        stop_process(self._proc.pid)  # every thread stopped on return
         self._frozen = True
 
     def thaw(self) -> None:
