@@ -47,6 +47,8 @@ from typing import Any
 if __package__ in (None, ""):  # as a script: import `live.*` as under pytest; never shadow `redis`
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from live.counting import TARGETS as COUNTED  # noqa: E402
+from live.counting import round_trip_counts  # noqa: E402
 from live.net import BlackHole, DelayProxy  # noqa: E402
 from live.stack import TOPICS, LocalStack, local_stack  # noqa: E402
 
@@ -168,17 +170,15 @@ def start_up(env_file: Path, runs: int) -> dict[str, Any]:
 
 
 def round_trips(stack: LocalStack) -> dict[str, Any]:
-    """Round trips (and connections) of each probe, counted by a loopback proxy that logs every write.
-
-    HOOK for the round-trip counter of issue 15 (tests/live, another branch): call it here for each connector
-    and return ``{"timescale": {"round_trips": n, "connections": c}, "redis": {...}, "kafka": {...}}``;
-    ``_verdicts`` compares them with ``ROUND_TRIP_TARGETS``. Until then the row prints "n/a".
-    """
-    return {"counts": None, "note": "n/a: no round-trip counter in tests/live yet"}
+    """Round trips (and connections) of each probe, cold and warm, counted by a loopback proxy that logs every
+    write (``live.counting``; ``tests/test_round_trips.py`` asserts the same counts)."""
+    counts = round_trip_counts(stack.postgres, stack.redis)
+    return {"counts": {kind: {phase: {"round_trips": n, "connections": c} for phase, (n, c) in by_phase.items()}
+                       for kind, by_phase in counts.items()}}
 
 
-#: Issue 15's targets: (round trips, connections) per connector.
-ROUND_TRIP_TARGETS = {"timescale": (6, 1), "redis": (2, 1), "kafka": (3, 1)}
+#: Issue 15's targets: (round trips, connections) per connector, cold (``live.counting.TARGETS``).
+ROUND_TRIP_TARGETS = {kind: by_phase["cold"] for kind, by_phase in COUNTED.items()}
 
 
 def manifest_only_imports(env_file: Path) -> str:
@@ -367,10 +367,13 @@ def _table(r: dict[str, Any]) -> list[str]:
     if counts is None:
         rows.append(("round trips PostgreSQL / Redis / Kafka", "n/a", "", "", target, "n/a"))
     else:
-        measured = " / ".join(f"{counts[k]['round_trips']} ({counts[k]['connections']})" for k in ROUND_TRIP_TARGETS)
-        met = all(counts[k]["round_trips"] <= n and counts[k]["connections"] <= c
+        cold_counts = {k: counts[k]["cold"] for k in ROUND_TRIP_TARGETS}
+        measured = " / ".join(f"{c['round_trips']} ({c['connections']})" for c in cold_counts.values())
+        warm_counts = " / ".join(str(counts[k]["warm"]["round_trips"]) for k in ROUND_TRIP_TARGETS)
+        met = all(cold_counts[k]["round_trips"] <= n and cold_counts[k]["connections"] <= c
                   for k, (n, c) in ROUND_TRIP_TARGETS.items())
-        rows.append(("round trips PostgreSQL / Redis / Kafka", measured, "", "", target, "MET" if met else "MISS"))
+        rows.append(("round trips PostgreSQL / Redis / Kafka", measured, f"warm {warm_counts}", "", target,
+                     "MET" if met else "MISS"))
     for label, w, target_ratio in ((f"warm Prober.check(), {HOP_DELAY * 1000:.0f} ms hops", warm_slow, 1.1),):
         if "ratio" in w:
             rows.append((label, f"{w['prober_median_ms']:.1f} ms", f"raw warm calls {w['raw_median_ms']:.1f} ms",
