@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 
 from live import missing
-from live.net import free_port
+from live.net import free_port, sigstop
 
 ENV_BOOTSTRAP = "INGEST_PROBE_TEST_KAFKA_BOOTSTRAP"
 
@@ -277,8 +277,8 @@ class TansuBroker(_KafkaTarget):
         return ""
 
     def freeze(self) -> None:
-        """SIGSTOP: the kernel still accepts connections, the broker never answers."""
-        self.proc.send_signal(signal.SIGSTOP)
+        """SIGSTOP: the kernel still accepts connections, the broker never answers (stopped on return)."""
+        sigstop(self.proc.pid)
         self.frozen = True
 
     def thaw(self) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 
 from live import missing
-from live.net import free_port
+from live.net import free_port, sigstop
 
 SUPERUSER = "postgres"
 #: A role that authenticates with a client certificate (pg_hba ``cert``) on TLS instances.
@@ -417,12 +417,18 @@ class PostgresServer:
         return [root, *children]
 
     def freeze(self) -> None:
-        """SIGSTOP the postmaster, then its children: TCP still connects (kernel backlog), nothing answers."""
-        pids = self._process_tree()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-        self._frozen = pids
+        """SIGSTOP the postmaster, then its children: TCP still connects (kernel backlog), nothing answers.
+
+        Each is stopped on return; the children are listed once the postmaster is, so none forked meanwhile
+        is missed."""
+        root = self.postmaster_pid
+        if root is None:
+            return
+        sigstop(root)
+        self._frozen = [root]
+        for pid in self._process_tree()[1:]:
+            sigstop(pid)
+            self._frozen.append(pid)
 
     def thaw(self) -> None:
         for pid in reversed(self._frozen):

@@ -28,7 +28,7 @@ import pytest
 from ingest_probe.connectors.redis.settings import RedisSettings
 from ingest_probe.secret import Secret
 from live import missing
-from live.net import free_port
+from live.net import free_port, sigstop
 
 REDIS_SERVER = os.environ.get("INGEST_PROBE_TEST_REDIS_SERVER", "redis-server")
 
@@ -186,9 +186,9 @@ class RedisServer:
         self.launch()
 
     def freeze(self) -> None:
-        """SIGSTOP: the kernel still accepts connections, the server answers nothing."""
+        """SIGSTOP: the kernel still accepts connections, the server answers nothing (stopped on return)."""
         assert self._proc is not None
-        self._proc.send_signal(signal.SIGSTOP)
+        sigstop(self._proc.pid)
         self._frozen = True
 
     def thaw(self) -> None:
