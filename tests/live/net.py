@@ -98,10 +98,13 @@ class _Listener:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
+        # The accept thread ends first: a connection it accepted just before the listener closed (a client's
+        # connect completes in the kernel backlog, long before a loaded machine runs this thread) is in
+        # ``_conns`` only once ``_serve`` returned; closed before that, it would leak ("unclosed socket").
+        self._thread.join(timeout=2)
         for conn in self._conns:
             with contextlib.suppress(OSError):
                 conn.close()
-        self._thread.join(timeout=2)
 
     def __enter__(self) -> Self:
         return self
