@@ -1,6 +1,6 @@
 """ingest-probe's public API: load settings, build reports, and a long-lived Prober for async services.
 
-Importing the package is cheap: the leaf modules (errors, results, version) load now; everything else loads
+Importing the package is cheap: the leaf modules errors and version load now; everything else loads
 on first attribute access, and client libraries (asyncpg, redis, aiokafka) and yaml only when a probe or a
 config file needs them.
 
@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from ingest_probe._version import __version__
 from ingest_probe.errors import ConfigError, IngestProbeError, ProbeError
-from ingest_probe.results import ProbeResult, Recorder, Status
 
 if TYPE_CHECKING:
     from ingest_probe.config.keys import KeySet, KeySpec
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from ingest_probe.report.builder import build_manifest, build_report
     from ingest_probe.report.model import Report
     from ingest_probe.report.policy import ready
+    from ingest_probe.results import ProbeResult, Recorder, Status
     from ingest_probe.settings.service import Settings, load_settings
     from ingest_probe.settings.targets import Target, classic_targets, select, target_from_url
     from ingest_probe.settings.targets_file import build_targets, read_targets_file
@@ -74,11 +74,14 @@ _LAZY = {
     "KeySpec": "ingest_probe.config.keys",
     "Observation": "ingest_probe.prober",
     "Probe": "ingest_probe.connectors.base",
+    "ProbeResult": "ingest_probe.results",
     "Prober": "ingest_probe.prober",
     "Report": "ingest_probe.report.model",
+    "Recorder": "ingest_probe.results",
     "RunInfo": "ingest_probe.engine.supervisor",
     "Settings": "ingest_probe.settings.service",
     "Target": "ingest_probe.settings.targets",
+    "Status": "ingest_probe.results",
     "TaskSupervisor": "ingest_probe.engine.supervisor",
     "build_manifest": "ingest_probe.report.builder",
     "build_report": "ingest_probe.report.builder",

@@ -53,6 +53,28 @@ def test_manifest_only_run_imports_no_client_library(tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "a.env"]  # no stray files (the old tool made ./data/)
 
 
+#: Modules a command that contacts nothing has no use for: the event loop, logging, sockets, hashing.
+NOT_FOR_A_MANIFEST = ("asyncio", "hashlib", "logging", "socket", "ssl")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["report", "--no-env", "--env-file", "{env}"]],
+                         ids=["--help", "manifest-only report"])
+def test_a_run_that_contacts_nothing_loads_no_event_loop_logging_or_sockets(tmp_path, argv):
+    """`--help` and a manifest-only report load none of asyncio, logging, socket, ssl, hashlib; `--help` not
+    even the settings and results dataclasses (start-up time, see scripts/bench)."""
+    env = write(tmp_path, "a.env", "REDIS_URL=redis://r:6379/0\nKAFKA_BROKERS=k:9092\nTIMESCALEDB_HOST=db\n")
+    code = (
+        "import sys, io, contextlib\n"
+        "from ingest_probe.commands.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    try:\n        main({[a.format(env=env) for a in argv]!r})\n"
+        "    except SystemExit as e:\n        assert e.code == 0, e.code\n"
+        f"print(sorted(m for m in {NOT_FOR_A_MANIFEST + ('dataclasses',)!r} if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == ("[]" if argv == ["--help"] else "['dataclasses']")
+
+
 def test_python_dash_m_works():
     """`python -m ingest_probe` runs the same CLI."""
     proc = subprocess.run([sys.executable, "-m", "ingest_probe", "--version"], capture_output=True, text=True)
@@ -75,8 +97,9 @@ def test_python_dash_m_works():
         (["nosuchcommand"], "No such command"),
         ([], "missing command"),
         (["report", "--splay", "5"], "--splay needs --connectivity or --ensure-topics"),
-        (["readiness", "--no-env", "--splay", "5"],
-         "--splay needs --connectivity, --ensure-topics or --ingest-results"),
+        (["readiness", "--no-env", "--splay", "5"], "--splay needs --connectivity or --ensure-topics"),
+        (["readiness", "--no-env", "--splay", "5", "--results", "r.json"],  # without --connectivity: no standby probe
+         "--splay needs --connectivity or --ensure-topics"),
     ],
 )
 def test_usage_and_config_errors_exit_3_with_one_line(capsys, argv, needle):

@@ -71,6 +71,18 @@ def test_all_ok_exit_0_and_nothing_left_on_the_servers(tmp_path, pg_server, redi
     assert_no_server_connections(pg_server, redis_server)
 
 
+def test_no_client_is_left_for_the_teardown_to_find(tmp_path, pg_server, redis_server, kafka_broker):
+    """The script's fast exit skips the final collection that reports an unclosed socket or transport; with
+    ``-W`` the process keeps it, and a healthy run leaves it nothing to report."""
+    path = env_file(tmp_path, stack_env(pg_server, redis_server, kafka_broker))
+    proc = subprocess.run([sys.executable, "-W", "always::ResourceWarning", "-m", "ingest_probe", "report",
+                           "--no-env", "--env-file", path, "--connectivity"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "ok"
+    assert proc.stderr == ""
+
+
 def test_one_failure_hides_nothing_and_exit_is_2(tmp_path, pg_server, redis_server, kafka_broker):
     """A wrong Postgres password is reported as auth/down while Redis and Kafka are still probed; exit 2."""
     values = stack_env(pg_server, redis_server, kafka_broker, TIMESCALEDB_PASSWORD="wrong-CANARY-e2e")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import configparser
 import copy
+import json
 import math
 import os
 import re
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -47,7 +49,7 @@ def load_all(path: Path) -> list[Any]:
 
 def test_every_yaml_file_parses() -> None:
     """Every YAML file in deploy/ loads with yaml.safe_load_all, each document a non-empty mapping."""
-    assert len(yaml_files()) == 5
+    assert len(yaml_files()) == 6
     for path in yaml_files():
         docs = load_all(path)
         assert docs, path
@@ -211,13 +213,30 @@ def on_loopback(address: str) -> list[dict[str, Any]]:
     return jobs
 
 
-def served_env(tmp_path: Path) -> str:
-    """An env file for `serve`: timescale a SQLite rehearsal (degraded: up), Redis on a closed port (down)."""
+TARGETS = DEPLOY / "targets.yaml"
+
+
+def test_the_targets_file_holds_names_not_secrets() -> None:
+    """deploy/targets.yaml names timescale and redis, each URL from a variable (url_env, no url:), and they are
+    the names scrape.yml's /probe job asks for."""
+    [doc] = load_all(TARGETS)
+    assert doc["targets"] == {"timescale": {"kind": "timescale", "url_env": "TIMESCALEDB_URL"},
+                              "redis": {"kind": "redis", "url_env": "REDIS_URL"}}  # fmt: skip
+    probe = scrape_jobs()["ingest-probe-targets"]
+    assert [t for group in probe["static_configs"] for t in group["targets"]] == list(doc["targets"])
+
+
+def served_files(tmp_path: Path, redis_url: str | None = None) -> tuple[str, str]:
+    """For `serve`: a copy of deploy/targets.yaml, as it is, and an env file with the loopback URLs its url_env
+    variables name: timescale a SQLite rehearsal (degraded: up), Redis ``redis_url`` or a closed port (down)."""
     database = tmp_path / "rehearsal.db"
     sqlite3.connect(database).close()
+    targets = tmp_path / "targets.yaml"
+    shutil.copyfile(TARGETS, targets)
     path = tmp_path / "ingest-probe.env"
-    path.write_text(f"TIMESCALEDB_URL=sqlite:///{database}\nREDIS_URL=redis://127.0.0.1:{free_port()}/0\n")
-    return str(path)
+    path.write_text(f"TIMESCALEDB_URL=sqlite:///{database}\n"
+                    f"REDIS_URL={redis_url or f'redis://127.0.0.1:{free_port()}/0'}\n")
+    return str(targets), str(path)
 
 
 @pytest.mark.live
@@ -227,7 +246,8 @@ def test_real_prometheus_runs_the_shipped_config_and_rules(
     """A real Prometheus with scrape.yml (the prober's address moved to a real `serve` on loopback) and
     alerts.yml: /metrics and /probe?target=NAME are scraped with the right instance labels, and
     IngestProbeTargetDown (alone) goes pending for the down target, in both jobs."""
-    server = serve_process(["--no-env", "--env-file", served_env(tmp_path), "--timeout", "2"])
+    targets, env = served_files(tmp_path)
+    server = serve_process(["--no-env", "--targets", targets, "--env-file", env, "--timeout", "2"])
     prom = prometheus_server(on_loopback(server.address), rule_files=[PROMETHEUS_DIR / "alerts.yml"])
     up = prom.wait_for("up", lambda s: len(s) == 3 and all(x.value == 1 for x in s))
     assert {(s.labels["job"], s.labels["instance"]) for s in up} == {
@@ -241,23 +261,19 @@ def test_real_prometheus_runs_the_shipped_config_and_rules(
         return len(samples) == 2 and {s.labels["alertname"] for s in samples} == {"IngestProbeTargetDown"}
 
     pending = prom.wait_for('ALERTS{alertstate="pending"}', only_target_down)
-    assert {(s.labels["job"], s.labels["connector"]) for s in pending} == {
-        ("ingest-probe", "redis"), ("ingest-probe-targets", "redis")}  # the `target` label comes with #10b
+    assert {(s.labels["job"], s.labels["target"], s.labels["connector"]) for s in pending} == {
+        ("ingest-probe", "redis", "redis"), ("ingest-probe-targets", "redis", "redis")}
     assert {s.labels["severity"] for s in pending} == {"critical"}
 
 
-#: Flags the deployment examples pass to `serve` that it does not take yet, and the issue that brings them.
-PENDING_FLAGS = {"--targets": "#10b"}
-
-
-def serve_argv(args: list[str], env_file: str) -> list[str]:
-    """A deployment example's `serve` arguments made runnable here: its --listen left out (ServeProcess picks a
-    free loopback port), its env file replaced, pending flags (with their value) left out, no environment."""
+def serve_argv(args: list[str], targets: str, env_file: str) -> list[str]:
+    """A deployment example's `serve` arguments made runnable here, as written but for paths: its --listen left
+    out (ServeProcess picks a free loopback port), its --targets and --env-file replaced, no environment."""
     out, it = ["--no-env"], iter(args[1:])
     for arg in it:
-        if arg in (*PENDING_FLAGS, "--listen", "--env-file"):
+        if arg in ("--listen", "--targets", "--env-file"):
             next(it)
-            out += ["--env-file", env_file] if arg == "--env-file" else []
+            out += {"--listen": [], "--targets": [arg, targets], "--env-file": [arg, env_file]}[arg]
         else:
             out.append(arg)
     return out
@@ -272,11 +288,12 @@ def serve_flags() -> set[str]:
 @pytest.mark.live
 @pytest.mark.parametrize("example", ["kubernetes", "systemd"])
 def test_deployment_examples_run_serve_with_real_flags(
-    tmp_path: Path, example: str, serve_process: Callable[..., ServeProcess]
+    tmp_path: Path, example: str, serve_process: Callable[..., ServeProcess], redis_server: RedisServer
 ) -> None:
-    """Every flag the Kubernetes Deployment and the systemd unit pass to `serve` is one it takes (or one still
-    pending, listed with its issue), and `serve` started with those arguments answers the httpGet probes:
-    /livez 200, /readyz 503 while a target is down, and 200 once it is only degraded."""
+    """Every flag the Kubernetes Deployment and the systemd unit pass to `serve` is one it takes, and `serve`
+    started with those arguments (a copy of deploy/targets.yaml, an env file of loopback URLs) answers the
+    httpGet probes: /livez 200, /readyz 503 while redis is down; the env file fixed and SIGHUP (the unit's
+    ExecReload), 200 with timescale only degraded."""
     if example == "kubernetes":
         [container] = load_all(DEPLOY / "kubernetes" / "deployment.yaml")[0]["spec"]["template"]["spec"]["containers"]
         args = container["args"]
@@ -284,15 +301,23 @@ def test_deployment_examples_run_serve_with_real_flags(
         args = shlex.split(unit()["Service"]["ExecStart"])[1:]
     assert args[0] == "serve"
     flags = [a for a in args if a.startswith("--")]
-    assert [f for f in flags if f not in serve_flags() and f not in PENDING_FLAGS] == []
-    server = serve_process(serve_argv(args, served_env(tmp_path)))
+    assert [f for f in flags if f not in serve_flags()] == []
+    assert {"--targets", "--env-file"} <= set(flags)
+    targets, env = served_files(tmp_path)
+    server = serve_process(serve_argv(args, targets, env))
     assert server.get("/livez")[:1] == (200,)
-    assert server.get("/readyz")[0] == 503  # redis down
-    server.kill()
-    (tmp_path / "ingest-probe.env").write_text(
-        (tmp_path / "ingest-probe.env").read_text().replace("REDIS_URL", "REDIS_UNUSED_URL"))
-    server = serve_process(serve_argv(args, str(tmp_path / "ingest-probe.env")))
-    assert server.get("/readyz")[0] == 200  # the rehearsal is degraded: not down
+    status, _, body = server.get("/readyz")
+    assert status == 503
+    assert [(t["name"], t["status"]) for t in json.loads(body)["targets"]] == [("timescale", "degraded"),
+                                                                                ("redis", "down")]
+    served_files(tmp_path, redis_url=f"redis://127.0.0.1:{redis_server.port}/0")
+    mark = len(server.lines)
+    server.send_signal(signal.SIGHUP)
+    server.wait_for_line("reloaded: timescale, redis", start=mark)
+    status, _, body = server.get("/readyz")
+    assert status == 200, body  # the rehearsal is degraded: not down
+    assert [(t["name"], t["status"]) for t in json.loads(body)["targets"]] == [("timescale", "degraded"),
+                                                                                ("redis", "ok")]
 
 
 def test_stop_timeouts_leave_serve_its_grace_and_close_budget() -> None:

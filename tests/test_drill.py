@@ -445,9 +445,11 @@ def test_rehearsal_simulates_the_outage_of_the_required_dimensions():
 
 
 def test_fallback_is_planned_only_when_failover_is_decided():
-    """The standby is probed only for a decided failover with the fallback enabled and a standby set."""
+    """The standby is probed only for a decided failover with the fallback enabled, a standby set, and servers
+    to be contacted (`readiness --connectivity`)."""
     ok, failing = parse({"daily_bars": entry()}), parse({"daily_bars": entry(rows_written=0)})
     assert drill.assess(settings(), ok).fallback_target is None
+    assert drill.assess(settings(), failing, probe_standby=False).fallback_target is None
     assert drill.assess(settings(TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK="false"), failing).fallback_target is None
     assert drill.assess(settings(TIMESCALEDB_FAILOVER_URL=None), failing).fallback_target is None
     target = drill.assess(settings(), failing).fallback_target
@@ -521,6 +523,23 @@ def test_not_run_without_results_still_probes_connectivity():
     assert drill_doc["components"] == []
 
 
+def test_readiness_without_connectivity_contacts_nothing(tmp_path):
+    """Without --connectivity readiness contacts no server, as the old readiness: a decided failover's standby
+    (standby.example.com, which the loopback guard would refuse to resolve) is not probed, there is no `run`
+    block, and the fallback warns naming --connectivity (drill warn, exit 1)."""
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"daily_bars": entry(rows_written=0)}))
+    report = run_readiness(settings(), ingest_results=path, connectivity=False, now=NOW)
+    doc = report.to_dict()
+    assert (doc["connectivity"], doc["run"]) == (None, None)
+    snap = doc["failover_drill"]
+    assert (snap["status"], snap["failover_decision"]["should_failover"]) == ("warn", True)
+    assert [(c["name"], c["status"]) for c in snap["components"]][2] == ("fallback", "warn")
+    assert snap["components"][2]["summary"].startswith("standby not probed: readiness contacts no server without"
+                                                       " --connectivity")
+    assert report.exit_code == 1
+
+
 def test_disabled_drill_is_not_run_but_file_is_validated(tmp_path):
     """TIMESCALE_FAILOVER_DRILL=false: the drill is not run (and says so); a bad file is still exit 3."""
     path = tmp_path / "r.json"
@@ -555,7 +574,8 @@ def test_markdown_golden():
 
 
 def test_canary_secret_appears_in_no_readiness_output(capsys, tmp_path):
-    """A canary in every secret of the config or results `source` never shows in readiness JSON/Markdown."""
+    """A canary in every secret of the config or results `source` never shows in readiness JSON/Markdown (with
+    --connectivity: the connectors and the standby probed, every one refused)."""
     from live.net import free_port
 
     closed = free_port()
@@ -577,7 +597,7 @@ def test_canary_secret_appears_in_no_readiness_output(capsys, tmp_path):
     for fmt in ("json", "markdown"):
         with pytest.raises(SystemExit) as info:
             main(["readiness", "--no-env", "--env-file", str(env), "--ingest-results", str(results),
-                  "--format", fmt, "--timeout", "2"])
+                  "--format", fmt, "--timeout", "2", "--connectivity"])
         out, err = capsys.readouterr()
         assert info.value.code == 2, err
         assert CANARY not in out
@@ -612,7 +632,8 @@ def test_drill_warning_never_hides_a_down_connector(capsys, tmp_path):
 
 def _json_once(capsys, env: Path, results: Path) -> str:
     with pytest.raises(SystemExit):
-        main(["readiness", "--no-env", "--env-file", str(env), "--ingest-results", str(results), "--timeout", "2"])
+        main(["readiness", "--no-env", "--env-file", str(env), "--ingest-results", str(results), "--timeout", "2",
+              "--connectivity"])
     return capsys.readouterr().out
 
 

@@ -132,10 +132,10 @@ def test_watch_broker_advertising_an_unusable_host(
 _QUERY_BUG = textwrap.dedent("""
     from ingest_probe.connectors.kafka.probe import KafkaProbe
 
-    async def _request(self):
+    def _record(self, rec, response):
         raise UnicodeError("encoding with 'idna' codec failed (planted)")
 
-    KafkaProbe._request = _request
+    KafkaProbe._record = _record
 """)
 
 

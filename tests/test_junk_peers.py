@@ -86,8 +86,10 @@ async def test_junk_peer_is_protocol_and_others_still_reported(
     by_name: dict[str, ProbeResult] = {r.name: r for r in results}
     assert list(by_name) == ["timescale", "redis", "kafka"]
     bad = by_name[junk]
-    assert_failed(bad, "protocol", f"{LIBRARY[junk]} could not parse", f"is this really a {PROTOCOL[junk]} port?",
-                  str(server.port))
+    # With sslmode=prefer junk is the answer to the SSLRequest: as libpq, no plaintext retry after that.
+    prefer = (junk, sslmode) == ("timescale", None)
+    said = "broke off the TLS negotiation" if prefer else f"{LIBRARY[junk]} could not parse"
+    assert_failed(bad, "protocol", said, f"is this really a {PROTOCOL[junk]} port?", str(server.port))
     for name, result in by_name.items():
         if name != junk:
             assert result.status is Status.OK, result
@@ -244,7 +246,7 @@ async def _raise_type_error(*args: Any, **kwargs: Any) -> Any:
 def _bug_at_the_boundary(name: str, monkeypatch: pytest.MonkeyPatch) -> Probe:
     """A probe whose library call is replaced by our code raising TypeError, at the mapped boundary."""
     if name == "timescale":
-        monkeypatch.setattr(TimescaleProbe, "_connect_once", _raise_type_error)
+        monkeypatch.setattr(TimescaleProbe, "_asyncpg_connect", _raise_type_error)
         return TimescaleProbe(
             TimescaleSettings(configured=True, backend="postgresql", url_source_key=None, host="127.0.0.1",
                               port=9, user="u", sslmode="disable")
@@ -254,9 +256,9 @@ def _bug_at_the_boundary(name: str, monkeypatch: pytest.MonkeyPatch) -> Probe:
 
         monkeypatch.setattr(Redis, "initialize", _raise_type_error)
         return RedisProbe(RedisSettings(configured=True, host="127.0.0.1", port=9))
-    from aiokafka.admin import AIOKafkaAdminClient
+    from ingest_probe.connectors.kafka import probe as kafka_probe
 
-    monkeypatch.setattr(AIOKafkaAdminClient, "start", _raise_type_error)
+    monkeypatch.setattr(kafka_probe, "bootstrap", _raise_type_error)  # what starts the admin client
     return KafkaProbe(KafkaSettings(configured=True, bootstrap_servers=("127.0.0.1:9",)))
 
 

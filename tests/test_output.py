@@ -11,9 +11,11 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from live.kafka import wait_until
 
 from ingest_probe.commands.cli import main
 
@@ -152,8 +154,9 @@ def test_unix_socket_gets_the_text_and_stays_a_socket(tmp_path):
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         done = cli("report", "--no-env", "--output", str(path))
-        if not received:
-            server.close()  # the socket was replaced: end the accept
+        thread.join(timeout=10)  # the process may be gone before the accept: the connection waits in the backlog
+        if thread.is_alive():
+            server.close()  # never connected to (the socket was replaced): end the accept
         thread.join(timeout=35)
     assert done.returncode == 0, done.stderr
     assert stat.S_ISSOCK(os.lstat(path).st_mode)
@@ -409,6 +412,33 @@ def test_reader_gone_is_exit_3_with_one_line_and_no_python_noise():
     assert done.stderr == "ingest-probe: error: cannot write report to stdout: Broken pipe\n"
 
 
+
+def test_watch_into_a_reader_that_stalls_still_stops_on_sigterm(tmp_path):
+    """`watch | reader-that-stopped-reading`: the pipe fills, the write blocks, and SIGTERM still ends watch
+    promptly with exit 0 (the blocked write is abandoned), instead of hanging until SIGKILL."""
+    import fcntl
+    import signal
+
+    err = tmp_path / "stderr"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "ingest_probe", "watch", "--no-env", "--interval", "0.05",
+                                 "-v"], stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)  # full after a few cycles' lines
+        assert wait_until(lambda: err.read_text().count("next in") >= 2, timeout=30)  # 2 lines of ~2 KB fill it
+        # the pipe is full now: no cycle ends any more, each waits for its write
+        blocked = err.read_text().count("next in")
+        time.sleep(0.5)
+        assert err.read_text().count("next in") == blocked
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    assert "Traceback" not in err.read_text()
+
 @pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "normal"])
 def test_watch_into_head_1_ends_promptly_on_epipe(quiet):
     """`watch | head -1`: after the reader goes, watch stops at the next write (exit 0) with at most one
@@ -436,3 +466,51 @@ def test_watch_into_head_1_ends_promptly_on_epipe(quiet):
         assert "cycle 1:" in lines[0]
         assert len(lines) == 2
         assert "stdout was closed" in lines[1]
+
+
+# ------------------------------------------------------------------------------- the process exit
+
+#: The process entry, as the script runs it, plus an exit handler and a garbage cycle whose finalizer only
+#: the interpreter's teardown (its final collection) would run.
+ENTRY_WITH_WITNESSES = (
+    "import atexit, sys\n"
+    "from ingest_probe.__main__ import run\n"
+    "class Witness:\n"
+    "    def __del__(self):\n        sys.stderr.write('teardown collected a cycle\\n')\n"
+    "w = Witness(); w.cycle = w; del w\n"
+    "atexit.register(lambda: sys.stderr.write('exit handlers ran\\n'))\n"
+    "sys.argv = ['ingest-probe', *sys.argv[1:]]\n"
+    "run()\n"
+)
+
+
+@pytest.mark.parametrize("to", ["pipe", "file"])
+def test_fast_exit_loses_no_output_and_runs_the_exit_handlers(tmp_path, to):
+    """The script's entry leaves without the interpreter's teardown (the cycle is never collected), yet the
+    report on stdout is whole, to a pipe as to a file, stderr has its lines, and exit handlers ran."""
+    env = tmp_path / "a.env"
+    env.write_text("REDIS_URL=redis://127.0.0.1:1/0\nKAFKA_BROKERS=127.0.0.1:1\nTIMESCALEDB_HOST=127.0.0.1\n")
+    argv = [sys.executable, "-c", ENTRY_WITH_WITNESSES, "report", "--no-env", "--env-file", str(env)]
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a cron job runs it
+    expected = tmp_path / "expected.json"
+    subprocess.run([*argv, "--output", str(expected)], check=True, timeout=60)
+    if to == "pipe":
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=buffered)
+        out = done.stdout
+    else:
+        with (tmp_path / "stdout").open("w") as stdout:
+            done = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60, env=buffered)
+        out = (tmp_path / "stdout").read_text()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out).keys() == json.loads(expected.read_text()).keys()
+    assert out.endswith("}\n")
+    assert done.stderr == "exit handlers ran\n"
+
+
+def test_a_leak_check_keeps_the_whole_teardown():
+    """Under ``-W``/``-X dev`` the final collection still runs: it is what reports an unclosed transport."""
+    done = subprocess.run([sys.executable, "-W", "always::ResourceWarning", "-c", ENTRY_WITH_WITNESSES, "--version"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "ingest-probe" in done.stdout
+    assert done.stderr.splitlines() == ["exit handlers ran", "teardown collected a cycle"]

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import pytest
 from fakes import UnknownNames, assert_failed, run_once
+from live.kafka import own_socket_inodes
 from live.net import BlackHole, ResetProxy, free_port
 from live.redis import (
     AUTH_PASSWORD,
@@ -245,6 +246,16 @@ async def test_tls_ok_with_the_right_ca(redis_tls_server: RedisServer) -> None:
     assert result.status is Status.OK, result
     assert result.details["redis_version"]
     await wait_for_clients(redis_tls_server, name, 0)
+
+
+async def test_tls_close_leaves_no_socket_behind(redis_tls_server: RedisServer) -> None:
+    """redis-py's ``disconnect(nowait=True)`` starts a polite TLS shutdown and forgets it (a close_notify
+    round trip nobody waits for: the socket outlived the test's event loop, a ResourceWarning). The probe
+    aborts the socket: one loop iteration after ``aclose()``, the process holds no more sockets than before."""
+    before = own_socket_inodes()
+    result, _ = await run_once(RedisProbe(redis_tls_server.settings(client_name=unique_name())), T)
+    assert result.status is Status.OK, result
+    assert own_socket_inodes() - before == set()
 
 
 async def test_tls_ca_mismatch_is_tls(redis_tls_server: RedisServer) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 from fakes import UnknownNames, assert_failed, assert_no_stray_tasks, pg_settings, run_once
-from live.kafka import client_connections
+from live.kafka import client_connections, own_socket_inodes
 from live.net import BlackHole, DelayProxy, ResetProxy, free_port
 from live.postgres import CERT_USER, PostgresServer, _server_fixture
 
@@ -170,6 +170,7 @@ async def test_no_free_connection_slot_is_refused_not_auth(pg_one_slot: Postgres
     assert_failed(result, "refused", f"127.0.0.1:{pg_one_slot.port} has no free connection slots",
                   "connection slots are reserved")
     assert result.retryable is True
+    assert await server_connections(pg_one_slot) == 0  # the holder's backend exits after its close returned
     again, _ = await run_once(TimescaleProbe(pg_settings(pg_one_slot)), 5.0)  # the slot is free again
     assert again.status is Status.OK, again
 
@@ -365,6 +366,25 @@ async def test_client_certificate_authenticates(pg_tls_server: PostgresServer, s
     assert result.status is Status.OK, result
     without, _ = await run_once(TimescaleProbe(pg_settings(pg_tls_server, **common)), T)
     assert_failed(without, "auth", CERT_USER)
+
+
+@pytest.mark.parametrize("sslmode", ["require", "prefer", "allow"])
+async def test_failed_tls_login_leaves_no_socket_behind(pg_tls_server: PostgresServer, sslmode: str) -> None:
+    """A login refused over TLS: asyncpg starts a polite TLS shutdown of that connection and forgets it (a
+    close_notify round trip nobody waits for: the socket outlived the test's event loop, a ResourceWarning).
+    The probe aborts it: when the check returns, the process holds no more sockets than before (counted by
+    file descriptor: a socket the server reset is no longer in the TCP table)."""
+    tls = pg_tls_server.tls
+    assert tls is not None
+    s = pg_settings(pg_tls_server, user=CERT_USER, password=None, sslmode=sslmode, sslrootcert=str(tls.ca))
+    probe = TimescaleProbe(s)
+    before = own_socket_inodes()
+    try:
+        result, _ = await run_once(probe, 5.0, close=False)
+        assert own_socket_inodes() - before == set()
+    finally:
+        await probe.aclose()
+    assert_failed(result, "auth", CERT_USER)
 
 
 async def test_allow_falls_back_to_tls_when_the_server_requires_it(pg_tls_server: PostgresServer) -> None:

@@ -150,11 +150,23 @@ def test_healthy_daily_result_under_the_default_key_is_ok(capsys, tmp_path, prim
     assert snap["components"][0]["metadata"]["vocabulary_notes"] == ["required_not_planned"]  # no symbols here
 
 
-def test_readiness_without_connectivity_still_probes_the_standby(capsys, tmp_path, primary, promoted):
-    """Without --connectivity the connectors are not contacted, but a decided failover still probes the standby."""
-    code, doc, _ = readiness(capsys, tmp_path, primary, promoted.dsn(), command=("readiness",))
-    assert (code, doc["failover_drill"]["status"], fallback(doc)["status"]) == (0, "ok", "ok")
-    assert list(doc["run"]["deadlines_s"]) == ["ingest-probe-timescale_failover"]
+def test_readiness_without_connectivity_contacts_no_server(capsys, tmp_path, primary):
+    """Without --connectivity readiness contacts nothing, as the old readiness did (issue #14): neither the
+    primary nor the standby of a decided failover (a listener that counts connections: none), no `run` block;
+    the fallback warns naming --connectivity (exit 1). With it, the standby is probed (see above)."""
+    hole = BlackHole()
+    try:
+        code, doc, _ = readiness(capsys, tmp_path, primary, f"postgresql://probe:pw@127.0.0.1:{hole.port}/postgres",
+                                 command=("readiness",), timeout=1.0)
+        accepted = hole.accepted
+    finally:
+        hole.close()
+    assert accepted == 0
+    assert doc["run"] is None
+    fb = fallback(doc)
+    assert (code, doc["failover_drill"]["status"], fb["status"]) == (1, "warn", "warn")
+    assert "standby not probed" in fb["summary"]
+    assert "--connectivity" in fb["summary"]
 
 
 def test_drill_rehearses_healthy_results_against_the_promoted_standby(capsys, tmp_path, primary, promoted):

@@ -208,6 +208,45 @@ def test_sighup_reloads_the_configuration_and_refuses_a_bad_one(tmp_path, pg_ser
     assert wait_until(lambda: sessions(pg_server, redis_server) == (0, 0), timeout=5)
 
 
+def redis_targets(redis, names: list[str], tag: str) -> str:
+    """A targets file of Redis targets on ``redis``, each with its own client name ``{tag}-{name}``."""
+    return "targets:\n" + "".join(
+        f"  {name}:\n    kind: redis\n    url: redis://127.0.0.1:{redis.port}/0\n"
+        f"    options: {{REDIS_CLIENT_NAME: {tag}-{name}}}\n    labels: {{env: live}}\n" for name in names)
+
+
+def test_sighup_rereads_a_changed_targets_file(tmp_path, redis_server, serve_process):
+    """`serve --targets F`; F changes (keep unchanged, gone removed, new added), SIGHUP: keep is served on its
+    very same Redis connection (CLIENT ID), new is served and connected, gone is no longer served (/readyz,
+    /metrics, /probe 400) and its connection is closed."""
+    tag = f"ip-srv-hup-{tmp_path.name[-8:]}"
+    path = tmp_path / "targets.yaml"
+    path.write_text(redis_targets(redis_server, ["keep", "gone"], tag))
+    server = serve_process(["--no-env", "--targets", str(path), "--interval", "0.5"],
+                           env={"PYTHONWARNINGS": "always::ResourceWarning"})  # a client dropped unclosed: a line
+    assert [(t["name"], t["status"]) for t in readyz(server)[1]["targets"]] == [("keep", "ok"), ("gone", "ok")]
+    [kept] = [c["id"] for c in redis_server.client_list(f"{tag}-keep")]
+    assert len(redis_server.client_list(f"{tag}-gone")) == 1
+
+    path.write_text(redis_targets(redis_server, ["keep", "new"], tag))
+    mark = len(server.lines)
+    server.send_signal(signal.SIGHUP)
+    reloaded = server.wait_for_line("reloaded: ", start=mark)
+    assert reloaded.string.endswith("reloaded: keep, new (1 unchanged, clients kept; 1 new or changed)")
+    assert [(t["name"], t["status"]) for t in readyz(server)[1]["targets"]] == [("keep", "ok"), ("new", "ok")]
+    assert wait_until(lambda: redis_server.client_list(f"{tag}-gone") == [], timeout=5)
+    assert [c["id"] for c in redis_server.client_list(f"{tag}-keep")] == [kept]
+    assert len(redis_server.client_list(f"{tag}-new")) == 1
+    metrics = server.get("/metrics")[2]
+    assert 'ingest_probe_up{target="new",connector="redis",env="live"} 1' in metrics
+    assert 'target="gone"' not in metrics
+    assert server.get("/probe?target=gone")[0] == 400
+    assert server.stop() == 0
+    assert wait_until(lambda: redis_server.client_list(f"{tag}-keep") + redis_server.client_list(f"{tag}-new") == [],
+                      timeout=5)
+    assert "ResourceWarning" not in server.stderr
+
+
 CANARY = "CANARY-serve-5e1d"
 
 

@@ -115,6 +115,30 @@ def test_url_env_with_no_env_is_an_error_naming_target_and_variable(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_url_env_reads_the_env_files_over_the_environment(tmp_path):
+    """url_env is looked up in the --env-files (a later one winning) over the environment, also under --no-env:
+    a Secret or systemd credential mounted as an env file holds the URLs (deploy/targets.yaml); a password in
+    such a URL is never shown."""
+    path = write(tmp_path / "t.yaml", "targets:\n  a:\n    kind: redis\n    url_env: CACHE_URL\n")
+    one = write(tmp_path / "1.env", "CACHE_URL=redis://one.test:1/0\n")
+    two = write(tmp_path / "2.env", f"CACHE_URL=redis://:{SECRET}@two.test:2/0\n")
+    environ = {"CACHE_URL": "redis://env.test:3/0"}
+    for env_files, want in (((), "env.test:3"), ((one,), "one.test:1"), ((one, two), "two.test:2")):
+        [target], _ = build_targets(make_settings(), targets_file=path, environ=environ, env_files=env_files)
+        assert target.settings.endpoint == want
+    [target], _ = build_targets(make_settings(), targets_file=path, environ=None, env_files=[one])
+    assert target.settings.endpoint == "one.test:1"
+    proc = cli("report", "--no-env", "--targets", str(path), "--env-file", str(two), "-f", "json",
+               env={"CACHE_URL": "redis://env.test:3/0", "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert '"host": "two.test"' in proc.stdout
+    assert SECRET not in proc.stdout + proc.stderr
+    other = write(tmp_path / "3.env", "OTHER_URL=redis://one.test:1/0\n")
+    proc = cli("report", "--no-env", "--targets", str(path), "--env-file", str(other), env={"PATH": ""})
+    assert proc.returncode == 3
+    assert "url_env CACHE_URL is not set in the environment or an env file" in proc.stderr
+
+
 def test_services_are_read_each_on_its_own_not_merged(tmp_path):
     """Two env files: each service has only its own connectors (no later-wins merge), label service=NAME;
     the classic targets are not probed; --label goes on every target; the target's own label wins."""

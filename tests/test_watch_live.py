@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from live.kafka import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from test_signals import stop, wait_for_line
 from test_watch_monitor import series
@@ -160,6 +161,50 @@ def test_live_sighup_reloads_the_env_file_keeping_unchanged_clients_and_refuses_
     assert proc.returncode == 0, err
     assert "reload refused" not in err  # exactly one refusal line (read above), none after it
     assert redis.client_list("ip-hup-redis") == []
+
+
+def _redis_targets(port: int, names: list[str], tag: str) -> str:
+    """A targets file of Redis targets on ``port``, each with its own client name ``{tag}-{name}``."""
+    return "targets:\n" + "".join(f"  {name}:\n    kind: redis\n    url: redis://127.0.0.1:{port}/0\n"
+                                   f"    options: {{REDIS_CLIENT_NAME: {tag}-{name}}}\n" for name in names)
+
+
+def test_live_sighup_rereads_a_changed_targets_file(redis_server, tmp_path):
+    """`watch --targets F`; F changes (keep unchanged, gone removed, new added), SIGHUP: one line, the next
+    cycle reports keep and new; keep is probed on its very same Redis connection (CLIENT ID), new has one,
+    gone's is closed (not left to the garbage collector: no ResourceWarning)."""
+    tag = f"ip-watch-hup-{tmp_path.name[-8:]}"
+    path, out = tmp_path / "targets.yaml", tmp_path / "r.json"
+    path.write_text(_redis_targets(redis_server.port, ["keep", "gone"], tag))
+    proc = subprocess.Popen([sys.executable, "-m", "ingest_probe", "watch", "--no-env", "--targets", str(path),
+                             "--output", str(out), "--interval", "0.2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "always::ResourceWarning"})  # fmt: skip
+    try:
+        report = _wait_for_check(out, proc, 1)  # two cycles: the warm connections exist and were reused
+        assert [(r["name"], r["status"]) for r in report["connectivity"]] == [("keep", "ok"), ("gone", "ok")]
+        [kept] = [c["id"] for c in redis_server.client_list(f"{tag}-keep")]
+        assert len(redis_server.client_list(f"{tag}-gone")) == 1
+
+        path.write_text(_redis_targets(redis_server.port, ["keep", "new"], tag))
+        proc.send_signal(signal.SIGHUP)
+        lines = wait_for_line(proc, "reloaded the configuration")
+        assert lines[-1].rstrip().endswith("reloaded the configuration: 2 targets, 1 unchanged (clients kept),"
+                                           " 1 new or changed, 1 removed")
+        report = _wait_for_check(out, proc, json.loads(out.read_text())["run"]["check"])
+        assert [(r["name"], r["status"]) for r in report["connectivity"]] == [("keep", "ok"), ("new", "ok")]
+        assert wait_until(lambda: redis_server.client_list(f"{tag}-gone") == [], timeout=5)
+        assert [c["id"] for c in redis_server.client_list(f"{tag}-keep")] == [kept]
+        assert len(redis_server.client_list(f"{tag}-new")) == 1
+        _, err, _ = stop(proc, signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "ResourceWarning" not in "".join(lines) + err
+    assert wait_until(lambda: redis_server.client_list(f"{tag}-keep") + redis_server.client_list(f"{tag}-new") == [],
+                      timeout=5)
 
 
 def test_live_sigterm_mid_sleep_stops_with_complete_files(tmp_path):

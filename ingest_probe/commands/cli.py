@@ -71,21 +71,6 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-def _quiet_library_loggers() -> None:
-    """Client libraries log connection trouble themselves; the report already says it, once, in our words.
-
-    Without a handler Python prints their WARNINGs on stderr (``logging.lastResort``), e.g. aiokafka's
-    background metadata refresher. A ``NullHandler`` ends that; an embedding application keeps its own
-    logging configuration, since only the CLI calls this.
-    """
-    import logging
-
-    for name in ("aiokafka", "asyncpg", "redis"):
-        logger = logging.getLogger(name)
-        if not logger.handlers:
-            logger.addHandler(logging.NullHandler())
-
-
 def _fail(message: str, code: int, *, debug: bool = False) -> NoReturn:
     if debug:
         import traceback
@@ -104,7 +89,8 @@ def _stopped(exc: Interrupted) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: maps every failure to one stderr line and a documented exit code.
+    """The CLI (``ingest_probe.__main__`` runs it as a process): maps every failure to one stderr line and a
+    documented exit code.
 
     ``--debug`` may stand anywhere on the line; it adds the traceback but never changes the exit code.
     SIGINT/SIGTERM are handled from here on (``signals``): whenever they arrive, the exit is 130/143
@@ -113,7 +99,6 @@ def main(argv: list[str] | None = None) -> None:
     with handled():
         args = list(sys.argv[1:] if argv is None else argv)
         debug = "--debug" in args
-        _quiet_library_loggers()
         args = [a for a in args if a != "--debug"]
         if not args and not os.environ.get(COMPLETE_VAR):  # a completion request comes with no arguments
             _fail("missing command: try 'ingest-probe --help'", errors.UsageError.exit_code)

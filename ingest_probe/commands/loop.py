@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
 import signal
 import socket
 import threading
@@ -20,14 +22,34 @@ T = TypeVar("T")
 
 
 def install_daemon_executor() -> None:
-    """Make the running loop's default executor a ``DaemonExecutor`` (only for loops we own)."""
+    """Make the running loop's default executor a ``DaemonExecutor`` (only for loops we own: every command's),
+    and quiet the client libraries' loggers, which only log from inside a loop."""
     asyncio.get_running_loop().set_default_executor(DaemonExecutor())
+    _quiet_library_loggers()
+
+
+def _quiet_library_loggers() -> None:
+    """Client libraries log connection trouble themselves; the report already says it, once, in our words.
+
+    Without a handler Python prints their WARNINGs on stderr (``logging.lastResort``), e.g. aiokafka's
+    background metadata refresher. A ``NullHandler`` ends that; an embedding application keeps its own
+    logging configuration, since only the CLI's loops call this (here, not at start: ``--help`` and a
+    manifest-only run never import ``logging``).
+    """
+    for name in ("aiokafka", "asyncpg", "redis"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
 
 
 def run(fn: Callable[[], Awaitable[T]]) -> T:
     """``anyio.run(fn)`` for a command: SIGINT/SIGTERM (Ctrl-C, cron timeouts, Kubernetes) cancel ``fn`` so
     every client still closes, then raise ``_signals.Interrupted`` (exit 130/143)."""
     import anyio
+
+    if not gc.isenabled():  # paused for start-up by the process (``ingest_probe.__main__``); every module is loaded
+        gc.freeze()  # the import-time heap lives to the end: no collection needs to walk it again
+        gc.enable()  # a long run (``wait``, many targets) collects its garbage as usual
 
     async def main() -> T:
         install_daemon_executor()

@@ -2,10 +2,10 @@
 provision topics.
 
 Everything that can fail without a network is done before the loop starts: settings, a bad drill results
-file (exit 3, nothing contacted), the client-library imports. ``readiness`` probes the connectors (with
-``connectivity``) and, when the drill decides a failover, the failover standby as one more target
-(``timescale_failover``, label role=standby) under the same supervisor (one seed, every deadline in ``run``);
-the standby's result goes to the drill, not to ``connectivity``. ``readiness`` judges the results as written;
+file (exit 3, nothing contacted), the client-library imports. ``readiness`` contacts servers only with
+``connectivity``: the connectors and, when the drill decides a failover, the failover standby as one more
+target (``timescale_failover``, label role=standby) under the same supervisor (one seed, every deadline in
+``run``); the standby's result goes to the drill, not to ``connectivity``. ``readiness`` judges the results as written;
 ``drill`` rehearses: it simulates the outage of the required dimensions (as the replaced
 ``run_failover_drill``), so the standby is always the thing tested, and probes no connector.
 """
@@ -106,7 +106,8 @@ def run_readiness(
 ) -> Report:
     """The readiness report: the manifest, ``connectivity`` (unless False) of ``targets`` (default: the classic
     ones), ``failover_drill``; the exit code is the worst. The drill runs only with
-    ``TIMESCALE_FAILOVER_DRILL`` on (else ``not_run``, saying why)."""
+    ``TIMESCALE_FAILOVER_DRILL`` on (else ``not_run``, saying why); it probes the standby of a decided failover
+    only with ``connectivity`` (without it nothing is contacted and the fallback warns)."""
     from ingest_probe.readiness import drill
 
     now = now or dt.datetime.now(dt.UTC)
@@ -125,7 +126,7 @@ def run_readiness(
         snapshot = drill.not_run(f"{drill.not_enabled(settings)}; set it to true, or run `ingest-probe drill`",
                                  settings=settings, scenario=scenario, now=now)
     else:
-        assessment = drill.assess(settings, results, dimensions=dimensions)
+        assessment = drill.assess(settings, results, dimensions=dimensions, probe_standby=connectivity)
     return _run(settings, assessment, snapshot, connectivity=connectivity, scenario=scenario, timeout=timeout,
                 jitter=jitter, seed=seed, now=now, topics=topics, splay_s=splay_s, cert_warn_days=cert_warn_days,
                 on_result=on_result, targets=targets, concurrency=concurrency)

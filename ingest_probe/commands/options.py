@@ -8,16 +8,14 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 import click
 
 from ingest_probe import errors
 from ingest_probe.defaults import CERT_WARN_DAYS, CONCURRENCY, FAIL_ON, FAIL_ON_CHOICES, JITTER, TIMEOUT
 from ingest_probe.renderers.printable import printable
-from ingest_probe.results import Status
 
 if TYPE_CHECKING:
     from ingest_probe.commands.terminal import View
@@ -131,9 +129,11 @@ def _labels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     return tuple(parse_label(value) for value in values)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TargetFlags:
-    """What ``target_options`` collects: which targets a run probes, how many at once, and their labels."""
+class TargetFlags(NamedTuple):
+    """What ``target_options`` collects: which targets a run probes, how many at once, and their labels.
+
+    A ``NamedTuple``, not a dataclass: ``--help`` loads this module, and a frozen slotted dataclass would cost it
+    the ``dataclasses`` import and ~0.5 ms of class creation (see scripts/bench, ``--help``)."""
 
     services: tuple[tuple[str, Path], ...] = ()
     targets_file: Path | None = None
@@ -240,7 +240,7 @@ def load_targets(config_file: Path | None, no_env: bool, env_files: tuple[Path, 
     settings = load(config_file, no_env, env_files, extras)
     targets, warnings = build_targets(
         settings, services=flags.services, targets_file=flags.targets_file, labels=label_map(flags.labels),
-        only=flags.only, skip=flags.skip, environ=None if no_env else os.environ)
+        only=flags.only, skip=flags.skip, environ=None if no_env else os.environ, env_files=env_files)
     for warning in warnings:
         click.echo(f"ingest-probe: warning: {printable(warning)}", err=True)
     return settings, targets
@@ -279,10 +279,10 @@ color_option = click.option("--no-color", is_flag=True, help="No colour in the t
 
 
 def _sections(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
-    from ingest_probe.renderers.markdown import SECTIONS
-
     if value is None:
         return None
+    from ingest_probe.renderers.markdown import SECTIONS  # ~30 ms of imports: only when the option is given
+
     chosen = tuple(dict.fromkeys(s.strip() for s in value.split(",") if s.strip()))
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown or not chosen:
@@ -376,6 +376,7 @@ def problems(report: Report, *, targets: bool = True) -> list[str]:
     """One line per target, topic or drill outcome that makes the exit code non-zero (``targets=False``: none
     for the targets, already shown one by one)."""
     from ingest_probe.commands.terminal import result_line
+    from ingest_probe.results import Status
 
     lines = []
     if report.status is Status.UNKNOWN:

@@ -21,10 +21,10 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from ingest_probe.commands import signals as _signals
 
@@ -105,17 +105,37 @@ def write_output(path: Path, text: str) -> None:
         write_atomic(path, text)
 
 
-def write_stdout(text: str) -> None:
+def write_stdout(text: str, *, unbuffered: bool = False) -> None:
     """``text`` on stdout. After EPIPE, stdout is pointed at /dev/null, so the interpreter's final flush
-    does not print "Exception ignored ... BrokenPipeError"."""
+    does not print "Exception ignored ... BrokenPipeError".
+
+    ``unbuffered``: written to the descriptor itself, past ``sys.stdout``'s buffer, so a thread blocked on a
+    reader that stalls holds no lock the interpreter's exit would wait for (``watch`` abandons such a write
+    on a signal).
+    """
     if sys.stdout is None:  # fd 1 was closed when the process started (`>&-`)
         raise OSError(errno.EBADF, os.strerror(errno.EBADF), "stdout")
     try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        if unbuffered and (fd := _fileno(sys.stdout)) is not None:
+            data = memoryview(text.encode(sys.stdout.encoding or "utf-8", "backslashreplace"))
+            while data:
+                data = data[os.write(fd, data):]
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
         raise
+
+
+def _fileno(stream: TextIO) -> int | None:
+    """``stream``'s descriptor, None for one without (a test's capture); its buffer flushed first."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None
+    stream.flush()
+    return fd
 
 
 def _silence_stdout() -> None:
@@ -199,7 +219,7 @@ def _create_temp(target: bytes, mode: int) -> tuple[int, bytes]:
         name_max = 255
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(100):
-        token = secrets.token_hex(4).encode()
+        token = os.urandom(4).hex().encode()  # what secrets.token_hex does, without its hashlib import
         room = name_max - len(b"..") - len(token) - len(b".tmp")
         tmp = os.path.join(directory, b"." + name[:room] + b"." + token + b".tmp")
         try:

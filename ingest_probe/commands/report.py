@@ -174,8 +174,8 @@ Exit codes (Nagios meaning; the worst of connectivity, topics and drill):
   0  OK: connectors ok (or skipped, or not probed) and the drill ok or not
      run
   1  WARNING: a connector degraded/starting, or drill warn (a dimension not
-     healthy but no failover, or failover needed but no standby configured
-     or rehearsed); 0 with --fail-on down
+     healthy but no failover, or failover needed but no standby configured,
+     rehearsed or probed: no --connectivity); 0 with --fail-on down
   2  CRITICAL: a connector down, or drill fail (the standby is unreachable
      or in recovery)
   3  UNKNOWN: usage or configuration error (a bad results file), nothing
@@ -206,8 +206,9 @@ def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...
               ensure_topics: bool, topics_dry_run: bool, fix_drift: bool, validate_on_broker: bool, fmt: str | None,
               no_color: bool, sections: tuple[str, ...] | None, output: Path | None, splay: float) -> None:
     """Readiness evidence: the manifest, the connectors with --connectivity (as `report`), topics with
-    --ensure-topics, and a Timescale failover drill judging --ingest-results (alias --results) as written; the
-    standby is probed when the drill decides a failover. `drill` rehearses a failover instead."""
+    --ensure-topics, and a Timescale failover drill judging --ingest-results (alias --results) as written; with
+    --connectivity the standby is probed when the drill decides a failover (without it, no server is
+    contacted). `drill` rehearses a failover instead."""
     from ingest_probe.commands.oneshot import run_readiness
     from ingest_probe.commands.terminal import Progress, view
     from ingest_probe.readiness.drill import load_ingest_results, not_enabled
@@ -215,9 +216,8 @@ def readiness(config_file: Path | None, no_env: bool, env_files: tuple[Path, ...
     require_stdout(output)
     check_topic_flags(ensure_topics=ensure_topics, topics_dry_run=topics_dry_run, fix_drift=fix_drift,
                       validate_on_broker=validate_on_broker)
-    if splay and not (connectivity or ensure_topics or ingest_results):
-        raise errors.UsageError("--splay needs --connectivity, --ensure-topics or --ingest-results (nothing else"
-                                " is contacted)")
+    if splay and not (connectivity or ensure_topics):
+        raise errors.UsageError("--splay needs --connectivity or --ensure-topics (nothing else is contacted)")
     shown = view(fmt, output, no_color=no_color, fail_on=fail_on, sections=sections, cert_warn_days=cert_warn_days)
     settings, probed = load_targets(config_file, no_env, env_files, extras, targets)
     # Inputs first: a bad results file is exit 3 before any topic is created or any server contacted.

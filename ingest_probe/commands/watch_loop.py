@@ -27,8 +27,8 @@ one line and the previous one stays, the pause going on as planned.
 
 Outputs follow ``output``'s rules (``-`` is stdout, devices and FIFOs written in place, files replaced
 atomically). A file is replaced in a worker thread the loop waits for, even when cancelled, so no temp
-file is left and a file is never half written; an in-place write (a FIFO whose reader stalls) runs in a
-daemon thread that a signal may abandon.
+file is left and a file is never half written; an in-place write (a FIFO whose reader stalls) and a write
+to stdout (`watch | slow-reader`) run in a daemon thread that a signal may abandon.
 
 Logging (stderr, one line each): the first cycle's statuses, then one line per connector status
 *transition* — not one per cycle. ``verbose`` adds a line per cycle; ``quiet`` keeps only errors (a file
@@ -364,8 +364,8 @@ class WatchLoop:
     async def _put(self, path: Path, text: str) -> None:
         stdout = output.is_stdout(path)
         try:
-            if stdout:
-                await anyio.to_thread.run_sync(output.write_stdout, text)
+            if stdout:  # a reader that stalls blocks the writer, not a signal: abandoned like an in-place write
+                await asyncio.wrap_future(DaemonExecutor().submit(output.write_stdout, text, unbuffered=True))
             elif output.in_place(path):
                 await asyncio.wrap_future(DaemonExecutor().submit(output.write_in_place, path, text))
             else:

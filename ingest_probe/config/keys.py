@@ -7,7 +7,6 @@ redaction and the README key table use.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -209,6 +208,8 @@ class KeyRegistry:
         Close means: one edit apart (case ignored), or a difflib ratio of at least ``CLOSE_RATIO``. One-edit
         candidates come first, then the highest ratio; ties go to the earlier key in the registry.
         """
+        import difflib  # only for an unknown key: a clean configuration never loads it
+
         upper = key.upper()
         best: tuple[bool, float] | None = None
         found = None

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from ingest_probe.config.keys import KeyRegistry, KeySpec
 from ingest_probe.errors import ConfigError
 
-__all__ = ["ConfigRow", "Origin", "RawConfig", "RawValue", "Source", "load_config", "read_text"]
+__all__ = ["ConfigRow", "Origin", "RawConfig", "RawValue", "Source", "env_file_values", "load_config", "read_text"]
 
 
 class Source(StrEnum):
@@ -275,6 +275,11 @@ def _read_env_file(path: Path, keys: KeyRegistry) -> list[_Entry]:
         entries.append((key, _dotenv_value(value.strip(), key, where, keys),
                         Origin(source=Source.ENV_FILE, location=where)))
     return entries
+
+
+def env_file_values(paths: Sequence[Path], keys: KeyRegistry) -> dict[str, str]:
+    """Every variable of the env files ``paths``, a later file winning, as ``load_config`` reads them."""
+    return {key: value for path in paths for key, value, _ in _read_env_file(path, keys)}
 
 
 def _yaml_hint(text: str, keys: KeyRegistry) -> str:

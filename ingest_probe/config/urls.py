@@ -3,7 +3,6 @@ secrets)."""
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from typing import NamedTuple
@@ -66,6 +65,8 @@ def unsupported(query: dict[str, str], honoured: tuple[str, ...], known: frozens
         if name in known:
             out.append(f"query parameter {name!r} is not supported and is ignored")
             continue
+        import difflib  # only for a misspelt parameter
+
         guess = difflib.get_close_matches(name.lower(), honoured, n=1, cutoff=0.75)
         hint = f"; did you mean {guess[0]!r}?" if guess else ""
         if name in secret_before:

@@ -201,10 +201,12 @@ class Assessment:
 
 
 def assess(settings: Settings, results: IngestResults, *, dimensions: Sequence[str] = (),
-           rehearse: bool = False) -> Assessment:
+           rehearse: bool = False, probe_standby: bool = True) -> Assessment:
     """Health per dimension, then the decision: fail over when a required dimension has a trigger.
 
     ``rehearse``: simulate the outage of the required dimensions first (the ``drill`` command).
+    ``probe_standby=False``: no server may be contacted (``readiness`` without ``--connectivity``), so a
+    decided failover's standby is not probed: the fallback warns, as without a standby.
     """
     vocab, by_name = vocabulary(settings, results, dimensions)
     required = vocab.required
@@ -228,6 +230,9 @@ def assess(settings: Settings, results: IngestResults, *, dimensions: Sequence[s
         skip = (Step.WARN, "fallback not rehearsed: TIMESCALE_FAILOVER_DRILL_RUN_FALLBACK is false")
     elif target is None or not target.configured:
         skip = (Step.WARN, "no standby configured: set TIMESCALEDB_FAILOVER_URL or TIMESCALEDB_FAILOVER_HOST")
+    elif not probe_standby:
+        skip = (Step.WARN, "standby not probed: readiness contacts no server without --connectivity (add it,"
+                           " or rehearse with `ingest-probe drill`)")
     return Assessment(results_file=results.path, vocabulary=vocab, health=health, decision=decision,
                       fallback_target=None if skip else target, fallback_skip=skip,
                       results_notes=results.notes, simulated=tuple(simulated))

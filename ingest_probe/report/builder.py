@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -88,6 +88,6 @@ def build_report(
         status=status,
         exit_code=exit_code,
         internal_errors=tuple(exc for exc in internal if exc is not None),
-        probed_from=probed_from if probed_from is not None else socket.gethostname(),
+        probed_from=probed_from if probed_from is not None else os.uname().nodename,  # gethostname(), no socket import
         config_sources=settings.sources,
     )

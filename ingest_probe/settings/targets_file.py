@@ -11,7 +11,7 @@ configured connectors become the targets ``NAME/timescale``, ``NAME/redis``, ``N
         labels: {env: staging}
       cache-1:                      # one endpoint
         kind: redis
-        url_env: CACHE_1_URL        # the URL from the environment: the file holds no secret
+        url_env: CACHE_1_URL        # the URL from an --env-file or the environment: no secret here
         labels: {shard: "1"}
       events:
         kind: kafka
@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest_probe.config.sources import read_text
+from ingest_probe.config.sources import env_file_values, read_text
 from ingest_probe.config.yaml_file import compose, node_type
 from ingest_probe.connectors import registry
 from ingest_probe.errors import ConfigError, UsageError
@@ -102,7 +102,7 @@ def service_targets(name: str, env_file: Path, *, where: str = "--target",
 def read_targets_file(path: Path, environ: Mapping[str, str] | None
                       ) -> tuple[tuple[Target, ...], tuple[str, ...]]:
     """The targets of a targets file (see the module) and its warnings. ``environ``: where ``url_env`` is
-    looked up (None: the environment is not read, so ``url_env`` is an error)."""
+    looked up (None: nothing to look it up in, so ``url_env`` is an error)."""
     import yaml
 
     text = read_text(path, "targets file", key_registry())
@@ -187,7 +187,8 @@ def _target(path: Path, name: str, node: yaml.Node, environ: Mapping[str, str] |
             raise ConfigError(f"{at}: url_env {variable[:60]} cannot be read with --no-env")
         url = environ.get(variable, "")
         if not url.strip():
-            raise ConfigError(f"{at}: url_env {variable[:60]} is not set in the environment (or is empty)")
+            raise ConfigError(f"{at}: url_env {variable[:60]} is not set in the environment or an env file (or is"
+                              " empty)")
     options = {k: v for k, v, _ in _mapping(path, name, fields.get("options"), "options")}
     target, said = target_from_url(kind, url, name=name, labels=labels, options=options, where=at)
     return (target,), (*warnings, *(f"{at}: {w}" for w in said))
@@ -247,13 +248,16 @@ def build_targets(
     only: Sequence[str] = (),
     skip: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    env_files: Sequence[Path] = (),
 ) -> tuple[tuple[Target, ...], tuple[str, ...]]:
     """One run's targets, and the warnings reading them gave.
 
     Without ``services`` and ``targets_file``: the classic targets of ``settings``. With them: the services'
     targets (in the order given), then the file's, and not the classic ones (``settings`` then only gives
     the run's global settings). ``labels`` go on every target (a target's own label of the same name wins);
-    ``only``/``skip`` select (``targets.select``). Names are unique (``ConfigError`` otherwise).
+    ``only``/``skip`` select (``targets.select``). Names are unique (``ConfigError`` otherwise). A targets
+    file's ``url_env`` is looked up in ``env_files`` (a later one winning) over ``environ``, as the classic
+    configuration reads them: a Secret or credential mounted as an env file can hold the URLs.
     """
     warnings: list[str] = []
     if not services and targets_file is None:
@@ -265,6 +269,8 @@ def build_targets(
             targets += made
             warnings += said
         if targets_file is not None:
+            if env_files:
+                environ = {**(environ or {}), **env_file_values(env_files, key_registry())}
             made, said = read_targets_file(targets_file, environ)
             targets += made
             warnings += said

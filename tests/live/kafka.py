@@ -35,8 +35,8 @@ from typing import Any
 
 import pytest
 
-from live import missing
-from live.net import free_port, sigstop
+from live import missing, stop_process
+from live.net import free_port
 
 ENV_BOOTSTRAP = "INGEST_PROBE_TEST_KAFKA_BOOTSTRAP"
 
@@ -277,8 +277,8 @@ class TansuBroker(_KafkaTarget):
         return ""
 
     def freeze(self) -> None:
-        """SIGSTOP: the kernel still accepts connections, the broker never answers (stopped on return)."""
-        sigstop(self.proc.pid)
+        """SIGSTOP (every thread stopped on return): the kernel still accepts connections, the broker never answers."""
+        stop_process(self.proc.pid)
         self.frozen = True
 
     def thaw(self) -> None:

@@ -1,13 +1,11 @@
 """Loopback network helpers: free ports, black-hole (accepting or not) and junk-answering listeners,
-latency-injecting and connection-resetting TCP proxies, frozen (SIGSTOPped) server processes."""
+latency-injecting and connection-resetting TCP proxies."""
 
 from __future__ import annotations
 
 import contextlib
-import glob
-import os
+import queue
 import selectors
-import signal
 import socket
 import struct
 import threading
@@ -33,28 +31,6 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 20.0) 
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
             time.sleep(0.05)
-
-
-def sigstop(pid: int, *, timeout: float = 10.0) -> None:
-    """SIGSTOP ``pid`` and return only once every thread of it is stopped.
-
-    ``kill()`` returns before the process stops: each thread stops when it next enters the kernel, which on a
-    loaded machine took up to 8 ms (a Tansu broker, measured), and a request sent meanwhile was answered (a
-    "frozen" broker returned ok in 0.3 ms). A process already gone is no error.
-    """
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGSTOP)
-    deadline = time.monotonic() + timeout
-    while True:
-        states = []
-        for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
-            with contextlib.suppress(OSError), open(stat) as f:
-                states.append(f.read().rsplit(")", 1)[1].split()[0])
-        if all(state in "TtZX" for state in states):  # stopped (or traced), or already dead
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"process {pid} not stopped {timeout} s after SIGSTOP: thread states {states}")
-        time.sleep(0.0005)
 
 
 def _dial(client: socket.socket, target: int) -> socket.socket | None:
@@ -147,7 +123,8 @@ class Unaccepted:
 
 
 class DelayProxy(_Listener):
-    """Forwards TCP to ``127.0.0.1:target`` adding ``delay`` seconds before each chunk, both directions."""
+    """Forwards TCP to ``127.0.0.1:target``, each chunk ``delay`` seconds after it arrived, both directions: a
+    link of that one-way latency (chunks sent back to back arrive back to back, not one delay apart)."""
 
     def __init__(self, target: int, delay: float) -> None:
         self.target = target
@@ -159,12 +136,24 @@ class DelayProxy(_Listener):
             return
         self._conns += [client, upstream]
         for src, dst in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            line: queue.SimpleQueue[tuple[float, bytes] | None] = queue.SimpleQueue()
+            threading.Thread(target=self._receive, args=(src, line), daemon=True).start()
+            threading.Thread(target=self._deliver, args=(line, dst), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _receive(self, src: socket.socket, line: queue.SimpleQueue[tuple[float, bytes] | None]) -> None:
         try:
             while data := src.recv(65536):
-                time.sleep(self.delay)
+                line.put((time.monotonic() + self.delay, data))
+        except OSError:
+            pass
+        finally:
+            line.put(None)
+
+    def _deliver(self, line: queue.SimpleQueue[tuple[float, bytes] | None], dst: socket.socket) -> None:
+        try:
+            while (item := line.get()) is not None:
+                due, data = item
+                time.sleep(max(0.0, due - time.monotonic()))
                 dst.sendall(data)
         except OSError:
             pass
@@ -344,7 +333,7 @@ class ScramPeer(_Listener):
 
     It speaks just enough protocol for a client to start hashing the password: an SSLRequest gets ``N``,
     the StartupMessage gets AuthenticationSASL, the client-first message gets AuthenticationSASLContinue
-    with ``i=<iterations>``; then it waits. ``asked`` is set once that challenge is on the wire.
+    with ``i=<iterations>``; then it waits. ``asked`` is set as that challenge goes on the wire.
     """
 
     def __init__(self, iterations: int) -> None:
@@ -381,8 +370,10 @@ class ScramPeer(_Listener):
             first = body[body.index(b"\x00") + 1 + 4 :]  # mechanism name, int32 length, client-first
             nonce = first.split(b"r=", 1)[1].split(b",", 1)[0]
             challenge = b"r=" + nonce + b"srv,s=c2FsdHNhbHQ=,i=" + str(self.iterations).encode()
-            conn.sendall(b"R" + struct.pack("!ii", 4 + 4 + len(challenge), 11) + challenge)
+            # Set first: once the bytes are out, the client may read them, refuse and let its test check ``asked``
+            # before this thread gets the GIL back from ``sendall``.
             self.asked.set()
+            conn.sendall(b"R" + struct.pack("!ii", 4 + 4 + len(challenge), 11) + challenge)
             while conn.recv(65536):  # whatever comes next (a proof, if the client computed one): ignored
                 pass
         except OSError:

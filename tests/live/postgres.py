@@ -36,8 +36,8 @@ from typing import Any
 
 import pytest
 
-from live import missing
-from live.net import free_port, sigstop
+from live import missing, stop_process
+from live.net import free_port
 
 SUPERUSER = "postgres"
 #: A role that authenticates with a client certificate (pg_hba ``cert``) on TLS instances.
@@ -424,10 +424,12 @@ class PostgresServer:
         root = self.postmaster_pid
         if root is None:
             return
-        sigstop(root)
+        with contextlib.suppress(ProcessLookupError):
+            stop_process(root)
         self._frozen = [root]
         for pid in self._process_tree()[1:]:
-            sigstop(pid)
+            with contextlib.suppress(ProcessLookupError):
+                stop_process(pid)
             self._frozen.append(pid)
 
     def thaw(self) -> None:

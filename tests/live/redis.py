@@ -27,8 +27,8 @@ import pytest
 
 from ingest_probe.connectors.redis.settings import RedisSettings
 from ingest_probe.secret import Secret
-from live import missing
-from live.net import free_port, sigstop
+from live import missing, stop_process
+from live.net import free_port
 
 REDIS_SERVER = os.environ.get("INGEST_PROBE_TEST_REDIS_SERVER", "redis-server")
 
@@ -186,9 +186,9 @@ class RedisServer:
         self.launch()
 
     def freeze(self) -> None:
-        """SIGSTOP: the kernel still accepts connections, the server answers nothing (stopped on return)."""
+        """SIGSTOP: the kernel still accepts connections, the server answers nothing."""
         assert self._proc is not None
-        sigstop(self._proc.pid)
+        stop_process(self._proc.pid)  # every thread stopped on return
         self._frozen = True
 
     def thaw(self) -> None:

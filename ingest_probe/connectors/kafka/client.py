@@ -142,6 +142,79 @@ class _EncryptedKeyError(Exception):
     """Raised in the worker thread: the client key (its path is the message) is encrypted."""
 
 
+async def bootstrap(admin: Any, request: Any, failures: list[tuple[str, str, BaseException]]) -> Any:
+    """``admin.start()`` on one connection: the bootstrap connection sends ``request`` (our Metadata request)
+    instead of aiokafka's own and, when it is the connection to a broker the answer lists (same host:port),
+    stays open as that broker's connection; the answer is returned for the first check.
+
+    aiokafka's ``bootstrap()`` closes its connection after a Metadata request for every topic and the check
+    then opens a second one (TCP, ApiVersions, Metadata again): 6 round trips where 3 do. As aiokafka, each
+    server is tried in turn; what failed for one is put in ``failures`` (what aiokafka would have logged),
+    and a bootstrap that found none raises ``KafkaConnectionError``. A broker advertising another address
+    still gets its own connection (the request of the check goes there): that is how a wrong
+    advertised.listeners is found.
+    """
+    import asyncio
+
+    from aiokafka.client import ConnectionGroup
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    client = admin._client  # private: the admin API has no bootstrap of its own
+    for host, port, _ in client.hosts:
+        try:
+            conn = await create_conn(
+                host,
+                port,
+                client_id=client._client_id,
+                request_timeout_ms=client._request_timeout_ms,
+                ssl_context=client._ssl_context,
+                security_protocol=client._security_protocol,
+                on_close=client._on_connection_closed,
+                max_idle_ms=client._connections_max_idle_ms,
+                sasl_mechanism=client._sasl_mechanism,
+                sasl_plain_username=client._sasl_plain_username,
+                sasl_plain_password=client._sasl_plain_password,
+            )
+        except (OSError, KafkaError, TimeoutError) as err:  # what aiokafka's bootstrap catches
+            failures.append(("connect", f"{host}:{port}", err))
+            continue
+        try:
+            metadata = await conn.send(request)
+        except (KafkaError, TimeoutError) as err:
+            failures.append(("metadata", f"{host}:{port}", err))
+            _close_now(conn)
+            continue
+        except BaseException:
+            _close_now(conn)
+            raise
+        client.cluster.update_metadata(metadata)
+        brokers = client.cluster.brokers()
+        node = next((b.nodeId for b in brokers if (b.host.lower(), b.port) == (host.lower(), port)), None)
+        if node is not None:
+            client._conns[(node, ConnectionGroup.DEFAULT)] = conn
+        elif not brokers:  # no broker listed yet: aiokafka keeps the bootstrap connection too
+            client._conns[("bootstrap", ConnectionGroup.DEFAULT)] = conn
+        else:
+            _close_now(conn)
+            metadata = None  # the check asks the advertised broker itself
+        break
+    else:
+        raise KafkaConnectionError(f"Unable to bootstrap from {client.hosts}")
+    if client._sync_task is None:  # aiokafka's metadata refresher (the admin API waits on it)
+        client._sync_task = asyncio.create_task(client._md_synchronizer())
+    admin._started = True
+    return metadata
+
+
+def _close_now(conn: Any) -> None:
+    """Close an aiokafka connection and abort its socket: no polite TLS shutdown that nobody waits for."""
+    conn.close()
+    transport = getattr(conn._protocol, "_transport", None)  # private, as in abort_connections
+    if transport is not None:
+        transport.abort()
+
+
 def abort_connections(admin: Any) -> None:
     """Last resort when a polite close ran out of time (e.g. a TLS shutdown to a frozen peer): abort."""
     conns = getattr(getattr(admin, "_client", None), "_conns", {}) or {}

@@ -14,6 +14,7 @@ from ingest_probe.connectors.base import WarmClient, map_error
 from ingest_probe.connectors.kafka import errors as kafka_errors
 from ingest_probe.connectors.kafka.client import (
     abort_connections,
+    bootstrap,
     import_aiokafka,
     load_tls_context,
     metadata_request,
@@ -54,6 +55,8 @@ class KafkaProbe(WarmClient["KafkaSettings", Any]):
         self.failures: list[Failure] = []
         #: The broker the last request went to (``N at host:port``), for messages.
         self.broker = ""
+        #: The Metadata answer the bootstrap connection got (for the check right after ``_open``).
+        self._fresh: Any = None
 
     @property
     def client(self) -> Any:
@@ -72,6 +75,7 @@ class KafkaProbe(WarmClient["KafkaSettings", Any]):
                     await import_aiokafka()
                     await self._resolve()
                     await self._connect()
+                    self._fresh = None  # the caller sends its own requests
             except BaseException:
                 await self._drop()
                 raise
@@ -126,7 +130,9 @@ class KafkaProbe(WarmClient["KafkaSettings", Any]):
 
     async def _query(self, admin: Any, rec: Recorder) -> None:
         with rec.phase("query"):
-            response = await self._request()
+            response, self._fresh = self._fresh, None
+            if response is None:  # a warm check, or the broker advertises another address than bootstrap's
+                response = await self._request()
         for conn in list(admin._client._conns.values()):  # private, as in abort_connections: every broker's
             record_peer_certificate(rec, getattr(conn, "_writer", None))
         self._record(rec, response)
@@ -192,8 +198,10 @@ class KafkaProbe(WarmClient["KafkaSettings", Any]):
             sasl_plain_password=s.password.reveal() if sasl and s.password is not None else None,
         )
         self._client = admin  # before start(): aclose() must reach a half-started client
+        self._fresh = None
         with captured_failures() as self.failures:
-            await admin.start()
+            # admin.start() on one connection that also carries the check's Metadata request
+            self._fresh = await bootstrap(admin, metadata_request(list(s.topic_names)), self.failures)
         return admin
 
     async def _request(self) -> Any:

@@ -1,5 +1,6 @@
 """The Redis probe (redis.asyncio, one client built from the settings parts): PING + INFO, on the warm-client
-lifecycle."""
+lifecycle, pipelined: a cold check is the TCP connect and one write (AUTH, CLIENT SETNAME, SELECT, PING,
+INFO server, INFO replication), a warm one a single write."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class RedisProbe(WarmClient["RedisSettings", "Redis"]):
         self.library_timeout = 0.0
         #: Whether the server answered the check in flight (PING) yet: a lost connection is retried only before.
         self._answered = False
+        #: Whether the check's commands already went out with the handshake (a fresh connection).
+        self._check_sent = False
 
     async def check(self, rec: Recorder) -> None:
         if self.settings.host is None:
@@ -107,22 +110,55 @@ class RedisProbe(WarmClient["RedisSettings", "Redis"]):
         assert s.host is not None  # checked in check()
         with rec.phase("resolve"):
             await resolve(s.host, s.port)
-        with rec.phase("connect"):  # TCP + TLS + AUTH + CLIENT SETNAME (+ SELECT)
+        with rec.phase("connect"):  # TCP + TLS, then AUTH + CLIENT SETNAME (+ SELECT) and the check in one write
             client = self._client = self._build()  # before the first byte goes out, so aclose() can reach it
-            await client.initialize()  # single-connection client: connects, authenticates, names itself now
+            await client.initialize()  # single-connection client: connects now (it has no handshake of its own)
+            conn = client.connection
+            assert conn is not None  # initialize() set it
+            handshake = self._handshake()
+            await conn.send_packed_command(conn.pack_commands([*handshake, *_CHECK]), check_health=False)
+            self._check_sent = True
+            for command in handshake:
+                reply = _text(await conn.read_response())  # an error reply raises, as in redis-py's own handshake
+                if reply != "OK":
+                    from redis.exceptions import ConnectionError as RedisConnectionError
+
+                    name = "CLIENT SETNAME" if command[0] == "CLIENT" else command[0]  # never the password
+                    raise RedisConnectionError(f"unexpected reply to {name}: {reply[:100]!r}")
         return client
 
+    def _handshake(self) -> list[tuple[str, ...]]:
+        """What redis-py's own connect sends (with RESP2), for the settings: AUTH, CLIENT SETNAME, SELECT."""
+        s = self.settings
+        commands: list[tuple[str, ...]] = []
+        if s.password is not None:
+            password = s.password.reveal()
+            commands.append(("AUTH", s.username, password) if s.username else ("AUTH", password))
+        commands.append(("CLIENT", "SETNAME", self.client_name))
+        if s.db:
+            commands.append(("SELECT", str(s.db)))
+        return commands
+
     async def _query(self, client: Redis, rec: Recorder) -> None:
-        """PING, then INFO; ``_answered`` tells whether the server replied to anything yet."""
+        """PING, INFO server, INFO replication in one write (unless ``_open`` sent them with the handshake);
+        ``_answered`` tells whether the server replied to anything yet."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
         self._answered = False
         with rec.phase("query"):
             timeout = self._library_timeout()  # a warm client's was computed for an earlier check
-            if client.connection is not None:
-                client.connection.socket_timeout = timeout
-            await client.ping()
+            conn = client.connection
+            if conn is None or not conn.is_connected:
+                # Never let redis-py reconnect by itself: its connect would skip our AUTH. Lost: a fresh one.
+                raise RedisConnectionError("Connection closed by server.")
+            conn.socket_timeout = timeout
+            if not self._check_sent:
+                await conn.send_packed_command(conn.pack_commands(_CHECK), check_health=False)
+            self._check_sent = False
+            await conn.read_response()  # PONG (an error reply raises)
             self._answered = True
-            record_peer_certificate(rec, getattr(client.connection, "_writer", None))  # private, as in _abort
-            await self._info(client, rec)
+            record_peer_certificate(rec, getattr(conn, "_writer", None))  # private, as in _abort
+            await self._info(conn, rec)
 
     def _library_timeout(self) -> float:
         """The budget for the next library call, never above the operator's REDIS_SOCKET_TIMEOUT."""
@@ -146,42 +182,45 @@ class RedisProbe(WarmClient["RedisSettings", "Redis"]):
         return Redis(
             host=s.host or "localhost",
             port=s.port,
-            db=s.db,
-            username=s.username,
-            password=s.password.reveal() if s.password is not None else None,
             ssl=s.tls,
             ssl_ca_certs=s.ssl_ca_certs,
             ssl_certfile=s.ssl_certfile,
             ssl_keyfile=s.ssl_keyfile,
             # An encrypted key must fail, not make OpenSSL prompt for a pass phrase on the terminal.
             ssl_password="",
-            client_name=self.client_name,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             single_connection_client=True,
             # No retries (retry_on_timeout defaults to False and is deprecated): a failure is reported once.
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
-            # RESP2 + AUTH: understood by every Redis and proxy; redis-py 8 defaults to RESP3 (HELLO).
+            # RESP2: understood by every Redis and proxy; redis-py 8 defaults to RESP3 (HELLO). No credentials,
+            # name or db here: ``_open`` sends AUTH, CLIENT SETNAME and SELECT itself, pipelined with the check.
             protocol=2,
             **_no_setinfo_kwargs(),
         )
 
-    async def _info(self, client: Redis, rec: Recorder) -> None:
+    async def _info(self, conn: Any, rec: Recorder) -> None:
+        """The two INFO replies (every reply is read, so the warm connection stays in step)."""
         from redis.exceptions import NoPermissionError
 
-        try:
-            info: dict[str, Any] = await client.info()
-        except NoPermissionError as exc:
+        info: dict[str, str] = {}
+        denied: NoPermissionError | None = None
+        for _ in range(2):
+            try:
+                info.update(_parse_info(_text(await conn.read_response())))
+            except NoPermissionError as exc:
+                denied = exc
+        if denied is not None:
             # PING worked, so the connector is usable; an ACL without INFO only costs us the details.
-            rec.details["info_unavailable"] = one_line(exc, secrets=[self.settings.password])
+            rec.details["info_unavailable"] = one_line(denied, secrets=[self.settings.password])
             return
-        rec.details["redis_version"] = _str_or_none(info.get("redis_version"))
-        rec.details["role"] = _str_or_none(info.get("role"))
+        rec.details["redis_version"] = info.get("redis_version")
+        rec.details["role"] = info.get("role")
         replicas = info.get("connected_slaves")
         rec.details["connected_slaves"] = int(replicas) if replicas is not None else None
         if info.get("role") == "slave":
-            rec.details["master_link_status"] = _str_or_none(info.get("master_link_status"))
+            rec.details["master_link_status"] = info.get("master_link_status")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -191,20 +230,37 @@ async def _shutdown(client: Redis) -> None:
     """Close the socket without waiting for the peer, then the client and its pool; never raises."""
     from redis.exceptions import RedisError
 
+    conn = client.connection
+    writer = getattr(conn, "_writer", None)  # private, as in _abort: disconnect() forgets it
     try:
-        if client.connection is not None:
+        if conn is not None:
             # nowait: do not wait for a TLS close_notify from a server that may be frozen.
-            await client.connection.disconnect(nowait=True)
+            await conn.disconnect(nowait=True)
     except (RedisError, OSError):
         pass
+    finally:
+        if writer is not None:
+            # disconnect() started a polite TLS shutdown that nobody waits for: the socket would stay open
+            # until the server answers (or 30 s), and outlive an event loop closed meanwhile.
+            writer.transport.abort()
     try:
         await client.aclose()  # releases the connection and disconnects the whole pool
     except (RedisError, OSError):
         pass
 
 
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
+#: The check: PING, and only the INFO sections read (``INFO server replication`` needs Redis 7: two commands).
+_CHECK = (("PING",), ("INFO", "server"), ("INFO", "replication"))
+
+
+def _text(reply: object) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _parse_info(text: str) -> dict[str, str]:
+    """``key:value`` lines of an INFO reply (``# Section`` headers and blank lines skipped)."""
+    pairs = (line.partition(":") for line in text.splitlines() if line and not line.startswith("#"))
+    return {key: value for key, sep, value in pairs if sep}
 
 
 @functools.cache

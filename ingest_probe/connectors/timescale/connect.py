@@ -1,5 +1,5 @@
-"""How the Timescale probe reaches PostgreSQL: sslmode → SSL contexts, the allow/prefer fallback rules, the
-SCRAM iteration cap, GSSAPI defaults."""
+"""How the Timescale probe reaches PostgreSQL: sslmode → SSL contexts, asyncpg's allow/prefer fallback, the
+SCRAM iteration cap, no socket left by a failed attempt, GSSAPI defaults."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from ingest_probe.connectors.timescale.settings import SSLMODES
 if TYPE_CHECKING:
     from ingest_probe.connectors.timescale.settings import TimescaleSettings
 
-#: An ``ssl=`` argument for ``asyncpg.connect``: ``False`` (plaintext) or a context (TLS, sslmode=require).
+#: An ``ssl=`` argument for ``asyncpg.connect``: ``False`` (plaintext) or a context (TLS).
 SslArg = ssl.SSLContext | bool
 
 
@@ -36,18 +36,17 @@ def sslmode(s: TimescaleSettings) -> str:
     return mode
 
 
-async def transports(s: TimescaleSettings) -> list[SslArg]:
-    """The ``ssl=`` arguments to try, in libpq's order for the sslmode; builds the context off the loop.
+async def ssl_arg(s: TimescaleSettings) -> SslArg:
+    """The ``ssl=`` argument for the sslmode: ``False`` for disable, else our context (built off the loop).
 
-    asyncpg treats an SSL context as sslmode=require, so the ``allow``/``prefer`` fallback is done here.
+    Never a mode string: asyncpg would read PGSSL* variables and ~/.postgresql for it. asyncpg takes any
+    context for sslmode=require; ``probe_connection`` gives it the real mode, so that ``allow`` and ``prefer``
+    fall back as libpq does (``prefer`` on the same connection when the server answers the SSLRequest 'N').
     """
     mode = sslmode(s)
     if mode == "disable":
-        return [False]
-    context = await in_daemon_thread(ssl_context, s, mode)  # reads cert files: off-loop, never joined at exit
-    # prefer: TLS first, then plaintext; allow: the other way round; stricter modes: TLS only.
-    fallback: dict[str, list[SslArg]] = {"allow": [False, context], "prefer": [context, False]}
-    return fallback.get(mode, [context])
+        return False
+    return await in_daemon_thread(ssl_context, s, mode)  # reads cert files: off-loop, never joined at exit
 
 
 # --------------------------------------------------------------------------------------------- SCRAM
@@ -108,6 +107,88 @@ def scram_capped() -> Iterator[None]:
         _SCRAM_LIMIT.reset(token)
 
 
+# ---------------------------------------------------------------------------- sockets of failed attempts
+#
+# Over TLS, asyncpg ends a failed connection attempt (a refused login, a lost handshake) with ``close()`` on
+# the TLS transport: a polite TLS shutdown that waits for the server's close_notify, which nobody awaits,
+# and the socket stays open until the server answers or asyncio's 30 s shutdown timeout. A check returned
+# long before that, and an event loop closed meanwhile leaves the socket to the garbage collector (the
+# "unclosed transport" ResourceWarning). asyncpg gives no handle on those sockets, so the seam is the
+# protocol every TLS attempt starts with (``connect_utils.TLSUpgradeProto``, looked up as a module global
+# at call time): for connections this probe opens (a ContextVar, as for SCRAM) it records the raw
+# transport, and ``probe_connection`` aborts each one the returned connection does not use.
+
+_ATTEMPTS: ContextVar[list[Any] | None] = ContextVar("ingest_probe_pg_attempts", default=None)
+
+
+@functools.cache
+def _recording_upgrade_protocol() -> type[Any]:
+    from asyncpg import connect_utils
+
+    class RecordingTLSUpgradeProto(connect_utils.TLSUpgradeProto):  # type: ignore[misc]  # untyped base
+        def connection_made(self, transport: Any) -> None:
+            attempts = _ATTEMPTS.get()
+            if attempts is not None:
+                attempts.append(transport)
+            super().connection_made(transport)
+
+    return RecordingTLSUpgradeProto
+
+
+# ---------------------------------------------------------------------------------------- the sslmode
+#
+# asyncpg takes an SSLContext as sslmode=require and only derives allow/prefer from a mode *string*, for which
+# it reads PGSSL* variables and ~/.postgresql. Its own allow/prefer fallback is what libpq does and costs
+# one connection for prefer (a server that declines TLS answers the SSLRequest 'N' and the startup follows on
+# the same socket), so the mode is set on the parameters it parsed (``_parse_connect_arguments``, a module
+# global looked up at call time), for connections this probe opens only (a ContextVar).
+
+_SSLMODE: ContextVar[str | None] = ContextVar("ingest_probe_pg_sslmode", default=None)
+
+
+@functools.cache
+def _parse_with_sslmode() -> Any:
+    from asyncpg import connect_utils
+
+    parse = connect_utils._parse_connect_arguments
+
+    def parse_with_sslmode(**kwargs: Any) -> Any:
+        addrs, params, config = parse(**kwargs)
+        mode = _SSLMODE.get()
+        if mode is not None and params.ssl:
+            params = params._replace(sslmode=connect_utils.SSLMode.parse(mode))
+        return addrs, params, config
+
+    return parse_with_sslmode
+
+
+@contextlib.contextmanager
+def probe_connection(mode: str) -> Iterator[list[Any]]:
+    """Around ``asyncpg.connect`` for the probe: the sslmode is ``mode`` (see above), absurd SCRAM iteration
+    counts are refused, and every TLS attempt's socket is aborted on the way out unless it carries the
+    connection that was returned (append that connection to the yielded list)."""
+    from asyncpg import connect_utils
+
+    recording, parse = _recording_upgrade_protocol(), _parse_with_sslmode()
+    if connect_utils.TLSUpgradeProto is not recording:
+        connect_utils.TLSUpgradeProto = recording
+    if connect_utils._parse_connect_arguments is not parse:
+        connect_utils._parse_connect_arguments = parse
+    attempts: list[Any] = []
+    kept: list[Any] = []
+    tokens = _ATTEMPTS.set(attempts), _SSLMODE.set(mode)
+    try:
+        with scram_capped():
+            yield kept
+    finally:
+        _ATTEMPTS.reset(tokens[0])
+        _SSLMODE.reset(tokens[1])
+        in_use = {id(conn._transport.get_extra_info("socket")) for conn in kept if conn._transport is not None}
+        for transport in attempts:
+            if id(transport.get_extra_info("socket")) not in in_use:
+                transport.abort()
+
+
 def ssl_context(s: TimescaleSettings, mode: str) -> ssl.SSLContext:
     """The client context for any sslmode but disable, built only from the settings (no env, no ~).
 
@@ -149,26 +230,9 @@ def ssl_context(s: TimescaleSettings, mode: str) -> ssl.SSLContext:
     return ctx
 
 
-def falls_back(exc: BaseException, *, tls: bool) -> bool:
-    """Whether an ``allow``/``prefer`` attempt failed so that the other transport is worth a try.
-
-    As asyncpg and libpq do it: the server refused the TLS upgrade (prefer), or pg_hba.conf rejected
-    this transport before authentication succeeded (``28000``/``28P01``, e.g. hostssl-only lines).
-    """
-    from asyncpg import exceptions as pgx
-
-    if isinstance(exc, pgx.InvalidAuthorizationSpecificationError):
-        return True
-    return tls and upgrade_refused(exc)
-
-
-def upgrade_refused(exc: BaseException | None) -> bool:
-    """asyncpg's "rejected SSL upgrade": the peer answered the SSLRequest with anything but ``S``."""
-    return isinstance(exc, ConnectionError) and exc.errno is None and "rejected SSL upgrade" in str(exc)
-
-
 def hides(first: BaseException, second: BaseException) -> bool:
-    """After a fallback, whether the first attempt's error is the one to report.
+    """After asyncpg's allow/prefer fallback (it raises the second error from the first), whether the first
+    attempt's error is the one to report.
 
     It is when the first transport got as far as authentication (a wrong password, a missing client
     certificate) and the second was merely turned away (pg_hba.conf has no entry for it, or the server hung

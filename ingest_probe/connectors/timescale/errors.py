@@ -146,7 +146,7 @@ def table() -> tuple[Pg, ...]:
              when=lambda p, exc, phase: _before_the_protocol(p, exc, phase) and p.tls_required
              and "rejected SSL upgrade" in text(p, exc)),
         Rule("tls_negotiation_broken", ConnectionError, lambda p, exc, phase: errors.ProtocolError(
-            f"{p.endpoint} broke off the TLS negotiation ({text(p, exc)}): is this a PostgreSQL port?"),
+            f"{p.endpoint} broke off the TLS negotiation ({text(p, exc)}): is this really a PostgreSQL port?"),
              when=lambda p, exc, phase: _before_the_protocol(p, exc, phase) and says("SSL", "TLS")(p, exc, phase)),
         Rule("certificate_untrusted", ssl.SSLCertVerificationError, _untrusted),
         Rule("socket", OSError, _os),

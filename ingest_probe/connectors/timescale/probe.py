@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ingest_probe import errors
@@ -16,16 +19,19 @@ if TYPE_CHECKING:
     from ingest_probe.connectors.timescale.settings import TimescaleSettings
     from ingest_probe.results import Recorder
 
-#: One round trip for everything the report wants; ``1 AS ok`` is the ``SELECT 1`` of the spec.
+#: Every fact the report wants, as one JSON value. ``1 AS ok`` was the ``SELECT 1`` of the spec: a row is
+#: the answer. pg_available_extensions (most of the query's server time) is read only when timescaledb is
+#: not created in this database (a CASE branch not taken never runs its subquery).
 _CHECK_SQL = """
-SELECT 1 AS ok,
-       pg_catalog.current_setting('server_version') AS server_version,
-       pg_catalog.pg_is_in_recovery() AS in_recovery,
-       (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'timescaledb') AS timescaledb,
-       (SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'timescaledb')
-           AS timescaledb_available,
-       pg_catalog.current_setting('application_name') AS application_name,
-       (SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()) AS tls
+SELECT pg_catalog.json_build_object(
+    'server_version', pg_catalog.current_setting('server_version'),
+    'in_recovery', pg_catalog.pg_is_in_recovery(),
+    'timescaledb', ext.version,
+    'timescaledb_available', CASE WHEN ext.version IS NULL THEN
+        (SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'timescaledb') END,
+    'application_name', pg_catalog.current_setting('application_name'),
+    'tls', (SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()))
+FROM (SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'timescaledb') AS version) AS ext
 """
 
 
@@ -101,52 +107,28 @@ class TimescaleProbe(WarmClient["TimescaleSettings", Any]):
         service file for a DSN. So: no DSN; the user is given (see ``_user``); the password is always a
         string — ``""`` when none is configured: asyncpg reads PGPASSWORD and the passfile only when it is
         None, and sends a password only when the server asks for one (which then fails as ``auth``); TLS
-        is always ``False`` or an ``SSLContext`` built from the settings, never a mode string (see
-        ``_pg_connect.transports``: the ``allow``/``prefer`` fallback is done there, as libpq does it).
+        is always ``False`` or an ``SSLContext`` built from the settings, never a mode string (the mode
+        reaches asyncpg through ``connect.probe_connection``).
         """
         s = self.settings
         assert s.host is not None
         if not s.host.startswith("/"):  # a unix socket directory needs no name resolution
             with rec.phase("resolve"):
                 await resolve(s.host, s.port)
-        attempts = await connect.transports(s)
+        ssl_arg = await connect.ssl_arg(s)
         with rec.phase("connect"):
-            self._client = await self._connect(attempts)
+            self._client = await self._connect(ssl_arg)
         return self._client
 
-    async def _connect(self, attempts: list[connect.SslArg]) -> Any:
-        """The attempts in order until one connects (libpq's allow/prefer fallback); else the failure worth
-        reporting is raised, with ``tls_required`` set for the error table."""
+    async def _connect(self, ssl_arg: connect.SslArg) -> Any:
+        """One ``asyncpg.connect`` (it does libpq's allow/prefer fallback); a failure worth reporting is raised,
+        with ``tls_required`` set for the error table. Bounded by the configured ``connect_timeout`` or the
+        deadline's budget, whichever is less."""
         s = self.settings
         mode = connect.sslmode(s)
-        first: BaseException | None = None
-        for number, ssl_arg in enumerate(attempts, start=1):
-            try:
-                return await self._connect_once(ssl_arg)
-            except BaseException as exc:
-                if number < len(attempts) and connect.falls_back(exc, tls=bool(ssl_arg)):
-                    first = exc
-                    continue
-                if connect.upgrade_refused(first) and isinstance(exc, TimeoutError):
-                    # Answered the SSLRequest with something other than 'S' (a PostgreSQL says 'N'), then
-                    # not the plaintext startup: a slow server, or a service that is not PostgreSQL at all.
-                    raise errors.ProbeTimeoutError(
-                        f"no answer from {s.endpoint} to the plaintext startup after it refused TLS:"
-                        " server overloaded or frozen — or is this really a PostgreSQL port? (a different service"
-                        " may listen on that port)"
-                    ) from exc
-                self.tls_required = bool(ssl_arg) and mode not in ("allow", "prefer")
-                if first is not None and connect.hides(first, exc):
-                    raise first from None
-                raise
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    async def _connect_once(self, ssl_arg: connect.SslArg) -> Any:
-        """One attempt, bounded by the configured ``connect_timeout`` or the deadline's budget, whichever is less."""
-        s = self.settings
         left = budget()
         try:
-            return await self._asyncpg_connect(ssl_arg, min(left, s.connect_timeout))
+            return await self._asyncpg_connect(ssl_arg, mode, min(left, s.connect_timeout))
         except TimeoutError as exc:
             if s.connect_timeout >= left:
                 raise  # the deadline's budget cut it: mapped as any connect timeout
@@ -154,13 +136,19 @@ class TimescaleProbe(WarmClient["TimescaleSettings", Any]):
                 f"connect to {s.endpoint} timed out after {s.connect_timeout:g} s (the configured connect_timeout:"
                 f" TIMESCALEDB_CONNECT_TIMEOUT or ?connect_timeout= in the URL): {SILENT_PEER}"
             ) from exc
+        except Exception as exc:
+            self.tls_required = bool(ssl_arg) and mode not in ("allow", "prefer")
+            first = exc.__cause__  # asyncpg's fallback raises the second attempt's error from the first's
+            if first is not None and connect.hides(first, exc):
+                raise first from None
+            raise
 
-    async def _asyncpg_connect(self, ssl_arg: connect.SslArg, limit: float) -> Any:
+    async def _asyncpg_connect(self, ssl_arg: connect.SslArg, mode: str, limit: float) -> Any:
         import asyncpg
 
         s = self.settings
-        with connect.scram_capped():  # a server's absurd SCRAM iteration count is refused, not computed
-            return await asyncpg.connect(
+        with connect.probe_connection(mode) as kept:
+            conn = await asyncpg.connect(
                 None,
                 host=s.host,
                 port=s.port,
@@ -181,11 +169,17 @@ class TimescaleProbe(WarmClient["TimescaleSettings", Any]):
                 },
                 **connect.gss_kwargs(),
             )
+            kept.append(conn)
+            return conn
 
     async def _query(self, conn: Any, rec: Recorder) -> None:
         s = self.settings
         with rec.phase("query"):
-            row = await conn.fetchrow(_CHECK_SQL, timeout=budget())
+            # COPY ... TO STDOUT is a simple-protocol query: one round trip, where a fetch (extended protocol,
+            # no prepared statement) takes two. CSV quoting keeps the one JSON value intact.
+            out: list[bytes] = []
+            await conn.copy_from_query(_CHECK_SQL, output=_appender(out), format="csv", timeout=budget())
+            row = json.loads(next(csv.reader([b"".join(out).decode()]))[0])
         record_peer_certificate(rec, conn._transport)  # private: asyncpg has no public transport accessor
         rec.details.update(
             server_version=row["server_version"],
@@ -207,6 +201,15 @@ class TimescaleProbe(WarmClient["TimescaleSettings", Any]):
                 raise errors.QueryError(
                     f"{self.endpoint}: {note} (TIMESCALEDB_REQUIRE_EXTENSION=true requires it)"
                 )
+
+
+def _appender(out: list[bytes]) -> Callable[[bytes], Awaitable[None]]:
+    """A COPY output for asyncpg: the chunks, kept in memory (no executor thread, as a file would take)."""
+
+    async def append(chunk: bytes) -> None:
+        out.append(chunk)
+
+    return append
 
 
 def os_user() -> str:
