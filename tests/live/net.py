@@ -79,6 +79,10 @@ class _Listener:
         # ``_conns`` only once ``_serve`` returned; closed before that, it would leak ("unclosed socket").
         self._thread.join(timeout=2)
         for conn in self._conns:
+            # shutdown() first: close() alone sends no FIN while a pump thread is blocked in recv() on the
+            # socket (the kernel keeps it open until that call returns), so the peer would never see the end.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 conn.close()
 
