@@ -20,7 +20,7 @@ from live.kafka import (
     client_connections,
     wait_until,
 )
-from live.net import BlackHole, ResetProxy, free_port
+from live.net import BlackHole, DelayProxy, ResetProxy, free_port
 
 from ingest_probe.connectors._net import use_resolver
 from ingest_probe.connectors.kafka.client import metadata_request, split_bootstrap
@@ -338,6 +338,19 @@ async def test_hung_tls_close_is_aborted_within_the_close_budget(kafka_tls: TlsK
                 assert client_connections(front) == 0
         finally:
             terminator.close()
+
+
+@pytest.mark.live
+async def test_tls_sockets_are_closed_when_the_check_returns(kafka_tls: TlsKafka) -> None:
+    """aiokafka closes the bootstrap connection politely and never waits: over TLS a close_notify round trip
+    left running, which outlived the test's event loop when the broker was slow to answer (ResourceWarning
+    "unclosed transport", test_tls_expiry's Kafka test under load). With the bootstrap connection behind a
+    0.3 s link, every time: once the check and its close return, no socket of ours to that link is open."""
+    with DelayProxy(kafka_tls.proxy.port, 0.3) as slow:
+        settings = kafka_settings(f"127.0.0.1:{slow.port}", security_protocol="SSL", ssl_cafile=str(kafka_tls.cafile))
+        result, _ = await run_once(KafkaProbe(settings), 10.0)
+        assert result.status is Status.OK, result.error
+        assert client_connections(slow.port) == 0
 
 
 @pytest.mark.live

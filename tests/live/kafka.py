@@ -363,6 +363,8 @@ class TlsTerminator:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
+        #: Every transport a connection opened (both sides), aborted at stop; aborting a closed one is a no-op.
+        self._transports: list[asyncio.BaseTransport] = []
         self._thread = threading.Thread(target=self._run, name="tls-terminator", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
@@ -379,15 +381,26 @@ class TlsTerminator:
         async with server:
             await self._stop.wait()
             server.close()
-        for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+        # Everything goes before the loop closes, or a socket outlives it ("unclosed transport" in whichever
+        # test the garbage collector runs next): every connection aborted (a polite TLS close would wait for
+        # a client that may be gone), every handler (and handshake) cancelled and awaited, then one more loop
+        # turn for the aborted transports' connection_lost.
+        for transport in self._transports:
+            transport.abort()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._transports.append(writer.transport)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
         except OSError:
             writer.close()
             return
+        self._transports.append(up_writer.transport)
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:

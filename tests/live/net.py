@@ -74,10 +74,17 @@ class _Listener:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
+        # The accept thread ends first: a connection it accepted just before the listener closed (a client's
+        # connect completes in the kernel backlog, long before a loaded machine runs this thread) is in
+        # ``_conns`` only once ``_serve`` returned; closed before that, it would leak ("unclosed socket").
+        self._thread.join(timeout=2)
         for conn in self._conns:
+            # shutdown() first: close() alone sends no FIN while a pump thread is blocked in recv() on the
+            # socket (the kernel keeps it open until that call returns), so the peer would never see the end.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 conn.close()
-        self._thread.join(timeout=2)
 
     def __enter__(self) -> Self:
         return self
@@ -159,6 +166,15 @@ class DelayProxy(_Listener):
                 dst.shutdown(socket.SHUT_WR)
 
 
+class _Pumped:
+    """One ResetProxy connection: the events its pump thread watches (reset now, expire) and sets (done), and
+    how many select rounds it has completed."""
+
+    def __init__(self) -> None:
+        self.reset, self.expire, self.done = threading.Event(), threading.Event(), threading.Event()
+        self.rounds = 0
+
+
 class ResetProxy(_Listener):
     """Forwards TCP to ``127.0.0.1:target`` and drops idle connections the way a middlebox does.
 
@@ -177,29 +193,23 @@ class ResetProxy(_Listener):
         self.resets = 0
         self._frozen = threading.Event()
         self._lock = threading.Lock()
-        #: Per open connection: (reset now, expire, done), events its pump thread watches. Its sockets
-        #: stay out of ``_conns``: only the pump thread touches them.
-        self._events: list[tuple[threading.Event, threading.Event, threading.Event]] = []
+        #: Per open connection, what its pump thread watches and reports. Its sockets stay out of ``_conns``:
+        #: only the pump thread touches them.
+        self._events: list[_Pumped] = []
         super().__init__(port or 0)
 
     def _serve(self, client: socket.socket) -> None:
         if (upstream := _dial(client, self.target)) is None:
             return
         self.accepted += 1
-        events = (threading.Event(), threading.Event(), threading.Event())
+        events = _Pumped()
         with self._lock:
             self._events.append(events)
-        threading.Thread(target=self._pump, args=(client, upstream, *events), daemon=True).start()
+        threading.Thread(target=self._pump, args=(client, upstream, events), daemon=True).start()
 
-    def _pump(
-        self,
-        client: socket.socket,
-        upstream: socket.socket,
-        reset: threading.Event,
-        expire: threading.Event,
-        done: threading.Event,
-    ) -> None:
+    def _pump(self, client: socket.socket, upstream: socket.socket, events: _Pumped) -> None:
         """One thread per connection, both directions, so only this thread ever touches the two sockets."""
+        reset, expire, done = events.reset, events.expire, events.done
         peer = {client: upstream, upstream: client}
         rst = False
         with selectors.DefaultSelector() as sel:
@@ -212,6 +222,7 @@ class ResetProxy(_Listener):
                         break
                     if self._frozen.is_set():
                         time.sleep(0.02)
+                        events.rounds += 1  # frozen: nothing is read, so nothing more to wait for
                         continue
                     if expire.is_set() and upstream in peer:
                         sel.unregister(upstream)  # forgotten: the server sees its client go
@@ -228,6 +239,7 @@ class ResetProxy(_Listener):
                         peer[src].sendall(data)
                     if rst:
                         break
+                    events.rounds += 1
             except OSError:
                 pass
         if rst:  # linger 0: close() sends an RST instead of a FIN
@@ -237,25 +249,34 @@ class ResetProxy(_Listener):
         upstream.close()
         done.set()
 
-    def _open(self) -> list[tuple[threading.Event, threading.Event, threading.Event]]:
+    def _open(self) -> list[_Pumped]:
+        """The connections open now. A client that hung up before this call is not counted, however late a
+        loaded machine runs its pump thread: each pump first finishes a select round begun after the call (its
+        select then sees the FIN the kernel already holds, and the pump ends), or ends."""
         with self._lock:
-            self._events = [e for e in self._events if not e[2].is_set()]
+            conns = list(self._events)
+        started = [(e, e.rounds) for e in conns]
+        deadline = time.monotonic() + 5
+        while any(not e.done.is_set() and e.rounds < r + 2 for e, r in started) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with self._lock:
+            self._events = [e for e in self._events if not e.done.is_set()]
             return list(self._events)
 
     def reset_clients(self) -> int:
         """RST every open client connection now (returns once they are all reset); how many there were."""
         conns = self._open()
-        for reset, _, _ in conns:
-            reset.set()
-        for _, _, done in conns:
-            done.wait(5)
+        for e in conns:
+            e.reset.set()
+        for e in conns:
+            e.done.wait(5)
         return len(conns)
 
     def expire_clients(self) -> int:
         """Forget every open connection: closed upstream now, RST to the client when it next sends."""
         conns = self._open()
-        for _, expire, _ in conns:
-            expire.set()
+        for e in conns:
+            e.expire.set()
         time.sleep(0.1)  # the pump threads close the upstream sides (select timeout 0.02 s)
         return len(conns)
 
@@ -268,8 +289,8 @@ class ResetProxy(_Listener):
     def close(self) -> None:
         self.thaw()
         super().close()
-        for _, _, done in self._open():
-            done.wait(5)
+        for e in self._open():
+            e.done.wait(5)
 
 
 class JunkServer(_Listener):

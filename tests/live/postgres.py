@@ -417,12 +417,20 @@ class PostgresServer:
         return [root, *children]
 
     def freeze(self) -> None:
-        """SIGSTOP the postmaster, then its children: TCP still connects (kernel backlog), nothing answers."""
-        pids = self._process_tree()
-        for pid in pids:
+        """SIGSTOP the postmaster, then its children: TCP still connects (kernel backlog), nothing answers.
+
+        Each is stopped on return; the children are listed once the postmaster is, so none forked meanwhile
+        is missed."""
+        root = self.postmaster_pid
+        if root is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            stop_process(root)
+        self._frozen = [root]
+        for pid in self._process_tree()[1:]:
             with contextlib.suppress(ProcessLookupError):
-                stop_process(pid)  # stopped on return
-        self._frozen = pids
+                stop_process(pid)
+            self._frozen.append(pid)
 
     def thaw(self) -> None:
         for pid in reversed(self._frozen):
