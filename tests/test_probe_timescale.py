@@ -700,3 +700,19 @@ async def test_a_connect_cancelled_right_after_the_tcp_connect_leaves_no_unretri
     gc.collect()
     await asyncio.sleep(0)
     assert seen == []
+
+
+def test_asyncpg_private_internals_still_exist() -> None:
+    """The private asyncpg names the connect hooks replace for our own connects (the TLS upgrade protocol, the
+    parsed connect parameters and their sslmode) are still there: an upgrade that moves them fails here, by
+    name, not as a probe's internal error."""
+    import inspect
+
+    from asyncpg import connect_utils
+
+    assert inspect.isclass(connect_utils.TLSUpgradeProto)
+    for method in ("connection_made", "connection_lost", "data_received"):
+        assert callable(getattr(connect_utils.TLSUpgradeProto, method, None)), method
+    assert callable(connect_utils._parse_connect_arguments)
+    assert "sslmode" in connect_utils._ConnectionParameters._fields
+    assert connect_utils.SSLMode.parse("prefer") is connect_utils.SSLMode.prefer
