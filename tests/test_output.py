@@ -399,6 +399,15 @@ def test_closed_stdout_is_exit_3_before_anything_runs(argv):
     assert done.stderr.startswith("ingest-probe: error: cannot write report")
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["report", "--help"], ["--version"]])
+def test_help_to_a_closed_stdout_is_exit_3(argv):
+    """`ingest-probe --help >&-`: the text went nowhere, so exit 3 with one line, not a silent exit 0."""
+    done = subprocess.run(["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m", "ingest_probe", *argv],
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr == "ingest-probe: error: cannot write help: stdout is closed\n"
+
+
 def test_reader_gone_is_exit_3_with_one_line_and_no_python_noise():
     """A stdout pipe whose reader has gone (EPIPE): exit 3, one line, no "Exception ignored ... BrokenPipeError"."""
     r, w = os.pipe()

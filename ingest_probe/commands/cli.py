@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         args = [a for a in args if a != "--debug"]
         if not args and not os.environ.get(COMPLETE_VAR):  # a completion request comes with no arguments
             _fail("missing command: try 'ingest-probe --help'", errors.UsageError.exit_code)
+        if sys.stdout is None and {"-h", "--help", "--version"} & set(args):  # `ingest-probe --help >&-`
+            _fail("cannot write help: stdout is closed", errors.UsageError.exit_code)
         _run(args, debug)
 
 
