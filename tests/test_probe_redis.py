@@ -453,3 +453,16 @@ async def test_warm_connection_reset_by_a_middlebox_reconnects_once(redis_server
             await probe.aclose()
     await wait_for_clients(redis_server, name, 0)
     assert_no_stray_tasks()
+
+
+@pytest.mark.live
+async def test_tls_socket_is_closed_when_the_check_returns(redis_tls_server: Any) -> None:
+    """TLS through a slow path (a 0.3 s proxy): once the check and its close return, no socket of ours is
+    still waiting for the server's TLS close_notify (a loop closing now would leak it)."""
+    from live.kafka import client_connections
+    from live.net import DelayProxy
+
+    with DelayProxy(redis_tls_server.port, 0.3) as slow:
+        result, _ = await run_once(RedisProbe(redis_tls_server.settings(port=slow.port)), 10.0)
+        assert result.status is Status.OK, result.error
+        assert client_connections(slow.port) == 0

@@ -648,3 +648,55 @@ def test_stuck_sqlite_call_does_not_hold_the_process_exit(tmp_path: Path) -> Non
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2, proc.stderr
     assert "timescale down [timeout]" in proc.stderr
+
+
+async def test_a_refused_tls_attempt_leaves_no_socket_behind(pg_tls_server: PostgresServer) -> None:
+    """The server refuses a TLS login (no client certificate) and is slow to hang up (a 0.3 s proxy): when the
+    check returns, no socket of ours is left open waiting for the TLS close (the loop may close right away)."""
+    tls = pg_tls_server.tls
+    assert tls is not None
+    with DelayProxy(pg_tls_server.port, 0.3) as proxy:
+        s = pg_settings(pg_tls_server, user=CERT_USER, password=None, sslmode="verify-full",
+                        sslrootcert=str(tls.ca), port=proxy.port)
+        result, _ = await run_once(TimescaleProbe(s), 5.0)
+        assert_failed(result, "auth", CERT_USER)
+        assert client_connections(proxy.port) == 0
+
+
+@pytest.mark.live
+async def test_a_connect_cancelled_right_after_the_tcp_connect_leaves_no_unretrieved_future(
+    pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel (SIGTERM's, a deadline's) landing between the TCP connect and asyncpg's TLS negotiation: asyncpg
+    never awaits the negotiation's future, whose ConnectionError asyncio would then log as "Future exception
+    was never retrieved" (seen on a CLI run's stderr after SIGTERM). The probe retrieves it."""
+    import asyncio
+    import gc
+
+    from asyncpg import connect_utils
+
+    from ingest_probe.results import Recorder
+
+    seen: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: seen.append(ctx["message"]))
+    task = asyncio.current_task()
+    assert task is not None
+    made = connect_utils.TLSUpgradeProto.connection_made
+
+    def cancel_now(self: Any, transport: Any) -> None:
+        made(self, transport)
+        task.cancel()  # what a signal's cancel does at that moment
+
+    monkeypatch.setattr(connect_utils.TLSUpgradeProto, "connection_made", cancel_now)
+    probe = TimescaleProbe(pg_settings(pg_server, sslmode="prefer"))
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await probe.check(Recorder())
+        task.uncancel()
+    finally:
+        await probe.aclose()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    gc.collect()
+    await asyncio.sleep(0)
+    assert seen == []

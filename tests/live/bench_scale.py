@@ -40,9 +40,8 @@ GOAL_RSS_MIB = 150.0
 GOAL_LINEARITY = 1.5
 #: Descriptors the event loop itself opens (epoll, its self-pipe), counted in "peak descriptors added".
 LOOP_FDS = 3
-#: Sockets one probe in flight may hold: PostgreSQL's sslmode=prefer tries TLS on one connection and, refused,
-#: plaintext on a second (as libpq does), the first one possibly still closing.
-SOCKETS = {"redis": 1, "timescale": 2}
+#: Sockets one probe in flight holds (PostgreSQL's sslmode=prefer falls back to plaintext on the same one).
+SOCKETS = {"redis": 1, "timescale": 1}
 
 CHILD = r'''
 import json, os, resource, sys, threading, time

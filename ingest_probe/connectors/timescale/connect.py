@@ -132,6 +132,14 @@ def _recording_upgrade_protocol() -> type[Any]:
                 attempts.append(transport)
             super().connection_made(transport)
 
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            # Cancelled between the TCP connect and create_connection's return (SIGTERM, the deadline), asyncpg
+            # never awaits ``on_data``: retrieved here, or asyncio logs "Future exception was never retrieved"
+            # (on a CLI run's stderr). Whoever still awaits it gets the exception all the same.
+            if self.on_data.done() and not self.on_data.cancelled():
+                self.on_data.exception()
+
     return RecordingTLSUpgradeProto
 
 
